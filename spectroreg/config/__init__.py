@@ -1,0 +1,1 @@
+"""Configuration: Distribution's YAML format plus ``REGISTRY_*`` overrides, validated into ``settings``."""

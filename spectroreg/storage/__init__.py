@@ -1,0 +1,1 @@
+"""Storage drivers: byte storage by path (``IStorageDriver``) and its implementations."""
