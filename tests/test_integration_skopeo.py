@@ -1,0 +1,187 @@
+"""
+The real daemon, driven by Debian's skopeo over real HTTP.
+
+Images made by ``tests.support.images`` (a three-layer image, a
+three-platform index, their Docker schema 2 twins) are copied into a
+registry on 127.0.0.1 and back out, and every digest is compared with what
+was built. The same tests run against spectroreg on filesystem and
+in-memory storage, and against Debian's ``docker-registry`` (which proves
+the tests themselves).
+"""
+
+import json
+import os
+
+from twisted.trial import unittest
+
+from tests.support import images
+from tests.support.registries import start_registry
+from tests.support.skopeo import Skopeo, SkopeoError
+
+
+class SkopeoRoundTripMixin(object):
+    """Copy in, copy out, compare digests. Subclasses set C{kind} and C{storage}."""
+
+    kind = None
+    storage = "filesystem"
+
+    def setUp(self):
+        self.work = os.path.abspath(self.mktemp())
+        os.makedirs(self.work)
+        self.root = os.path.join(self.work, "root") if self.storage == "filesystem" else None
+        self.server = self.start_server()
+        self.skopeo = Skopeo(os.path.join(self.work, "skopeo"))
+
+    def start_server(self, delete=True, name="server"):
+        server = start_registry(self.kind, self.root, os.path.join(self.work, name), delete=delete)
+        self.addCleanup(server.kill)
+        return server
+
+    def ref(self, repository, tag=None, server=None):
+        server = server or self.server
+        return "docker://{}/{}{}".format(server.netloc, repository, ":" + tag if tag else "")
+
+    def oci(self, artifact, tag):
+        path = os.path.join(self.work, "in-{}".format(artifact.digest[7:19]))
+        if not os.path.exists(path):
+            images.write_oci_layout(path, artifact, tag)
+        return "oci:{}:{}".format(path, tag)
+
+    def assert_oci_layout_holds(self, path, tag, artifact):
+        """The layout at C{path} holds exactly C{artifact}'s bytes under C{tag}."""
+        descriptor, blobs = images.read_oci_layout(path, tag)
+        self.assertEqual(descriptor["digest"], artifact.digest)
+        self.assertEqual(descriptor["mediaType"], artifact.media_type)
+        expected = {blob.digest: blob.data for blob in artifact.all_blobs()}
+        self.assertEqual(sorted(blobs), sorted(expected))
+        for digest, data in expected.items():
+            self.assertTrue(blobs[digest] == data, "content of {} differs".format(digest))
+
+    def assert_blobs_on_disk(self, artifact):
+        """With filesystem storage every blob sits at Distribution's path."""
+        if self.root is None:
+            return
+        for blob in artifact.all_blobs():
+            hexdigest = blob.digest.split(":", 1)[1]
+            path = os.path.join(self.root, "docker", "registry", "v2", "blobs", "sha256",
+                                hexdigest[:2], hexdigest, "data")
+            with open(path, "rb") as f:
+                self.assertTrue(f.read() == blob.data, "{} differs on disk".format(path))
+
+    def test_multi_layer_image_round_trip(self):
+        """A three-layer OCI image goes in and comes back out with the same digests."""
+        image = images.Image("skopeo-image")
+        self.skopeo.copy(self.oci(image, "v1"), self.ref("library/app", "v1"))
+        out = os.path.join(self.work, "out")
+        self.skopeo.copy(self.ref("library/app", "v1"), "oci:{}:v1".format(out))
+        self.assert_oci_layout_holds(out, "v1", image)
+        raw = self.skopeo.inspect_raw(self.ref("library/app", "v1"))
+        self.assertEqual(raw, image.manifest.data)
+        by_digest = self.skopeo.inspect_raw(self.ref("library/app") + "@" + image.digest)
+        self.assertEqual(by_digest, image.manifest.data)
+        self.assert_blobs_on_disk(image)
+
+    def test_multi_arch_index_round_trip(self):
+        """A three-platform OCI index copied with --all keeps every digest both ways."""
+        index = images.Index("skopeo-index")
+        self.skopeo.copy(self.oci(index, "multi"), self.ref("team/multi", "multi"), all_images=True)
+        out = os.path.join(self.work, "out")
+        self.skopeo.copy(self.ref("team/multi", "multi"), "oci:{}:multi".format(out),
+                         all_images=True)
+        self.assert_oci_layout_holds(out, "multi", index)
+        self.assertEqual(self.skopeo.inspect_raw(self.ref("team/multi", "multi")),
+                         index.manifest.data)
+        for image in index.images:
+            raw = self.skopeo.inspect_raw(self.ref("team/multi") + "@" + image.digest)
+            self.assertEqual(raw, image.manifest.data)
+        self.assert_blobs_on_disk(index)
+
+    def test_docker_schema2_round_trip(self):
+        """Docker schema 2 manifests and manifest lists are stored and served byte for byte."""
+        image = images.Image("skopeo-docker", flavour="docker")
+        index = images.Index("skopeo-docker-list", flavour="docker")
+        image_dir = images.write_dir_layout(os.path.join(self.work, "d-image"), image)
+        list_dir = images.write_dir_layout(os.path.join(self.work, "d-list"), index)
+        self.skopeo.copy("dir:" + image_dir, self.ref("docker/image", "v2"))
+        self.skopeo.copy("dir:" + list_dir, self.ref("docker/list", "v2"), all_images=True)
+        for artifact, repository in ((image, "docker/image"), (index, "docker/list")):
+            out = os.path.join(self.work, "out-" + repository.replace("/", "-"))
+            self.skopeo.copy(self.ref(repository, "v2"), "dir:" + out, all_images=True)
+            top, blobs = images.read_dir_layout(out)
+            self.assertEqual(top, artifact.manifest.data)
+            self.assertEqual(sorted(blobs), sorted(b.digest for b in artifact.all_blobs()))
+            inspected = self.skopeo.inspect(self.ref(repository, "v2")) if artifact is image else None
+            if inspected is not None:
+                self.assertEqual(inspected["Digest"], image.digest)
+                self.assertEqual(inspected["Layers"], [layer.digest for layer in image.layers])
+
+    def test_convert_to_schema2(self):
+        """skopeo --format v2s2 pushes a converted manifest; what it pushed is what is served."""
+        image = images.Image("skopeo-convert")
+        self.skopeo.copy(self.oci(image, "v1"), self.ref("convert/me", "v1"), format="v2s2")
+        raw = self.skopeo.inspect_raw(self.ref("convert/me", "v1"))
+        manifest = json.loads(raw)
+        self.assertEqual(manifest["mediaType"], images.DOCKER_MANIFEST)
+        self.assertEqual([layer["digest"] for layer in manifest["layers"]],
+                         [layer.digest for layer in image.layers])
+        inspected = self.skopeo.inspect(self.ref("convert/me", "v1"))
+        self.assertEqual(inspected["Digest"], images.sha256_digest(raw))
+        out = os.path.join(self.work, "out")
+        self.skopeo.copy(self.ref("convert/me", "v1"), "dir:" + out)
+        top, blobs = images.read_dir_layout(out)
+        self.assertEqual(top, raw)
+        for layer in image.layers:
+            self.assertTrue(blobs[layer.digest] == layer.data)
+
+    def test_tags_and_cross_repository_copy(self):
+        """Several tags list in order; a registry-to-registry copy mounts and keeps digests."""
+        image = images.Image("skopeo-tags", layer_sizes=(4096, 8192))
+        for tag in ("v1", "latest", "1.0.0", "beta_2"):
+            self.skopeo.copy(self.oci(image, "src"), self.ref("tags/repo", tag))
+        self.assertEqual(sorted(self.skopeo.list_tags(self.ref("tags/repo"))),
+                         ["1.0.0", "beta_2", "latest", "v1"])
+        self.skopeo.copy(self.ref("tags/repo", "v1"), self.ref("tags/other", "copied"))
+        self.assertEqual(self.skopeo.inspect_raw(self.ref("tags/other", "copied")),
+                         image.manifest.data)
+        self.assertEqual(self.skopeo.list_tags(self.ref("tags/other")), ["copied"])
+
+    def test_delete(self):
+        """skopeo delete removes the manifest: its tags go and it no longer pulls."""
+        image = images.Image("skopeo-delete", layer_sizes=(4096,))
+        keep = images.Image("skopeo-keep", layer_sizes=(4096,))
+        self.skopeo.copy(self.oci(image, "v1"), self.ref("del/repo", "gone"))
+        self.skopeo.copy(self.oci(keep, "v1"), self.ref("del/repo", "kept"))
+        self.skopeo.delete(self.ref("del/repo", "gone"))
+        self.assertEqual(self.skopeo.list_tags(self.ref("del/repo")), ["kept"])
+        with self.assertRaises(SkopeoError) as raised:
+            self.skopeo.inspect_raw(self.ref("del/repo") + "@" + image.digest)
+        self.assertIn("manifest unknown", raised.exception.stderr.lower())
+        self.assertEqual(self.skopeo.inspect_raw(self.ref("del/repo", "kept")), keep.manifest.data)
+
+    def test_delete_disabled(self):
+        """With deletes disabled, skopeo delete fails and the image still pulls."""
+        self.server.kill()
+        self.server = self.start_server(delete=False, name="nodelete")
+        image = images.Image("skopeo-nodelete", layer_sizes=(4096,))
+        self.skopeo.copy(self.oci(image, "v1"), self.ref("del/locked", "v1"))
+        with self.assertRaises(SkopeoError) as raised:
+            self.skopeo.delete(self.ref("del/locked", "v1"))
+        self.assertIn("405", raised.exception.stderr + raised.exception.stdout)
+        self.assertEqual(self.skopeo.inspect_raw(self.ref("del/locked", "v1")), image.manifest.data)
+
+
+class SpectroregFilesystemSkopeoTests(SkopeoRoundTripMixin, unittest.TestCase):
+    kind = "spectroreg"
+    storage = "filesystem"
+
+
+class SpectroregInMemorySkopeoTests(SkopeoRoundTripMixin, unittest.TestCase):
+    kind = "spectroreg"
+    storage = "inmemory"
+
+
+class ReferenceFilesystemSkopeoTests(SkopeoRoundTripMixin, unittest.TestCase):
+    """The same tests against Distribution 2.8: proof that they test the right thing."""
+
+    kind = "docker-registry"
+    storage = "filesystem"
