@@ -29,8 +29,8 @@ class SkopeoRoundTripMixin(object):
         self.work = os.path.abspath(self.mktemp())
         os.makedirs(self.work)
         self.root = os.path.join(self.work, "root") if self.storage == "filesystem" else None
-        self.server = self.start_server()
         self.skopeo = Skopeo(os.path.join(self.work, "skopeo"))
+        self.server = self.start_server()
 
     def start_server(self, delete=True, name="server"):
         server = start_registry(self.kind, self.root, os.path.join(self.work, name), delete=delete)

@@ -21,6 +21,7 @@ import tempfile
 
 import yaml
 
+from tests.support.requirements import require_external
 from tests.support.reference import (
     ServerProcess,
     clean_environment,
@@ -49,6 +50,7 @@ def spectroreg_config(root_directory=None, delete=True, port=0, htpasswd=None):
 
 def start_spectroreg(root_directory=None, workdir=None, delete=True, htpasswd=None, timeout=30.0):
     """Start ``python -m spectroreg serve CONFIG`` and wait until ``/v2/`` answers."""
+    require_external("the spectroreg daemon running as a server on 127.0.0.1")
     if workdir is None:
         workdir = tempfile.mkdtemp(prefix="spectroreg-")
     os.makedirs(workdir, exist_ok=True)

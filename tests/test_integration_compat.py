@@ -1,0 +1,147 @@
+"""
+Switching between Distribution 2.8 and spectroreg on the same data.
+
+A tree written by Debian's ``docker-registry`` is served by spectroreg, and
+a tree written by spectroreg is served by ``docker-registry``: skopeo pulls
+back the same digests either way. The same images pushed into each server
+leave the same files under ``docker/registry/v2`` with byte-identical
+``link`` files and blob data.
+"""
+
+import os
+
+from twisted.trial import unittest
+
+from tests.support import images
+from tests.support.registries import start_registry
+from tests.support.skopeo import Skopeo
+
+LAYOUT_ROOT = ("docker", "registry", "v2")
+# Paths one server may have and the other not: uploads in flight (and Go's
+# private hash states) and spectroreg's own referrers index.
+IGNORED_PARTS = ("_uploads", "_referrers")
+
+
+def tree_files(root):
+    """{relative path: bytes} of every file under ``ROOT/docker/registry/v2``."""
+    base = os.path.join(root, *LAYOUT_ROOT)
+    found = {}
+    for directory, _, files in os.walk(base):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, base)] = f.read()
+    return found
+
+
+def comparable(files):
+    return {path: data for path, data in files.items()
+            if not any(part in IGNORED_PARTS for part in path.split(os.sep))}
+
+
+class CompatibilityTests(unittest.TestCase):
+    """Each test writes a tree with one server and reads it with the other."""
+
+    def setUp(self):
+        self.work = os.path.abspath(self.mktemp())
+        os.makedirs(self.work)
+        self.skopeo = Skopeo(os.path.join(self.work, "skopeo"))
+        self.image = images.Image("compat-image")
+        self.index = images.Index("compat-index")
+        self.docker_list = images.Index("compat-docker", flavour="docker")
+        self.sources = {
+            "oci-image": ("oci:" + images.write_oci_layout(
+                os.path.join(self.work, "image"), self.image, "v1") + ":v1", self.image),
+            "oci-index": ("oci:" + images.write_oci_layout(
+                os.path.join(self.work, "index"), self.index, "multi") + ":multi", self.index),
+            "docker-list": ("dir:" + images.write_dir_layout(
+                os.path.join(self.work, "docker-list"), self.docker_list), self.docker_list),
+        }
+        self.started = 0
+
+    def start(self, kind, root):
+        self.started += 1
+        server = start_registry(kind, root, os.path.join(self.work, "{}-{}".format(kind, self.started)))
+        self.addCleanup(server.kill)
+        return server
+
+    def push_all(self, server):
+        """Push the three test artifacts into C{server} (all under ``compat/…``)."""
+        for name, (source, _) in sorted(self.sources.items()):
+            self.skopeo.copy(source, "docker://{}/compat/{}:v1".format(server.netloc, name),
+                             all_images=True)
+
+    def assert_pulls_back(self, server, label):
+        """Every artifact pulls back from C{server} with the digests it was built with."""
+        for name, (_, artifact) in sorted(self.sources.items()):
+            reference = "docker://{}/compat/{}:v1".format(server.netloc, name)
+            out = os.path.join(self.work, "pulled-{}-{}".format(label, name))
+            self.skopeo.copy(reference, "dir:" + out, all_images=True)
+            top, blobs = images.read_dir_layout(out)
+            self.assertEqual(images.sha256_digest(top), artifact.digest,
+                             "{}: top manifest of {} differs".format(label, name))
+            self.assertEqual(sorted(blobs), sorted(b.digest for b in artifact.all_blobs()),
+                             "{}: blobs of {} differ".format(label, name))
+            self.assertIn("v1", self.skopeo.list_tags("docker://{}/compat/{}".format(
+                server.netloc, name)))
+
+    def hand_over(self, writer, reader):
+        """C{writer} writes a tree, stops; C{reader} serves the same root directory."""
+        root = os.path.join(self.work, "root")
+        first = self.start(writer, root)
+        self.push_all(first)
+        first.stop()
+        second = self.start(reader, root)
+        self.assert_pulls_back(second, "{}-to-{}".format(writer, reader))
+        return root, second
+
+    def test_distribution_tree_served_by_spectroreg(self):
+        """A tree written by docker-registry pulls back through spectroreg, same digests."""
+        self.hand_over("docker-registry", "spectroreg")
+
+    def test_spectroreg_tree_served_by_distribution(self):
+        """A tree written by spectroreg pulls back through docker-registry, same digests."""
+        self.hand_over("spectroreg", "docker-registry")
+
+    def test_switch_back_and_forth(self):
+        """spectroreg adds to a Distribution tree; Distribution then serves old and new."""
+        root, spectroreg = self.hand_over("docker-registry", "spectroreg")
+        extra = images.Image("compat-extra", layer_sizes=(8192, 16384))
+        self.skopeo.copy("oci:" + images.write_oci_layout(
+            os.path.join(self.work, "extra"), extra, "v1") + ":v1",
+            "docker://{}/compat/extra:v1".format(spectroreg.netloc))
+        # Same layers under a second repository: a mount, not a new upload.
+        self.skopeo.copy(self.sources["oci-image"][0],
+                         "docker://{}/compat/oci-image:again".format(spectroreg.netloc))
+        spectroreg.stop()
+        distribution = self.start("docker-registry", root)
+        self.assert_pulls_back(distribution, "back")
+        out = os.path.join(self.work, "pulled-extra")
+        self.skopeo.copy("docker://{}/compat/extra:v1".format(distribution.netloc), "dir:" + out)
+        top, blobs = images.read_dir_layout(out)
+        self.assertEqual(top, extra.manifest.data)
+        self.assertEqual(sorted(blobs), sorted(b.digest for b in extra.all_blobs()))
+        self.assertEqual(sorted(self.skopeo.list_tags(
+            "docker://{}/compat/oci-image".format(distribution.netloc))), ["again", "v1"])
+
+    def test_same_layout_on_disk(self):
+        """The same pushes leave the same paths and byte-identical links and blobs."""
+        trees = {}
+        for kind in ("docker-registry", "spectroreg"):
+            root = os.path.join(self.work, "tree-" + kind)
+            server = self.start(kind, root)
+            self.push_all(server)
+            server.stop()
+            trees[kind] = tree_files(root)
+        reference, ours = trees["docker-registry"], trees["spectroreg"]
+        self.assertTrue(reference, "docker-registry wrote nothing")
+        only_reference = sorted(set(comparable(reference)) - set(comparable(ours)))
+        only_ours = sorted(set(comparable(ours)) - set(comparable(reference)))
+        self.assertEqual((only_reference, only_ours), ([], []),
+                         "paths only in docker-registry's tree / only in spectroreg's")
+        different = sorted(path for path in comparable(reference)
+                           if reference[path] != ours[path])
+        self.assertEqual(different, [], "files whose bytes differ")
+        # After every push completed nothing of the uploads is left behind.
+        leftovers = sorted(path for path in ours if "_uploads" in path.split(os.sep))
+        self.assertEqual(leftovers, [], "upload files left in spectroreg's tree")
