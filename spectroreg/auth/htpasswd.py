@@ -1,0 +1,320 @@
+"""
+``auth.htpasswd``: HTTP Basic authentication against an htpasswd file.
+
+What it does beyond Distribution's implementation:
+
+- bcrypt runs in a bounded number of threads, never on the reactor thread,
+  and only when a credential was not verified recently: verified credentials
+  are remembered in L{VerifiedCredentials} (keyed by an HMAC under a
+  per-process key), which a changed password or a reloaded file invalidates;
+- the file is re-read when its mtime, size or inode changes (checked at most
+  every C{check_interval} seconds, and before every bcrypt check, so a user
+  just added can log in at once), or on L{HtpasswdAuthenticator.reload}
+  (SIGHUP);
+- repeated failures from one client address are answered with
+  L{TooManyRequests} for a while (L{FailureThrottle});
+- passwords longer than 72 bytes are refused on every bcrypt version (bcrypt
+  would only look at their first 72 bytes).
+"""
+
+import base64
+import os
+import stat
+from collections import Counter
+
+import bcrypt
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from spectroreg.auth.basic import MalformedCredentials, parse_basic
+from spectroreg.auth.cache import VerifiedCredentials
+from spectroreg.auth.htpasswd_file import MAX_PASSWORD_BYTES, bcrypt_cost, parse_htpasswd
+from spectroreg.auth.interfaces import IAuthenticator, TooManyRequests, Unauthorized
+from spectroreg.auth.throttle import FailureThrottle
+from spectroreg.config.errors import ConfigError
+
+log = Logger(namespace="spectroreg.auth.htpasswd")
+
+DEFAULT_COST = 10  # what Distribution (Go's bcrypt.DefaultCost) uses for the generated user
+
+
+def _stamp(path):
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError("{} is not a regular file".format(path))
+    return (info.st_mtime_ns, info.st_size, info.st_ino, info.st_dev)
+
+
+def _dummy_hash(cost):
+    return bcrypt.hashpw(base64.b64encode(os.urandom(16)), bcrypt.gensalt(cost))
+
+
+def _typical_cost(users):
+    costs = Counter(bcrypt_cost(hashed) for hashed in users.values())
+    costs.pop(None, None)
+    return costs.most_common(1)[0][0] if costs else DEFAULT_COST
+
+
+def _load(path, previous_stamp, dummy_costs):
+    """
+    Blocking: read C{path} when its stamp differs from C{previous_stamp}.
+
+    @return: None when unchanged, else (stamp, entries, dummy) where dummy
+        is (cost, hash) when a dummy hash of a new cost was needed, or None.
+    """
+    stamp = _stamp(path)
+    if stamp == previous_stamp:
+        return None
+    with open(path, "rb") as handle:
+        data = handle.read()
+    entries = parse_htpasswd(data, path)
+    cost = _typical_cost(entries.users)
+    dummy = None if cost in dummy_costs else (cost, _dummy_hash(cost))
+    return stamp, entries, dummy
+
+
+def _check_password(password, hashed):
+    """Blocking (bcrypt): does C{password} match C{hashed}?"""
+    try:
+        return bcrypt.checkpw(password, hashed)
+    except ValueError:
+        return False
+
+
+def ensure_htpasswd_file(path):
+    """
+    Create a missing htpasswd file with one user, C{docker}, and a random
+    password that is logged once at WARN (as Distribution does); the folder
+    it creates is 0700 and the file 0600. Blocking: call at startup.
+
+    @return: True when the file was created.
+    """
+    if os.path.lexists(path):
+        return False
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700)
+        os.chmod(directory, 0o700)
+    password = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=")
+    line = b"docker:" + bcrypt.hashpw(password, bcrypt.gensalt(DEFAULT_COST)) + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    # The only place this password is ever shown.
+    log.warn(
+        "htpasswd file {path} was missing: created it with user \"docker\" and "
+        "password {password} (change it with 'htpasswd -B {path} docker')",
+        path=path,
+        password=password.decode("ascii"),
+    )
+    return True
+
+
+class BlockingRunner:
+    """
+    Runs blocking functions on the reactor's thread pool, at most C{limit}
+    at a time; when C{max_waiting} calls already wait, new ones fail with
+    L{TooManyRequests} instead of queueing without bound.
+    """
+
+    def __init__(self, reactor, limit=2, max_waiting=256):
+        self._reactor = reactor
+        self._semaphore = defer.DeferredSemaphore(limit)
+        self.max_waiting = max_waiting
+
+    def __call__(self, function, *args):
+        if len(self._semaphore.waiting) >= self.max_waiting:
+            return defer.fail(TooManyRequests(1))
+        pool = self._reactor.getThreadPool()
+        return self._semaphore.run(deferToThreadPool, self._reactor, pool, function, *args)
+
+
+def _default_limit():
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@implementer(IAuthenticator)
+class HtpasswdAuthenticator:
+    """
+    @param path: the htpasswd file (created when missing).
+    @param realm: the Basic realm of the challenge.
+    @param reactor: provides C{seconds()} and a thread pool; the default
+        reactor when None.
+    @param run_blocking: C{callable(function, *args) -> Deferred} that runs
+        blocking work (bcrypt, file reads) off the reactor thread; a
+        L{BlockingRunner} by default.
+    @param check_interval: seconds between checks of the file's mtime on
+        the fast (cached) path.
+    @param throttle: a L{FailureThrottle}; one on C{reactor}'s clock by default.
+    @raise ConfigError: the file cannot be created or read.
+    """
+
+    def __init__(
+        self,
+        path,
+        realm,
+        reactor=None,
+        run_blocking=None,
+        check_interval=1.0,
+        throttle=None,
+        cache_size=1024,
+    ):
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self.path = path
+        self.realm = realm
+        self._run = run_blocking if run_blocking is not None else BlockingRunner(
+            reactor, limit=_default_limit()
+        )
+        self.check_interval = check_interval
+        self.throttle = throttle if throttle is not None else FailureThrottle(reactor)
+        self._cache = VerifiedCredentials(cache_size)
+        self._users = {}
+        self._stamp = None
+        self._dummies = {}
+        self._refreshing = None
+        try:
+            ensure_htpasswd_file(path)
+            loaded = _load(path, None, self._dummies)
+        except OSError as error:
+            raise ConfigError(
+                "auth.htpasswd.path: cannot use htpasswd file {}: {}".format(
+                    path, error.strerror or error
+                )
+            ) from None
+        self._apply(loaded)
+        self._last_check = reactor.seconds()
+
+    # IAuthenticator
+
+    def challenge(self):
+        realm = self.realm.replace("\\", "\\\\").replace('"', '\\"')
+        return [("WWW-Authenticate", 'Basic realm="{}"'.format(realm))]
+
+    def authenticate(self, authorization, client):
+        try:
+            self.throttle.check(client)
+        except TooManyRequests as error:
+            return defer.fail(error)
+        if authorization is None:
+            return defer.fail(Unauthorized())
+        try:
+            user, password = parse_basic(authorization)
+        except MalformedCredentials as error:
+            self.throttle.failure(client)
+            return defer.fail(Unauthorized(str(error)))
+        # Fast path: no thread, no coroutine, when the credentials were
+        # verified recently and the file was checked recently.
+        if self._reactor.seconds() - self._last_check < self.check_interval:
+            hashed = self._users.get(user)
+            if hashed is not None and self._cache.lookup(
+                self._cache.fingerprint(user, password), user, hashed
+            ):
+                return defer.succeed(user)
+        return defer.ensureDeferred(self._authenticate(user, password, client))
+
+    # Reloading
+
+    def reload(self):
+        """
+        Re-read the file now (SIGHUP). A failed read keeps the current users
+        and logs why.
+
+        @return: a Deferred firing with True when the users were replaced.
+        """
+        self._stamp = None
+        return defer.ensureDeferred(self._refresh())
+
+    # Internals
+
+    async def _authenticate(self, user, password, client):
+        await self._refresh()
+        hashed = self._users.get(user)
+        fingerprint = self._cache.fingerprint(user, password)
+        if hashed is not None and self._cache.lookup(fingerprint, user, hashed):
+            return user
+        if len(password) > MAX_PASSWORD_BYTES:
+            # bcrypt would compare only the first 72 bytes: refuse rather
+            # than let a prefix stand for the whole password.
+            self.throttle.failure(client)
+            log.info(
+                "refused a password longer than {limit} bytes for user {user}",
+                limit=MAX_PASSWORD_BYTES,
+                user=user,
+            )
+            raise Unauthorized("password longer than 72 bytes")
+        # Unknown users are checked against a dummy hash of the usual cost,
+        # so the answer takes as long as for a known user.
+        against = hashed if hashed is not None else self._dummy()
+        matched = await self._run(_check_password, password, against)
+        if matched and hashed is not None and self._users.get(user) == hashed:
+            self._cache.remember(fingerprint, user, hashed)
+            self.throttle.success(client)
+            return user
+        self.throttle.failure(client)
+        try:
+            self.throttle.check(client)
+        except TooManyRequests as error:
+            log.warn(
+                "client {client} blocked for {seconds} s after repeated failed logins",
+                client=client,
+                seconds=error.retry_after,
+            )
+        raise Unauthorized("wrong user name or password")
+
+    def _dummy(self):
+        cost = _typical_cost(self._users)
+        return self._dummies.get(cost) or next(iter(self._dummies.values()))
+
+    async def _refresh(self):
+        """Re-read the file if it changed; concurrent callers share one read."""
+        if self._refreshing is not None:
+            waiter = defer.Deferred()
+            self._refreshing.append(waiter)
+            return await waiter
+        self._refreshing = waiters = []
+        changed = False
+        try:
+            loaded = await self._run(_load, self.path, self._stamp, dict(self._dummies))
+        except TooManyRequests:
+            raise
+        except Exception as error:
+            log.error(
+                "cannot re-read htpasswd file {path} ({error}); keeping the previous users",
+                path=self.path,
+                error=getattr(error, "strerror", None) or error,
+            )
+        else:
+            changed = self._apply(loaded)
+        finally:
+            self._last_check = self._reactor.seconds()
+            self._refreshing = None
+            for waiter in waiters:
+                waiter.callback(False)
+        return changed
+
+    def _apply(self, loaded):
+        if loaded is None:
+            return False
+        stamp, entries, dummy = loaded
+        if dummy is not None:
+            self._dummies[dummy[0]] = dummy[1]
+        for warning in entries.warnings:
+            log.warn("{warning}", warning=warning)
+        first = self._stamp is None and not self._users
+        self._stamp = stamp
+        self._users = dict(entries.users)
+        self._cache.clear()
+        if not first:
+            log.info(
+                "reloaded htpasswd file {path}: {count} user(s)",
+                path=self.path,
+                count=len(self._users),
+            )
+        return True
