@@ -1,0 +1,88 @@
+"""
+Plain, blocking HTTP to a registry subprocess, for tests that need control
+over every byte on the wire (throttled bodies, chunked uploads, raw status
+codes) and for the memory benchmark. Each call opens its own connection, so
+it is safe from many threads at once.
+"""
+
+import hashlib
+import http.client
+import json
+import urllib.parse
+
+
+class Response(object):
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # lower-case name -> value
+        self.body = body
+
+    def header(self, name, default=None):
+        return self.headers.get(name.lower(), default)
+
+    def error_codes(self):
+        """The ``code`` of every entry in an OCI error body (empty if none)."""
+        try:
+            return [e.get("code") for e in json.loads(self.body.decode("utf-8"))["errors"]]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return []
+
+    def describe(self):
+        return "HTTP {} {} {!r}".format(self.status, dict(self.headers), self.body[:300])
+
+
+def path_of(location):
+    """The path and query of a Location (absolute or relative), for any port."""
+    parts = urllib.parse.urlsplit(location)
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+def add_query(path, **params):
+    separator = "&" if "?" in path else "?"
+    return path + separator + urllib.parse.urlencode(params)
+
+
+def request(server, method, path, body=b"", headers=None, timeout=30.0):
+    """One request; C{body} is bytes or an iterable of bytes (sent as it comes)."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
+    try:
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        headers = dict(headers or {})
+        if isinstance(body, (bytes, bytearray)):
+            headers.setdefault("Content-Length", str(len(body)))
+            pieces = [body] if body else []
+        else:
+            pieces = body
+            if "Content-Length" not in headers:
+                raise ValueError("a streamed body needs a Content-Length")
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        for piece in pieces:
+            connection.send(piece)
+        response = connection.getresponse()
+        data = response.read()
+        return Response(response.status,
+                        {k.lower(): v for k, v in response.getheaders()}, data)
+    finally:
+        connection.close()
+
+
+def download(server, path, chunk_size=1024 * 1024, timeout=60.0):
+    """GET C{path} streaming: (status, byte count, sha256 digest, headers); nothing kept."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        digest = hashlib.sha256()
+        count = 0
+        while True:
+            chunk = response.read(chunk_size)
+            if not chunk:
+                break
+            digest.update(chunk)
+            count += len(chunk)
+        return (response.status, count, "sha256:" + digest.hexdigest(),
+                {k.lower(): v for k, v in response.getheaders()})
+    finally:
+        connection.close()
