@@ -1,0 +1,34 @@
+"""Listening addresses as Go writes them: ``:5000``, ``host:5000``, ``[::1]:5000``."""
+
+
+def split_host_port(addr):
+    """
+    C{(host, port)} for a Go-style TCP address; host is ``""`` for all
+    interfaces, without brackets for IPv6.
+
+    @raise ValueError: not such an address (the message says why).
+    """
+    if not isinstance(addr, str) or not addr:
+        raise ValueError("empty address; expected e.g. :5000 or 127.0.0.1:5000")
+    if addr.startswith("["):
+        end = addr.find("]")
+        if end < 0 or addr[end + 1 : end + 2] != ":":
+            raise ValueError(
+                "invalid address {!r}; an IPv6 address is written [::1]:5000".format(addr)
+            )
+        host, port = addr[1:end], addr[end + 2 :]
+        if not host:
+            raise ValueError("invalid address {!r}: empty IPv6 host".format(addr))
+    else:
+        host, sep, port = addr.rpartition(":")
+        if not sep:
+            raise ValueError("missing port in address {!r}; expected e.g. :5000".format(addr))
+        if ":" in host:
+            raise ValueError(
+                "invalid address {!r}; an IPv6 address is written [::1]:5000".format(addr)
+            )
+    if any(character.isspace() for character in host):
+        raise ValueError("invalid host in address {!r}".format(addr))
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError("invalid port {!r} in address {!r}; expected 0-65535".format(port, addr))
+    return host, int(port)

@@ -1,0 +1,32 @@
+"""
+Configuration keys spectroreg reads and checks but does not act on yet.
+
+Each entry produces one warning when the key is present in the effective
+configuration. A key is a dotted path; ``path=value`` matches only when the
+key has that (scalar) value. Remove an entry when its feature lands.
+"""
+
+NOT_ACTED_ON = {
+    "notifications": "webhooks are not implemented yet",
+    "redis": "redis is not used yet; caches are kept in memory",
+    "health": "storage, file, http and tcp health checks are not implemented yet",
+    "proxy": "pull-through cache (proxy) mode is not implemented yet",
+    "validation": "manifest validation rules (urls allow/deny, indexes) are not applied yet",
+    "middleware": "registry, repository and storage middleware is not implemented yet",
+    "reporting": "bugsnag/newrelic reporting is not implemented",
+    "compatibility": "schema1 manifests are not supported",
+    "log.hooks": "log hooks (mail) are not implemented",
+    "log.reportcaller": "caller reporting in log lines is not implemented",
+    "http.debug": "the debug listener (metrics, pprof) is not implemented yet",
+    "http.http2": "HTTP/2 settings are not applied",
+    "http.h2c": "cleartext HTTP/2 (h2c) is not implemented",
+    "storage.cache.blobdescriptor=redis": "the redis blob descriptor cache is not implemented yet",
+    "storage.cache.blobdescriptorsize": "the blob descriptor cache size is not applied yet",
+    "storage.tag": "tag lookup concurrency settings are not applied yet",
+    "storage.s3.sessiontoken": "S3 session tokens are not passed to S3 yet",
+    "storage.s3.usedualstack": "S3 dual-stack endpoints are not implemented",
+    "storage.s3.accelerate": "S3 transfer acceleration is not implemented",
+    "storage.s3.loglevel": "the S3 client's own log level is not applied",
+    "auth.token": "token authentication is not implemented yet",
+    "auth.silly": "silly authentication is not implemented yet",
+}
