@@ -1,0 +1,513 @@
+"""
+``storage: filesystem``: files under ``rootdirectory``, in Distribution's layout.
+
+A storage path maps onto the tree unchanged: ``/docker/registry/v2/blobs/...``
+is ``<rootdirectory>/docker/registry/v2/blobs/...``, exactly where
+Distribution's filesystem driver keeps it, so either program can serve the
+other's data.
+
+Crash safety: ``put_content`` writes a temporary file in the target's
+directory, fsyncs it, renames it over the target and fsyncs the directory;
+``move`` is a rename plus directory fsync. After a crash a final path holds
+the old content or the new one, never a partial file. Writers (uploads)
+append to their file directly and fsync on ``close``/``commit``; the registry
+publishes finished uploads with ``move``. Temporary files are named
+``.spectroreg~<random>``: the ``~`` is not allowed in storage paths, so they
+can never clash with a real file, ``list``/``walk`` never show them, and
+stale ones (left by a crash) are removed when a listing comes across them.
+
+All blocking work runs in a bounded thread pool (``maxthreads``); the reactor
+thread only moves bytes between the pool and consumers.
+"""
+
+import errno
+import os
+import secrets
+import shutil
+import stat as statmodule
+import time
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from spectroreg.storage._producer import ChunkProducer
+from spectroreg.storage._threads import LazyThreadPool
+from spectroreg.storage.base import PATH_PATTERN
+from spectroreg.storage.errors import InvalidOffset, PathNotFound, StorageError
+from spectroreg.storage.interfaces import SKIP_DIR, FileInfo, IFileWriter, IStorageDriver
+
+TEMP_PREFIX = ".spectroreg~"
+STALE_TEMP_AGE = 3600.0
+
+_NOT_FOUND = (errno.ENOENT, errno.ENOTDIR)
+
+
+def _is_visible(name):
+    """Whether a directory entry is a storage path segment (temp files are not)."""
+    return PATH_PATTERN.fullmatch("/" + name) is not None and name not in (".", "..")
+
+
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ensure_dir(directory):
+    """Create C{directory} and missing parents, making each new entry durable."""
+    try:
+        mode = os.stat(directory).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not statmodule.S_ISDIR(mode):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
+        return
+    parent = os.path.dirname(directory)
+    if parent != directory:
+        _ensure_dir(parent)
+    try:
+        os.mkdir(directory, 0o777)
+    except FileExistsError:
+        if not os.path.isdir(directory):
+            raise
+        return
+    _fsync_dir(parent)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+@implementer(IStorageDriver)
+class FilesystemDriver:
+    """
+    An L{IStorageDriver} over a directory tree.
+
+    @param rootdirectory: the tree's root (created when first written to).
+    @param maxthreads: the most threads doing disk work at once.
+    @param reactor: the reactor results are delivered on (default: global).
+    @param chunk_size: bytes per read handed to a consumer.
+    @param stale_temp_age: seconds after which a temporary file found by a
+        listing is taken to be a crash's leftover and removed.
+    """
+
+    name = "filesystem"
+
+    def __init__(self, rootdirectory, maxthreads=100, reactor=None, chunk_size=256 * 1024,
+                 stale_temp_age=STALE_TEMP_AGE):
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self.rootdirectory = os.path.abspath(rootdirectory)
+        self._pool = LazyThreadPool(maxthreads, reactor, name="spectroreg-filesystem")
+        self._chunk_size = chunk_size
+        self._stale_temp_age = stale_temp_age
+
+    def __repr__(self):
+        return "FilesystemDriver({!r})".format(self.rootdirectory)
+
+    @property
+    def maxthreads(self):
+        return self._pool.maxthreads
+
+    def stop(self):
+        """Stop the thread pool (it also stops by itself at reactor shutdown)."""
+        self._pool.stop()
+
+    # helpers
+
+    def _full(self, path):
+        return self.rootdirectory if path == "/" else self.rootdirectory + path
+
+    def _run(self, path, function, *args):
+        """Run blocking C{function} in the pool; OS errors become storage errors."""
+        d = self._pool.run(function, *args)
+        d.addErrback(self._translate, path)
+        return d
+
+    @staticmethod
+    def _translate(failure, path):
+        error = failure.value
+        if isinstance(error, StorageError):
+            return failure
+        if isinstance(error, OSError):
+            if error.errno in _NOT_FOUND:
+                return Failure(PathNotFound(path))
+            return Failure(StorageError("{}: {}".format(
+                errno.errorcode.get(error.errno, error.errno), error.strerror), path))
+        return failure
+
+    # IStorageDriver
+
+    def get_content(self, path):
+        return self._run(path, self._get_content, path)
+
+    def _get_content(self, path):
+        try:
+            with open(self._full(path), "rb") as f:
+                return f.read()
+        except IsADirectoryError:
+            raise PathNotFound(path)
+
+    def put_content(self, path, content):
+        return self._run(path, self._put_content, path, content)
+
+    def _put_content(self, path, content):
+        full = self._full(path)
+        directory = os.path.dirname(full)
+        _ensure_dir(directory)
+        temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+        # 0o666 and the kernel applies the umask: the same modes as files
+        # Distribution writes.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            try:
+                _write_all(fd, content)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, full)
+        except BaseException:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise
+        _fsync_dir(directory)
+
+    def read(self, path, consumer, offset=0, length=None):
+        return defer.ensureDeferred(self._read(path, consumer, offset, length))
+
+    async def _read(self, path, consumer, offset, length):
+        f, size = await self._run(path, self._open_for_read, path, offset)
+        available = size - offset
+        if length is not None:
+            available = min(available, length)
+
+        def read_chunk(wanted):
+            return self._run(path, f.read, wanted)
+
+        producer = ChunkProducer(
+            consumer, read_chunk, f.close, length=available,
+            chunk_size=self._chunk_size, path=path,
+        )
+        return await producer.start()
+
+    def _open_for_read(self, path, offset):
+        try:
+            f = open(self._full(path), "rb", buffering=0)
+        except IsADirectoryError:
+            raise PathNotFound(path)
+        try:
+            size = os.fstat(f.fileno()).st_size
+            if offset > size:
+                raise InvalidOffset(path, offset)
+            f.seek(offset)
+        except BaseException:
+            f.close()
+            raise
+        return f, size
+
+    def writer(self, path, append=False):
+        d = self._run(path, self._open_for_write, path, append)
+        d.addCallback(lambda opened: _FileWriter(self, path, *opened))
+        return d
+
+    def _open_for_write(self, path, append):
+        full = self._full(path)
+        if append:
+            try:
+                fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            except IsADirectoryError:
+                raise PathNotFound(path)
+            created = False
+        else:
+            _ensure_dir(os.path.dirname(full))
+            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            created = True
+        try:
+            size = os.fstat(fd).st_size
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, size, created
+
+    def stat(self, path):
+        return self._run(path, self._stat, path)
+
+    def _stat(self, path):
+        try:
+            st = os.stat(self._full(path))
+        except FileNotFoundError:
+            if path == "/":
+                return FileInfo(path, 0, time.time(), True)
+            raise
+        is_dir = statmodule.S_ISDIR(st.st_mode)
+        return FileInfo(path, 0 if is_dir else st.st_size, float(st.st_mtime), is_dir)
+
+    def list(self, path):
+        d = self._run(path, self._list_infos, path)
+        d.addCallback(lambda infos: [info.path for info in infos])
+        return d
+
+    def _list_infos(self, path):
+        """FileInfos of the visible children of C{path}, sorted by path."""
+        full = self._full(path)
+        prefix = "" if path == "/" else path
+        infos = []
+        now = time.time()
+        try:
+            entries = list(os.scandir(full))
+        except FileNotFoundError:
+            if path == "/":
+                return []
+            raise
+        for entry in entries:
+            name = entry.name
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            if not _is_visible(name):
+                if name.startswith(TEMP_PREFIX) and now - st.st_mtime > self._stale_temp_age:
+                    try:
+                        os.unlink(entry.path)
+                    except OSError:
+                        pass
+                continue
+            is_dir = statmodule.S_ISDIR(st.st_mode)
+            infos.append(FileInfo(
+                prefix + "/" + name, 0 if is_dir else st.st_size, float(st.st_mtime), is_dir))
+        infos.sort(key=lambda info: info.path)
+        return infos
+
+    def move(self, source, destination):
+        return self._run(source, self._move, source, destination)
+
+    def _move(self, source, destination):
+        full_source = self._full(source)
+        full_destination = self._full(destination)
+        if not os.path.lexists(full_source):
+            raise PathNotFound(source)
+        directory = os.path.dirname(full_destination)
+        _ensure_dir(directory)
+        try:
+            os.replace(full_source, full_destination)
+        except FileNotFoundError:
+            raise PathNotFound(source)
+        _fsync_dir(directory)
+        source_directory = os.path.dirname(full_source)
+        if source_directory != directory:
+            _fsync_dir(source_directory)
+
+    def delete(self, path):
+        return self._run(path, self._delete, path)
+
+    def _delete(self, path):
+        full = self._full(path)
+        if path == "/":
+            try:
+                entries = list(os.scandir(full))
+            except FileNotFoundError:
+                return
+            for entry in entries:
+                self._remove(entry.path)
+            return
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathNotFound(path)
+        self._remove(full, st)
+
+    @staticmethod
+    def _remove(full, st=None):
+        if st is None:
+            st = os.lstat(full)
+        if statmodule.S_ISDIR(st.st_mode):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+
+    def redirect_url(self, path, method="GET"):
+        return defer.succeed(None)
+
+    def walk(self, path, visit):
+        return defer.ensureDeferred(self._walk(path, visit, top=True))
+
+    async def _walk(self, path, visit, top=False):
+        try:
+            infos = await self._run(path, self._list_infos, path)
+        except PathNotFound:
+            if top:
+                raise
+            # Removed meanwhile (perhaps by the visit itself).
+            return
+        for info in infos:
+            decision = visit(info)
+            if isinstance(decision, defer.Deferred) or hasattr(decision, "__await__"):
+                decision = await decision
+            if info.is_dir and decision is not SKIP_DIR:
+                await self._walk(info.path, visit)
+
+
+@implementer(IFileWriter)
+class _FileWriter:
+    """
+    Appends to an open file descriptor from the pool, one write at a time.
+
+    Writes are gathered up to C{flush_size} bytes before going to a thread;
+    C{write()}'s Deferred fires at once while less than C{buffer_limit}
+    bytes wait, and otherwise when the disk has caught up.
+    """
+
+    flush_size = 256 * 1024
+    buffer_limit = 1024 * 1024
+
+    def __init__(self, driver, path, fd, size, created):
+        self._driver = driver
+        self._path = path
+        self._fd = fd
+        self.size = size
+        self._created = created
+        self._buffer = []
+        self._buffered = 0
+        self._inflight = False
+        self._failure = None
+        self._waiters = []
+        self._idle_waiters = []
+        self._ended = None
+
+    def _run(self, function, *args):
+        return self._driver._run(self._path, function, *args)
+
+    def _check(self):
+        if self._ended is not None:
+            raise StorageError("writer already {}".format(self._ended), self._path)
+        if self._failure is not None:
+            self._failure.raiseException()
+
+    def write(self, data):
+        try:
+            self._check()
+        except Exception:
+            return defer.fail()
+        if not data:
+            return defer.succeed(None)
+        self._buffer.append(data)
+        self._buffered += len(data)
+        self.size += len(data)
+        self._flush()
+        if self._buffered < self.buffer_limit:
+            return defer.succeed(None)
+        waiter = defer.Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def _flush(self, force=False):
+        if self._inflight or not self._buffer or self._failure is not None:
+            return
+        if not force and self._buffered < self.flush_size:
+            return
+        data = b"".join(self._buffer)
+        self._buffer = []
+        self._buffered = 0
+        self._inflight = True
+        d = self._run(_write_all, self._fd, data)
+        d.addCallbacks(self._flushed, self._flush_failed)
+
+    def _flushed(self, _):
+        self._inflight = False
+        self._flush()
+        if self._buffered < self.buffer_limit:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+        self._wake_idle()
+
+    def _flush_failed(self, failure):
+        self._inflight = False
+        self._failure = failure
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(failure)
+        self._wake_idle()
+
+    def _wake_idle(self):
+        if not self._inflight:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    async def _drain(self):
+        """Wait until everything buffered is written (or a write failed)."""
+        while self._failure is None and (self._inflight or self._buffer):
+            if not self._inflight:
+                self._flush(force=True)
+            if self._inflight:
+                waiter = defer.Deferred()
+                self._idle_waiters.append(waiter)
+                await waiter
+        if self._failure is not None:
+            self._failure.raiseException()
+
+    def _finish(self, how):
+        try:
+            self._check()
+        except Exception:
+            return defer.fail()
+        self._ended = how
+        return defer.ensureDeferred(self._persist())
+
+    async def _persist(self):
+        try:
+            await self._drain()
+        except BaseException:
+            await self._run(os.close, self._fd)
+            raise
+        await self._run(self._sync_and_close, self._fd, self._created)
+
+    def _sync_and_close(self, fd, created):
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(os.path.dirname(self._driver._full(self._path)))
+
+    def close(self):
+        return self._finish("closed")
+
+    def commit(self):
+        return self._finish("committed")
+
+    def cancel(self):
+        try:
+            self._check()
+        except StorageError:
+            return defer.fail()
+        except Exception:
+            # A failed write: cancelling is still the way out.
+            pass
+        self._ended = "cancelled"
+        return defer.ensureDeferred(self._cancel())
+
+    async def _cancel(self):
+        try:
+            await self._drain()
+        except Exception:
+            pass
+        await self._run(self._close_and_unlink, self._fd)
+
+    def _close_and_unlink(self, fd):
+        os.close(fd)
+        try:
+            os.unlink(self._driver._full(self._path))
+        except FileNotFoundError:
+            pass
