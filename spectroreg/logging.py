@@ -1,0 +1,210 @@
+"""
+The daemon's log output: one twisted.logger observer that honours the
+``log`` section of the configuration.
+
+- ``log.level`` (error | warn | info | debug) filters events; the access log
+  (namespace ``spectroreg.access``) is not filtered by level, as in
+  Distribution, and is switched off with ``log.accesslog.disabled`` instead.
+- ``log.fields`` are added to every line.
+- ``log.formatter``: ``text`` writes logrus-style ``key=value`` lines
+  (``time="..." level=info msg="..." service=registry``), ``json`` one JSON
+  object per line (``time``, ``level``, ``msg``), ``logstash`` the same with
+  ``@timestamp``, ``@version`` and ``message``.
+
+The observer writes to a stream it is given (stdout by default); the caller
+decides how it is installed (``spectroreg serve`` begins logging to it,
+``twistd`` picks it up as the application's ``ILogObserver``).
+"""
+
+import json
+import logging as _stdlib_logging
+import sys
+import time
+
+from twisted.logger import ILogObserver, LogLevel, formatEvent
+from zope.interface import implementer
+
+ACCESS_NAMESPACE = "spectroreg.access"
+
+LEVELS = {
+    "error": LogLevel.error,
+    "warn": LogLevel.warn,
+    "info": LogLevel.info,
+    "debug": LogLevel.debug,
+}
+
+# logrus' names, which Distribution's users grep for.
+_LEVEL_NAMES = {
+    LogLevel.critical: "error",
+    LogLevel.error: "error",
+    LogLevel.warn: "warning",
+    LogLevel.info: "info",
+    LogLevel.debug: "debug",
+}
+
+
+def _timestamp(seconds):
+    whole = int(seconds)
+    millis = int(round((seconds - whole) * 1000))
+    if millis == 1000:
+        whole, millis = whole + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + ".%03dZ" % (millis,)
+
+
+def _event_level(event):
+    level = event.get("log_level")
+    if level is None:
+        # Events from the legacy twisted.python.log API.
+        level = LogLevel.error if event.get("isError") else LogLevel.info
+    return level
+
+
+def _text_value(value):
+    text = value if isinstance(value, str) else str(value)
+    if text and all(c.isalnum() or c in "-._/:@+" for c in text):
+        return text
+    return json.dumps(text)
+
+
+def _json_default(value):
+    return str(value)
+
+
+@implementer(ILogObserver)
+class RegistryLogObserver:
+    """
+    Formats and writes events; see the module docstring.
+
+    @param level: one of L{LEVELS}' keys.
+    @param formatter: text | json | logstash.
+    @param fields: mapping added to every line.
+    @param stream: a text stream with C{write} and C{flush}; stdout when None.
+    @param clock: returns the current time; used when an event has no time.
+    """
+
+    def __init__(self, level="info", formatter="text", fields=None, stream=None, clock=time.time):
+        if level not in LEVELS:
+            raise ValueError("unknown log level {!r}".format(level))
+        if formatter not in ("text", "json", "logstash"):
+            raise ValueError("unknown log formatter {!r}".format(formatter))
+        self.level = level
+        self.formatter = formatter
+        self.fields = dict(fields or {})
+        self._min_level = LEVELS[level]
+        self._stream = stream
+        self._clock = clock
+
+    def _output(self):
+        stream = self._stream
+        if stream is None:
+            stream = sys.stdout
+            # Under twistd, sys.stdout may be redirected into the log system
+            # itself; writing there would loop.
+            if getattr(stream, "log", None) is not None and hasattr(sys, "__stdout__"):
+                stream = sys.__stdout__
+        return stream
+
+    def wants(self, event):
+        if event.get("log_namespace") == ACCESS_NAMESPACE:
+            return True
+        return _event_level(event) >= self._min_level
+
+    def __call__(self, event):
+        if not self.wants(event):
+            return
+        line = self.format(event)
+        stream = self._output()
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            # A closed or broken stdout must not take the daemon down.
+            pass
+
+    def format(self, event):
+        """One line (no newline) for C{event}."""
+        when = event.get("log_time") or self._clock()
+        level = _LEVEL_NAMES.get(_event_level(event), "info")
+        message = formatEvent(event) or ""
+        extra = dict(self.fields)
+        extra.update(event.get("log_fields") or {})
+        failure = event.get("log_failure")
+        if failure is not None:
+            try:
+                extra["error"] = failure.getTraceback()
+            except Exception:  # a broken failure must still be logged
+                extra["error"] = repr(failure)
+        if self.formatter == "text":
+            parts = [
+                "time=" + json.dumps(_timestamp(when)),
+                "level=" + level,
+                "msg=" + json.dumps(message),
+            ]
+            for key in sorted(extra):
+                value = extra[key]
+                if key == "error":
+                    # One line per event, even with a traceback.
+                    value = str(value).strip().replace("\n", " | ")
+                parts.append("{}={}".format(key, _text_value(value)))
+            return " ".join(parts)
+        if self.formatter == "json":
+            record = {"time": _timestamp(when), "level": level, "msg": message}
+        else:
+            record = {
+                "@timestamp": _timestamp(when),
+                "@version": "1",
+                "level": level,
+                "message": message,
+            }
+        for key, value in extra.items():
+            record.setdefault(key, value)
+        return json.dumps(record, default=_json_default, sort_keys=False)
+
+
+def observer_from_settings(log_settings, stream=None):
+    """A L{RegistryLogObserver} for a L{spectroreg.config.settings.LogSettings}."""
+    formatter = log_settings.formatter
+    return RegistryLogObserver(
+        level=log_settings.level,
+        formatter=formatter,
+        fields=log_settings.fields,
+        stream=stream,
+    )
+
+
+class _TwistedLoggerHandler(_stdlib_logging.Handler):
+    """Forwards stdlib logging records (botocore, acme) to twisted.logger."""
+
+    def __init__(self):
+        super().__init__(level=_stdlib_logging.WARNING)
+
+    def emit(self, record):
+        from twisted.logger import Logger
+
+        if record.levelno >= _stdlib_logging.ERROR:
+            level = LogLevel.error
+        else:
+            level = LogLevel.warn
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        Logger(namespace=record.name).emit(level, "{message}", message=message)
+
+
+def bridge_stdlib_logging():
+    """
+    Send WARNING and above from the stdlib ``logging`` module into our log.
+
+    Only warnings and errors: the DEBUG output of libraries such as botocore
+    contains request headers, signatures included, and must never reach the log.
+    """
+    root = _stdlib_logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, _TwistedLoggerHandler):
+            return handler
+    handler = _TwistedLoggerHandler()
+    root.addHandler(handler)
+    if root.level == _stdlib_logging.NOTSET or root.level < _stdlib_logging.WARNING:
+        root.setLevel(_stdlib_logging.WARNING)
+    return handler

@@ -1,0 +1,576 @@
+"""
+Assembly of the daemon: settings in, one ``MultiService`` out.
+
+``makeService(settings)`` wires the storage driver, the registry, the
+authenticator, the API resource under the root, the Site, one listener per
+address (plain or TLS), the plain-HTTP listener for ACME HTTP-01, the
+upload purger, SIGHUP reloading and draining on shutdown. Both the twistd
+plugin and ``spectroreg serve`` run what it returns.
+"""
+
+import errno
+import os
+import signal
+import socket
+import stat
+import threading
+
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
+from twisted.python.failure import Failure
+
+from spectroreg.config.errors import ConfigError
+from spectroreg.logging import bridge_stdlib_logging, observer_from_settings
+from spectroreg.web.limits import DEFAULT_LIMITS
+
+log = Logger(namespace="spectroreg.service")
+
+
+# -- addresses ----------------------------------------------------------------
+
+
+def parse_addr(addr, net="tcp"):
+    """
+    ``http.addr`` as a list of listen targets, each ``("tcp", host, port)``
+    (host "" for every interface) or ``("unix", path, None)``.
+
+    @raise ConfigError: for an address that cannot be parsed.
+    """
+    if net == "unix":
+        if not addr:
+            raise ConfigError("http.addr: a socket path is needed with http.net unix")
+        return [("unix", addr, None)]
+    if net not in ("tcp", "tcp4", "tcp6"):
+        raise ConfigError("http.net: unsupported network {!r} (tcp or unix)".format(net))
+    if addr.startswith("["):
+        host, sep, port = addr[1:].partition("]:")
+        if not sep:
+            raise ConfigError("http.addr: cannot parse {!r} (expected [v6addr]:port)".format(addr))
+    else:
+        host, sep, port = addr.rpartition(":")
+        if not sep:
+            raise ConfigError("http.addr: cannot parse {!r} (expected host:port or :port)".format(addr))
+        if ":" in host:
+            raise ConfigError(
+                "http.addr: IPv6 addresses need brackets: {!r}".format(addr)
+            )
+    try:
+        number = int(port)
+    except ValueError:
+        number = _service_port(port, addr)
+    if not 0 <= number <= 65535:
+        raise ConfigError("http.addr: port out of range in {!r}".format(addr))
+    return [("tcp", host, number)]
+
+
+def _service_port(name, addr):
+    try:
+        return socket.getservbyname(name, "tcp")
+    except OSError:
+        raise ConfigError("http.addr: unknown port {!r} in {!r}".format(name, addr)) from None
+
+
+def _ipv6_available():
+    if not socket.has_ipv6:
+        return False
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return False
+    try:
+        probe.bind(("::1", 0))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _v6_only_by_default():
+    probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        return bool(probe.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+    finally:
+        probe.close()
+
+
+def endpoints_for(addr, net, reactor):
+    """
+    Server endpoints for ``http.addr``/``http.net``, with a description each.
+
+    ``:port`` means every interface: one IPv6 socket that also takes IPv4
+    (v4-mapped) where the host has IPv6, a second IPv4 socket when the
+    kernel makes IPv6 sockets v6-only, plain IPv4 otherwise.
+    """
+    from twisted.internet.endpoints import (
+        TCP4ServerEndpoint,
+        TCP6ServerEndpoint,
+        UNIXServerEndpoint,
+    )
+
+    result = []
+    for kind, host, port in parse_addr(addr, net):
+        if kind == "unix":
+            _remove_stale_socket(host)
+            result.append((UNIXServerEndpoint(reactor, host, mode=0o666), "unix:" + host))
+        elif host == "" and _ipv6_available():
+            result.append((TCP6ServerEndpoint(reactor, port, interface="::"), "[::]:%d" % port))
+            if _v6_only_by_default():
+                result.append((TCP4ServerEndpoint(reactor, port, interface="0.0.0.0"), "0.0.0.0:%d" % port))
+        elif host in ("", "0.0.0.0"):
+            result.append((TCP4ServerEndpoint(reactor, port, interface="0.0.0.0"), "0.0.0.0:%d" % port))
+        elif ":" in host:
+            result.append((TCP6ServerEndpoint(reactor, port, interface=host), "[%s]:%d" % (host, port)))
+        else:
+            interface = _resolve_v4(host)
+            result.append((TCP4ServerEndpoint(reactor, port, interface=interface), "%s:%d" % (host, port)))
+    return result
+
+
+def _resolve_v4(host):
+    try:
+        socket.inet_aton(host)
+        return host
+    except OSError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as error:
+        raise ConfigError("http.addr: cannot resolve {!r}: {}".format(host, error)) from None
+    return infos[0][4][0]
+
+
+def _remove_stale_socket(path):
+    """A socket file left by a crashed daemon blocks binding; a live one is kept."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISSOCK(mode):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError as error:
+        if error.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    finally:
+        probe.close()
+
+
+class ListenerService(Service):
+    """
+    Listens on one endpoint while running. Starting fails synchronously
+    (the exception propagates) when the port cannot be bound, so the daemon
+    exits before doing anything else.
+    """
+
+    def __init__(self, endpoint, factory, description, scheme="http"):
+        self.endpoint = endpoint
+        self.factory = factory
+        self.description = description
+        self.scheme = scheme
+        self.port = None
+
+    def privilegedStartService(self):
+        Service.privilegedStartService(self)
+        if self.port is None:
+            self._listen()
+
+    def startService(self):
+        Service.startService(self)
+        if self.port is None:
+            self._listen()
+
+    def _listen(self):
+        outcome = []
+        self.endpoint.listen(self.factory).addBoth(outcome.append)
+        if not outcome:
+            raise RuntimeError("listener {} did not start".format(self.description))
+        if isinstance(outcome[0], Failure):
+            error = outcome[0].value
+            raise CannotListen("cannot listen on {}: {}".format(self.description, _reason(error)))
+        self.port = outcome[0]
+        log.info("listening on {scheme}://{where}", scheme=self.scheme, where=self.where())
+
+    def where(self):
+        """The bound address, e.g. ``127.0.0.1:5000`` or ``[::]:5000``."""
+        if self.port is None:
+            return self.description
+        host = self.port.getHost()
+        if getattr(host, "port", None) is None:
+            return "unix:" + str(getattr(host, "name", self.description))
+        if ":" in host.host:
+            return "[{}]:{}".format(host.host, host.port)
+        return "{}:{}".format(host.host, host.port)
+
+    def stopService(self):
+        Service.stopService(self)
+        port, self.port = self.port, None
+        if port is None:
+            return None
+        return defer.maybeDeferred(port.stopListening)
+
+
+class CannotListen(Exception):
+    """A listener could not be bound; the message is one line."""
+
+
+def _reason(error):
+    socket_error = getattr(error, "socketError", None)
+    if socket_error is not None:
+        return getattr(socket_error, "strerror", None) or str(socket_error)
+    return str(error) or error.__class__.__name__
+
+
+# -- draining -----------------------------------------------------------------
+
+
+class DrainService(Service):
+    """
+    On stop: the listeners close (they stop before this, being added after
+    it), open connections get at most C{timeout} seconds to finish the
+    request in flight, then whatever is left is closed.
+    """
+
+    def __init__(self, sites, timeout):
+        self.sites = sites
+        self.timeout = timeout
+
+    def stopService(self):
+        Service.stopService(self)
+        busy = sum(1 for site in self.sites for channel in site.channels if channel.requests)
+        if busy:
+            log.info(
+                "draining {busy} request(s) in flight, at most {timeout}s",
+                busy=busy,
+                timeout=self.timeout,
+            )
+        return defer.DeferredList([site.drain(self.timeout) for site in self.sites])
+
+
+# -- the daemon's service -----------------------------------------------------
+
+
+class RegistryService(MultiService):
+    """
+    The whole daemon. Besides its children it carries:
+
+    @ivar settings: the L{Settings} it was made from.
+    @ivar log_observer: the observer that writes the log as configured; the
+        caller installs it (see L{install_log_observer}).
+    @ivar site: the registry's Site.
+    @ivar listeners: the L{ListenerService}s of the registry port(s).
+    @ivar handle_sighup: install a SIGHUP handler while running.
+    """
+
+    handle_sighup = True
+    offer_log_observer = True
+
+    def __init__(self, settings, reactor):
+        super().__init__()
+        self.settings = settings
+        self._reactor = reactor
+        self.log_observer = observer_from_settings(settings.log)
+        self.site = None
+        self.listeners = []
+        self.registry = None
+        self.authenticator = None
+        self.server_tls = None
+        self._previous_sighup = None
+
+    def setServiceParent(self, parent):
+        # Under twistd the parent is the Application: offering our observer as
+        # its ILogObserver makes twistd log through it instead of its own
+        # text observer (one output, formatted as configured).
+        if (
+            self.offer_log_observer
+            and isinstance(parent, Componentized)
+            and parent.getComponent(ILogObserver, None) is None
+        ):
+            parent.setComponent(ILogObserver, self.log_observer)
+        return super().setServiceParent(parent)
+
+    def privilegedStartService(self):
+        for warning in self.settings.warnings:
+            log.warn("config: {warning}", warning=warning)
+        super().privilegedStartService()
+
+    def startService(self):
+        super().startService()
+        if self.handle_sighup:
+            self._install_sighup()
+        where = ", ".join(listener.where() for listener in self.listeners)
+        log.info("spectroreg {version} ready on {where}", version=_version(), where=where)
+
+    def stopService(self):
+        self._remove_sighup()
+        log.info("stopping")
+        return super().stopService()
+
+    def _install_sighup(self):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if not hasattr(signal, "SIGHUP"):
+            return
+
+        def on_sighup(signum, frame):
+            self._reactor.callFromThread(self.reload)
+
+        self._previous_sighup = signal.signal(signal.SIGHUP, on_sighup)
+
+    def _remove_sighup(self):
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+
+    def reload(self):
+        """
+        SIGHUP: re-read TLS certificates and keys and the htpasswd file.
+        A failure is logged; the running material stays in use.
+
+        @return: a Deferred that fires when every reload has finished.
+        """
+        log.info("reloading TLS material and credentials")
+        steps = []
+        for name, target in (("tls", self.server_tls), ("htpasswd", self.authenticator)):
+            reload = getattr(target, "reload", None)
+            if reload is None:
+                continue
+            d = defer.maybeDeferred(reload)
+            d.addErrback(
+                lambda failure, name=name: log.failure(
+                    "reloading {name} failed; keeping the current one", failure, name=name
+                )
+            )
+            steps.append(d)
+        return defer.DeferredList(steps)
+
+
+def _version():
+    from spectroreg import __version__
+
+    return __version__
+
+
+def install_log_observer(observer, begin=True):
+    """
+    Make C{observer} the daemon's log output: start the global log with it
+    (``spectroreg serve``), and forward warnings of stdlib-logging libraries.
+    """
+    from twisted.logger import globalLogBeginner
+
+    bridge_stdlib_logging()
+    if begin:
+        globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+class _PurgeUploads:
+    """The upload purger's step: never raises, so the timer keeps running."""
+
+    def __init__(self, registry, settings):
+        self.registry = registry
+        self.settings = settings
+
+    def __call__(self):
+        return defer.ensureDeferred(self._run())
+
+    async def _run(self):
+        try:
+            await self.registry.purge_uploads(self.settings.age, dry_run=self.settings.dryrun)
+        except Exception:
+            log.failure("purging old uploads failed")
+
+
+def makeService(settings, reactor=None, limits=None, api_resource=None):
+    """
+    The daemon for C{settings} (a L{spectroreg.config.settings.Settings}).
+
+    @param reactor: the reactor everything runs on (default: the global one).
+    @param limits: a L{spectroreg.web.limits.Limits} (defaults otherwise).
+    @param api_resource: the resource served at ``<prefix>/v2``; None builds
+        the registry API from the settings (the normal case).
+    @return: a L{RegistryService} (a C{MultiService}), not started.
+    @raise ConfigError: settings that cannot be put to work (one line).
+    """
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    limits = limits or DEFAULT_LIMITS
+    top = RegistryService(settings, reactor)
+
+    if api_resource is None:
+        api_resource, request_factory = _build_api(settings, top, reactor)
+    else:
+        request_factory = None
+
+    from spectroreg.web.root import RootResource
+    from spectroreg.web.site import RegistrySite
+
+    http_settings = settings.http
+    site = RegistrySite(
+        RootResource(api_resource, http_settings.prefix),
+        request_factory=request_factory,
+        headers=http_settings.headers,
+        access_log=not settings.log.accesslog_disabled,
+        limits=limits,
+        reactor=reactor,
+    )
+    top.site = site
+    sites = [site]
+
+    DrainService(sites, http_settings.draintimeout).setServiceParent(top)
+
+    factory = site
+    scheme = "http"
+    if http_settings.tls is not None:
+        from spectroreg.tls.server import make_server_tls
+
+        server_tls = make_server_tls(http_settings.tls, reactor=reactor)
+        top.server_tls = server_tls
+        factory = server_tls.wrap_factory(site)
+        scheme = "https"
+        for child in getattr(server_tls, "services", None) or ():
+            child.setServiceParent(top)
+        http01 = getattr(server_tls, "http01_resource", None)
+        letsencrypt = http_settings.tls.letsencrypt
+        if http01 is not None and letsencrypt is not None and letsencrypt.httpaddr:
+            from spectroreg.web.root import http01_root
+
+            https_port = _single_port(http_settings)
+            plain = RegistrySite(
+                http01_root(http01, https_port),
+                headers=http_settings.headers,
+                access_log=not settings.log.accesslog_disabled,
+                limits=limits,
+                reactor=reactor,
+            )
+            sites.append(plain)
+            for endpoint, description in endpoints_for(letsencrypt.httpaddr, "tcp", reactor):
+                ListenerService(endpoint, plain, description, "http").setServiceParent(top)
+
+    for endpoint, description in endpoints_for(http_settings.addr, http_settings.net, reactor):
+        listener = ListenerService(endpoint, factory, description, scheme)
+        listener.setServiceParent(top)
+        top.listeners.append(listener)
+
+    purging = settings.storage.uploadpurging
+    if top.registry is not None and purging.enabled and purging.interval > 0:
+        timer = TimerService(purging.interval, _PurgeUploads(top.registry, purging))
+        timer.clock = reactor
+        timer.setServiceParent(top)
+    return top
+
+
+def _single_port(http_settings):
+    if http_settings.net == "unix":
+        return None
+    try:
+        return parse_addr(http_settings.addr, http_settings.net)[0][2]
+    except ConfigError:
+        return None
+
+
+def _build_api(settings, top, reactor):
+    from spectroreg.api import make_api_resource
+    from spectroreg.api.request import RegistryRequest
+    from spectroreg.registry import Registry
+    from spectroreg.storage.factory import driver_from_settings
+
+    driver = driver_from_settings(settings.storage, reactor=reactor)
+    registry = Registry(driver, settings.storage, reactor=reactor)
+    top.registry = registry
+    authenticator = None
+    auth = settings.auth
+    if auth is not None:
+        if auth.provider == "htpasswd" and auth.htpasswd is not None:
+            from spectroreg.auth.htpasswd import HtpasswdAuthenticator
+
+            authenticator = HtpasswdAuthenticator(
+                auth.htpasswd.path, auth.htpasswd.realm, reactor=reactor
+            )
+        else:
+            raise ConfigError(
+                "auth.{}: this authentication provider is not supported".format(auth.provider)
+            )
+    top.authenticator = authenticator
+    api = make_api_resource(registry, settings, authenticator=authenticator, reactor=reactor)
+    return api, RegistryRequest
+
+
+def service_for_plugin(options):
+    """
+    What the twistd plugin's C{makeService} returns: the daemon for the
+    config named by C{options["config"]} or C{REGISTRY_CONFIGURATION_PATH}.
+
+    A broken configuration ends the process with one line on stderr.
+    """
+    from spectroreg.config.load import load_settings
+
+    path = options.get("config") or None
+    try:
+        settings = load_settings(path)
+        service = makeService(settings)
+    except ConfigError as error:
+        raise SystemExit("spectroreg: {}".format(error)) from None
+    _adopt_runner_logging(options, service)
+    bridge_stdlib_logging()
+    return service
+
+
+def _adopt_runner_logging(options, service):
+    """
+    Route the log of the runner that loaded the plugin through our observer.
+
+    twistd uses the application's ILogObserver component (set in
+    L{RegistryService.setServiceParent}); we point it at the file named by
+    ``--logfile`` when that is not stdout. ``twist`` (``python -m twisted``)
+    takes a factory of file observers from its options instead.
+    """
+    parent = getattr(options, "parent", None)
+    if parent is None:
+        return
+    observer = service.log_observer
+    try:
+        keys = set(parent.keys())
+    except Exception:
+        return
+    if "fileLogObserverFactory" in keys:
+        # twist: its filter would drop what our level allows.
+        from twisted.logger import LogLevel
+
+        def factory(log_file):
+            observer._stream = log_file
+            return observer
+
+        parent["fileLogObserverFactory"] = factory
+        parent["logLevel"] = LogLevel.debug
+    elif "logfile" in keys:
+        if parent.get("syslog"):
+            service.offer_log_observer = False
+            return
+        logfile = parent.get("logfile")
+        if logfile and logfile != "-":
+            from twisted.python.logfile import LogFile
+
+            observer._stream = LogFile.fromFullPath(logfile)
+
+
+__all__ = [
+    "makeService",
+    "RegistryService",
+    "ListenerService",
+    "DrainService",
+    "CannotListen",
+    "endpoints_for",
+    "parse_addr",
+    "install_log_observer",
+    "service_for_plugin",
+]

@@ -1,0 +1,115 @@
+"""
+The resource tree above the registry API: ``GET /`` (liveness, 200 like
+Distribution), the ``http.prefix`` folders, ``<prefix>/v2`` handed to the API,
+and Go-style 404s for everything else.
+"""
+
+from twisted.web.resource import Resource
+
+
+class Liveness(Resource):
+    """``/``: 200 with an empty body, as Distribution's ``alive`` handler."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"content-length", b"0")
+        return b""
+
+    render_HEAD = render_GET
+
+
+class NotFound(Resource):
+    """The answer for any path outside the API, as Go's net/http gives it."""
+
+    isLeaf = True
+    body = b"404 page not found\n"
+
+    def render(self, request):
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"content-length", str(len(self.body)).encode("ascii"))
+        if request.method == b"HEAD":
+            return b""
+        return self.body
+
+
+class _Folder(Resource):
+    """One segment of the prefix: its only child is the next segment."""
+
+    def getChild(self, path, request):
+        return NotFound()
+
+
+class RootResource(_Folder):
+    """
+    @param api: the IResource serving ``/v2`` and below.
+    @param prefix: ``http.prefix``, normalised: "" or "/a/b" without a
+        trailing slash.
+    """
+
+    def __init__(self, api, prefix=""):
+        super().__init__()
+        self.api = api
+        self.prefix = prefix
+        node = self
+        for segment in [s for s in prefix.split("/") if s]:
+            child = _Folder()
+            node.putChild(segment.encode("utf-8"), child)
+            node = child
+        node.putChild(b"v2", api)
+        self._liveness = Liveness()
+
+    def getChild(self, path, request):
+        if path == b"" and not request.postpath:
+            return self._liveness
+        return NotFound()
+
+
+def http01_root(challenge_resource, https_port=None):
+    """
+    The tree of the plain-HTTP listener used with Let's Encrypt:
+    ``/.well-known/acme-challenge/`` goes to C{challenge_resource}, everything
+    else is redirected to the same host over https.
+    """
+    root = _RedirectToHTTPS(https_port)
+    well_known = _Folder()
+    root.putChild(b".well-known", well_known)
+    well_known.putChild(b"acme-challenge", challenge_resource)
+    return root
+
+
+class _RedirectToHTTPS(Resource):
+    isLeaf = False
+
+    def __init__(self, https_port=None):
+        super().__init__()
+        self.https_port = https_port
+
+    def getChild(self, path, request):
+        return _Redirect(self.https_port)
+
+    def render(self, request):
+        return _Redirect(self.https_port).render(request)
+
+
+class _Redirect(Resource):
+    isLeaf = True
+
+    def __init__(self, https_port):
+        super().__init__()
+        self.https_port = https_port
+
+    def render(self, request):
+        host = (request.getRequestHostname() or b"localhost").decode("ascii", "replace")
+        if ":" in host and not host.startswith("["):
+            host = "[" + host + "]"  # a bare IPv6 literal
+        if self.https_port not in (None, 443):
+            host = "{}:{}".format(host, self.https_port)
+        location = "https://" + host + request.uri.decode("latin-1")
+        request.setResponseCode(308 if request.method not in (b"GET", b"HEAD") else 301)
+        request.setHeader(b"location", location.encode("latin-1"))
+        request.setHeader(b"content-length", b"0")
+        return b""

@@ -1,0 +1,401 @@
+"""
+The registry's Site and HTTP channel.
+
+On top of twisted.web's HTTP/1.1 server this adds:
+
+- the configured ``http.headers`` on every response, error answers of the
+  HTTP parser and 404s included (set when the request object is created, so
+  a resource may still replace one, as in Distribution);
+- limits on the request line (414) and the whole head (431), and a deadline
+  for receiving a request head, so a client trickling its headers cannot
+  keep a connection forever (the idle timeout alone is reset by every byte);
+- one access log line per request, without query secrets and never with the
+  ``Authorization`` header;
+- draining: stop taking requests on connections, let the ones in flight
+  finish up to a timeout, then close everything.
+"""
+
+from urllib.parse import parse_qsl, quote
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import http, server
+
+from spectroreg.logging import ACCESS_NAMESPACE
+from spectroreg.web.limits import DEFAULT_LIMITS
+
+_log = Logger(namespace="spectroreg.web")
+_access = Logger(namespace=ACCESS_NAMESPACE)
+
+# Query parameters whose values are harmless and help reading the log; every
+# other value (``_state``, tokens, signatures, ...) is masked.
+_VISIBLE_QUERY = frozenset(
+    ["n", "last", "digest", "mount", "from", "artifactType", "tag", "ns"]
+)
+
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+}
+
+
+def safe_uri(uri):
+    """
+    C{uri} (bytes or str) as it may appear in a log: the path as sent, and
+    the query with the value of every parameter not known to be harmless
+    replaced by ``***``.
+    """
+    if isinstance(uri, bytes):
+        uri = uri.decode("latin-1")
+    path, sep, query = uri.partition("?")
+    if not sep:
+        return path
+    shown = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in _VISIBLE_QUERY:
+            value = "***"
+        shown.append(quote(name, safe="") + "=" + quote(value, safe=":/@,"))
+    return path + "?" + "&".join(shown)
+
+
+def _header_lines(headers):
+    lines = []
+    for name, values in headers:
+        for value in values:
+            lines.append(name + b": " + value + b"\r\n")
+    return b"".join(lines)
+
+
+def _encode_headers(headers):
+    """Config headers (name -> values, str) as a tuple of (bytes, [bytes])."""
+    encoded = []
+    for name, values in (headers or {}).items():
+        if isinstance(values, (str, bytes)):
+            values = [values]
+        encoded.append(
+            (
+                name.encode("latin-1") if isinstance(name, str) else name,
+                [v.encode("latin-1") if isinstance(v, str) else v for v in values],
+            )
+        )
+    return tuple(encoded)
+
+
+class RegistryChannel(http.HTTPChannel):
+    """An HTTP/1.1 channel with the limits and deadlines of L{Limits}."""
+
+    _head_started = False
+    _head_size = 0
+    _head_deadline = None
+    _awaiting_request_line = True
+    _rejected = False
+    _draining = False
+
+    def connectionMade(self):
+        limits = self.factory.limits
+        # Our own checks answer 414/431 before Twisted's generic 400 would.
+        self.MAX_LENGTH = limits.max_header_bytes
+        self.totalHeadersSize = limits.max_header_bytes * 2
+        # One above ours, so that our own count answers 431 first.
+        self.maxHeaders = limits.max_headers + 1
+        super().connectionMade()
+        self.factory.channel_opened(self)
+
+    def connectionLost(self, reason):
+        self._cancel_deadline()
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.factory.channel_closed(self)
+
+    # -- request heads -----------------------------------------------------
+
+    def _start_head(self):
+        self._head_started = True
+        self._head_size = 0
+        timeout = self.factory.limits.header_timeout
+        if timeout:
+            self._head_deadline = self.callLater(timeout, self._head_timed_out)
+
+    def _cancel_deadline(self):
+        if self._head_deadline is not None:
+            if self._head_deadline.active():
+                self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self):
+        self._head_deadline = None
+        _log.info("request head not received in time from {peer}", peer=_peer(self))
+        self.reject(408)
+
+    def dataReceived(self, data):
+        if self._rejected:
+            return
+        if self.line_mode and not self._head_started:
+            self._start_head()
+        super().dataReceived(data)
+
+    def lineReceived(self, line):
+        if self._rejected:
+            return
+        if not self._head_started:
+            self._start_head()
+        limits = self.factory.limits
+        self._head_size += len(line) + 2
+        if self._awaiting_request_line and len(line) > limits.max_request_line:
+            self.reject(414)
+            return
+        if self._head_size > limits.max_header_bytes:
+            self.reject(431)
+            return
+        queued = len(self.requests)
+        super().lineReceived(line)
+        if len(self.requests) > queued:
+            self._awaiting_request_line = False
+            self.factory.request_started(self.requests[-1])
+
+    def lineLengthExceeded(self, line):
+        self.reject(414 if self._awaiting_request_line else 431)
+
+    def headerReceived(self, line):
+        ok = super().headerReceived(line)
+        if not ok:
+            return ok
+        if getattr(self, "_receivedHeaderCount", 0) > self.factory.limits.max_headers:
+            self.reject(431)
+            return False
+        return ok
+
+    def allHeadersReceived(self):
+        self._cancel_deadline()
+        self._head_started = False
+        self._head_size = 0
+        self._awaiting_request_line = True
+        if self._draining:
+            self.persistent = False
+        super().allHeadersReceived()
+        if self._draining:
+            self.persistent = False
+            self.requests[-1].responseHeaders.setRawHeaders(b"connection", [b"close"])
+
+    def _respondToBadRequestAndDisconnect(self):
+        # Twisted's own 400 answers, with our headers added.
+        self.reject(400)
+
+    def reject(self, code):
+        """Answer C{code} with an empty body and close the connection."""
+        if self._rejected:
+            return
+        self._rejected = True
+        self._cancel_deadline()
+        reason = _REASONS.get(code, b"Error")
+        head = (
+            b"HTTP/1.1 %d %s\r\n" % (code, reason)
+            + b"Content-Length: 0\r\nConnection: close\r\n"
+            + _header_lines(self.factory.response_headers)
+            + b"\r\n"
+        )
+        _access.info(
+            "rejected {status} from {remote}",
+            status=code,
+            remote=_peer(self),
+            log_fields={"http.response.status": code, "http.request.remoteaddr": _peer(self)},
+        )
+        if self.transport is not None:
+            self.transport.write(head)
+            self.transport.loseConnection()
+
+    # -- draining ----------------------------------------------------------
+
+    def start_draining(self):
+        """
+        Take no more requests: close now when idle; otherwise close once the
+        request in flight is answered.
+        """
+        self._draining = True
+        if not self.requests and not self._head_started:
+            self.transport.loseConnection()
+            return
+        self.persistent = False
+        for request in self.requests:
+            if not request.startedWriting:
+                request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+
+
+def _peer(channel):
+    transport = getattr(channel, "transport", None)
+    if transport is None:
+        return "-"
+    try:
+        address = transport.getPeer()
+    except Exception:
+        return "-"
+    host = getattr(address, "host", None)
+    if host is None:
+        return getattr(address, "name", None) or "unix"
+    return "{}:{}".format(host, address.port) if ":" not in host else "[{}]:{}".format(host, address.port)
+
+
+class RegistrySite(server.Site):
+    """
+    @param resource: the root resource.
+    @param request_factory: the request class (the API's streaming request).
+    @param headers: ``http.headers`` (name -> values).
+    @param access_log: False to switch the access log off.
+    @param limits: a L{spectroreg.web.limits.Limits}.
+    @param reactor: for timeouts and durations.
+    """
+
+    protocol = RegistryChannel
+    displayTracebacks = False
+    noisy = False
+
+    def __init__(
+        self,
+        resource,
+        request_factory=None,
+        headers=None,
+        access_log=True,
+        limits=DEFAULT_LIMITS,
+        reactor=None,
+    ):
+        if reactor is None:
+            from twisted.internet import reactor
+        kwargs = {"timeout": limits.idle_timeout or None, "reactor": reactor}
+        if request_factory is not None:
+            kwargs["requestFactory"] = request_factory
+        super().__init__(resource, **kwargs)
+        self._reactor = reactor
+        self.limits = limits
+        self.response_headers = _encode_headers(headers)
+        self.access_log = access_log
+        self.channels = set()
+        self._draining = None  # a Deferred while draining
+        self._drain_call = None
+
+    # -- hooks called by RegistryChannel -------------------------------------
+
+    def channel_opened(self, channel):
+        self.channels.add(channel)
+        if self._draining is not None:
+            channel.start_draining()
+
+    def channel_closed(self, channel):
+        self.channels.discard(channel)
+        self._check_drained()
+
+    def request_started(self, request):
+        request._spectroreg_started = self._reactor.seconds()
+        for name, values in self.response_headers:
+            request.responseHeaders.setRawHeaders(name, list(values))
+
+    # -- access log -------------------------------------------------------
+
+    def log(self, request):
+        if not self.access_log:
+            return
+        started = getattr(request, "_spectroreg_started", None)
+        duration = self._reactor.seconds() - started if started is not None else 0.0
+        uri = safe_uri(request.uri or b"")
+        method = (request.method or b"-").decode("latin-1")
+        proto = (request.clientproto or b"-").decode("latin-1")
+        user = _user_of(request)
+        agent = request.getHeader(b"user-agent")
+        address = request.getClientAddress()
+        remote = getattr(address, "host", None) or "-"
+        fields = {
+            "http.request.method": method,
+            "http.request.uri": uri,
+            "http.request.remoteaddr": remote,
+            "http.response.status": request.code,
+            "http.response.written": request.sentLength,
+            "http.response.duration": "%.3fms" % (duration * 1000.0,),
+        }
+        if agent:
+            fields["http.request.useragent"] = agent.decode("latin-1")
+        if user:
+            fields["auth.user.name"] = user
+        _access.info(
+            '{remote} {user} "{method} {uri} {proto}" {status} {written} {duration}',
+            remote=remote,
+            user=user or "-",
+            method=method,
+            uri=uri,
+            proto=proto,
+            status=request.code,
+            written=request.sentLength,
+            duration=fields["http.response.duration"],
+            log_fields=fields,
+        )
+        # A finished request may be what a drain waits for.
+        if self._draining is not None:
+            self._reactor.callLater(0, self._check_drained)
+
+    # -- draining ---------------------------------------------------------
+
+    def drain(self, timeout):
+        """
+        Stop taking requests on open connections and wait for the ones in
+        flight, at most C{timeout} seconds; then close what is left.
+
+        @return: a Deferred that fires (with None) when no connection is open.
+        """
+        if self._draining is not None:
+            return _chain(self._draining)
+        self._draining = defer.Deferred()
+        waiting = self._draining
+        for channel in list(self.channels):
+            channel.start_draining()
+        if timeout and timeout > 0:
+            self._drain_call = self._reactor.callLater(timeout, self._drain_expired)
+        else:
+            self._drain_expired()
+        self._check_drained()
+        return _chain(waiting)
+
+    def _drain_expired(self):
+        self._drain_call = None
+        for channel in list(self.channels):
+            if channel.transport is not None:
+                channel.transport.abortConnection()
+        self._check_drained()
+
+    def _check_drained(self):
+        if self._draining is None or self._draining.called:
+            return
+        if self.channels:
+            return
+        if self._drain_call is not None and self._drain_call.active():
+            self._drain_call.cancel()
+        self._drain_call = None
+        self._draining.callback(None)
+
+
+def _chain(deferred):
+    result = defer.Deferred()
+
+    def done(value):
+        result.callback(None)
+        return value
+
+    if deferred.called:
+        result.callback(None)
+    else:
+        deferred.addBoth(done)
+    return result
+
+
+def _user_of(request):
+    """
+    The authenticated user of C{request}, if the API recorded one. Twisted's
+    own C{request.getUser()} is not used: it is whatever the client claims.
+    """
+    for name in ("authenticated_user", "auth_user", "registry_user"):
+        user = getattr(request, name, None)
+        if isinstance(user, bytes):
+            user = user.decode("utf-8", "replace")
+        if isinstance(user, str) and user:
+            return user
+    return None
