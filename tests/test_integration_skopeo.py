@@ -12,9 +12,11 @@ the tests themselves).
 import json
 import os
 
+import bcrypt
 from twisted.trial import unittest
 
 from tests.support import images
+from tests.support.rawhttp import request
 from tests.support.registries import start_registry
 from tests.support.skopeo import Skopeo, SkopeoError
 
@@ -32,8 +34,9 @@ class SkopeoRoundTripMixin(object):
         self.skopeo = Skopeo(os.path.join(self.work, "skopeo"))
         self.server = self.start_server()
 
-    def start_server(self, delete=True, name="server"):
-        server = start_registry(self.kind, self.root, os.path.join(self.work, name), delete=delete)
+    def start_server(self, delete=True, name="server", htpasswd=None):
+        server = start_registry(self.kind, self.root, os.path.join(self.work, name), delete=delete,
+                                htpasswd=htpasswd)
         self.addCleanup(server.kill)
         return server
 
@@ -185,3 +188,53 @@ class ReferenceFilesystemSkopeoTests(SkopeoRoundTripMixin, unittest.TestCase):
 
     kind = "docker-registry"
     storage = "filesystem"
+
+
+class AuthenticatedSkopeoMixin(object):
+    """skopeo with credentials against htpasswd auth (bcrypt), in and out."""
+
+    kind = None
+
+    def setUp(self):
+        self.work = os.path.abspath(self.mktemp())
+        os.makedirs(self.work)
+        self.skopeo = Skopeo(os.path.join(self.work, "skopeo"))
+        htpasswd = os.path.join(self.work, "htpasswd")
+        hashed = bcrypt.hashpw(b"s3cret-pass", bcrypt.gensalt(rounds=5)).decode()
+        with open(htpasswd, "w") as f:
+            f.write("# test users\npusher:{}\n".format(hashed))
+        self.server = start_registry(self.kind, os.path.join(self.work, "root"),
+                                     os.path.join(self.work, "server"), htpasswd=htpasswd)
+        self.addCleanup(self.server.kill)
+
+    def test_credentials_required_and_accepted(self):
+        """Anonymous and wrong-password pushes fail with 401; the right one round-trips."""
+        challenge = request(self.server, "GET", "/v2/")
+        self.assertEqual(challenge.status, 401)
+        self.assertEqual(challenge.header("WWW-Authenticate"), 'Basic realm="spectroreg-tests"')
+        image = images.Image("skopeo-auth", layer_sizes=(4096, 8192))
+        source = "oci:{}:v1".format(images.write_oci_layout(
+            os.path.join(self.work, "image"), image, "v1"))
+        target = "docker://{}/private/app:v1".format(self.server.netloc)
+        for credentials in ({}, {self.server.netloc: ("pusher", "wrong")}):
+            self.skopeo.set_credentials(credentials)
+            with self.assertRaises(SkopeoError) as raised:
+                self.skopeo.copy(source, target)
+            self.assertIn("unauthorized", raised.exception.stderr.lower())
+        self.skopeo.set_credentials({self.server.netloc: ("pusher", "s3cret-pass")})
+        self.skopeo.copy(source, target)
+        out = os.path.join(self.work, "out")
+        self.skopeo.copy(target, "oci:{}:v1".format(out))
+        descriptor, blobs = images.read_oci_layout(out, "v1")
+        self.assertEqual(descriptor["digest"], image.digest)
+        self.assertEqual(sorted(blobs), sorted(b.digest for b in image.all_blobs()))
+        self.assertEqual(self.skopeo.list_tags("docker://{}/private/app".format(
+            self.server.netloc)), ["v1"])
+
+
+class SpectroregAuthenticatedSkopeoTests(AuthenticatedSkopeoMixin, unittest.TestCase):
+    kind = "spectroreg"
+
+
+class ReferenceAuthenticatedSkopeoTests(AuthenticatedSkopeoMixin, unittest.TestCase):
+    kind = "docker-registry"
