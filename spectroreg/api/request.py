@@ -1,0 +1,309 @@
+"""
+``RegistryRequest``: the Site's request factory, streaming blob bodies.
+
+Twisted spools a whole request body (to memory or a temp file) before any
+resource sees it. For blob uploads (PATCH/PUT on an upload, POST with
+``?digest=``) that is a disk-sized buffer per request, so this request
+asks the resource that will handle it, as soon as the headers are in
+(``gotLength``), what to do with the body:
+
+- a L{StreamTarget}: open an upload writer (after authentication: nothing
+  reaches storage before that succeeded) and write each chunk into it as
+  it arrives, hashing on the way, with the transport paused while storage
+  has a write pending;
+- an int: a cap on the body (manifests 4 MiB, everything else small). A
+  larger body is not kept; the resource answers 413, and a resource that
+  does not know about caps gets a 413 from here.
+
+A client that disconnects mid-body leaves the upload at what was durably
+written (resumable) or, for a single-request upload, no upload at all;
+never a partial blob.
+"""
+
+import collections
+import io
+from urllib.parse import parse_qs
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.http import unquote
+
+from spectroreg.registry.errors import RegistryError, error_body
+
+log = Logger()
+
+# Bodies of requests no resource claims (nothing in the API takes one).
+DEFAULT_BODY_CAP = 64 * 1024
+
+
+class StreamTarget:
+    """
+    Where a streamed body goes.
+
+    @ivar open: no-argument coroutine function returning an object with
+        C{write(data) -> Deferred}; may raise (the error is answered when
+        the request is rendered).
+    @ivar abandon: coroutine function called with that object when the
+        client went away before the body was complete.
+    """
+
+    def __init__(self, open, abandon):
+        self.open = open
+        self.abandon = abandon
+
+
+class BodyStream:
+    """Feeds one request body into a writer, with back-pressure."""
+
+    def __init__(self, request, target):
+        self._request = request
+        self._target = target
+        self._writer = None
+        self._error = None
+        self._queue = collections.deque()
+        self._writing = False
+        self._opening = True
+        self._ended = False
+        self._aborted = False
+        self._paused = False
+        self._in_pump = False
+        self._open_waiters = []
+        self._done_waiters = []
+        self.received = 0
+
+    # transport control
+
+    def _pause(self):
+        channel = self._request.channel
+        if not self._paused and channel is not None:
+            self._paused = True
+            channel.pauseProducing()
+
+    def _resume(self):
+        channel = self._request.channel
+        if self._paused:
+            self._paused = False
+            if channel is not None:
+                channel.resumeProducing()
+
+    # lifecycle
+
+    def start(self):
+        # Nothing is read until the writer exists (authentication first).
+        self._pause()
+        d = defer.ensureDeferred(self._target.open())
+        d.addCallbacks(self._opened, self._open_failed)
+
+    def _opened(self, writer):
+        self._opening = False
+        self._writer = writer
+        self._fire(self._open_waiters, None)
+        if self._aborted:
+            self._abandon()
+            return
+        self._pump()
+
+    def _open_failed(self, failure):
+        self._opening = False
+        self._error = failure
+        self._queue.clear()
+        self._fire(self._open_waiters, None)
+        # Keep reading so the answer can be sent; the bytes are dropped.
+        self._resume()
+        self._check_done()
+
+    def feed(self, data):
+        self.received += len(data)
+        if self._error is not None or self._aborted:
+            return
+        self._queue.append(data)
+        self._pump()
+
+    def _pump(self):
+        if self._in_pump:
+            return
+        self._in_pump = True
+        try:
+            while self._writer is not None and not self._writing and self._queue and self._error is None:
+                data = self._queue.popleft()
+                self._writing = True
+                d = defer.maybeDeferred(self._writer.write, data)
+                d.addCallbacks(self._written, self._write_failed)
+            if self._writing:
+                # Storage has not caught up: stop reading from the client.
+                self._pause()
+                return
+            if self._error is not None or self._writer is None:
+                return
+            if self._aborted:
+                self._abandon()
+                return
+            self._resume()
+            self._check_done()
+        finally:
+            self._in_pump = False
+
+    def _written(self, _):
+        self._writing = False
+        if not self._in_pump:
+            self._pump()
+
+    def _write_failed(self, failure):
+        self._writing = False
+        self._error = failure
+        self._queue.clear()
+        log.failure("writing an upload body failed", failure)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            d = defer.ensureDeferred(self._target.abandon(writer))
+            d.addErrback(lambda f: log.failure("closing an upload after a failed write", f))
+        self._resume()
+        self._check_done()
+
+    def end(self):
+        """The whole body has been received."""
+        self._ended = True
+        self._check_done()
+
+    def abort(self):
+        """The client went away before the body was complete."""
+        if self._ended or self._aborted:
+            return
+        self._aborted = True
+        self._queue.clear()
+        if self._writer is not None and not self._writing:
+            self._abandon()
+
+    def _abandon(self):
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        d = defer.ensureDeferred(self._target.abandon(writer))
+        d.addErrback(lambda f: log.failure("abandoning an interrupted upload", f))
+
+    def _done(self):
+        if not self._ended or self._opening:
+            return False
+        if self._error is not None:
+            return True
+        return not self._writing and not self._queue
+
+    def _check_done(self):
+        if self._done():
+            if self._error is not None:
+                waiters, self._done_waiters = self._done_waiters, []
+                for d in waiters:
+                    d.errback(self._error)
+            else:
+                self._fire(self._done_waiters, self._writer)
+
+    @staticmethod
+    def _fire(waiters, value):
+        pending = list(waiters)
+        del waiters[:]
+        for d in pending:
+            d.callback(value)
+
+    def opened(self):
+        """Deferred firing once the writer was opened or refused."""
+        if not self._opening:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._open_waiters.append(d)
+        return d
+
+    def result(self):
+        """Deferred firing with the writer once every byte is written (or failing)."""
+        d = defer.Deferred()
+        self._done_waiters.append(d)
+        self._check_done()
+        return d
+
+
+class RegistryRequest(server.Request):
+    """A L{server.Request} that streams upload bodies (see the module docstring)."""
+
+    spectroreg_stream = None
+    body_too_large = False
+    _body_cap = None
+    _body_size = 0
+    _body_claimed = False
+
+    def _claimed_body(self):
+        """What the resource that will render this request wants done with its body."""
+        channel = self.channel
+        site = getattr(channel, "site", None)
+        command = getattr(channel, "_command", None)
+        path = getattr(channel, "_path", None)
+        if site is None or command is None or path is None:
+            return None
+        # What requestReceived will set; the resource needs them now.
+        self.method = command
+        self.uri = path
+        self.path, _, query = path.partition(b"?")
+        self.args = parse_qs(query, keep_blank_values=True)
+        self.prepath = []
+        self.postpath = list(map(unquote, self.path[1:].split(b"/")))
+        try:
+            resource = site.getResourceFor(self)
+        except Exception:
+            log.failure("finding the resource for a request body")
+            return None
+        claim = getattr(resource, "request_body_policy", None)
+        if claim is None:
+            return None
+        return claim(self)
+
+    def gotLength(self, length):
+        policy = self._claimed_body()
+        self._body_claimed = policy is not None
+        if isinstance(policy, StreamTarget):
+            self.content = io.BytesIO()
+            self.spectroreg_stream = BodyStream(self, policy)
+            self.spectroreg_stream.start()
+            return
+        self._body_cap = policy if isinstance(policy, int) else DEFAULT_BODY_CAP
+        if length is not None and length > self._body_cap:
+            self.body_too_large = True
+            self.content = io.BytesIO()
+            return
+        server.Request.gotLength(self, length)
+
+    def handleContentChunk(self, data):
+        if self.spectroreg_stream is not None:
+            self.spectroreg_stream.feed(data)
+            return
+        if self.body_too_large:
+            return
+        self._body_size += len(data)
+        if self._body_cap is not None and self._body_size > self._body_cap:
+            self.body_too_large = True
+            self.content = io.BytesIO()
+            return
+        server.Request.handleContentChunk(self, data)
+
+    def requestReceived(self, command, path, version):
+        if self.spectroreg_stream is not None:
+            self.spectroreg_stream.end()
+        server.Request.requestReceived(self, command, path, version)
+
+    def process(self):
+        if self.body_too_large and not self._body_claimed:
+            # Nobody here knows the body was cut: answer for them.
+            body = error_body("SIZE_INVALID", "request body too large")
+            self.setResponseCode(413)
+            self.setHeader(b"content-type", b"application/json; charset=utf-8")
+            self.setHeader(b"content-length", str(len(body)).encode("ascii"))
+            self.write(body)
+            self.finish()
+            return
+        server.Request.process(self)
+
+    def connectionLost(self, reason):
+        if self.spectroreg_stream is not None:
+            self.spectroreg_stream.abort()
+        server.Request.connectionLost(self, reason)
+
+
+__all__ = ["RegistryRequest", "StreamTarget", "BodyStream", "RegistryError"]

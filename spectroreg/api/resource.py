@@ -1,0 +1,527 @@
+"""
+The ``/v2`` resource: every endpoint of the OCI Distribution Spec 1.1 and
+Distribution's catalog, on top of a ``spectroreg.registry.Registry``.
+
+One leaf resource routes on ``request.postpath`` (the segments after
+``v2``) with ``spectroreg.api.routes``; each handler is a coroutine that
+either answers or raises a ``RegistryError``, which ``_handle`` turns into
+the OCI error JSON. Unexpected exceptions are logged with a traceback and
+answered 500; client mistakes never are.
+"""
+
+import json
+
+from twisted.internet import defer
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+
+from spectroreg.api import routes
+from spectroreg.api.errors import JSON, as_registry_error, internal_error
+from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
+from spectroreg.api.request import StreamTarget
+from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
+from spectroreg.registry import manifests as mf
+from spectroreg.registry.digests import looks_like_digest, parse_digest
+from spectroreg.registry.errors import RegistryError, upload_unknown
+from spectroreg.registry.names import is_valid_name, is_valid_tag
+
+log = Logger()
+
+API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
+COPY_CHUNK = 64 * 1024
+CATALOG_DEFAULT_PAGE = 100
+OCTET_STREAM = "application/octet-stream"
+
+
+def _arg(request, name):
+    values = request.args.get(name.encode("ascii")) if request.args else None
+    if not values:
+        return None
+    value = values[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _header(request, name):
+    value = request.getHeader(name)
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value
+
+
+def _segments(request):
+    try:
+        return [s.decode("utf-8") if isinstance(s, bytes) else s for s in request.postpath]
+    except UnicodeDecodeError:
+        raise RegistryError("NAME_INVALID", detail="path is not UTF-8")
+
+
+def _client(request):
+    try:
+        address = request.getClientAddress()
+    except AttributeError:
+        return "unknown"
+    return str(getattr(address, "host", address))
+
+
+def _parse_n(request, maximum=None):
+    raw = _arg(request, "n")
+    if raw is None or raw == "":
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        raise RegistryError("UNSUPPORTED", status=400, detail="n must be a non-negative integer")
+    if n < 0:
+        raise RegistryError("UNSUPPORTED", status=400, detail="n must be a non-negative integer")
+    if maximum is not None:
+        n = min(n, maximum)
+    return n
+
+
+def _page(items, n, last):
+    """(page, more) for sorted C{items} after C{last} (exclusive), at most C{n}."""
+    if last:
+        items = [item for item in items if item > last]
+    if n is None:
+        return items, False
+    return items[:n], len(items) > n
+
+
+class RegistryAPI(resource.Resource):
+    """
+    The resource served as ``<prefix>/v2``.
+
+    @param registry: L{spectroreg.registry.Registry}.
+    @param settings: L{spectroreg.config.settings.Settings}.
+    @param authenticator: L{spectroreg.auth.interfaces.IAuthenticator} or None.
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry, settings, authenticator=None, reactor=None):
+        super().__init__()
+        self._registry = registry
+        self._settings = settings
+        self._http = settings.http if settings is not None else None
+        self._authenticator = authenticator
+        self._reactor = reactor
+        catalog = getattr(settings, "catalog", None)
+        self._catalog_max = catalog.maxentries if catalog is not None else 1000
+
+    # -- entry points ---------------------------------------------------
+
+    def render(self, request):
+        d = defer.ensureDeferred(self._handle(request))
+        d.addErrback(lambda f: log.failure("answering {method} {uri}", f,
+                                           method=request.method, uri=request.uri))
+        return server.NOT_DONE_YET
+
+    def request_body_policy(self, request):
+        """
+        Asked by L{spectroreg.api.request.RegistryRequest} once the headers
+        are in: a L{StreamTarget} for blob bodies, else a size cap.
+        """
+        try:
+            route = routes.match(_segments(request))
+        except RegistryError:
+            return COPY_CHUNK
+        method = request.method.decode("ascii", "replace")
+        if route is None:
+            return COPY_CHUNK
+        if route.name == routes.MANIFEST and method == "PUT":
+            return mf.MAX_MANIFEST_SIZE
+        if self._streams(route, method, request):
+            return StreamTarget(
+                lambda: self._open_body_writer(request, route),
+                lambda writer: self._abandon_body_writer(request, route, writer),
+            )
+        return COPY_CHUNK
+
+    @staticmethod
+    def _streams(route, method, request):
+        if route.name == routes.UPLOAD and method in ("PATCH", "PUT"):
+            return True
+        if route.name == routes.UPLOAD_START and method == "POST":
+            return _arg(request, "digest") is not None and _arg(request, "mount") is None
+        return False
+
+    # -- plumbing -------------------------------------------------------
+
+    async def _authenticate(self, request):
+        if self._authenticator is None:
+            return None
+        outcome = getattr(request, "_spectroreg_auth", None)
+        if outcome is None:
+            authorization = request.requestHeaders.getRawHeaders(b"authorization", [None])[0]
+            try:
+                user = await self._authenticator.authenticate(authorization, _client(request))
+                outcome = (True, user)
+            except Exception as exception:
+                outcome = (False, exception)
+            request._spectroreg_auth = outcome
+        ok, value = outcome
+        if not ok:
+            raise value
+        return value
+
+    async def _handle(self, request):
+        request.setHeader(*API_VERSION)
+        try:
+            stream = getattr(request, "spectroreg_stream", None)
+            if stream is not None:
+                await stream.opened()
+            await self._authenticate(request)
+            route = routes.match(_segments(request))
+            if route is None:
+                raise routes.no_route()
+            method = request.method.decode("ascii", "replace")
+            if method not in routes.METHODS[route.name]:
+                raise RegistryError("UNSUPPORTED", detail="{} is not supported here".format(method))
+            handler = getattr(self, "_{}_{}".format(route.name, method.lower().replace("head", "get")))
+            await handler(request, route)
+        except Exception as exception:
+            error = as_registry_error(exception, self._authenticator)
+            if error is None:
+                log.failure("internal error answering {method} {uri}", Failure(),
+                            method=request.method, uri=request.uri)
+                error = internal_error()
+            self._send_error(request, error)
+
+    def _finished(self, request):
+        return getattr(request, "finished", False) or getattr(request, "_disconnected", False)
+
+    def _send(self, request, status, body=b"", headers=(), content_type=None):
+        if self._finished(request):
+            return
+        request.setResponseCode(status)
+        for name, value in headers:
+            request.setHeader(name, value)
+        if content_type is not None:
+            request.setHeader("Content-Type", content_type)
+        request.setHeader("Content-Length", str(len(body)))
+        if body and request.method != b"HEAD":
+            request.write(body)
+        request.finish()
+
+    def _send_json(self, request, status, document, headers=()):
+        body = json.dumps(document).encode("utf-8")
+        self._send(request, status, body, headers, JSON)
+
+    def _send_error(self, request, error):
+        if self._finished(request):
+            return
+        if getattr(request, "startedWriting", False):
+            # Headers are out: nothing to do but cut the response short.
+            request.channel and request.channel.transport.abortConnection()
+            return
+        self._send(request, error.status, error.body(), error.headers, JSON)
+
+    def _urls(self, request):
+        return URLBuilder(request, self._http)
+
+    def _upload_location(self, request, name, upload_id):
+        secret = self._http.secret if self._http is not None else None
+        state = upload_state(secret, name, upload_id)
+        query = {"_state": state} if state else None
+        return self._urls(request).url(name, "blobs", "uploads", upload_id, query=query)
+
+    def _check_state(self, request, route):
+        secret = self._http.secret if self._http is not None else None
+        if not check_upload_state(secret, route.repository, route.argument, _arg(request, "_state")):
+            raise upload_unknown(route.argument)
+
+    def _check_writable(self):
+        self._registry.check_writable()
+
+    # -- end-1 ----------------------------------------------------------
+
+    async def _base_get(self, request, route):
+        self._send_json(request, 200, {})
+
+    # -- catalog --------------------------------------------------------
+
+    async def _catalog_get(self, request, route):
+        n = _parse_n(request, self._catalog_max)
+        if n is None:
+            n = min(CATALOG_DEFAULT_PAGE, self._catalog_max)
+        last = _arg(request, "last")
+        names = await self._registry.catalog()
+        page, more = _page(names, n, last)
+        headers = []
+        if more and page:
+            link = self._urls(request).path("_catalog", query={"last": page[-1], "n": n})
+            headers.append(("Link", '<{}>; rel="next"'.format(link)))
+        self._send_json(request, 200, {"repositories": page}, headers)
+
+    # -- tags (end-8) ---------------------------------------------------
+
+    async def _tags_get(self, request, route):
+        n = _parse_n(request)
+        last = _arg(request, "last")
+        tags = await self._registry.list_tags(route.repository)
+        page, more = _page(tags, n, last)
+        headers = []
+        if more and page:
+            link = self._urls(request).path(route.repository, "tags", "list", query={"n": n, "last": page[-1]})
+            headers.append(("Link", '<{}>; rel="next"'.format(link)))
+        self._send_json(request, 200, {"name": route.repository, "tags": page}, headers)
+
+    # -- manifests (end-3, end-7, end-9) --------------------------------
+
+    def _reference(self, route, for_write=False):
+        reference = route.argument
+        if looks_like_digest(reference):
+            return parse_digest(reference)
+        if not is_valid_tag(reference):
+            if for_write:
+                raise RegistryError("MANIFEST_INVALID", detail="invalid tag {!r}".format(reference))
+            raise RegistryError("MANIFEST_UNKNOWN", detail="invalid tag {!r}".format(reference))
+        return reference
+
+    async def _manifest_get(self, request, route):
+        reference = self._reference(route)
+        record = await self._registry.get_manifest(route.repository, reference)
+        headers = [
+            ("Docker-Content-Digest", str(record.digest)),
+            ("Etag", '"{}"'.format(record.digest)),
+        ]
+        self._send(request, 200, record.body, headers, record.media_type)
+
+    async def _manifest_put(self, request, route):
+        self._check_writable()
+        reference = self._reference(route, for_write=True)
+        if getattr(request, "body_too_large", False):
+            raise RegistryError("MANIFEST_INVALID", status=413, detail="manifest exceeds 4 MiB")
+        body = self._small_body(request, mf.MAX_MANIFEST_SIZE)
+        if body is None:
+            raise RegistryError("MANIFEST_INVALID", status=413, detail="manifest exceeds 4 MiB")
+        content_type = _header(request, "content-type")
+        digest, manifest = await self._registry.put_manifest(route.repository, reference, body, content_type)
+        headers = [
+            ("Location", self._urls(request).url(route.repository, "manifests", str(digest))),
+            ("Docker-Content-Digest", str(digest)),
+        ]
+        if manifest.subject is not None:
+            headers.append(("OCI-Subject", str(manifest.subject.digest)))
+        self._send(request, 201, b"", headers)
+
+    def _small_body(self, request, cap):
+        """The (capped) body of a non-blob request, or None when over C{cap}."""
+        content = request.content
+        if content is None:
+            return b""
+        content.seek(0, 2)
+        size = content.tell()
+        if size > cap:
+            return None
+        content.seek(0)
+        return content.read(cap + 1)
+
+    async def _manifest_delete(self, request, route):
+        self._registry.check_delete()
+        reference = self._reference(route)
+        await self._registry.delete_manifest(route.repository, reference)
+        self._send(request, 202)
+
+    # -- blobs (end-2, end-10) ------------------------------------------
+
+    async def _blob_get(self, request, route):
+        digest = parse_digest(route.argument)
+        descriptor = await self._registry.stat_blob(route.repository, digest)
+        is_head = request.method == b"HEAD"
+        if not is_head:
+            url = await self._registry.blob_redirect_url(digest)
+            if url:
+                self._send(request, 307, b"", [("Location", url), ("Docker-Content-Digest", str(digest))])
+                return
+        headers = [
+            ("Docker-Content-Digest", str(digest)),
+            ("Etag", '"{}"'.format(digest)),
+            ("Accept-Ranges", "bytes"),
+            ("Cache-Control", "max-age=31536000"),
+            ("Content-Type", OCTET_STREAM),
+        ]
+        try:
+            span = parse_range(_header(request, "range"), descriptor.size)
+        except RangeNotSatisfiable:
+            raise RegistryError(
+                "SIZE_INVALID", status=416, detail="requested range not satisfiable",
+                message="requested range not satisfiable",
+                headers=[("Content-Range", "bytes */{}".format(descriptor.size))],
+            )
+        status, offset, length = 200, 0, descriptor.size
+        if span is not None:
+            status, (offset, length) = 206, span
+            headers.append(("Content-Range", "bytes {}-{}/{}".format(offset, offset + length - 1, descriptor.size)))
+        if is_head:
+            request.setResponseCode(status)
+            for name, value in headers:
+                request.setHeader(name, value)
+            request.setHeader("Content-Length", str(length))
+            request.finish()
+            return
+        request.setResponseCode(status)
+        for name, value in headers:
+            request.setHeader(name, value)
+        request.setHeader("Content-Length", str(length))
+        try:
+            await self._registry.read_blob(digest, request, offset, length)
+        except (ConnectionDone, ConnectionLost):
+            return
+        except Exception:
+            if self._finished(request):
+                return
+            raise
+        if not self._finished(request):
+            request.finish()
+
+    async def _blob_delete(self, request, route):
+        self._registry.check_delete()
+        digest = parse_digest(route.argument)
+        await self._registry.delete_blob(route.repository, digest)
+        self._send(request, 202)
+
+    # -- uploads (end-4 … end-6, end-11, end-13, cancel) ----------------
+
+    async def _open_body_writer(self, request, route):
+        """Authenticate, then open the upload writer the body goes to."""
+        await self._authenticate(request)
+        self._check_writable()
+        method = request.method
+        if route.name == routes.UPLOAD_START:
+            digest = parse_digest(_arg(request, "digest"))
+            upload_id = await self._registry.start_upload(route.repository)
+            request._spectroreg_upload = (upload_id, digest)
+            return await self._registry.open_upload(route.repository, upload_id)
+        self._check_state(request, route)
+        if method == b"PUT":
+            # The digest is checked before any byte is stored.
+            parse_digest(_arg(request, "digest") or "")
+        offset = None
+        raw_range = _header(request, "content-range")
+        if raw_range is not None:
+            try:
+                start, end = parse_content_range(raw_range)
+            except ValueError:
+                raise RegistryError("BLOB_UPLOAD_INVALID", status=416, detail="invalid Content-Range")
+            length = request.getHeader("content-length")
+            if length is not None and int(length) != end - start + 1:
+                raise RegistryError("BLOB_UPLOAD_INVALID", status=416,
+                                    detail="Content-Range does not match Content-Length")
+            offset = start
+        return await self._registry.open_upload(route.repository, route.argument, offset)
+
+    async def _abandon_body_writer(self, request, route, writer):
+        if route.name == routes.UPLOAD_START:
+            # The client never learnt this upload's id: nothing to resume.
+            await writer._cancel()
+            upload = getattr(request, "_spectroreg_upload", None)
+            if upload is not None:
+                try:
+                    await self._registry.cancel_upload(route.repository, upload[0])
+                except RegistryError:
+                    pass
+            return
+        await writer.close()
+
+    async def _body_writer(self, request, route):
+        """The upload writer holding this request's whole body."""
+        stream = getattr(request, "spectroreg_stream", None)
+        if stream is not None:
+            return await stream.result()
+        writer = await self._open_body_writer(request, route)
+        content = request.content
+        if content is not None:
+            content.seek(0)
+            try:
+                while True:
+                    chunk = content.read(COPY_CHUNK)
+                    if not chunk:
+                        break
+                    await writer.write(chunk)
+            except BaseException:
+                await self._abandon_body_writer(request, route, writer)
+                raise
+        return writer
+
+    async def _upload_start_post(self, request, route):
+        self._check_writable()
+        name = route.repository
+        mount = _arg(request, "mount")
+        if mount is not None:
+            digest = parse_digest(mount)
+            source = _arg(request, "from")
+            if source is not None and not is_valid_name(source):
+                source = None
+            descriptor = await self._registry.mount_blob(name, digest, source)
+            if descriptor is not None:
+                self._send(request, 201, b"", [
+                    ("Location", self._urls(request).url(name, "blobs", str(digest))),
+                    ("Docker-Content-Digest", str(digest)),
+                ])
+                return
+        elif _arg(request, "digest") is not None:
+            writer = await self._body_writer(request, route)
+            upload_id, digest = request._spectroreg_upload
+            descriptor = await self._registry.finish_upload(name, upload_id, digest, writer)
+            self._send(request, 201, b"", [
+                ("Location", self._urls(request).url(name, "blobs", str(descriptor.digest))),
+                ("Docker-Content-Digest", str(descriptor.digest)),
+            ])
+            return
+        upload_id = await self._registry.start_upload(name)
+        self._send(request, 202, b"", [
+            ("Location", self._upload_location(request, name, upload_id)),
+            ("Docker-Upload-UUID", upload_id),
+            ("Range", "0-0"),
+        ])
+
+    def _upload_headers(self, request, route, size):
+        return [
+            ("Location", self._upload_location(request, route.repository, route.argument)),
+            ("Docker-Upload-UUID", route.argument),
+            ("Range", "0-{}".format(max(size - 1, 0))),
+        ]
+
+    async def _upload_get(self, request, route):
+        self._check_state(request, route)
+        size = await self._registry.upload_size(route.repository, route.argument)
+        self._send(request, 204, b"", self._upload_headers(request, route, size))
+
+    async def _upload_patch(self, request, route):
+        writer = await self._body_writer(request, route)
+        await writer.close()
+        self._send(request, 202, b"", self._upload_headers(request, route, writer.size))
+
+    async def _upload_put(self, request, route):
+        writer = await self._body_writer(request, route)
+        digest = parse_digest(_arg(request, "digest") or "")
+        descriptor = await self._registry.finish_upload(route.repository, route.argument, digest, writer)
+        self._send(request, 201, b"", [
+            ("Location", self._urls(request).url(route.repository, "blobs", str(descriptor.digest))),
+            ("Docker-Content-Digest", str(descriptor.digest)),
+        ])
+
+    async def _upload_delete(self, request, route):
+        self._check_state(request, route)
+        await self._registry.cancel_upload(route.repository, route.argument)
+        self._send(request, 204)
+
+    # -- referrers (end-12) ---------------------------------------------
+
+    async def _referrers_get(self, request, route):
+        digest = parse_digest(route.argument)
+        artifact_type = _arg(request, "artifactType")
+        descriptors = await self._registry.referrers(route.repository, digest, artifact_type or None)
+        headers = []
+        if artifact_type:
+            headers.append(("OCI-Filters-Applied", "artifactType"))
+        document = {
+            "schemaVersion": 2,
+            "mediaType": mf.OCI_INDEX,
+            "manifests": descriptors,
+        }
+        body = json.dumps(document).encode("utf-8")
+        self._send(request, 200, body, headers, mf.OCI_INDEX)

@@ -1,0 +1,114 @@
+"""
+Building ``Location`` and ``Link`` URLs the way Distribution does.
+
+- ``http.host`` set: absolute URLs under that URL (its path is the root;
+  ``http.prefix`` is not added, as in Distribution).
+- else ``http.relativeurls``: paths only (including the prefix the request
+  came in on; Distribution drops it there, which breaks prefixed setups).
+- else absolute URLs from the request: scheme and host from
+  ``Forwarded`` / ``X-Forwarded-Proto`` / ``X-Forwarded-Host``, else the
+  connection and the ``Host`` header.
+
+Upload URLs carry ``_state``, an HMAC of the repository name and upload id
+under ``http.secret`` when one is configured, so an upload id alone is not
+enough to write to an upload; the URL stays the same for the whole upload.
+"""
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import quote, urlencode, urlsplit
+
+
+def _header(request, name):
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value
+
+
+def _forwarded(request):
+    """proto and host from the first element of a ``Forwarded`` header."""
+    value = _header(request, "forwarded")
+    proto = host = None
+    if value:
+        first = value.split(",", 1)[0]
+        for pair in first.split(";"):
+            key, _, item = pair.strip().partition("=")
+            item = item.strip().strip('"')
+            if key.lower() == "proto" and item:
+                proto = item
+            elif key.lower() == "host" and item:
+                host = item
+    return proto, host
+
+
+def base_path(request):
+    """The path the request reached ``/v2`` on, e.g. ``/prefix/v2``."""
+    segments = [s.decode("utf-8", "replace") if isinstance(s, bytes) else s for s in request.prepath]
+    return "/" + "/".join(quote(s, safe="") for s in segments)
+
+
+class URLBuilder:
+    """URLs for one request."""
+
+    def __init__(self, request, http_settings):
+        self._request = request
+        self._settings = http_settings
+        self.root = self._root()
+
+    def _root(self):
+        settings = self._settings
+        if settings is not None and settings.host:
+            parts = urlsplit(settings.host)
+            path = parts.path.rstrip("/")
+            if settings.relativeurls:
+                return path + "/v2"
+            return "{}://{}{}/v2".format(parts.scheme or "https", parts.netloc, path)
+        path = base_path(self._request)
+        if settings is not None and settings.relativeurls:
+            return path
+        proto, host = _forwarded(self._request)
+        proto = proto or _header(self._request, "x-forwarded-proto")
+        host = host or _header(self._request, "x-forwarded-host")
+        if proto:
+            proto = proto.split(",", 1)[0].strip()
+        if host:
+            host = host.split(",", 1)[0].strip()
+        if not proto:
+            proto = "https" if self._request.isSecure() else "http"
+        if not host:
+            host = _header(self._request, "host")
+        if not host:
+            address = self._request.getHost()
+            host = "{}:{}".format(address.host, address.port)
+        return "{}://{}{}".format(proto, host, path)
+
+    def url(self, *parts, query=None):
+        url = self.root + "/" + "/".join(parts)
+        if query:
+            url += "?" + urlencode(query)
+        return url
+
+    def path(self, *parts, query=None):
+        """Like L{url}, but only the path (for ``Link`` headers)."""
+        url = self.url(*parts, query=query)
+        split = urlsplit(url)
+        return split.path + ("?" + split.query if split.query else "")
+
+
+def upload_state(secret, name, upload_id):
+    """The ``_state`` token of an upload URL, or None without a secret."""
+    if not secret:
+        return None
+    mac = hmac.new(secret.encode("utf-8"), "{}\0{}".format(name, upload_id).encode("utf-8"), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()[:18]).decode("ascii")
+
+
+def check_upload_state(secret, name, upload_id, state):
+    expected = upload_state(secret, name, upload_id)
+    if expected is None:
+        return True
+    return state is not None and hmac.compare_digest(expected, state)

@@ -1,0 +1,752 @@
+"""
+The registry: repositories, blobs, uploads, manifests, tags, referrers and
+the catalog on top of any ``IStorageDriver``, in Distribution's layout.
+
+It knows nothing of HTTP: failures are ``RegistryError``s carrying an OCI
+code. Blobs are published with ``move`` after their digest is verified, so
+no partial blob is ever visible; uploads keep their state in storage
+(``_uploads/<id>/data`` + ``startedat``) so another daemon sharing the
+storage, or this one after a restart, can continue them.
+"""
+
+import datetime
+import json
+import uuid as uuidlib
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+from twisted.internet.interfaces import IConsumer
+
+from spectroreg.registry import manifests as mf
+from spectroreg.registry import paths
+from spectroreg.registry.cache import BlobDescriptorCache
+from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_digest
+from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
+from spectroreg.registry.errors import readonly, unsupported, upload_unknown
+from spectroreg.registry.names import check_name, is_valid_tag
+from spectroreg.storage.errors import PathNotFound
+from spectroreg.storage.interfaces import SKIP_DIR
+
+log = Logger()
+
+BLOB_MEDIA_TYPE = "application/octet-stream"
+
+
+class BlobDescriptor:
+    __slots__ = ("digest", "size", "media_type")
+
+    def __init__(self, digest, size, media_type=BLOB_MEDIA_TYPE):
+        self.digest = digest
+        self.size = size
+        self.media_type = media_type
+
+    def __repr__(self):
+        return "BlobDescriptor({!r}, {!r})".format(str(self.digest), self.size)
+
+
+class ManifestRecord:
+    """A stored manifest: its bytes, digest and the media type it is served with."""
+
+    __slots__ = ("body", "digest", "media_type")
+
+    def __init__(self, body, digest, media_type):
+        self.body = body
+        self.digest = digest
+        self.media_type = media_type
+
+    @property
+    def size(self):
+        return len(self.body)
+
+
+def _rfc3339(when):
+    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_rfc3339(text):
+    text = text.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Go writes up to nanoseconds; Python parses up to microseconds.
+    if "." in text:
+        head, rest = text.split(".", 1)
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits += rest[0]
+            rest = rest[1:]
+        text = "{}.{}{}".format(head, (digits + "000000")[:6], rest)
+    parsed = datetime.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.timestamp()
+
+
+@implementer(IConsumer)
+class _HashingConsumer:
+    """Consumes a driver read, hashing and counting."""
+
+    def __init__(self, hasher):
+        self.hasher = hasher
+        self.size = 0
+        self.producer = None
+
+    def registerProducer(self, producer, streaming):
+        self.producer = producer
+        if not streaming:
+            # A pull producer wants to be asked.
+            self._pull = True
+            producer.resumeProducing()
+
+    def unregisterProducer(self):
+        self.producer = None
+
+    def write(self, data):
+        self.hasher.update(data)
+        self.size += len(data)
+        if self.producer is not None and getattr(self, "_pull", False):
+            self.producer.resumeProducing()
+
+
+class UploadWriter:
+    """
+    Appends to one upload's ``data``, hashing (sha256) on the way.
+
+    Obtained from L{Registry.open_upload}; ended by ``close()`` (keep the
+    upload resumable) or handed to L{Registry.finish_upload}.
+    """
+
+    def __init__(self, registry, name, upload_id, writer, hasher, lock):
+        self._registry = registry
+        self.name = name
+        self.upload_id = upload_id
+        self._writer = writer
+        self._hasher = hasher
+        self._lock = lock
+        self.start = writer.size
+        self.open = True
+
+    @property
+    def size(self):
+        return self._writer.size
+
+    def write(self, data):
+        """@return: Deferred firing when more may be written (back-pressure)."""
+        if self._hasher is not None:
+            self._hasher.update(data)
+        return self._writer.write(data)
+
+    async def close(self):
+        """Persist what was written; the upload stays resumable."""
+        if not self.open:
+            return
+        self.open = False
+        try:
+            await self._writer.close()
+            self._registry._remember_hash(self.name, self.upload_id, self._writer.size, self._hasher)
+        except Exception:
+            self._registry._forget_hash(self.name, self.upload_id)
+            raise
+        finally:
+            self._lock.release()
+
+    async def _commit(self):
+        self.open = False
+        try:
+            await self._writer.commit()
+            return self._writer.size, self._hasher
+        finally:
+            self._lock.release()
+
+    async def _cancel(self):
+        self.open = False
+        try:
+            await self._writer.cancel()
+        finally:
+            self._lock.release()
+
+
+class Registry:
+    """
+    Repository logic on an IStorageDriver.
+
+    @param driver: an L{IStorageDriver}.
+    @param storage_settings: L{spectroreg.config.settings.StorageSettings}.
+    @param reactor: IReactorTime (for upload timestamps and purging).
+    """
+
+    def __init__(self, driver, storage_settings, reactor=None, cache_capacity=10000):
+        self.driver = driver
+        self.settings = storage_settings
+        self._reactor = reactor
+        self.cache = BlobDescriptorCache(cache_capacity) if storage_settings.blobdescriptor_cache == "inmemory" else None
+        # (name, upload id) -> (offset, sha256 object): the fast path that saves
+        # re-reading an upload to hash it; recomputed from ``data`` when absent.
+        self._hash_states = {}
+        self._upload_locks = {}
+
+    # -- settings -------------------------------------------------------
+
+    @property
+    def delete_enabled(self):
+        return bool(self.settings.delete_enabled)
+
+    @property
+    def readonly(self):
+        return bool(self.settings.readonly)
+
+    @property
+    def redirects_enabled(self):
+        return not self.settings.redirect_disable
+
+    def _now(self):
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor.seconds()
+
+    def check_writable(self):
+        if self.readonly:
+            raise readonly()
+
+    def check_delete(self):
+        self.check_writable()
+        if not self.delete_enabled:
+            raise unsupported("deletes are disabled (storage.delete.enabled)")
+
+    # -- small helpers --------------------------------------------------
+
+    async def _exists(self, path):
+        try:
+            await self.driver.stat(path)
+        except PathNotFound:
+            return False
+        return True
+
+    async def _read_link(self, path):
+        """The digest a link file names, or None when there is none."""
+        try:
+            content = await self.driver.get_content(path)
+        except PathNotFound:
+            return None
+        try:
+            return parse_digest(content.decode("ascii").strip())
+        except (RegistryError, UnicodeDecodeError):
+            log.warn("ignoring unreadable link file {path}", path=path)
+            return None
+
+    async def _write_link(self, path, digest):
+        await self.driver.put_content(path, str(digest).encode("ascii"))
+
+    async def _delete(self, path):
+        try:
+            await self.driver.delete(path)
+            return True
+        except PathNotFound:
+            return False
+
+    async def _list(self, path):
+        try:
+            return await self.driver.list(path)
+        except PathNotFound:
+            return []
+
+    async def repository_exists(self, name):
+        return await self._exists(paths.repository(name))
+
+    # -- blobs ----------------------------------------------------------
+
+    async def stat_blob_data(self, digest):
+        """The global blob (no repository check). @raise RegistryError: BLOB_UNKNOWN."""
+        if self.cache is not None:
+            cached = self.cache.get(digest)
+            if cached is not None:
+                return BlobDescriptor(digest, cached[0], cached[1])
+        try:
+            info = await self.driver.stat(paths.blob_data(digest))
+        except PathNotFound:
+            raise blob_unknown(digest)
+        if info.is_dir:
+            raise blob_unknown(digest)
+        if self.cache is not None:
+            self.cache.put(digest, info.size, BLOB_MEDIA_TYPE)
+        return BlobDescriptor(digest, info.size)
+
+    async def is_linked(self, name, digest):
+        """Whether repository C{name} holds blob C{digest} (layer or manifest)."""
+        if self.cache is not None and self.cache.is_linked(name, digest):
+            return True
+        for path in (paths.layer_link(name, digest), paths.revision_link(name, digest)):
+            linked = await self._read_link(path)
+            if linked is not None and linked == digest:
+                if self.cache is not None:
+                    self.cache.link(name, digest)
+                return True
+        return False
+
+    async def stat_blob(self, name, digest):
+        """
+        A blob as seen from repository C{name}.
+        @raise RegistryError: BLOB_UNKNOWN.
+        """
+        if not await self.is_linked(name, digest):
+            raise blob_unknown(digest)
+        return await self.stat_blob_data(digest)
+
+    def blob_path(self, digest):
+        return paths.blob_data(digest)
+
+    async def blob_redirect_url(self, digest, method="GET"):
+        if not self.redirects_enabled:
+            return None
+        return await self.driver.redirect_url(paths.blob_data(digest), method)
+
+    async def read_blob(self, digest, consumer, offset=0, length=None):
+        """Stream blob bytes into C{consumer}; see IStorageDriver.read."""
+        try:
+            return await self.driver.read(paths.blob_data(digest), consumer, offset, length)
+        except PathNotFound:
+            if self.cache is not None:
+                self.cache.forget(digest)
+            raise blob_unknown(digest)
+
+    async def link_blob(self, name, digest):
+        await self._write_link(paths.layer_link(name, digest), digest)
+        if self.cache is not None:
+            self.cache.link(name, digest)
+
+    async def delete_blob(self, name, digest):
+        """Unlink C{digest} from repository C{name}."""
+        self.check_delete()
+        if self.cache is not None:
+            self.cache.unlink(name, digest)
+        linked = await self._read_link(paths.layer_link(name, digest))
+        if linked is None:
+            raise blob_unknown(digest)
+        await self._delete(paths.layer_dir(name, digest))
+
+    def forget_blob(self, digest):
+        """Tell the cache a blob's data is gone (garbage collection)."""
+        if self.cache is not None:
+            self.cache.forget(digest)
+
+    async def mount_blob(self, name, digest, source=None):
+        """
+        Link an existing blob into C{name} from repository C{source}, or, when
+        C{source} is None, from anywhere in the registry (automatic mount).
+
+        @return: L{BlobDescriptor}, or None when there is nothing to mount.
+        """
+        self.check_writable()
+        if source is not None:
+            if not await self.is_linked(source, digest):
+                return None
+        try:
+            descriptor = await self.stat_blob_data(digest)
+        except RegistryError:
+            return None
+        await self.link_blob(name, digest)
+        return descriptor
+
+    # -- uploads --------------------------------------------------------
+
+    def _lock_for(self, name, upload_id):
+        key = (name, upload_id)
+        lock = self._upload_locks.get(key)
+        if lock is None:
+            lock = self._upload_locks[key] = defer.DeferredLock()
+        return lock
+
+    def _release_lock(self, name, upload_id, lock):
+        lock.release()
+        if not lock.locked and not lock.waiting:
+            self._upload_locks.pop((name, upload_id), None)
+
+    def _remember_hash(self, name, upload_id, offset, hasher):
+        if hasher is not None:
+            self._hash_states[(name, upload_id)] = (offset, hasher.copy())
+
+    def _forget_hash(self, name, upload_id):
+        self._hash_states.pop((name, upload_id), None)
+
+    async def start_upload(self, name):
+        """Create an upload. @return: its id (str)."""
+        self.check_writable()
+        upload_id = str(uuidlib.uuid4())
+        await self.driver.put_content(paths.upload_startedat(name, upload_id), _rfc3339(self._now()).encode("ascii"))
+        writer = await self.driver.writer(paths.upload_data(name, upload_id))
+        await writer.close()
+        self._remember_hash(name, upload_id, 0, digest_hasher())
+        return upload_id
+
+    async def upload_exists(self, name, upload_id):
+        return await self._exists(paths.upload_startedat(name, upload_id))
+
+    async def upload_size(self, name, upload_id):
+        """Bytes received so far. @raise RegistryError: BLOB_UPLOAD_UNKNOWN."""
+        if not await self.upload_exists(name, upload_id):
+            raise upload_unknown(upload_id)
+        try:
+            info = await self.driver.stat(paths.upload_data(name, upload_id))
+        except PathNotFound:
+            return 0
+        return info.size
+
+    async def open_upload(self, name, upload_id, offset=None):
+        """
+        Open the upload for appending. Concurrent writers to one upload wait
+        for each other.
+
+        @param offset: where the client says its bytes start; not the
+            current size → BLOB_UPLOAD_INVALID with status 416.
+        @return: L{UploadWriter}.
+        """
+        self.check_writable()
+        lock = self._lock_for(name, upload_id)
+        await lock.acquire()
+        try:
+            if not await self.upload_exists(name, upload_id):
+                raise upload_unknown(upload_id)
+            data_path = paths.upload_data(name, upload_id)
+            try:
+                writer = await self.driver.writer(data_path, append=True)
+            except PathNotFound:
+                writer = await self.driver.writer(data_path)
+            if offset is not None and offset != writer.size:
+                await writer.close()
+                raise RegistryError(
+                    "BLOB_UPLOAD_INVALID",
+                    status=416,
+                    detail="chunk starts at {}, upload has {} bytes".format(offset, writer.size),
+                    headers=[("Range", "0-{}".format(max(writer.size - 1, 0)))],
+                )
+            state = self._hash_states.get((name, upload_id))
+            hasher = state[1].copy() if state is not None and state[0] == writer.size else None
+            return UploadWriter(self, name, upload_id, writer, hasher, _Releaser(self, name, upload_id, lock))
+        except BaseException:
+            self._release_lock(name, upload_id, lock)
+            raise
+
+    async def _hash_stored(self, path, digest):
+        hasher = digest.hasher()
+        consumer = _HashingConsumer(hasher)
+        await self.driver.read(path, consumer)
+        return Digest(digest.algorithm, hasher.hexdigest()), consumer.size
+
+    async def finish_upload(self, name, upload_id, digest, writer=None):
+        """
+        Complete an upload: verify C{digest}, publish the blob, link it.
+        On a digest mismatch the upload is cancelled (nothing is stored).
+
+        @param writer: the L{UploadWriter} holding the last chunk, if any.
+        @return: L{BlobDescriptor}.
+        """
+        self.check_writable()
+        if writer is None:
+            writer = await self.open_upload(name, upload_id)
+        size, hasher = await writer._commit()
+        self._forget_hash(name, upload_id)
+        data_path = paths.upload_data(name, upload_id)
+        if digest.algorithm == CANONICAL and hasher is not None:
+            actual = Digest(CANONICAL, hasher.hexdigest())
+        else:
+            actual, size = await self._hash_stored(data_path, digest)
+        if actual != digest:
+            await self._delete(paths.upload_dir(name, upload_id))
+            raise RegistryError(
+                "DIGEST_INVALID", detail="digest {} does not match the content ({})".format(digest, actual)
+            )
+        target = paths.blob_data(digest)
+        if await self._exists(target):
+            # Same digest, same bytes: keep the published copy.
+            pass
+        else:
+            await self.driver.move(data_path, target)
+        await self._delete(paths.upload_dir(name, upload_id))
+        await self.link_blob(name, digest)
+        if self.cache is not None:
+            self.cache.put(digest, size, BLOB_MEDIA_TYPE)
+        return BlobDescriptor(digest, size)
+
+    async def cancel_upload(self, name, upload_id):
+        """Delete an upload. @raise RegistryError: BLOB_UPLOAD_UNKNOWN."""
+        self.check_writable()
+        if not await self.upload_exists(name, upload_id):
+            raise upload_unknown(upload_id)
+        self._forget_hash(name, upload_id)
+        await self._delete(paths.upload_dir(name, upload_id))
+
+    async def put_blob(self, name, digest, data):
+        """Store small content C{data} (bytes) as blob C{digest} in C{name}."""
+        self.check_writable()
+        actual = digest_of(data, digest.algorithm)
+        if actual != digest:
+            raise RegistryError("DIGEST_INVALID", detail="digest {} does not match the content".format(digest))
+        upload_id = await self.start_upload(name)
+        writer = await self.open_upload(name, upload_id)
+        try:
+            await writer.write(data)
+        except BaseException:
+            await writer._cancel()
+            raise
+        return await self.finish_upload(name, upload_id, digest, writer)
+
+    async def purge_uploads(self, older_than_seconds, dry_run=False):
+        """
+        Delete uploads started more than C{older_than_seconds} ago
+        (``storage.maintenance.uploadpurging``). Uploads without a readable
+        ``startedat`` are judged by their directory's modification time.
+
+        @return: how many uploads were (or, with C{dry_run}, would be) deleted.
+        """
+        cutoff = self._now() - older_than_seconds
+        found = []
+
+        async def visit(info):
+            if not info.is_dir:
+                return None
+            base = info.path.rsplit("/", 1)[-1]
+            if base == "_uploads":
+                for upload in await self._list(info.path):
+                    started = None
+                    try:
+                        started = _parse_rfc3339((await self.driver.get_content(upload + "/startedat")).decode("ascii"))
+                    except (PathNotFound, ValueError, UnicodeDecodeError):
+                        try:
+                            started = (await self.driver.stat(upload)).modified
+                        except PathNotFound:
+                            continue
+                    if started < cutoff:
+                        found.append(upload)
+                return SKIP_DIR
+            if base.startswith("_"):
+                return SKIP_DIR
+            return None
+
+        try:
+            await self.driver.walk(paths.REPOSITORIES, visit)
+        except PathNotFound:
+            return 0
+        for upload in found:
+            if dry_run:
+                log.info("upload purging (dry run): would delete {path}", path=upload)
+            else:
+                log.info("upload purging: deleting {path}", path=upload)
+                await self._delete(upload)
+        return len(found)
+
+    # -- manifests and tags --------------------------------------------
+
+    async def resolve(self, name, reference):
+        """
+        The digest C{reference} (tag str or L{Digest}) names in C{name}.
+        @raise RegistryError: MANIFEST_UNKNOWN.
+        """
+        if isinstance(reference, Digest):
+            linked = await self._read_link(paths.revision_link(name, reference))
+            if linked is None:
+                raise manifest_unknown(reference)
+            return reference
+        digest = await self._read_link(paths.tag_current_link(name, reference))
+        if digest is None:
+            raise manifest_unknown(reference)
+        return digest
+
+    async def get_manifest(self, name, reference):
+        """@return: L{ManifestRecord}. @raise RegistryError: MANIFEST_UNKNOWN."""
+        digest = await self.resolve(name, reference)
+        try:
+            body = await self.driver.get_content(paths.blob_data(digest))
+        except PathNotFound:
+            raise manifest_unknown(reference)
+        return ManifestRecord(body, digest, mf.media_type_of(body))
+
+    async def put_manifest(self, name, reference, body, content_type=None):
+        """
+        Store a manifest under a tag (str) or its digest (L{Digest}).
+
+        @return: (L{Digest}, L{spectroreg.registry.manifests.Manifest}).
+        @raise RegistryError: MANIFEST_INVALID, MANIFEST_BLOB_UNKNOWN,
+            DIGEST_INVALID (body does not match the digest reference).
+        """
+        self.check_writable()
+        if len(body) > mf.MAX_MANIFEST_SIZE:
+            raise RegistryError("MANIFEST_INVALID", status=413, detail="manifest exceeds 4 MiB")
+        manifest = mf.parse_manifest(body, content_type)
+        if isinstance(reference, Digest):
+            digest = digest_of(body, reference.algorithm)
+            if digest != reference:
+                raise RegistryError(
+                    "DIGEST_INVALID", detail="manifest digest {} does not match {}".format(digest, reference)
+                )
+        else:
+            if not is_valid_tag(reference):
+                raise RegistryError("MANIFEST_INVALID", detail="invalid tag {!r}".format(reference))
+            digest = digest_of(body)
+        missing = []
+        for descriptor in manifest.references():
+            if not await self.is_linked(name, descriptor.digest):
+                missing.append(str(descriptor.digest))
+        for descriptor in manifest.manifests:
+            if await self._read_link(paths.revision_link(name, descriptor.digest)) is None:
+                missing.append(str(descriptor.digest))
+        if missing:
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": missing})
+        blob_path = paths.blob_data(digest)
+        if not await self._exists(blob_path):
+            await self.driver.put_content(blob_path, body)
+        await self._write_link(paths.revision_link(name, digest), digest)
+        if self.cache is not None:
+            self.cache.link(name, digest)
+        if not isinstance(reference, Digest):
+            await self._write_link(paths.tag_index_link(name, reference, digest), digest)
+            await self._write_link(paths.tag_current_link(name, reference), digest)
+        if manifest.subject is not None:
+            await self._add_referrer(name, digest, len(body), manifest)
+        return digest, manifest
+
+    async def delete_manifest(self, name, reference):
+        """
+        By tag: untag. By digest: delete the revision, every tag pointing
+        at it, and its referrers entry.
+        """
+        self.check_delete()
+        if not isinstance(reference, Digest):
+            if await self._read_link(paths.tag_current_link(name, reference)) is None:
+                raise manifest_unknown(reference)
+            await self._delete(paths.tag_dir(name, reference))
+            return
+        digest = reference
+        if await self._read_link(paths.revision_link(name, digest)) is None:
+            raise manifest_unknown(digest)
+        subject = None
+        try:
+            body = await self.driver.get_content(paths.blob_data(digest))
+            subject = mf.parse_manifest(body).subject
+        except (PathNotFound, RegistryError):
+            pass
+        if self.cache is not None:
+            self.cache.unlink(name, digest)
+        for tag in await self.list_tags(name, must_exist=False):
+            if await self._read_link(paths.tag_current_link(name, tag)) == digest:
+                await self._delete(paths.tag_dir(name, tag))
+        await self._delete(paths.revision_dir(name, digest))
+        if subject is not None:
+            await self._delete(paths.referrer_entry(name, subject.digest, digest).rsplit("/", 1)[0])
+
+    async def list_tags(self, name, must_exist=True):
+        """Sorted tags. @raise RegistryError: NAME_UNKNOWN for an unknown repository."""
+        entries = await self._list(paths.tags(name))
+        if not entries and must_exist and not await self._exists(paths.manifests(name)):
+            raise name_unknown(name)
+        tags = []
+        for entry in entries:
+            tag = entry.rsplit("/", 1)[-1]
+            if is_valid_tag(tag):
+                tags.append(tag)
+        return sorted(tags)
+
+    # -- referrers ------------------------------------------------------
+
+    def _referrer_descriptor(self, digest, size, manifest):
+        descriptor = {"mediaType": manifest.media_type, "digest": str(digest), "size": size}
+        if manifest.artifact_type:
+            descriptor["artifactType"] = manifest.artifact_type
+        if manifest.annotations:
+            descriptor["annotations"] = manifest.annotations
+        return descriptor
+
+    async def _add_referrer(self, name, digest, size, manifest):
+        path = paths.referrer_entry(name, manifest.subject.digest, digest)
+        content = json.dumps(self._referrer_descriptor(digest, size, manifest), sort_keys=True)
+        await self.driver.put_content(path, content.encode("utf-8"))
+
+    async def rebuild_referrers(self, name):
+        """Rebuild C{name}'s referrers index from its manifest revisions."""
+        count = 0
+        for algorithm_dir in await self._list(paths.revisions(name)):
+            algorithm = algorithm_dir.rsplit("/", 1)[-1]
+            for revision in await self._list(algorithm_dir):
+                try:
+                    digest = parse_digest("{}:{}".format(algorithm, revision.rsplit("/", 1)[-1]))
+                    body = await self.driver.get_content(paths.blob_data(digest))
+                    manifest = mf.parse_manifest(body)
+                except (RegistryError, PathNotFound):
+                    continue
+                if manifest.subject is not None:
+                    await self._add_referrer(name, digest, len(body), manifest)
+                    count += 1
+        await self.driver.put_content(paths.referrers_complete(name), b"1")
+        return count
+
+    async def referrers(self, name, digest, artifact_type=None):
+        """
+        Descriptors (dicts) of the manifests in C{name} whose subject is
+        C{digest}, optionally only those of C{artifact_type}; sorted by digest.
+        """
+        if not await self._exists(paths.referrers_complete(name)):
+            if await self._exists(paths.manifests(name)):
+                await self.rebuild_referrers(name)
+        found = []
+        for algorithm_dir in await self._list(paths.referrers_subject_dir(name, digest)):
+            for entry in await self._list(algorithm_dir):
+                try:
+                    content = await self.driver.get_content(entry + "/descriptor")
+                    descriptor = json.loads(content.decode("utf-8"))
+                    referrer = parse_digest(descriptor["digest"])
+                except (PathNotFound, ValueError, KeyError, RegistryError):
+                    continue
+                # The revision may have been deleted by a Distribution sharing the tree.
+                if await self._read_link(paths.revision_link(name, referrer)) is None:
+                    continue
+                if artifact_type is not None and descriptor.get("artifactType") != artifact_type:
+                    continue
+                found.append(descriptor)
+        found.sort(key=lambda d: d["digest"])
+        return found
+
+    # -- catalog --------------------------------------------------------
+
+    async def catalog(self):
+        """Every repository name holding ``_manifests``, sorted."""
+        names = []
+        prefix = paths.REPOSITORIES + "/"
+
+        def visit(info):
+            if not info.is_dir:
+                return None
+            base = info.path.rsplit("/", 1)[-1]
+            if base == "_manifests":
+                names.append(info.path[len(prefix):].rsplit("/", 1)[0])
+                return SKIP_DIR
+            if base.startswith("_"):
+                return SKIP_DIR
+            return None
+
+        try:
+            await self.driver.walk(paths.REPOSITORIES, visit)
+        except PathNotFound:
+            return []
+        return sorted(names)
+
+
+class _Releaser:
+    """Releases an upload lock once, dropping it when nobody waits."""
+
+    def __init__(self, registry, name, upload_id, lock):
+        self._args = (registry, name, upload_id, lock)
+        self._done = False
+
+    def release(self):
+        if not self._done:
+            self._done = True
+            registry, name, upload_id, lock = self._args
+            registry._release_lock(name, upload_id, lock)
+
+
+def digest_hasher():
+    return Digest(CANONICAL, "0" * 64).hasher()
+
+
+__all__ = ["Registry", "BlobDescriptor", "ManifestRecord", "UploadWriter", "check_name"]
