@@ -51,6 +51,7 @@ class S3Settings:
     objectacl: str = "private"
     useragent: Optional[str] = None
     v4auth: bool = True
+    sessiontoken: Optional[str] = None  # temporary credentials, with accesskey/secretkey
 
 
 @dataclass(frozen=True)

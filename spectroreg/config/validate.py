@@ -477,9 +477,6 @@ def _s3(check, p, path):
     check.boolean(p, path, "usedualstack", False)
     check.boolean(p, path, "accelerate", False)
     check.string(p, path, "loglevel")
-    extra = {}
-    if "sessiontoken" in _settings_fields(s.S3Settings):
-        extra["sessiontoken"] = check.string(p, path, "sessiontoken")
     return s.S3Settings(
         bucket=bucket,
         region=region,
@@ -522,12 +519,8 @@ def _s3(check, p, path):
         objectacl=objectacl,
         useragent=check.string(p, path, "useragent"),
         v4auth=check.boolean(p, path, "v4auth", defaults.v4auth),
-        **extra,
+        sessiontoken=check.string(p, path, "sessiontoken"),
     )
-
-
-def _settings_fields(cls):
-    return getattr(cls, "__dataclass_fields__", {})
 
 
 def _http(check, tree):
