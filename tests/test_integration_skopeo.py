@@ -11,6 +11,9 @@ the tests themselves).
 
 import json
 import os
+import socket
+import ssl
+import time
 
 import bcrypt
 from twisted.trial import unittest
@@ -237,4 +240,45 @@ class SpectroregAuthenticatedSkopeoTests(AuthenticatedSkopeoMixin, unittest.Test
 
 
 class ReferenceAuthenticatedSkopeoTests(AuthenticatedSkopeoMixin, unittest.TestCase):
+    kind = "docker-registry"
+
+
+class PlainHTTPTLSProbeMixin(object):
+    """A TLS handshake on the plain-HTTP port is refused at once.
+
+    Clients told a registry is insecure (skopeo and podman with
+    ``--tls-verify=false``, Docker's ``insecure-registries``, containerd)
+    try HTTPS first and fall back to HTTP only when the server refuses the
+    TLS handshake. Distribution answers a TLS record with a 400 at once; a
+    server that waits for a request line instead makes every client command
+    wait for its header timeout.
+    """
+
+    kind = None
+
+    def test_tls_client_hello_refused_promptly(self):
+        work = os.path.abspath(self.mktemp())
+        server = start_registry(self.kind, None, work)
+        self.addCleanup(server.kill)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        started = time.monotonic()
+        raw = socket.create_connection((server.host, server.port), timeout=10)
+        try:
+            with self.assertRaises((ssl.SSLError, OSError)):
+                context.wrap_socket(raw, server_hostname="127.0.0.1")
+        finally:
+            raw.close()
+        elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 2.0, "TLS ClientHello answered after {:.1f}s".format(elapsed))
+        # And the port still serves plain HTTP.
+        self.assertEqual(request(server, "GET", "/v2/").status, 200)
+
+
+class SpectroregTLSProbeTests(PlainHTTPTLSProbeMixin, unittest.TestCase):
+    kind = "spectroreg"
+
+
+class ReferenceTLSProbeTests(PlainHTTPTLSProbeMixin, unittest.TestCase):
     kind = "docker-registry"

@@ -10,69 +10,65 @@ not. The tests are written once and run against both: against Debian's
 they prove the daemon.
 
 spectroreg runs as the real daemon, ``python -m spectroreg serve CONFIG``,
-with the same Python as the tests, from the source tree.
+with the same Python as the tests, from the source tree, started by
+L{tests.support.daemon.RegistryDaemon}.
 """
 
-import os
-import socket
-import subprocess
-import sys
 import tempfile
-
-import yaml
 
 from tests.support.requirements import require_external
 from tests.support.reference import (
     ServerProcess,
-    clean_environment,
     reference_config,
     start_reference,
     wait_http_ok,
 )
 
-SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KINDS = ("spectroreg", "docker-registry")
 
 
-def free_port():
-    """A port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def spectroreg_config(root_directory=None, delete=True, port=0, htpasswd=None):
-    """The same Distribution configuration the reference gets, on C{port}."""
+    """The same Distribution configuration the reference gets, on C{port}.
+
+    (The daemon helper sets the real port through ``REGISTRY_HTTP_ADDR``.)
+    """
     config = reference_config(root_directory, delete, htpasswd)
     config["http"]["addr"] = "127.0.0.1:{}".format(port)
     return config
 
 
+class SpectroregProcess(ServerProcess):
+    """The daemon started through L{tests.support.daemon.RegistryDaemon}."""
+
+    def __init__(self, daemon, root):
+        ServerProcess.__init__(self, "spectroreg", daemon.process, daemon.host, daemon.port,
+                               daemon.log_path, root=root, config_path=daemon.config_path)
+        self.daemon = daemon
+
+    def stop(self, timeout=10.0):
+        if self.daemon.running:
+            return self.daemon.stop(timeout)
+        self.daemon.kill()
+        return self.process.returncode
+
+    def kill(self):
+        self.daemon.kill()
+        return self.process.returncode
+
+
 def start_spectroreg(root_directory=None, workdir=None, delete=True, htpasswd=None, timeout=30.0):
     """Start ``python -m spectroreg serve CONFIG`` and wait until ``/v2/`` answers."""
     require_external("the spectroreg daemon running as a server on 127.0.0.1")
+    from tests.support.daemon import RegistryDaemon
+
     if workdir is None:
         workdir = tempfile.mkdtemp(prefix="spectroreg-")
-    os.makedirs(workdir, exist_ok=True)
-    port = free_port()
-    config_path = os.path.join(workdir, "spectroreg.yml")
-    with open(config_path, "w") as f:
-        yaml.safe_dump(spectroreg_config(root_directory, delete, port, htpasswd), f)
-    log_path = os.path.join(workdir, "spectroreg.log")
-    env = clean_environment()
-    env["PYTHONPATH"] = os.pathsep.join(
-        [SOURCE_ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env["PYTHONUNBUFFERED"] = "1"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "spectroreg", "serve", config_path],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, cwd=workdir,
-        )
-    server = ServerProcess("spectroreg", process, "127.0.0.1", port, log_path,
-                           root=root_directory, config_path=config_path)
+    daemon = RegistryDaemon(spectroreg_config(root_directory, delete, 0, htpasswd),
+                            workdir=workdir, name="spectroreg")
+    daemon.start(timeout=timeout)
+    server = SpectroregProcess(daemon, root_directory)
     try:
-        wait_http_ok(server.host, server.port, timeout=timeout, process=process)
+        wait_http_ok(server.host, server.port, timeout=timeout, process=server.process)
     except BaseException as e:
         server.kill()
         raise RuntimeError("spectroreg did not start: {}\n{}".format(e, server.log_text()))
