@@ -105,9 +105,10 @@ class Checker:
         self.provenance = provenance
         self.warnings = warnings
 
-    def fail(self, path, message):
+    def fail(self, path, message, at=None):
+        """Stop with C{message} about C{path}, located at C{at} (default: C{path})."""
         raise ConfigError(
-            "{}: {}: {}".format(self.provenance.where(path), dotted(path), message)
+            "{}: {}: {}".format(self.provenance.where(at or path), dotted(path), message)
         )
 
     def warn(self, path, message):
@@ -125,7 +126,12 @@ class Checker:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.fail(path, "expected a mapping of keys, got {}".format(_describe(value)))
+            self.fail(
+                path,
+                "expected a mapping of keys, got {}".format(
+                    _describe(value, self.provenance.raw.get(tuple(path)))
+                ),
+            )
         return value
 
     def known(self, mapping, path, schema=None):
@@ -269,7 +275,7 @@ def _close_match(word, candidates):
     import difflib
 
     lowered = {candidate.lower(): candidate for candidate in candidates}
-    found = difflib.get_close_matches(str(word).lower(), list(lowered), n=1, cutoff=0.75)
+    found = difflib.get_close_matches(str(word).lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[found[0]] if found else None
 
 
@@ -532,7 +538,7 @@ def _http(check, tree):
     addr = check.string(section, path, "addr", defaults.addr)
     if net == "unix":
         if addr == defaults.addr and section.get("addr") is None:
-            check.fail(path + ("addr",), "required with net: unix (the socket path)")
+            check.fail(path + ("addr",), "required with net: unix (the socket path)", at=path + ("net",))
     else:
         try:
             split_host_port(addr)
