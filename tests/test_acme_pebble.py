@@ -1,0 +1,270 @@
+"""
+Let's Encrypt against a real ACME CA: Debian's pebble.
+
+The registry side is the ACME package's issuing service behind a real TLS
+listener on 127.0.0.1 (SNI picks the certificate, ALPN ``acme-tls/1`` gets
+the TLS-ALPN-01 challenge) and a real plain HTTP listener for HTTP-01;
+clients are Python's ``ssl`` trusting only pebble's root.
+"""
+
+import dataclasses
+import hashlib
+import os
+import socket
+import ssl
+import time
+from typing import Optional
+
+from twisted.internet import defer, reactor, task, threads
+from twisted.trial import unittest
+from twisted.web import resource, server
+
+from spectroreg.config.settings import LetsEncryptSettings, TLSSettings
+from spectroreg.tls.acme import make_acme_source
+from spectroreg.tls.acme.challenges import HTTPChallengeRoot
+from spectroreg.tls.acme.testing import listen_tls
+from tests.support.asynctest import async_test
+from tests.support.pebble import ChallTestSrv, Pebble, free_port, validation_ports
+
+SECOND = "second.spectroreg.test"
+# The second name resolves here, where only the HTTP-01 listener listens:
+# its TLS-ALPN-01 validation fails (like a host whose port 443 is not
+# forwarded) and the service goes on with HTTP-01.
+SECOND_ADDRESS = "127.0.0.2"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings(LetsEncryptSettings):
+    # The optional setting make_acme_source reads when present.
+    directorycafile: Optional[str] = None
+
+
+class _Registry(resource.Resource):
+    """Stands in for the registry's API root: ``/`` and ``/v2/``."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        if request.path in (b"/v2/", b"/v2"):
+            request.setHeader(b"docker-distribution-api-version", b"registry/2.0")
+            request.setHeader(b"content-type", b"application/json")
+            return b"{}"
+        return b"ok\n"
+
+
+def https_get(port, server_name, root_pem, path="/v2/"):
+    """
+    GET over TLS to 127.0.0.1:C{port} with SNI C{server_name}, verifying the
+    certificate against C{root_pem} only (None: no verification).
+    @return: (status line, body, leaf certificate DER)
+    """
+    if root_pem is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cadata=root_pem.decode("ascii"))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            tls.sendall(
+                "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n".format(path, server_name).encode()
+            )
+            data = b""
+            while True:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data.split(b"\r\n", 1)[0], data.split(b"\r\n\r\n", 1)[-1], tls.getpeercert(True)
+
+
+def serial_of(der):
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+class PebbleTests(unittest.TestCase):
+    timeout = 120
+
+    async def start_world(self, validity=None, start_pebble=True):
+        """pebble (+ challtestsrv), the TLS listener and the HTTP-01 listeners."""
+        self.http_port, self.tls_port = validation_ports()
+        self.dns = ChallTestSrv(self, reactor)
+        await self.dns.start()
+        await self.dns.add_a(SECOND, SECOND_ADDRESS)
+        self.pebble = Pebble(
+            self, reactor, self.http_port, self.tls_port, validity=validity, dns_server=self.dns.dns_server
+        )
+        if start_pebble:
+            await self.pebble.start()
+        self.cachefile = os.path.abspath(self.mktemp())
+
+    def settings(self, hosts=("localhost", SECOND), **changes):
+        return _Settings(
+            cachefile=self.cachefile,
+            hosts=tuple(hosts),
+            email="admin@example.com",
+            directoryurl=self.pebble.directory_url,
+            directorycafile=self.pebble.api_ca_file,
+            **changes,
+        )
+
+    async def start_registry(self, settings, **options):
+        """make_acme_source + listeners, as the daemon assembles them."""
+        setup = make_acme_source(settings, TLSSettings(letsencrypt=settings), reactor, **options)
+        site = server.Site(_Registry())
+        ports = [listen_tls(reactor, self.tls_port, setup.source, site)]
+        if setup.http01_resource is not None:
+            http_site = server.Site(HTTPChallengeRoot(setup.http01_resource, https_port=self.tls_port))
+            for interface in ("127.0.0.1", SECOND_ADDRESS):
+                ports.append(reactor.listenTCP(self.http_port, http_site, interface=interface))
+        for service in setup.services:
+            service.startService()
+        self.addCleanup(lambda: defer.ensureDeferred(self.stop_registry(setup, ports)))
+        return setup, ports
+
+    async def stop_registry(self, setup, ports):
+        for service in setup.services:
+            if service.running:
+                await defer.maybeDeferred(service.stopService)
+        while ports:
+            await defer.maybeDeferred(ports.pop().stopListening)
+
+    async def wait_valid(self, setup, seconds=60):
+        d = setup.issuer.when_certs_valid()
+        d.addTimeout(seconds, reactor)
+        await d
+
+    @async_test
+    async def test_two_hosts_both_challenges_and_a_verified_client(self):
+        """
+        Certificates for two names, ``localhost`` by TLS-ALPN-01 and the
+        second by HTTP-01; a client trusting only pebble's root gets /v2/.
+        """
+        await self.start_world()
+        started = time.monotonic()
+        setup, _ = await self.start_registry(self.settings())
+        await self.wait_valid(setup)
+        elapsed = time.monotonic() - started
+        root = await self.pebble.root_pem()
+
+        used = dict(setup.issuer.issued)
+        self.assertEqual(used, {"localhost": "tls-alpn-01", SECOND: "http-01"})
+        for name in ("localhost", SECOND):
+            status, body, _ = await threads.deferToThread(https_get, self.tls_port, name, root)
+            self.assertEqual(status, b"HTTP/1.1 200 OK")
+            self.assertEqual(body, b"{}")
+        # A name not in hosts gets no certificate: the handshake fails.
+        with self.assertRaises(ssl.SSLError):
+            await threads.deferToThread(https_get, self.tls_port, "other.test", None)
+        # The cache holds what Go autocert would: account key + one file per host.
+        self.assertEqual(
+            sorted(os.listdir(self.cachefile)), sorted(["acme_account+key", "localhost", SECOND])
+        )
+        self.assertEqual(self.pebble.orders(), 3)
+        print("\ntwo certificates from pebble in {:.2f} s".format(elapsed))
+
+    @async_test
+    async def test_restart_reuses_cached_certificates(self):
+        """A restart with valid cached certificates sends pebble no new order."""
+        await self.start_world()
+        settings = self.settings(hosts=("localhost",))
+        first = await self.start_registry(settings)
+        setup = first[0]
+        await self.wait_valid(setup)
+        root = await self.pebble.root_pem()
+        _, _, der_before = await threads.deferToThread(https_get, self.tls_port, "localhost", root)
+        orders = self.pebble.orders()
+        self.assertEqual(orders, 1)
+        await self.stop_registry(*first)
+
+        second, _ = await self.start_registry(settings)
+        await self.wait_valid(second, seconds=10)
+        # give a stray issuance the chance to show up
+        await task.deferLater(reactor, 1.0, lambda: None)
+        _, _, der_after = await threads.deferToThread(https_get, self.tls_port, "localhost", root)
+        self.assertEqual(serial_of(der_after), serial_of(der_before))
+        self.assertEqual(self.pebble.orders(), orders)
+        self.assertEqual(second.issuer.issued, [])
+
+    @async_test
+    async def test_renewal_while_clients_keep_requesting(self):
+        """
+        30-second certificates are renewed (at 2/3 of their lifetime) while a
+        client keeps requesting over new connections and over one kept open:
+        no request fails and the served certificate changes.
+        """
+        await self.start_world(validity=30)
+        setup, _ = await self.start_registry(self.settings(hosts=("localhost",)))
+        await self.wait_valid(setup)
+        root = await self.pebble.root_pem()
+        failures, serials, count = [], set(), 0
+        # One connection opened before the renewal and used after it.
+        kept = await threads.deferToThread(_KeptConnection, self.tls_port, "localhost", root)
+        self.addCleanup(kept.close)
+        deadline = time.monotonic() + 45
+        while len(setup.issuer.issued) < 2 and time.monotonic() < deadline:
+            try:
+                status, _, der = await threads.deferToThread(https_get, self.tls_port, "localhost", root)
+                count += 1
+                serials.add(serial_of(der))
+                if status != b"HTTP/1.1 200 OK":
+                    failures.append(status)
+            except Exception as e:
+                failures.append(repr(e))
+            await task.deferLater(reactor, 0.2, lambda: None)
+        status, _, der = await threads.deferToThread(https_get, self.tls_port, "localhost", root)
+        serials.add(serial_of(der))
+        self.assertEqual(failures, [])
+        self.assertGreaterEqual(len(setup.issuer.issued), 2, "no renewal within 45 s")
+        self.assertGreaterEqual(len(serials), 2)
+        self.assertEqual(await threads.deferToThread(kept.get), b"{}")
+        print("\n{} requests during renewal, 0 failed, {} certificates seen".format(count, len(serials)))
+
+    @async_test
+    async def test_ca_down_at_start(self):
+        """
+        pebble is down when the registry starts: the fallback certificate is
+        served, issuance is retried, and the certificate arrives once pebble
+        is up.
+        """
+        await self.start_world(start_pebble=False)
+        setup, _ = await self.start_registry(self.settings(hosts=("localhost",)), retry_initial=0.5)
+        await task.deferLater(reactor, 1.5, lambda: None)
+        status, body, der = await threads.deferToThread(https_get, self.tls_port, "localhost", None)
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+        self.assertTrue(setup.source.bundle_for("localhost").fallback)
+        self.assertFalse(setup.issuer.certs_valid())
+        await self.pebble.start()
+        await self.wait_valid(setup, seconds=30)
+        root = await self.pebble.root_pem()
+        status, body, der2 = await threads.deferToThread(https_get, self.tls_port, "localhost", root)
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+        self.assertNotEqual(serial_of(der), serial_of(der2))
+
+
+class _KeptConnection:
+    """A persistent HTTP/1.1 connection over TLS, used from threads."""
+
+    def __init__(self, port, server_name, root_pem):
+        import http.client
+
+        context = ssl.create_default_context(cadata=root_pem.decode("ascii"))
+        self.connection = http.client.HTTPSConnection(
+            "127.0.0.1", port, context=context, timeout=10
+        )
+        # Verify against the name, connect to the address.
+        self.connection._tunnel_host = None
+        self.server_name = server_name
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.connection.sock = context.wrap_socket(sock, server_hostname=server_name)
+        assert self.get() == b"{}"
+
+    def get(self):
+        self.connection.request("GET", "/v2/", headers={"Host": self.server_name})
+        response = self.connection.getresponse()
+        return response.read()
+
+    def close(self):
+        self.connection.close()
