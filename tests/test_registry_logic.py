@@ -1,0 +1,301 @@
+"""
+Pure registry and API logic, table-tested: names, tags, digests, routes,
+errors, layout paths, manifests, ranges, the descriptor cache, URLs.
+"""
+
+import json
+
+from twisted.trial import unittest
+
+from spectroreg.api import routes
+from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
+from spectroreg.api.urls import check_upload_state, upload_state
+from spectroreg.registry import manifests as mf
+from spectroreg.registry import paths
+from spectroreg.registry.cache import BlobDescriptorCache
+from spectroreg.registry.digests import digest_of, parse_digest
+from spectroreg.registry.errors import CODES, RegistryError
+from spectroreg.registry.names import check_name, is_valid_name, is_valid_tag
+
+SHA = "sha256:" + "a" * 64
+SHA512 = "sha512:" + "b" * 128
+
+
+class NameTests(unittest.SynchronousTestCase):
+    def test_valid(self):
+        for name in ["a", "foo", "foo/bar", "a0/b1/c2", "foo.bar", "foo_bar", "foo__bar", "foo-bar",
+                     "foo---bar", "library/ubuntu", "a/b/c/d/e", "blobs/manifests", "x" * 255]:
+            self.assertTrue(is_valid_name(name), name)
+            self.assertEqual(check_name(name), name)
+
+    def test_invalid(self):
+        for name in ["", "Foo", "foo/", "/foo", "foo//bar", "foo..bar", "foo___bar", "-foo", "foo-",
+                     "foo.", ".foo", "foo bar", "foo:bar", "é", "x" * 256, "a/" * 127 + "bb"]:
+            self.assertFalse(is_valid_name(name), name)
+            with self.assertRaises(RegistryError) as caught:
+                check_name(name)
+            self.assertEqual(caught.exception.code, "NAME_INVALID")
+            self.assertEqual(caught.exception.status, 400)
+
+    def test_tags(self):
+        for tag in ["latest", "v1.0", "_x", "A-b_c.d", "a" * 128, "0"]:
+            self.assertTrue(is_valid_tag(tag), tag)
+        for tag in ["", ".x", "-x", "a" * 129, "a:b", "a/b", "a b", "é"]:
+            self.assertFalse(is_valid_tag(tag), tag)
+
+
+class DigestTests(unittest.SynchronousTestCase):
+    def test_valid(self):
+        for text in [SHA, SHA512]:
+            digest = parse_digest(text)
+            self.assertEqual(str(digest), text)
+        self.assertEqual(parse_digest(SHA.encode("ascii")), parse_digest(SHA))
+
+    def test_invalid(self):
+        cases = [
+            "", "sha256", "sha256:", ":" + "a" * 64, "sha256:" + "a" * 63, "sha256:" + "a" * 65,
+            "sha256:" + "A" * 64, "sha512:" + "a" * 64, "sha256:" + "g" * 64, "SHA256:" + "a" * 64,
+            "md5:" + "a" * 32, "sha384:" + "a" * 96, "sha256:%%%", "sha256:a b", b"\xff:\xff",
+        ]
+        for text in cases:
+            with self.assertRaises(RegistryError) as caught:
+                parse_digest(text)
+            self.assertEqual((caught.exception.code, caught.exception.status), ("DIGEST_INVALID", 400), text)
+
+    def test_unknown_algorithm_says_so(self):
+        with self.assertRaises(RegistryError) as caught:
+            parse_digest("md5:" + "a" * 32)
+        self.assertIn("unsupported", caught.exception.detail)
+
+    def test_digest_of(self):
+        self.assertEqual(str(digest_of(b"")),
+                         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        self.assertEqual(digest_of(b"x", "sha512").algorithm, "sha512")
+
+
+class RouteTests(unittest.SynchronousTestCase):
+    def test_table(self):
+        table = [
+            ("", routes.Route(routes.BASE)),
+            ("_catalog", routes.Route(routes.CATALOG)),
+            ("foo/tags/list", routes.Route(routes.TAGS, "foo")),
+            ("a/b/c/tags/list", routes.Route(routes.TAGS, "a/b/c")),
+            ("foo/manifests/latest", routes.Route(routes.MANIFEST, "foo", "latest")),
+            ("foo/manifests/" + SHA, routes.Route(routes.MANIFEST, "foo", SHA)),
+            ("foo/blobs/" + SHA, routes.Route(routes.BLOB, "foo", SHA)),
+            ("foo/blobs/uploads/", routes.Route(routes.UPLOAD_START, "foo")),
+            ("foo/blobs/uploads", routes.Route(routes.UPLOAD_START, "foo")),
+            ("foo/blobs/uploads/abc-123", routes.Route(routes.UPLOAD, "foo", "abc-123")),
+            ("foo/referrers/" + SHA, routes.Route(routes.REFERRERS, "foo", SHA)),
+            # Names holding the route words are parsed from the right.
+            ("blobs/manifests/x", routes.Route(routes.MANIFEST, "blobs", "x")),
+            ("a/blobs/b/manifests/v1", routes.Route(routes.MANIFEST, "a/blobs/b", "v1")),
+            ("a/manifests/b/blobs/" + SHA, routes.Route(routes.BLOB, "a/manifests/b", SHA)),
+            ("tags/list/tags/list", routes.Route(routes.TAGS, "tags/list")),
+            ("a/blobs/uploads/b/blobs/uploads/", routes.Route(routes.UPLOAD_START, "a/blobs/uploads/b")),
+            ("foo", None),
+            ("foo/bar", None),
+            ("foo/unknown/x", None),
+        ]
+        for path, expected in table:
+            self.assertEqual(routes.match(path.split("/") if path else []), expected, path)
+
+    def test_invalid_names(self):
+        for path in ["Foo/manifests/x", "foo//bar/tags/list", "-x/blobs/uploads/", "x" * 256 + "/tags/list"]:
+            with self.assertRaises(RegistryError) as caught:
+                routes.match(path.split("/"))
+            self.assertEqual(caught.exception.code, "NAME_INVALID", path)
+
+    def test_methods(self):
+        self.assertEqual(set(routes.METHODS), {routes.BASE, routes.CATALOG, routes.TAGS, routes.MANIFEST,
+                                               routes.BLOB, routes.UPLOAD_START, routes.UPLOAD,
+                                               routes.REFERRERS})
+        self.assertIn("HEAD", routes.METHODS[routes.BLOB])
+        self.assertIn("HEAD", routes.METHODS[routes.MANIFEST])
+        self.assertNotIn("PUT", routes.METHODS[routes.BLOB])
+
+
+class ErrorTests(unittest.SynchronousTestCase):
+    def test_codes(self):
+        expected = {
+            "BLOB_UNKNOWN": 404, "BLOB_UPLOAD_INVALID": 400, "BLOB_UPLOAD_UNKNOWN": 404,
+            "DIGEST_INVALID": 400, "MANIFEST_BLOB_UNKNOWN": 400, "MANIFEST_INVALID": 400,
+            "MANIFEST_UNKNOWN": 404, "NAME_INVALID": 400, "NAME_UNKNOWN": 404, "SIZE_INVALID": 400,
+            "UNAUTHORIZED": 401, "DENIED": 403, "UNSUPPORTED": 405, "TOOMANYREQUESTS": 429,
+        }
+        for code, status in expected.items():
+            self.assertEqual(CODES[code][1], status, code)
+            error = RegistryError(code, detail="d")
+            document = json.loads(error.body())
+            self.assertEqual(document, {"errors": [{"code": code, "message": CODES[code][0], "detail": "d"}]})
+
+    def test_status_override(self):
+        error = RegistryError("BLOB_UPLOAD_INVALID", status=416, headers=[("Range", "0-1")])
+        self.assertEqual((error.status, error.headers), (416, (("Range", "0-1"),)))
+
+
+class PathTests(unittest.SynchronousTestCase):
+    def test_layout(self):
+        digest = parse_digest("sha256:" + "ab" + "c" * 62)
+        hexa = digest.hex
+        root = "/docker/registry/v2"
+        table = [
+            (paths.blob_data(digest), root + "/blobs/sha256/ab/" + hexa + "/data"),
+            (paths.layer_link("a/b", digest), root + "/repositories/a/b/_layers/sha256/" + hexa + "/link"),
+            (paths.revision_link("a/b", digest),
+             root + "/repositories/a/b/_manifests/revisions/sha256/" + hexa + "/link"),
+            (paths.tag_current_link("a/b", "v1"), root + "/repositories/a/b/_manifests/tags/v1/current/link"),
+            (paths.tag_index_link("a/b", "v1", digest),
+             root + "/repositories/a/b/_manifests/tags/v1/index/sha256/" + hexa + "/link"),
+            (paths.upload_data("a/b", "u-1"), root + "/repositories/a/b/_uploads/u-1/data"),
+            (paths.upload_startedat("a/b", "u-1"), root + "/repositories/a/b/_uploads/u-1/startedat"),
+            (paths.referrers_complete("a/b"), root + "/repositories/a/b/_referrers/complete"),
+        ]
+        for actual, expected in table:
+            self.assertEqual(actual, expected)
+
+
+def _desc(media_type="application/vnd.oci.image.layer.v1.tar", digest=SHA, size=1, **extra):
+    value = {"mediaType": media_type, "digest": digest, "size": size}
+    value.update(extra)
+    return value
+
+
+def _image(media_type=mf.OCI_MANIFEST, **extra):
+    document = {"schemaVersion": 2, "config": _desc("application/vnd.oci.image.config.v1+json"),
+                "layers": [_desc()]}
+    if media_type:
+        document["mediaType"] = media_type
+    document.update(extra)
+    return json.dumps(document).encode("utf-8")
+
+
+def _index(media_type=mf.OCI_INDEX, **extra):
+    document = {"schemaVersion": 2, "manifests": [_desc(mf.OCI_MANIFEST, SHA512)]}
+    if media_type:
+        document["mediaType"] = media_type
+    document.update(extra)
+    return json.dumps(document).encode("utf-8")
+
+
+class ManifestTests(unittest.SynchronousTestCase):
+    def test_types(self):
+        table = [
+            (_image(), None, mf.OCI_MANIFEST),
+            (_image(None), mf.OCI_MANIFEST, mf.OCI_MANIFEST),
+            (_image(None), None, mf.OCI_MANIFEST),
+            (_image(mf.DOCKER_MANIFEST), mf.DOCKER_MANIFEST, mf.DOCKER_MANIFEST),
+            (_index(), mf.OCI_INDEX, mf.OCI_INDEX),
+            (_index(None), None, mf.OCI_INDEX),
+            (_index(mf.DOCKER_LIST), "application/vnd.docker.distribution.manifest.list.v2+json; charset=x",
+             mf.DOCKER_LIST),
+        ]
+        for body, content_type, expected in table:
+            self.assertEqual(mf.parse_manifest(body, content_type).media_type, expected)
+            self.assertEqual(mf.media_type_of(body), expected)
+
+    def test_references(self):
+        manifest = mf.parse_manifest(_image(layers=[_desc(size=5), _desc(digest=SHA512, urls=["http://x"])]))
+        self.assertEqual([str(d.digest) for d in manifest.references()], [SHA, SHA])
+        self.assertEqual(manifest.artifact_type, "application/vnd.oci.image.config.v1+json")
+        index = mf.parse_manifest(_index())
+        self.assertEqual([str(d.digest) for d in index.manifests], [SHA512])
+        self.assertEqual(index.references(), [])
+
+    def test_subject_and_artifact_type(self):
+        manifest = mf.parse_manifest(_image(subject=_desc(mf.OCI_MANIFEST, SHA512), artifactType="x/y",
+                                            annotations={"a": "b"}))
+        self.assertEqual(str(manifest.subject.digest), SHA512)
+        self.assertEqual(manifest.artifact_type, "x/y")
+        self.assertEqual(manifest.annotations, {"a": "b"})
+
+    def test_invalid(self):
+        table = [
+            (b"not json", None),
+            (b"[]", None),
+            (b"\xff\xfe", None),
+            (_image(), mf.OCI_INDEX),
+            (_image("application/x-unknown"), None),
+            (_image(None), "application/x-unknown"),
+            (_image(mf.DOCKER_MANIFEST, artifactType="x"), None),
+            (_image(subject={"digest": SHA}), None),
+            (_image(config=None), None),
+            (_image(layers="x"), None),
+            (_image(layers=[_desc(digest="sha256:bad")]), None),
+            (_image(layers=[_desc(size=-1)]), None),
+            (_image(layers=[_desc(size="1")]), None),
+            (_image(layers=[{"digest": SHA, "size": 1}]), None),
+            (_index(manifests=None), None),
+            (_image(schemaVersion=1), None),
+            (_image(None), mf.DOCKER_MANIFEST),
+            (json.dumps({"schemaVersion": 2, "mediaType": mf.DOCKER_MANIFEST,
+                         "config": _desc()}).encode(), None),
+        ]
+        for body, content_type in table:
+            with self.assertRaises(RegistryError) as caught:
+                mf.parse_manifest(body, content_type)
+            self.assertEqual(caught.exception.code, "MANIFEST_INVALID", (body, content_type))
+
+
+class RangeTests(unittest.SynchronousTestCase):
+    def test_range(self):
+        table = [
+            (None, 10, None),
+            ("bytes=0-4", 10, (0, 5)),
+            ("bytes=5-", 10, (5, 5)),
+            ("bytes=5-100", 10, (5, 5)),
+            ("bytes=-3", 10, (7, 3)),
+            ("bytes=-30", 10, (0, 10)),
+            ("bytes=9-9", 10, (9, 1)),
+            ("bytes=0-1,3-4", 10, None),
+        ]
+        for header, size, expected in table:
+            self.assertEqual(parse_range(header, size), expected, header)
+
+    def test_unsatisfiable(self):
+        for header in ["bytes=10-", "bytes=10-20", "bytes=5-2", "bytes=-0", "bytes=-", "bytes=a-b",
+                       "items=0-1", "bytes", "bytes=0-1-2"]:
+            with self.assertRaises(RangeNotSatisfiable):
+                parse_range(header, 10)
+
+    def test_content_range(self):
+        self.assertEqual(parse_content_range(None), None)
+        self.assertEqual(parse_content_range("0-99"), (0, 99))
+        self.assertEqual(parse_content_range("bytes 100-199/*"), (100, 199))
+        self.assertEqual(parse_content_range("bytes=5-9"), (5, 9))
+        for bad in ["", "5", "9-5", "a-b", "-5"]:
+            with self.assertRaises(ValueError):
+                parse_content_range(bad)
+
+
+class CacheTests(unittest.SynchronousTestCase):
+    def test_bounded_lru(self):
+        cache = BlobDescriptorCache(capacity=2)
+        cache.put("a", 1, "t")
+        cache.put("b", 2, "t")
+        cache.get("a")
+        cache.put("c", 3, "t")
+        self.assertEqual((cache.get("a"), cache.get("b"), cache.get("c")), ((1, "t"), None, (3, "t")))
+        self.assertEqual(len(cache), 2)
+
+    def test_forget_and_unlink(self):
+        cache = BlobDescriptorCache()
+        cache.put("a", 1, "t")
+        cache.link("r", "a")
+        cache.link("s", "a")
+        cache.unlink("r", "a")
+        self.assertEqual((cache.is_linked("r", "a"), cache.is_linked("s", "a")), (False, True))
+        cache.forget("a")
+        self.assertEqual((cache.get("a"), cache.is_linked("s", "a")), (None, False))
+
+
+class UploadStateTests(unittest.SynchronousTestCase):
+    def test_state(self):
+        self.assertIsNone(upload_state(None, "a", "u"))
+        self.assertTrue(check_upload_state(None, "a", "u", None))
+        token = upload_state("secret", "a", "u")
+        self.assertEqual(token, upload_state("secret", "a", "u"))
+        self.assertTrue(check_upload_state("secret", "a", "u", token))
+        for name, upload, state in [("a", "v", token), ("b", "u", token), ("a", "u", None), ("a", "u", "x")]:
+            self.assertFalse(check_upload_state("secret", name, upload, state))
+        self.assertNotEqual(token, upload_state("other", "a", "u"))
