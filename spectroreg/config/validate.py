@@ -322,7 +322,7 @@ def _version(check, tree):
         check.fail(("version",), "required; write version: 0.1")
     value = check.string(tree, (), "version", empty_ok=True)
     # `version: 0.1` is the float 0.1 in YAML; its literal text is kept.
-    if value.strip() not in ("0.1", "0.10"):
+    if value.strip() != "0.1":
         check.fail(("version",), "unsupported version {!r} (expected 0.1)".format(value))
     return "0.1"
 
