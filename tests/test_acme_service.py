@@ -1,0 +1,312 @@
+"""The issuing service and make_acme_source, with the in-memory CA and a fake clock."""
+
+import dataclasses
+import datetime
+
+from twisted.internet import defer, task
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from spectroreg.config.errors import ConfigError
+from spectroreg.config.settings import LETSENCRYPT_PRODUCTION, LetsEncryptSettings, TLSSettings
+from spectroreg.tls.acme import certs, make_acme_source
+from spectroreg.tls.acme.store import ACCOUNT_KEY, MemoryStore
+from spectroreg.tls.acme.testing import FakeACMEServer
+from spectroreg.tls.interfaces import ICertificateSource
+
+A, B = "a.example.com", "b.example.com"
+DAY = 86400.0
+
+
+def settings(**changes):
+    values = dict(cachefile="", hosts=(A, B), email="admin@example.com", directoryurl="https://fake-acme.test/directory")
+    values.update(changes)
+    return LetsEncryptSettings(**values)
+
+
+class RenewalTimeTests(unittest.SynchronousTestCase):
+    def test_table(self):
+        """2/3 of the lifetime or 30 days before expiry, whichever is sooner; short certificates at 2/3."""
+        start = datetime.datetime(2030, 1, 1, tzinfo=certs.UTC)
+        cases = [
+            (90 * DAY, 60 * DAY),  # both rules agree
+            (365 * DAY, 365 * DAY * 2 / 3),  # 2/3 is sooner than 30 days before
+            (120 * DAY, 80 * DAY),
+            (60 * DAY, 30 * DAY),  # 30 days before expiry is sooner
+            (45 * DAY, 15 * DAY),  # 30 days before = 1/3: still applies
+            (6 * DAY, 4 * DAY),  # short-lived: 2/3, not "24 days ago"
+            (30.0, 20.0),  # a test CA's 30-second certificate
+        ]
+        for lifetime, expected in cases:
+            end = start + datetime.timedelta(seconds=lifetime)
+            got = certs.renewal_time(start, end)
+            self.assertAlmostEqual((got - start).total_seconds(), expected, places=3, msg=lifetime)
+
+
+class ServiceTests(unittest.TestCase):
+    def setUp(self):
+        self.clock = task.Clock()
+        self.clock.advance(1_800_000_000)
+        self.ca = FakeACMEServer(self.clock)
+        self.store = MemoryStore()
+
+    def make(self, le=None, **options):
+        le = le or settings()
+        options.setdefault("retry_initial", 10.0)
+        setup = make_acme_source(le, TLSSettings(letsencrypt=le), self.clock, store=self.store, transport=self.ca, **options)
+        return setup
+
+    def start(self, setup):
+        for service in setup.services:
+            service.startService()
+        self.addCleanup(self.stop, setup)
+        return setup
+
+    def stop(self, setup):
+        for service in setup.services:
+            if service.running:
+                d = service.stopService()
+                if d is not None:
+                    self.successResultOf(d)
+
+    def advance(self, seconds, step=0.5):
+        for _ in range(int(seconds / step)):
+            self.clock.advance(step)
+
+    def now(self):
+        return certs.utc_from_seconds(self.clock.seconds())
+
+    def test_interfaces(self):
+        setup = self.make()
+        self.assertTrue(verifyObject(ICertificateSource, setup.source))
+        self.assertEqual(len(setup.services), 1)
+        self.assertIsNotNone(setup.http01_resource)
+
+    def test_fallback_then_certificate(self):
+        """Self-signed at once, the CA's certificate in the background, cached."""
+        setup = self.start(self.make())
+        waiting = setup.issuer.when_certs_valid()
+        for host in (A, B):
+            self.assertTrue(setup.source.bundle_for(host).fallback)
+            self.assertIsNotNone(setup.source.context_for(host))
+        fallback_context = setup.source.context_for(A)
+        self.assertNoResult(waiting)
+        self.advance(5)
+        self.successResultOf(waiting)
+        for host in (A, B):
+            bundle = setup.source.bundle_for(host)
+            self.assertFalse(bundle.fallback)
+            self.assertEqual(bundle.chain[-1].subject, self.ca.ca_cert.subject)
+            self.assertEqual(certs.Bundle.from_pem(self.store.entries[host]).leaf, bundle.leaf)
+        self.assertIn(ACCOUNT_KEY, self.store.entries)
+        self.assertIsNot(setup.source.context_for(A), fallback_context)
+        self.assertEqual(len(self.ca.accounts), 1)
+        self.assertEqual(sorted(setup.issuer.issued), [(A, "tls-alpn-01"), (B, "tls-alpn-01")])
+
+    def test_names_not_in_hosts(self):
+        setup = self.start(self.make())
+        self.assertIsNone(setup.source.context_for("other.example.com"))
+        self.assertIsNone(setup.source.context_for(None))
+        self.assertIsNone(setup.source.alpn_challenge_for("other.example.com"))
+        self.assertIsNotNone(setup.source.context_for(A.upper() + "."))
+
+    def test_restart_with_cache_issues_nothing(self):
+        first = self.start(self.make())
+        self.advance(5)
+        self.stop(first)
+        orders = self.ca.orders_created
+        second = self.start(self.make())
+        self.successResultOf(second.issuer.when_certs_valid())
+        self.advance(60)
+        self.assertEqual(self.ca.orders_created, orders)
+        self.assertEqual(second.issuer.issued, [])
+        self.assertEqual(second.source.bundle_for(A).leaf, first.source.bundle_for(A).leaf)
+
+    def test_expired_cache_is_replaced(self):
+        self.ca.validity = 3600
+        first = self.start(self.make(settings(hosts=(A,))))
+        self.advance(5)
+        self.stop(first)
+        self.clock.advance(7200)
+        second = self.start(self.make(settings(hosts=(A,))))
+        self.assertTrue(second.source.bundle_for(A).fallback)
+        self.advance(5)
+        self.successResultOf(second.issuer.when_certs_valid())
+        self.assertEqual(len(second.issuer.issued), 1)
+
+    def test_renewal_timer(self):
+        """A 90-day certificate is renewed at day 60, not before; the new one is served."""
+        self.ca.validity = 90 * DAY
+        setup = self.start(self.make(settings(hosts=(A,))))
+        self.advance(5)
+        first = setup.source.bundle_for(A)
+        issued_at = first.not_before
+        context = setup.source.context_for(A)
+        self.clock.advance((issued_at + datetime.timedelta(days=60) - self.now()).total_seconds() - 10)
+        self.assertEqual(len(setup.issuer.issued), 1)
+        self.assertIs(setup.source.context_for(A), context)
+        self.advance(15)
+        self.assertEqual(len(setup.issuer.issued), 2)
+        self.assertNotEqual(setup.source.bundle_for(A).leaf, first.leaf)
+        self.assertIsNot(setup.source.context_for(A), context)
+        self.assertEqual(certs.Bundle.from_pem(self.store.entries[A]).leaf, setup.source.bundle_for(A).leaf)
+
+    def test_backoff_while_ca_down(self):
+        """Retries at 10, 20, 40, 80 s...; the fallback is served; then the certificate arrives."""
+        self.ca.down = True
+        setup = self.start(self.make(settings(hosts=(A,))))
+        attempts = []
+        original = self.ca.request
+
+        def counting(method, url, headers=None, body=None):
+            if url.endswith("/directory"):
+                attempts.append(self.clock.seconds())
+            return original(method, url, headers, body)
+
+        self.ca.request = counting
+        self.advance(160)
+        gaps = [round(b - a) for a, b in zip(attempts, attempts[1:])]
+        self.assertEqual(gaps[:3], [10, 20, 40])
+        self.assertTrue(setup.source.bundle_for(A).fallback)
+        self.ca.down = False
+        self.advance(200)
+        self.successResultOf(setup.issuer.when_certs_valid())
+
+    def test_backoff_is_capped(self):
+        self.ca.down = True
+        setup = self.start(self.make(settings(hosts=(A,)), retry_max=60.0))
+        self.advance(600)
+        delays = [call.getTime() - self.clock.seconds() for call in self.clock.getDelayedCalls()]
+        self.assertTrue(delays and max(delays) <= 60.0, delays)
+
+    def test_rate_limit_waits_retry_after(self):
+        self.ca.rate_limit = 300
+        setup = self.start(self.make(settings(hosts=(A,))))
+        self.advance(1)
+        orders_tried = len([r for r in self.ca.requests if r[1].endswith("/new-order")])
+        self.advance(250)
+        self.assertEqual(len([r for r in self.ca.requests if r[1].endswith("/new-order")]), orders_tried)
+        self.ca.rate_limit = None
+        self.advance(60)
+        self.successResultOf(setup.issuer.when_certs_valid())
+
+    def test_next_challenge_type_after_failed_validation(self):
+        """TLS-ALPN-01 fails (port 443 not reachable): HTTP-01 is tried at once."""
+        self.ca.validator = lambda kind, host, token, key_authz: kind == "http-01"
+        setup = self.start(self.make(settings(hosts=(A,))))
+        self.advance(5)
+        self.successResultOf(setup.issuer.when_certs_valid())
+        self.assertEqual(setup.issuer.issued, [(A, "http-01")])
+        self.assertEqual([v[0] for v in self.ca.validations], ["tls-alpn-01", "http-01"])
+
+    def test_challenges_answered_by_the_real_responders(self):
+        """The CA's checks see the TLS-ALPN-01 certificate and the HTTP-01 resource."""
+        from cryptography import x509
+        from twisted.web.test.requesthelper import DummyRequest
+        import hashlib
+
+        holder = {}
+
+        def validate(kind, host, token, expected):
+            setup = holder["setup"]
+            if kind == "tls-alpn-01":
+                pair = setup.source.alpn_challenge_for(host)
+                cert = pair[1].to_cryptography()
+                ext = cert.extensions.get_extension_for_oid(certs.ACME_IDENTIFIER_OID)
+                return ext.critical and ext.value.value == b"\x04\x20" + hashlib.sha256(expected.encode()).digest()
+            request = DummyRequest([])
+            child = setup.http01_resource.getChildWithDefault(token.encode(), request)
+            return child.render_GET(request) == expected.encode()
+
+        self.ca.validator = validate
+        holder["setup"] = setup = self.make(settings(hosts=(A,), challenges=("http-01",)))
+        self.start(setup)
+        self.advance(5)
+        self.assertEqual(setup.issuer.issued, [(A, "http-01")])
+        self.assertIsNone(setup.source.alpn_challenge_for(A))
+        holder["setup"] = setup = self.make(settings(hosts=(B,), challenges=("tls-alpn-01",)))
+        self.start(setup)
+        self.advance(5)
+        self.assertEqual(setup.issuer.issued, [(B, "tls-alpn-01")])
+        self.assertEqual([v[2] for v in self.ca.validations], [True, True])
+        # no challenge left pending once validated
+        self.assertIsNone(setup.source.alpn_challenge_for(B))
+
+    def test_stop_cancels_everything(self):
+        self.ca.down = True
+        setup = self.start(self.make())
+        self.advance(1)
+        self.assertTrue(self.clock.getDelayedCalls())
+        waiting = setup.issuer.when_certs_valid()
+        self.stop(setup)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.failureResultOf(waiting, defer.CancelledError)
+
+    def test_stop_during_issuance(self):
+        setup = self.start(self.make(settings(hosts=(A,))))
+        self.clock.advance(0)  # issuance starts and waits for validation
+        self.assertTrue(setup.issuer._running)
+        self.stop(setup)
+        self.clock.advance(1)  # the fake CA's own timer
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(setup.issuer.issued, [])
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithCAFile(LetsEncryptSettings):
+    directorycafile: str = None
+
+
+class MakeSourceTests(unittest.SynchronousTestCase):
+    def make(self, le, tls=None):
+        return make_acme_source(le, tls or TLSSettings(letsencrypt=le), task.Clock(), store=MemoryStore(), transport=object())
+
+    def test_empty_hosts(self):
+        with self.assertRaises(ConfigError) as caught:
+            self.make(settings(hosts=()))
+        self.assertIn("hosts is empty", str(caught.exception))
+
+    def test_certificate_and_letsencrypt(self):
+        le = settings()
+        with self.assertRaises(ConfigError) as caught:
+            self.make(le, TLSSettings(certificate="/c.pem", key="/k.pem", letsencrypt=le))
+        self.assertIn("choose one", str(caught.exception))
+
+    def test_unknown_challenge(self):
+        with self.assertRaises(ConfigError) as caught:
+            self.make(settings(challenges=("dns-01",)))
+        self.assertIn("dns-01", str(caught.exception))
+
+    def test_http01_needs_httpaddr(self):
+        setup = self.make(settings(httpaddr=None))
+        self.assertIsNone(setup.http01_resource)
+        self.assertEqual(setup.issuer.challenge_types, ("tls-alpn-01",))
+        with self.assertRaises(ConfigError):
+            self.make(settings(httpaddr=None, challenges=("http-01",)))
+
+    def test_tls_alpn_only(self):
+        setup = self.make(settings(challenges=("tls-alpn-01",)))
+        self.assertIsNone(setup.http01_resource)
+
+    def test_default_directory_is_lets_encrypt(self):
+        setup = self.make(settings(directoryurl=""))
+        self.assertEqual(setup.issuer.directory_url, LETSENCRYPT_PRODUCTION)
+
+    def test_hosts_normalised(self):
+        setup = self.make(settings(hosts=("A.Example.COM.", "a.example.com")))
+        self.assertEqual(setup.source.hosts, ("a.example.com",))
+
+    def test_minimumtls_applied(self):
+        from OpenSSL import SSL
+
+        le = settings(hosts=(A,))
+        setup = self.make(le, TLSSettings(letsencrypt=le, minimumtls="tls1.3"))
+        context = setup.source.context_for(A)
+        if hasattr(context, "get_min_proto_version"):
+            self.assertEqual(context.get_min_proto_version(), SSL.TLS1_3_VERSION)
+
+    def test_directory_ca_file_setting(self):
+        """An optional ``directorycafile`` setting is read when the settings have it."""
+        le = _WithCAFile(cachefile="", hosts=(A,), directorycafile="/nonexistent/ca.pem")
+        with self.assertRaises(FileNotFoundError):
+            make_acme_source(le, TLSSettings(letsencrypt=le), task.Clock(), store=MemoryStore())
