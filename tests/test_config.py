@@ -302,6 +302,8 @@ class LoadTests(ConfigTestCase):
         self.assertEqual((s3.host, s3.port, s3.secure, s3.region, s3.regionendpoint), ("minio.local", 9000, False, "us-east-1", None))
         settings = self.load("version: 0.1\nstorage:\n  s3:\n    bucket: b\n    regionendpoint: 127.0.0.1:9000\n    secure: false\n")
         self.assertEqual(settings.storage.s3.regionendpoint, "http://127.0.0.1:9000")
+        settings = self.load("version: 0.1\nstorage:\n  s3:\n    bucket: b\n    host: http://minio:9000\n")
+        self.assertEqual(settings.storage.s3.host, "http://minio:9000")
         settings = self.load("version: 0.1\nstorage:\n  s3:\n    bucket: b\n    regionendpoint: https://s3.example.com\n")
         self.assertEqual(settings.storage.s3.regionendpoint, "https://s3.example.com")
 
@@ -431,6 +433,12 @@ ERRORS = [
     ("unknown storage class", "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: r\n    storageclass: COLD\n", {},
      "{path}:6: storage.s3.storageclass: unknown storage class 'COLD' (expected STANDARD, REDUCED_REDUNDANCY, STANDARD_IA, "
      "ONEZONE_IA, INTELLIGENT_TIERING, OUTPOSTS, GLACIER_IR, NONE)"),
+    ("s3 host with a path", "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    host: minio/x\n", {},
+     "{path}:5: storage.s3.host: expected a host name such as minio.example.com, got 'minio/x'"),
+    ("s3 host an odd URL", "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    host: ftp://minio\n", {},
+     "{path}:5: storage.s3.host: expected a host name such as minio.example.com or an http(s) URL, got 'ftp://minio'"),
+    ("s3 regionendpoint", "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    regionendpoint: s3://x\n", {},
+     "{path}:5: storage.s3.regionendpoint: expected an http(s) URL such as http://127.0.0.1:9000, got 's3://x'"),
     ("s3 port out of range", "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    host: h\n    port: 99999\n", {},
      "{path}:6: storage.s3.port: must be at most 65535, got 99999"),
     ("quoted bool", "version: 0.1\nstorage:\n  inmemory:\n  delete:\n    enabled: \"yes\"\n", {},

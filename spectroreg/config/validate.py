@@ -443,17 +443,19 @@ def _s3(check, p, path):
     bucket = check.string(p, path, "bucket", required=True)
     secure = check.boolean(p, path, "secure", defaults.secure)
     host = check.string(p, path, "host")
-    if host is not None and ("://" in host or "/" in host):
-        check.fail(
-            path + ("host",),
-            "expected a host name such as minio.example.com; use regionendpoint for a URL",
-        )
+    if host is not None and "://" in host:
+        _check_url(check, path + ("host",), host, "a host name such as minio.example.com or an http(s) URL")
+    elif host is not None and ("/" in host or any(c.isspace() for c in host)):
+        check.fail(path + ("host",), "expected a host name such as minio.example.com, got {!r}".format(host))
     port = check.integer(p, path, "port", None, minimum=1, maximum=65535, digits_ok=True)
     if port is not None and host is None:
         check.warn(path + ("port",), "ignored without storage.s3.host")
     endpoint = check.string(p, path, "regionendpoint")
-    if endpoint is not None and "://" not in endpoint:
-        endpoint = ("https://" if secure else "http://") + endpoint
+    if endpoint is not None:
+        endpoint = endpoint.strip()
+        if "://" not in endpoint:
+            endpoint = ("https://" if secure else "http://") + endpoint
+        _check_url(check, path + ("regionendpoint",), endpoint, "an http(s) URL such as http://127.0.0.1:9000")
     region = check.string(p, path, "region")
     if region is None:
         if endpoint is None and host is None:
