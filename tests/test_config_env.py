@@ -369,11 +369,17 @@ class PitfallTests(ConfigTestCase):
             "REGISTRY_PORT": "tcp://10.0.0.8:5000",
             "REGISTRY_SERVICE_PORT_HTTP": "5000",
             "REGISTRY_STORAGE_PORT": "tcp://10.0.0.9:80",
+            # Free-form sections match any name; a service link must not invent keys there.
+            "REGISTRY_NOTIFICATIONS_PORT": "tcp://10.0.0.10:80",
+            "REGISTRY_NOTIFICATIONS_PORT_80_TCP_ADDR": "10.0.0.10",
+            "REGISTRY_LOG_FIELDS_SERVICE_PORT": "80",
         }
         settings = self.load(DEFAULT_YAML, environ)
         self.assertEqual(settings.warnings, ())
         self.assertEqual(settings.auth.htpasswd.path, "/auth/htpasswd-basic")
         self.assertEqual(settings.storage.driver, "filesystem")
+        self.assertEqual(settings.notifications, {})
+        self.assertEqual(settings.log.fields, {"service": "registry"})
 
     def test_service_link_shaped_key_still_applies(self):
         """A service-link-shaped name that is a real key is applied (storage.s3.port)."""

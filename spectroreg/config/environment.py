@@ -71,12 +71,19 @@ def resolve(name, tree):
     The key path (a tuple) and schema node variable C{name} refers to, or
     None when it matches no key.
     """
+    found = _resolve(name, tree)
+    return found[:2] if found else None
+
+
+def _resolve(name, tree):
+    """As L{resolve}, plus whether a free-form key the tree lacks was invented."""
     segments = name[len(PREFIX):].split("_")
     if not segments or any(segment == "" for segment in segments):
         return None
     schema = SCHEMA
     node = tree
     path = []
+    invented = False
     for segment in segments:
         if isinstance(schema, dict):
             key = _match(segment, schema)
@@ -96,15 +103,17 @@ def resolve(name, tree):
                 key = int(segment)
             elif isinstance(schema, MapOf) and schema.header_names:
                 key = canonical_header(segment)
+                invented = True
             else:
                 key = segment.lower()
+                invented = True
             child_schema = schema.value if isinstance(schema, MapOf) else ANY
         else:
             return None  # nothing below a scalar
         path.append(key)
         node = _child(node, key)
         schema = child_schema
-    return tuple(path), schema
+    return tuple(path), schema, invented
 
 
 def _child(node, key):
@@ -146,12 +155,16 @@ def apply_environment(tree, environ, provenance, warnings):
         key=_sort_key,
     )
     for name in names:
-        resolved = resolve(name, tree)
-        if resolved is None:
-            if not is_service_link(name):
+        resolved = _resolve(name, tree)
+        service_link = is_service_link(name)
+        if resolved is None or (service_link and resolved[2]):
+            # A service link matches a key only when that key exists or is a
+            # named key; inventing notifications.port from
+            # REGISTRY_NOTIFICATIONS_PORT would not be what anyone meant.
+            if not service_link:
                 warnings.append("{}: matches no configuration key; ignored".format(name))
             continue
-        path, schema = resolved
+        path, schema, _ = resolved
         value, raw = parse_value(name, environ[name], schema)
         if path[0] in _ONE_OF and len(path) == 1:
             _choose(tree, path[0], value, raw, name, provenance, warnings)
