@@ -153,6 +153,11 @@ class ServiceTests(unittest.TestCase):
 
     def test_backoff_while_ca_down(self):
         """Retries at 10, 20, 40, 80 s...; the fallback is served; then the certificate arrives."""
+        from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
         self.ca.down = True
         setup = self.start(self.make(settings(hosts=(A,))))
         attempts = []
@@ -167,6 +172,10 @@ class ServiceTests(unittest.TestCase):
         self.advance(160)
         gaps = [round(b - a) for a, b in zip(attempts, attempts[1:])]
         self.assertEqual(gaps[:3], [10, 20, 40])
+        first = next(formatEvent(e) for e in events if e.get("log_level") == LogLevel.error)
+        # the log says what failed, where, what happens next and what is served
+        for part in (A, "fake-acme.test", "CAUnavailableError", "retrying in 10 s", "self-signed"):
+            self.assertIn(part, first)
         self.assertTrue(setup.source.bundle_for(A).fallback)
         self.ca.down = False
         self.advance(200)
@@ -231,6 +240,31 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual([v[2] for v in self.ca.validations], [True, True])
         # no challenge left pending once validated
         self.assertIsNone(setup.source.alpn_challenge_for(B))
+
+    def test_unwritable_cache(self):
+        """A cache that cannot be written is logged; the certificate is served anyway, once."""
+
+        class ReadOnly(MemoryStore):
+            def save(self, host, pem):
+                return defer.fail(PermissionError(13, "Permission denied", host))
+
+            def save_account_key(self, pem):
+                return defer.fail(PermissionError(13, "Permission denied", "acme_account+key"))
+
+        from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.store = ReadOnly()
+        setup = self.start(self.make(settings(hosts=(A,))))
+        self.advance(60)
+        self.successResultOf(setup.issuer.when_certs_valid())
+        self.assertEqual(self.ca.orders_created, 1)
+        messages = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.error]
+        self.assertEqual(len(messages), 2, messages)
+        self.assertIn("cannot write the account key", messages[0])
+        self.assertIn("cannot write the certificate for a.example.com", messages[1])
 
     def test_stop_cancels_everything(self):
         self.ca.down = True

@@ -176,7 +176,18 @@ class ACMEIssuingService(Service):
                         raise
                 if key is None:
                     key = certs.generate_key()
-                    await self.store.save_account_key(certs.key_to_pem(key))
+                    try:
+                        await self.store.save_account_key(certs.key_to_pem(key))
+                    except defer.CancelledError:
+                        raise
+                    except Exception as e:
+                        # Go on with the key in memory: a certificate now is
+                        # worth more than the account kept across restarts.
+                        self.log.error(
+                            "ACME: cannot write the account key to the cache ({error}); "
+                            "a new account will be created at the next start",
+                            error=e,
+                        )
                 self.client = self._make_client(key)
             return self.client
         finally:
@@ -202,8 +213,20 @@ class ACMEIssuingService(Service):
                     host, certs.dns_names(bundle.leaf), bundle.not_before, bundle.not_after
                 )
             )
-        await self.store.save(host, bundle.to_pem())
         self.source.install(host, bundle)
+        try:
+            await self.store.save(host, bundle.to_pem())
+        except defer.CancelledError:
+            raise
+        except Exception as e:
+            # Serve it anyway; asking the CA again would only eat into its
+            # rate limits.
+            self.log.error(
+                "ACME: cannot write the certificate for {host} to the cache ({error}); "
+                "it is served now but will be requested again at the next start",
+                host=host,
+                error=e,
+            )
         self._failures.pop(host, None)
         self._failed_types.pop(host, None)
         self.issued.append((host, used))
