@@ -1,0 +1,378 @@
+"""
+The S3 driver against moto's server with signature checking on.
+
+The shared driver suite runs unchanged; the S3-specific tests check what
+only S3 has: object keys exactly as Distribution's, headers every object
+carries, presigned redirects, resumable writers whose state lives in the
+bucket, server-side multipart copy, and behaviour under faults injected by
+a proxy (503 SlowDown, connections cut mid-body, refused connections).
+"""
+
+import hashlib
+import urllib.request
+
+from twisted.trial import unittest
+
+from spectroreg.storage.base import ValidatingDriver
+from spectroreg.storage.errors import PathNotFound, StorageError
+from spectroreg.storage.s3 import S3Driver, S3Error
+from spectroreg.storage.s3.client import RetryPolicy
+from spectroreg.storage.s3.state import state_key
+from spectroreg.storage.testing import (
+    HashingConsumer,
+    StorageDriverTestsMixin,
+    deterministic_chunks,
+    deterministic_digest,
+)
+from tests.support.asynctest import async_test
+from tests.support.moto import S3Proxy, fresh_bucket, s3_settings, start_moto
+
+MiB = 1024 * 1024
+FAST_RETRY = RetryPolicy(attempts=4, base=0.01, cap=0.05)
+
+
+def make_driver(test, server=None, retry=FAST_RETRY, **overrides):
+    """An S3Driver on a fresh bucket; @return: (driver, server, bucket)."""
+    server, bucket = fresh_bucket(test, server)
+    driver = S3Driver(s3_settings(server, bucket, **overrides), retry=retry)
+    test.addCleanup(driver.close)
+    return driver, server, bucket
+
+
+class S3DriverTests(StorageDriverTestsMixin, unittest.TestCase):
+    """The shared driver suite, on moto."""
+
+    def make_driver(self):
+        driver, self.server, self.bucket = make_driver(self)
+        return driver
+
+    async def assert_nothing_left(self, driver):
+        await StorageDriverTestsMixin.assert_nothing_left(self, driver)
+        # Below the driver: no object (state objects included), no upload.
+        self.assertEqual(self.server.keys(self.bucket), [])
+        self.assertEqual(self.server.uploads(self.bucket), [])
+
+
+async def read_all(driver, path, offset=0, length=None):
+    consumer = HashingConsumer(keep=True)
+    await driver.read(path, consumer, offset, length)
+    return consumer.data
+
+
+async def write_chunks(writer, total, seed):
+    for chunk in deterministic_chunks(total, seed=seed):
+        await writer.write(chunk)
+
+
+class KeyAndHeaderTests(unittest.TestCase):
+    """What lands in the bucket is what Distribution writes."""
+
+    @async_test
+    async def test_keys_with_rootdirectory(self):
+        driver, server, bucket = make_driver(self, rootdirectory="/some/root/")
+        await driver.put_content("/docker/registry/v2/repositories/r/_layers/link", b"x")
+        self.assertEqual(server.keys(bucket), ["some/root/docker/registry/v2/repositories/r/_layers/link"])
+        self.assertEqual(driver.key("/docker/registry/v2"), "some/root/docker/registry/v2")
+        self.assertEqual(await driver.list("/"), ["/docker"])
+
+    @async_test
+    async def test_keys_without_rootdirectory(self):
+        driver, server, bucket = make_driver(self)
+        await driver.put_content("/docker/registry/v2/blobs/sha256/ab/abcd/data", b"x")
+        self.assertEqual(server.keys(bucket), ["docker/registry/v2/blobs/sha256/ab/abcd/data"])
+
+    @async_test
+    async def test_object_headers(self):
+        """Every object: application/octet-stream, SSE AES256 with encrypt, the storage class."""
+        driver, server, bucket = make_driver(self, encrypt=True, storageclass="STANDARD_IA")
+        await driver.put_content("/small", b"x")
+        writer = await driver.writer("/big")
+        await write_chunks(writer, 11 * MiB, 1)
+        await writer.commit()
+        await driver.move("/small", "/moved")
+        s3 = server.s3()
+        for key in ("big", "moved"):
+            head = s3.head_object(Bucket=bucket, Key=key)
+            self.assertEqual(head["ContentType"], "application/octet-stream", key)
+            self.assertEqual(head["ServerSideEncryption"], "AES256", key)
+            self.assertEqual(head.get("StorageClass"), "STANDARD_IA", key)
+
+    @async_test
+    async def test_kms_headers(self):
+        driver, _, _ = make_driver(self, encrypt=True, keyid="alias/registry")
+        headers = driver.object_headers()
+        self.assertEqual(headers["x-amz-server-side-encryption"], "aws:kms")
+        self.assertEqual(headers["x-amz-server-side-encryption-aws-kms-key-id"], "alias/registry")
+        self.assertEqual(headers["x-amz-acl"], "private")
+
+    @async_test
+    async def test_bad_signature_rejected(self):
+        """moto checks signatures here: a wrong secret is refused, not retried."""
+        driver, server, bucket = make_driver(self, secretkey="wrong")
+        error = await self.assertFailure(driver.put_content("/x", b"x"), S3Error)
+        self.assertEqual(error.code, "SignatureDoesNotMatch")
+        self.assertFalse(error.retriable)
+        self.assertEqual(driver.client.retries, 0)
+
+
+class RedirectTests(unittest.TestCase):
+    @async_test
+    async def test_presigned_url_fetches(self):
+        """
+        The presigned GET URL serves the object. moto answers presigned GETs
+        with a 500 when it checks signatures, so this runs on a moto of its
+        own without signature checking; the URL is checked for SigV4 fields.
+        """
+        server = start_moto(auth=False)
+        self.addCleanup(server.stop)
+        driver, _, bucket = make_driver(self, server)
+        await driver.put_content("/docker/blob", b"content")
+        url = await driver.redirect_url("/docker/blob")
+        self.assertIn("X-Amz-Algorithm=AWS4-HMAC-SHA256", url)
+        self.assertIn("X-Amz-Signature=", url)
+        self.assertIn("/{}/docker/blob?".format(bucket), url)
+        from twisted.internet import threads
+
+        fetched = await threads.deferToThread(lambda: urllib.request.urlopen(url, timeout=10).read())
+        self.assertEqual(fetched, b"content")
+
+    @async_test
+    async def test_redirect_disabled(self):
+        server, bucket = fresh_bucket(self)
+        driver = S3Driver(s3_settings(server, bucket), redirect=False)
+        self.addCleanup(driver.close)
+        self.assertIsNone(await driver.redirect_url("/x"))
+
+
+class ResumableWriterTests(unittest.TestCase):
+    @async_test
+    async def test_resume_from_another_driver(self):
+        """A closed writer continues from a new driver (another daemon): state is in the bucket."""
+        first, server, bucket = make_driver(self, rootdirectory="r")
+        path = "/docker/registry/v2/repositories/x/_uploads/u/data"
+        data = b"".join(deterministic_chunks(13 * MiB + 5, seed=4))
+        writer = await first.writer(path)
+        await writer.write(data[:7 * MiB])
+        await writer.close()
+        # One part sent (7 MiB >= 5 MiB), state object next to the data.
+        self.assertEqual(len(server.uploads(bucket)), 1)
+        self.assertIn("r" + state_key(path), server.keys(bucket))
+        # Not a file until committed: hidden from listings.
+        await self.assertFailure(
+            first.list("/docker/registry/v2/repositories/x/_uploads/u"), PathNotFound)
+        await first.close()
+
+        second = S3Driver(s3_settings(server, bucket, rootdirectory="r"), retry=FAST_RETRY)
+        self.addCleanup(second.close)
+        self.assertEqual((await second.stat(path)).size, 7 * MiB)
+        writer = await second.writer(path, append=True)
+        self.assertEqual(writer.size, 7 * MiB)
+        await writer.write(data[7 * MiB:7 * MiB + 100])
+        await writer.close()  # a 100-byte tail: kept in the state object
+
+        third = S3Driver(s3_settings(server, bucket, rootdirectory="r"), retry=FAST_RETRY)
+        self.addCleanup(third.close)
+        writer = await third.writer(path, append=True)
+        self.assertEqual(writer.size, 7 * MiB + 100)
+        await writer.write(data[7 * MiB + 100:])
+        await writer.commit()
+        self.assertEqual(await read_all(third, path), data)
+        self.assertEqual(server.keys(bucket), ["r/docker/registry/v2/repositories/x/_uploads/u/data"])
+        self.assertEqual(server.uploads(bucket), [])
+
+    @async_test
+    async def test_append_to_committed_object(self):
+        driver, server, bucket = make_driver(self)
+        big = b"".join(deterministic_chunks(6 * MiB, seed=5))
+        for name, first in (("small", b"abc"), ("big", big)):
+            await driver.put_content("/" + name, first)
+            writer = await driver.writer("/" + name, append=True)
+            self.assertEqual(writer.size, len(first))
+            await writer.write(b"more")
+            await writer.commit()
+            self.assertEqual(await driver.get_content("/" + name), first + b"more")
+        self.assertEqual(server.uploads(bucket), [])
+
+    @async_test
+    async def test_delete_aborts_unfinished_uploads(self):
+        driver, server, bucket = make_driver(self)
+        writer = await driver.writer("/up/u/data")
+        await writer.write(b"x" * (6 * MiB))
+        await writer.close()
+        await driver.put_content("/up/u/startedat", b"now")
+        self.assertEqual(len(server.uploads(bucket)), 1)
+        await driver.delete("/up")
+        self.assertEqual(server.uploads(bucket), [])
+        self.assertEqual(server.keys(bucket), [])
+
+    @async_test
+    async def test_memory_bound(self):
+        """Parts in flight are bounded: write() waits for uploads."""
+        driver, _, _ = make_driver(self, chunksize=5 * MiB)
+        writer = await driver.writer("/m")
+        peak = 0
+        digest = hashlib.sha256()
+        for chunk in deterministic_chunks(40 * MiB, seed=6, sizes=(MiB,)):
+            digest.update(chunk)
+            await writer.write(chunk)
+            peak = max(peak, len(writer._in_flight))
+            self.assertLess(len(writer._buffer), 5 * MiB)
+        self.assertLessEqual(peak, driver.parts_in_flight)
+        await writer.commit()
+        consumer = HashingConsumer()
+        await driver.read("/m", consumer)
+        self.assertEqual(consumer.hash.hexdigest(), digest.hexdigest())
+
+    @async_test
+    async def test_multipart_copy(self):
+        """Above multipartcopythresholdsize, move copies in parts on the server."""
+        server, bucket = fresh_bucket(self)
+        proxy = S3Proxy(server.host, server.port)
+        proxy.listen()
+        self.addCleanup(proxy.stop)
+        driver = S3Driver(s3_settings(
+            server, bucket, regionendpoint=proxy.endpoint, multipartcopythresholdsize=5 * MiB,
+            multipartcopychunksize=5 * MiB, multipartcopymaxconcurrency=2), retry=FAST_RETRY)
+        self.addCleanup(driver.close)
+        await driver.put_content("/src", b"".join(deterministic_chunks(12 * MiB, seed=8)))
+        proxy.stats.reset()
+        await driver.move("/src", "/dst")
+        self.assertEqual(proxy.stats.requests["UploadPartCopy"], 3)
+        self.assertEqual(proxy.stats.requests["CopyObject"], 0)
+        consumer = HashingConsumer()
+        await driver.read("/dst", consumer)
+        self.assertEqual(consumer.hash.hexdigest(), deterministic_digest(12 * MiB, seed=8))
+        await self.assertFailure(driver.stat("/src"), PathNotFound)
+
+
+class FaultTests(unittest.TestCase):
+    """A proxy between the driver and moto breaks requests; data stays right."""
+
+    def setUp(self):
+        self.server, self.bucket = fresh_bucket(self)
+        self.proxy = S3Proxy(self.server.host, self.server.port)
+        self.proxy.listen()
+        self.addCleanup(self.proxy.stop)
+        self.driver = S3Driver(
+            s3_settings(self.server, self.bucket, regionendpoint=self.proxy.endpoint),
+            retry=FAST_RETRY, idle_timeout=5.0)
+        self.addCleanup(self.driver.close)
+
+    def fail_first(self, count, action, operations):
+        left = [count]
+
+        def rule(method, target, operation, headers):
+            if operation in operations and left[0] > 0:
+                left[0] -= 1
+                return action
+            return None
+
+        self.proxy.rule = rule
+
+    @async_test
+    async def test_slowdown_retried(self):
+        self.fail_first(2, "503", {"UploadPart", "PutObject", "CompleteMultipartUpload",
+                                   "CreateMultipartUpload"})
+        writer = await self.driver.writer("/a")
+        await write_chunks(writer, 23 * MiB, 10)
+        await writer.commit()
+        self.assertEqual(self.proxy.faults, 2)
+        self.assertGreaterEqual(self.driver.client.retries, 2)
+        consumer = HashingConsumer()
+        await self.driver.read("/a", consumer)
+        self.assertEqual(consumer.hash.hexdigest(), deterministic_digest(23 * MiB, seed=10))
+
+    @async_test
+    async def test_every_operation_survives_a_slowdown(self):
+        """Each kind of request gets one 503 first; all succeed."""
+        seen = set()
+
+        def rule(method, target, operation, headers):
+            if operation not in seen:
+                seen.add(operation)
+                return "503"
+            return None
+
+        self.proxy.rule = rule
+        await self.driver.put_content("/d/f", b"hello")
+        self.assertEqual(await self.driver.get_content("/d/f"), b"hello")
+        self.assertEqual((await self.driver.stat("/d/f")).size, 5)
+        self.assertEqual(await self.driver.list("/d"), ["/d/f"])
+        await self.driver.move("/d/f", "/d/g")
+        await self.driver.delete("/d")
+        self.assertEqual(self.server.keys(self.bucket), [])
+        self.assertGreaterEqual(len(seen), 7)
+
+    @async_test
+    async def test_reset_connections_retried(self):
+        self.fail_first(3, "reset", {"UploadPart", "PutObject", "ListObjectsV2"})
+        writer = await self.driver.writer("/b")
+        await write_chunks(writer, 12 * MiB, 11)
+        await writer.close()
+        writer = await self.driver.writer("/b", append=True)
+        await writer.commit()
+        self.assertEqual((await self.driver.stat("/b")).size, 12 * MiB)
+        self.assertEqual(self.proxy.faults, 3)
+
+    @async_test
+    async def test_read_resumes_after_cut(self):
+        """A GET cut mid-body continues from the byte it stopped at (Range + If-Match)."""
+        data = b"".join(deterministic_chunks(3 * MiB, seed=12))
+        await self.driver.put_content("/c", data)
+        self.fail_first(2, ("cut", MiB), {"GetObject"})
+        got = await read_all(self.driver, "/c")
+        self.assertEqual(hashlib.sha256(got).hexdigest(), hashlib.sha256(data).hexdigest())
+        self.assertEqual(self.proxy.faults, 2)
+        self.assertEqual(self.proxy.stats.requests["GetObject"], 3)
+        # An offset read resumes too.
+        self.fail_first(1, ("cut", 1000), {"GetObject"})
+        self.assertEqual(await read_all(self.driver, "/c", 100, 2 * MiB), data[100:100 + 2 * MiB])
+
+    @async_test
+    async def test_outage_then_resume(self):
+        """
+        S3 unreachable mid-upload: the write fails with a retriable
+        StorageError, nothing corrupt is visible; once S3 is back the upload
+        resumes from the last close and completes intact.
+        """
+        data = b"".join(deterministic_chunks(27 * MiB, seed=13))
+        writer = await self.driver.writer("/o")
+        await writer.write(data[:11 * MiB])
+        await writer.close()
+        writer = await self.driver.writer("/o", append=True)
+        self.proxy.refuse = True
+        failure = None
+        try:
+            for start in range(11 * MiB, 22 * MiB, MiB):
+                await writer.write(data[start:start + MiB])
+            await writer.close()
+        except StorageError as error:
+            failure = error
+        self.assertIsInstance(failure, S3Error)
+        self.assertTrue(failure.retriable)
+        self.assertGreater(self.proxy.refused, 0)
+        # Still down: opening the file fails the same way.
+        error = await self.assertFailure(self.driver.writer("/o", append=True), S3Error)
+        self.assertTrue(error.retriable)
+        self.proxy.refuse = False
+        await self.assertFailure(self.driver.stat("/o/x"), PathNotFound)
+        writer = await self.driver.writer("/o", append=True)
+        self.assertEqual(writer.size, 11 * MiB)
+        await writer.write(data[11 * MiB:])
+        await writer.commit()
+        self.assertEqual(await read_all(self.driver, "/o"), data)
+        self.assertEqual(self.server.uploads(self.bucket), [])
+
+
+class ValidatedFactoryTests(unittest.TestCase):
+    def test_from_settings(self):
+        from spectroreg.config.errors import ConfigError
+        from spectroreg.config.settings import S3Settings
+
+        driver = S3Driver.from_settings(S3Settings(bucket="bucket-name"), redirect=False)
+        self.addCleanup(driver.close)
+        self.assertEqual(driver.name, "s3")
+        self.assertFalse(driver.redirect)
+        self.assertRaises(ConfigError, S3Driver.from_settings,
+                          S3Settings(bucket="b", chunksize=1024))
+        self.assertIsInstance(ValidatingDriver(driver).driver, S3Driver)
