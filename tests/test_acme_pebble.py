@@ -84,7 +84,9 @@ def serial_of(der):
     return x509.load_der_x509_certificate(der).serial_number
 
 
-class PebbleTests(unittest.TestCase):
+class PebbleWorld(unittest.TestCase):
+    """pebble, challtestsrv and the registry's listeners, started per test."""
+
     timeout = 120
 
     async def start_world(self, validity=None, start_pebble=True):
@@ -101,14 +103,15 @@ class PebbleTests(unittest.TestCase):
         self.cachefile = os.path.abspath(self.mktemp())
 
     def settings(self, hosts=("localhost", SECOND), **changes):
-        return _Settings(
+        values = dict(
             cachefile=self.cachefile,
             hosts=tuple(hosts),
             email="admin@example.com",
             directoryurl=self.pebble.directory_url,
             directorycafile=self.pebble.api_ca_file,
-            **changes,
         )
+        values.update(changes)
+        return _Settings(**values)
 
     async def start_registry(self, settings, **options):
         """make_acme_source + listeners, as the daemon assembles them."""
@@ -135,6 +138,9 @@ class PebbleTests(unittest.TestCase):
         d = setup.issuer.when_certs_valid()
         d.addTimeout(seconds, reactor)
         await d
+
+
+class PebbleTests(PebbleWorld):
 
     @async_test
     async def test_two_hosts_both_challenges_and_a_verified_client(self):
@@ -242,6 +248,34 @@ class PebbleTests(unittest.TestCase):
         status, body, der2 = await threads.deferToThread(https_get, self.tls_port, "localhost", root)
         self.assertEqual(status, b"HTTP/1.1 200 OK")
         self.assertNotEqual(serial_of(der), serial_of(der2))
+
+
+class PrivateCATrustTests(PebbleWorld):
+    """Trusting a private ACME CA's API certificate without a setting: SSL_CERT_FILE."""
+
+    def setUp(self):
+        previous = os.environ.get("SSL_CERT_FILE")
+
+        def restore():
+            if previous is None:
+                os.environ.pop("SSL_CERT_FILE", None)
+            else:
+                os.environ["SSL_CERT_FILE"] = previous
+
+        self.addCleanup(restore)
+        os.environ.pop("SSL_CERT_FILE", None)
+
+    @async_test
+    async def test_ssl_cert_file(self):
+        await self.start_world()
+        settings = self.settings(hosts=("localhost",), directorycafile=None)
+        setup, _ = await self.start_registry(settings, retry_initial=0.5, retry_max=1.0)
+        await task.deferLater(reactor, 1.5, lambda: None)
+        # pebble's API certificate is not trusted yet: nothing is issued
+        self.assertFalse(setup.issuer.certs_valid())
+        self.assertEqual(self.pebble.orders(), 0)
+        os.environ["SSL_CERT_FILE"] = self.pebble.api_ca_file
+        await self.wait_valid(setup, seconds=30)
 
 
 class _KeptConnection:

@@ -339,6 +339,15 @@ class MakeSourceTests(unittest.SynchronousTestCase):
         if hasattr(context, "get_min_proto_version"):
             self.assertEqual(context.get_min_proto_version(), SSL.TLS1_3_VERSION)
 
+    def test_cachefile_that_is_a_file(self):
+        """Distribution 2.8's single cache file is refused with a message saying what to do."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("{}")
+        with self.assertRaises(ConfigError) as caught:
+            self.make(settings(cachefile=path))
+        self.assertIn("Distribution 2.8", str(caught.exception))
+
     def test_directory_ca_file_setting(self):
         """An optional ``directorycafile`` setting is read when the settings have it."""
         le = _WithCAFile(cachefile="", hosts=(A,), directorycafile="/nonexistent/ca.pem")

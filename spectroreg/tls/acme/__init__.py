@@ -7,6 +7,7 @@ daemon starts, and the HTTP-01 resource the plain HTTP listener mounts at
 ``/.well-known/acme-challenge``.
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -78,6 +79,18 @@ def check_settings(letsencrypt, tls=None):
     return hosts, types
 
 
+def check_cachefile(cachefile):
+    """
+    Refuse a C{cachefile} that is a file: Distribution 2.8 kept its (ACME v1)
+    state in one file, Distribution 3 and spectroreg keep a directory.
+    """
+    if cachefile and os.path.exists(cachefile) and not os.path.isdir(cachefile):
+        raise ConfigError(
+            "http.tls.letsencrypt.cachefile: {} is a file (Distribution 2.8's format, which "
+            "cannot be reused); point it at a directory, e.g. a new one".format(cachefile)
+        )
+
+
 def make_acme_source(
     letsencrypt_settings,
     tls_settings,
@@ -110,6 +123,7 @@ def make_acme_source(
     from .store import DirectoryStore, MemoryStore
 
     hosts, types = check_settings(letsencrypt_settings, tls_settings)
+    check_cachefile(letsencrypt_settings.cachefile)
     directory_url = letsencrypt_settings.directoryurl or LETSENCRYPT_PRODUCTION
     if store is None:
         cachefile = letsencrypt_settings.cachefile
