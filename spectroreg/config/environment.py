@@ -17,12 +17,9 @@ import yaml
 from spectroreg.config.errors import ConfigError
 from spectroreg.config.schema import (
     ANY,
-    AUTH_PROVIDERS,
     SCHEMA,
     STORAGE_RESERVED,
     STR,
-    SUPPORTED_DRIVERS,
-    UNSUPPORTED_DRIVERS,
     ListOf,
     MapOf,
 )
@@ -38,8 +35,8 @@ _SERVICE_LINK = re.compile(r"(_PORT$|_PORT_|_SERVICE_HOST$|_SERVICE_PORT)")
 
 # Sections where exactly one non-reserved key is the thing chosen.
 _ONE_OF = {
-    "storage": ("storage driver", STORAGE_RESERVED, SUPPORTED_DRIVERS + UNSUPPORTED_DRIVERS),
-    "auth": ("auth provider", (), AUTH_PROVIDERS),
+    "storage": ("storage driver", STORAGE_RESERVED),
+    "auth": ("auth provider", ()),
 }
 
 
@@ -185,7 +182,7 @@ def normalise_one_of(tree):
 
 def _choose(tree, section, value, raw, name, provenance, warnings):
     """``REGISTRY_STORAGE=...`` / ``REGISTRY_AUTH=...``: pick the driver or provider."""
-    what, reserved, _ = _ONE_OF[section]
+    _, reserved = _ONE_OF[section]
     old = tree.get(section)
     if not isinstance(old, dict):
         old = {}
@@ -223,7 +220,7 @@ def _choose(tree, section, value, raw, name, provenance, warnings):
 
 def _check_second(tree, path, name):
     section = path[0]
-    what, reserved, _ = _ONE_OF[section]
+    what, reserved = _ONE_OF[section]
     chosen = path[1]
     current = tree.get(section)
     if not isinstance(current, dict) or chosen in reserved or chosen in current:
