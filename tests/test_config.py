@@ -540,6 +540,12 @@ class ErrorTests(ConfigTestCase):
         error = self.assertRaises(ConfigError, load_settings, path, {})
         self.assertEqual(str(error), "{}: cannot read the configuration file: Permission denied".format(path))
 
+    def test_parent_not_a_directory(self):
+        """An unreadable path (here: below a plain file, which fails even for root) is named."""
+        path = os.path.join(self.write(MINIMAL_YAML), "config.yml")
+        error = self.assertRaises(ConfigError, load_settings, path, {})
+        self.assertEqual(str(error), "{}: cannot read the configuration file: Not a directory".format(path))
+
     def test_not_utf8(self):
         path = self.write("")
         with open(path, "wb") as stream:
