@@ -114,6 +114,16 @@ class ClientTests(unittest.TestCase):
         self.assertEqual(len(self.ca.accounts), 1)
         self.assertEqual(other.account_url, self.client.account_url)
 
+    def test_account_lost_by_the_ca(self):
+        """A CA that forgot the account (pebble restarted): the next attempt registers again."""
+        self.issue()
+        self.ca.accounts.clear()
+        with self.assertRaises(errors.ProblemError) as caught:
+            self.issue()
+        self.assertEqual(caught.exception.code, "accountDoesNotExist")
+        self.issue()
+        self.assertEqual(len(self.ca.accounts), 1)
+
     def test_bad_nonce_retried(self):
         self.ca.reject_nonces = 4
         self.issue()

@@ -358,6 +358,17 @@ class ACMEClient:
             when the CA reused a valid authorization).
         @raise ValidationError: the CA could not validate the chosen challenge.
         """
+        try:
+            return await self._issue(host, key, responders, challenge_types)
+        except ProblemError as e:
+            if e.code == "accountDoesNotExist":
+                # The CA lost or dropped the account (a wiped test CA, a
+                # deactivated account): register again on the next attempt.
+                self.log.warn("ACME account {url} is unknown to the CA; registering again", url=self.account_url)
+                self.account_url = None
+            raise
+
+    async def _issue(self, host, key, responders, challenge_types):
         await self.register()
         directory = await self.directory()
         order = messages.NewOrder(
