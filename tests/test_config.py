@@ -497,6 +497,9 @@ ERRORS = [
      "{path}:8: http.tls.letsencrypt.httpaddr: required for the http-01 challenge (e.g. :80)"),
     ("wildcard host", "version: 0.1\nstorage: inmemory\nhttp:\n  tls:\n    letsencrypt:\n      cachefile: /a\n      hosts: ['*.example.com']\n", {},
      "{path}:7: http.tls.letsencrypt.hosts: wildcard host '*.example.com' cannot be validated with tls-alpn-01 or http-01"),
+    ("acme email", "version: 0.1\nstorage: inmemory\nhttp:\n  tls:\n    letsencrypt:\n      cachefile: /a\n      hosts: [a.example.com]\n"
+     "      email: ops\n", {},
+     "{path}:8: http.tls.letsencrypt.email: expected an e-mail address, got 'ops'"),
     ("catalog", "version: 0.1\nstorage: inmemory\ncatalog:\n  maxentries: 0\n", {},
      "{path}:4: catalog.maxentries: must be at least 1, got 0"),
     ("section not a mapping", "version: 0.1\nstorage: inmemory\nnotifications: yes\n", {},

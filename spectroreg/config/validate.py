@@ -706,6 +706,8 @@ def _letsencrypt(check, tls, tls_path):
                 "wildcard host {!r} cannot be validated with tls-alpn-01 or http-01".format(host),
             )
     email = check.string(le, path, "email")
+    if email is not None and ("@" not in email or any(c.isspace() for c in email)):
+        check.fail(path + ("email",), "expected an e-mail address, got {!r}".format(email))
     directoryurl = check.string(le, path, "directoryurl", defaults.directoryurl)
     _check_url(check, path + ("directoryurl",), directoryurl, "the ACME directory URL")
     challenges = check.strings(le, path, "challenges") if le.get("challenges") is not None else defaults.challenges
