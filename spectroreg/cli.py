@@ -26,14 +26,14 @@ def _parser(prog):
         prog=prog,
         description="spectroreg: a container registry (Docker Registry HTTP API v2).",
     )
-    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    parser.add_argument("--version", action="version", version=prog + " " + __version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the registry in the foreground")
     serve.add_argument(
         "config", nargs="?", help="config file (default: $REGISTRY_CONFIGURATION_PATH)"
     )
-    serve.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    serve.add_argument("--version", action="version", version=prog + " " + __version__)
 
     config = commands.add_parser(
         "config", help="print the effective configuration, secrets masked"
@@ -41,7 +41,7 @@ def _parser(prog):
     config.add_argument(
         "config", nargs="?", help="config file (default: $REGISTRY_CONFIGURATION_PATH)"
     )
-    config.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    config.add_argument("--version", action="version", version=prog + " " + __version__)
     return parser
 
 

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, quote
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import http, server
+from twisted.web.http_headers import Headers
 
 from spectroreg.logging import ACCESS_NAMESPACE
 from spectroreg.web.limits import DEFAULT_LIMITS
@@ -55,14 +56,19 @@ def safe_uri(uri):
     shown = []
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name not in _VISIBLE_QUERY:
-            value = "***"
+            shown.append(quote(name, safe="") + "=***")
+            continue
         shown.append(quote(name, safe="") + "=" + quote(value, safe=":/@,"))
     return path + "?" + "&".join(shown)
 
 
 def _header_lines(headers):
-    lines = []
+    # Through twisted's Headers for the same name spelling as other answers.
+    canonical = Headers()
     for name, values in headers:
+        canonical.setRawHeaders(name, list(values))
+    lines = []
+    for name, values in canonical.getAllRawHeaders():
         for value in values:
             lines.append(name + b": " + value + b"\r\n")
     return b"".join(lines)
@@ -318,7 +324,7 @@ class RegistrySite(server.Site):
         if user:
             fields["auth.user.name"] = user
         _access.info(
-            '{remote} {user} "{method} {uri} {proto}" {status} {written} {duration}',
+            '{method} {uri} {proto} {status} {written} {duration} {remote} {user}',
             remote=remote,
             user=user or "-",
             method=method,
@@ -391,7 +397,12 @@ def _user_of(request):
     """
     The authenticated user of C{request}, if the API recorded one. Twisted's
     own C{request.getUser()} is not used: it is whatever the client claims.
+    The API keeps the authenticator's outcome as C{(ok, user or error)}.
     """
+    outcome = getattr(request, "_spectroreg_auth", None)
+    if isinstance(outcome, tuple) and len(outcome) == 2 and outcome[0] is True:
+        if isinstance(outcome[1], str) and outcome[1]:
+            return outcome[1]
     for name in ("authenticated_user", "auth_user", "registry_user"):
         user = getattr(request, name, None)
         if isinstance(user, bytes):

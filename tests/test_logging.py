@@ -1,0 +1,113 @@
+"""The log observer: levels, fields, text/json/logstash lines, failures."""
+
+import io
+import json
+
+from twisted.logger import LogLevel, Logger, LogPublisher
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from spectroreg.config.settings import LogSettings
+from spectroreg.logging import ACCESS_NAMESPACE, RegistryLogObserver, observer_from_settings
+from twisted.logger import ILogObserver
+
+
+def emit(observer, level, text, namespace="tests", **kwargs):
+    publisher = LogPublisher(observer)
+    Logger(namespace=namespace, observer=publisher).emit(level, text, **kwargs)
+
+
+class ObserverTests(unittest.TestCase):
+    def make(self, **kwargs):
+        stream = io.StringIO()
+        return RegistryLogObserver(stream=stream, **kwargs), stream
+
+    def test_interface(self):
+        observer, _ = self.make()
+        verifyObject(ILogObserver, observer)
+
+    def test_levels(self):
+        table = [
+            ("error", {LogLevel.critical, LogLevel.error}),
+            ("warn", {LogLevel.critical, LogLevel.error, LogLevel.warn}),
+            ("info", {LogLevel.critical, LogLevel.error, LogLevel.warn, LogLevel.info}),
+            ("debug", set(LogLevel.iterconstants())),
+        ]
+        for configured, shown in table:
+            observer, stream = self.make(level=configured)
+            for level in LogLevel.iterconstants():
+                emit(observer, level, "event at " + level.name)
+            lines = stream.getvalue().splitlines()
+            self.assertEqual(len(lines), len(shown), configured)
+            for level in shown:
+                self.assertTrue(any(("event at " + level.name) in line for line in lines), (configured, level))
+
+    def test_access_log_passes_any_level(self):
+        observer, stream = self.make(level="error")
+        emit(observer, LogLevel.info, "GET / 200", namespace=ACCESS_NAMESPACE)
+        emit(observer, LogLevel.info, "not shown")
+        self.assertEqual(len(stream.getvalue().splitlines()), 1)
+        self.assertIn("GET / 200", stream.getvalue())
+
+    def test_unknown_level_and_formatter(self):
+        self.assertRaises(ValueError, RegistryLogObserver, level="loud")
+        self.assertRaises(ValueError, RegistryLogObserver, formatter="xml")
+
+    def test_text(self):
+        observer, stream = self.make(fields={"service": "registry", "env": "two words"})
+        emit(observer, LogLevel.warn, "disk {pct}% full", pct=93)
+        line = stream.getvalue()
+        self.assertTrue(line.endswith("\n"))
+        self.assertRegex(
+            line,
+            r'^time="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z" level=warning msg="disk 93% full" '
+            r'env="two words" service=registry\n$',
+        )
+
+    def test_json(self):
+        observer, stream = self.make(formatter="json", fields={"service": "registry"})
+        emit(observer, LogLevel.info, "hello {who}", who="you", log_fields={"http.response.status": 200})
+        record = json.loads(stream.getvalue())
+        self.assertEqual(record["msg"], "hello you")
+        self.assertEqual(record["level"], "info")
+        self.assertEqual(record["service"], "registry")
+        self.assertEqual(record["http.response.status"], 200)
+        self.assertIn("time", record)
+
+    def test_logstash(self):
+        observer, stream = self.make(formatter="logstash", fields={"service": "registry"})
+        emit(observer, LogLevel.error, "bad")
+        record = json.loads(stream.getvalue())
+        self.assertEqual(record["@version"], "1")
+        self.assertEqual(record["message"], "bad")
+        self.assertEqual(record["level"], "error")
+        self.assertEqual(record["service"], "registry")
+        self.assertRegex(record["@timestamp"], r"Z$")
+
+    def test_failure_on_one_line(self):
+        observer, stream = self.make()
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            failure = Failure()
+        Logger(namespace="t", observer=LogPublisher(observer)).failure("it broke", failure)
+        lines = stream.getvalue().splitlines()
+        self.assertEqual(len(lines), 1)
+        self.assertIn("ZeroDivisionError", lines[0])
+        self.assertIn('msg="it broke"', lines[0])
+
+    def test_legacy_events(self):
+        observer, stream = self.make(level="warn")
+        observer({"message": ("legacy",), "isError": 1, "time": 0, "system": "-", "log_level": None})
+        self.assertIn("level=error", stream.getvalue())
+
+    def test_broken_stream_ignored(self):
+        stream = io.StringIO()
+        stream.close()
+        observer = RegistryLogObserver(stream=stream)
+        emit(observer, LogLevel.info, "nowhere to go")
+
+    def test_from_settings(self):
+        observer = observer_from_settings(LogSettings(level="debug", formatter="logstash", fields={"a": 1}))
+        self.assertEqual((observer.level, observer.formatter, observer.fields), ("debug", "logstash", {"a": 1}))

@@ -1,0 +1,224 @@
+"""
+The twistd plugin and ``makeService``, in process: options, plugin
+discovery, the assembled services, reload, and the address forms.
+"""
+
+import os
+
+from twisted.application.internet import TimerService
+from twisted.application.service import IService, IServiceMaker, MultiService
+from twisted.internet import defer, reactor
+from twisted.plugin import IPlugin, getPlugins
+from twisted.python import usage
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from spectroreg.config.errors import ConfigError
+from spectroreg.config.settings import (
+    AuthSettings,
+    HtpasswdSettings,
+    HTTPSettings,
+    LogSettings,
+    Settings,
+    StorageSettings,
+    UploadPurgingSettings,
+)
+from spectroreg.service import RegistryService, makeService, parse_addr
+from tests.support.asynctest import async_test
+from tests.test_web_support import get, port_of
+
+
+def plugin():
+    import twisted.plugins
+
+    for candidate in getPlugins(IServiceMaker, twisted.plugins):
+        if candidate.tapname == "spectroreg":
+            return candidate
+    raise AssertionError("the spectroreg plugin was not found")
+
+
+class PluginTests(unittest.TestCase):
+    def test_discovered_and_provides(self):
+        maker = plugin()
+        verifyObject(IServiceMaker, maker)
+        verifyObject(IPlugin, maker)
+
+    def test_config_options(self):
+        for argv in (["--config=/x.yml"], ["-c", "/x.yml"], ["--config", "/x.yml"]):
+            options = plugin().options()
+            options.parseOptions(argv)
+            self.assertEqual(options["config"], "/x.yml")
+
+    def test_config_from_environment(self):
+        self.patch(os, "environ", dict(os.environ, REGISTRY_CONFIGURATION_PATH="/env.yml"))
+        options = plugin().options()
+        options.parseOptions([])
+        self.assertEqual(options["config"], "/env.yml")
+
+    def test_no_config_is_usage_error(self):
+        environ = {k: v for k, v in os.environ.items() if k != "REGISTRY_CONFIGURATION_PATH"}
+        self.patch(os, "environ", environ)
+        self.assertRaises(usage.UsageError, plugin().options().parseOptions, [])
+
+    def test_version(self):
+        import io
+        import sys
+
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        self.assertRaises(SystemExit, plugin().options().parseOptions, ["--version"])
+        self.assertIn("spectroreg ", out.getvalue())
+
+    def test_make_service(self):
+        path = os.path.abspath(self.mktemp()) + ".yml"
+        with open(path, "w") as f:
+            f.write("version: 0.1\nstorage: inmemory\nhttp:\n  addr: 127.0.0.1:0\n")
+        options = plugin().options()
+        options.parseOptions(["--config", path])
+        service = plugin().makeService(options)
+        verifyObject(IService, service)
+        self.assertIsInstance(service, MultiService)
+        self.assertEqual(len(service.listeners), 1)
+
+    def test_broken_config_exits_with_one_line(self):
+        path = os.path.abspath(self.mktemp()) + ".yml"
+        with open(path, "w") as f:
+            f.write("version: 0.2\nstorage: inmemory\n")
+        options = plugin().options()
+        options.parseOptions(["--config", path])
+        with self.assertRaises(SystemExit) as raised:
+            plugin().makeService(options)
+        message = str(raised.exception.code)
+        self.assertTrue(message.startswith("spectroreg: "), message)
+        self.assertNotIn("\n", message)
+        self.assertIn("version", message)
+
+    def test_offers_log_observer_to_twistd(self):
+        from twisted.application.service import Application
+        from twisted.logger import ILogObserver
+
+        service = makeService(settings())
+        application = Application("spectroreg")
+        service.setServiceParent(application)
+        self.assertIs(application.getComponent(ILogObserver), service.log_observer)
+
+
+def settings(**http):
+    http.setdefault("addr", "127.0.0.1:0")
+    return Settings(
+        version="0.1",
+        log=LogSettings(),
+        storage=StorageSettings(driver="inmemory", uploadpurging=UploadPurgingSettings(interval=3600.0)),
+        http=HTTPSettings(**http),
+    )
+
+
+class MakeServiceTests(unittest.TestCase):
+    def start(self, service):
+        service.handle_sighup = False
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        return service
+
+    @async_test
+    async def test_real_api(self):
+        service = self.start(makeService(settings(headers={"X-Test": ("yes",)}), reactor=reactor))
+        response, body = await get("http://127.0.0.1:%d/v2/" % port_of(service))
+        self.assertEqual((response.code, body), (200, b"{}"))
+        self.assertEqual(response.headers.getRawHeaders(b"docker-distribution-api-version"), [b"registry/2.0"])
+        self.assertEqual(response.headers.getRawHeaders(b"x-test"), [b"yes"])
+
+    def test_upload_purger(self):
+        service = makeService(settings())
+        timers = [s for s in service if isinstance(s, TimerService)]
+        self.assertEqual(len(timers), 1)
+        self.assertEqual(timers[0].step, 3600.0)
+
+    def test_purger_disabled(self):
+        base = settings()
+        off = Settings(
+            version="0.1", log=base.log, http=base.http,
+            storage=StorageSettings(driver="inmemory", uploadpurging=UploadPurgingSettings(enabled=False)),
+        )
+        service = makeService(off)
+        self.assertEqual([s for s in service if isinstance(s, TimerService)], [])
+
+    @async_test
+    async def test_purge_step_calls_registry(self):
+        from spectroreg.service import _PurgeUploads
+
+        calls = []
+
+        class Registry:
+            async def purge_uploads(self, older_than_seconds, dry_run=False):
+                calls.append((older_than_seconds, dry_run))
+                if len(calls) == 2:
+                    raise OSError("storage unavailable")
+
+        step = _PurgeUploads(Registry(), UploadPurgingSettings(age=60.0, dryrun=True))
+        await step()
+        await step()  # the failure is logged, not raised: the timer keeps going
+        self.assertEqual(calls, [(60.0, True), (60.0, True)])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    @async_test
+    async def test_reload_reaches_tls_and_htpasswd(self):
+        calls = []
+
+        class Reloadable:
+            def __init__(self, name, fail=False):
+                self.name, self.fail = name, fail
+
+            def reload(self):
+                calls.append(self.name)
+                if self.fail:
+                    return defer.fail(ValueError("bad pem"))
+                return defer.succeed(True)
+
+        service = makeService(settings())
+        service.server_tls = Reloadable("tls", fail=True)
+        service.authenticator = Reloadable("htpasswd")
+        await service.reload()
+        self.assertEqual(sorted(calls), ["htpasswd", "tls"])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    def test_htpasswd_authenticator_built(self):
+        work = os.path.abspath(self.mktemp())
+        base = settings()
+        with_auth = Settings(
+            version="0.1", log=base.log, storage=base.storage, http=base.http,
+            auth=AuthSettings(provider="htpasswd", htpasswd=HtpasswdSettings(realm="r", path=os.path.join(work, "h"))),
+        )
+        service = makeService(with_auth)
+        self.assertEqual(service.authenticator.realm, "r")
+        self.flushLoggedErrors()
+
+    def test_unsupported_auth_provider(self):
+        base = settings()
+        token = Settings(version="0.1", log=base.log, storage=base.storage, http=base.http,
+                         auth=AuthSettings(provider="token"))
+        self.assertRaises(ConfigError, makeService, token)
+
+    def test_is_registry_service(self):
+        self.assertIsInstance(makeService(settings()), RegistryService)
+
+
+class AddressParsingTests(unittest.SynchronousTestCase):
+    def test_table(self):
+        table = [
+            (":5000", "tcp", [("tcp", "", 5000)]),
+            ("0.0.0.0:80", "tcp", [("tcp", "0.0.0.0", 80)]),
+            ("127.0.0.1:5000", "tcp", [("tcp", "127.0.0.1", 5000)]),
+            ("localhost:5000", "tcp", [("tcp", "localhost", 5000)]),
+            ("[::1]:5000", "tcp", [("tcp", "::1", 5000)]),
+            ("[::]:443", "tcp", [("tcp", "::", 443)]),
+            ("/run/spectro/registry.sock", "unix", [("unix", "/run/spectro/registry.sock", None)]),
+        ]
+        for addr, net, expected in table:
+            self.assertEqual(parse_addr(addr, net), expected, addr)
+
+    def test_errors(self):
+        for addr, net in [("5000", "tcp"), ("::1:5000", "tcp"), ("[::1]5000", "tcp"),
+                          (":99999", "tcp"), ("", "unix"), (":5000", "udp")]:
+            self.assertRaises(ConfigError, parse_addr, addr, net)
