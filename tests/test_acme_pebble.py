@@ -250,6 +250,28 @@ class PebbleTests(PebbleWorld):
         self.assertNotEqual(serial_of(der), serial_of(der2))
 
 
+class PebbleRestartTests(PebbleWorld):
+    @async_test
+    async def test_renewal_after_ca_restart(self):
+        """
+        The CA restarts between issuance and renewal (pebble forgets accounts,
+        nonces and its root): the renewal still succeeds.
+        """
+        await self.start_world(validity=15)
+        setup, _ = await self.start_registry(
+            self.settings(hosts=("localhost",)), retry_initial=0.5, retry_max=2.0
+        )
+        await self.wait_valid(setup)
+        await self.pebble.restart()
+        root = await self.pebble.root_pem()
+        deadline = time.monotonic() + 40
+        while len(setup.issuer.issued) < 2 and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.5, lambda: None)
+        self.assertGreaterEqual(len(setup.issuer.issued), 2)
+        status, body, _ = await threads.deferToThread(https_get, self.tls_port, "localhost", root)
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+
+
 class PrivateCATrustTests(PebbleWorld):
     """Trusting a private ACME CA's API certificate without a setting: SSL_CERT_FILE."""
 
