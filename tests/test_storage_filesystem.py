@@ -22,3 +22,322 @@ class FilesystemDriverTests(StorageDriverTestsMixin, unittest.TestCase):
         for directory, _, files in os.walk(self.rootdirectory):
             left.extend(os.path.join(directory, name) for name in files)
         self.assertEqual(left, [])
+
+
+import random
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+from twisted.internet import defer, task
+from twisted.internet import reactor as global_reactor
+
+from spectroreg.storage import filesystem
+from spectroreg.storage.base import ValidatingDriver
+from spectroreg.storage.errors import PathNotFound, StorageError
+from spectroreg.storage.testing import HashingConsumer
+from tests.support.asynctest import async_test
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class FilesystemSpecificTests(unittest.TestCase):
+    """What the shared suite cannot see: the tree on disk, threads, crashes."""
+
+    def driver(self, **kwargs):
+        self.rootdirectory = os.path.abspath(self.mktemp())
+        raw = FilesystemDriver(self.rootdirectory, **kwargs)
+        self.addCleanup(raw.stop)
+        return ValidatingDriver(raw)
+
+    def on_disk(self, path):
+        return self.rootdirectory + path
+
+    @async_test
+    async def test_layout(self):
+        """Storage paths map onto the tree unchanged, both ways."""
+        driver = self.driver()
+        path = "/docker/registry/v2/blobs/sha256/ab/abcdef/data"
+        await driver.put_content(path, b"blob")
+        with open(self.on_disk(path), "rb") as f:
+            self.assertEqual(f.read(), b"blob")
+        # A file written by another program (Distribution) is served as is.
+        link = "/docker/registry/v2/repositories/a/b/_layers/sha256/abcdef/link"
+        os.makedirs(os.path.dirname(self.on_disk(link)))
+        with open(self.on_disk(link), "wb") as f:
+            f.write(b"sha256:abcdef")
+        self.assertEqual(await driver.get_content(link), b"sha256:abcdef")
+        self.assertEqual(
+            await driver.list("/docker/registry/v2/repositories/a"),
+            ["/docker/registry/v2/repositories/a/b"])
+
+    @async_test
+    async def test_root_created_lazily(self):
+        """A missing root is an empty store until the first write creates it."""
+        driver = self.driver()
+        self.assertFalse(os.path.exists(self.rootdirectory))
+        self.assertEqual(await driver.list("/"), [])
+        self.assertTrue((await driver.stat("/")).is_dir)
+        await driver.put_content("/x", b"1")
+        self.assertTrue(os.path.isdir(self.rootdirectory))
+
+    @async_test
+    async def test_permissions_follow_umask(self):
+        """Files 0666 and directories 0777 less the umask, as Distribution writes them."""
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        driver = self.driver()
+        await driver.put_content("/d/put", b"x")
+        writer = await driver.writer("/d/sub/written")
+        await writer.write(b"y")
+        await writer.commit()
+        await driver.move("/d/sub/written", "/e/moved")
+        for path, mode in (("/d/put", 0o644), ("/e/moved", 0o644), ("/d", 0o755),
+                           ("/d/sub", 0o755), ("/e", 0o755)):
+            self.assertEqual(stat.S_IMODE(os.stat(self.on_disk(path)).st_mode), mode, path)
+
+    @async_test
+    async def test_file_in_the_way(self):
+        """A file where a directory should be is a StorageError, not a crash."""
+        driver = self.driver()
+        await driver.put_content("/a", b"file")
+        await self.assertFailure(driver.put_content("/a/b", b"x"), StorageError)
+        await self.assertFailure(driver.writer("/a/b"), StorageError)
+        await self.assertFailure(driver.list("/a"), PathNotFound)
+        self.assertEqual(await driver.get_content("/a"), b"file")
+
+    @async_test
+    async def test_temp_files_invisible_and_stale_ones_removed(self):
+        """Crash leftovers never show; old ones go when a listing meets them."""
+        driver = self.driver()
+        await driver.put_content("/dir/real", b"x")
+        stale = self.on_disk("/dir/" + filesystem.TEMP_PREFIX + "0123456789abcdef")
+        fresh = self.on_disk("/dir/" + filesystem.TEMP_PREFIX + "fedcba9876543210")
+        for name in (stale, fresh):
+            with open(name, "wb") as f:
+                f.write(b"partial")
+        old = time.time() - 2 * filesystem.STALE_TEMP_AGE
+        os.utime(stale, (old, old))
+        self.assertEqual(await driver.list("/dir"), ["/dir/real"])
+        seen = []
+        await driver.walk("/", lambda info: seen.append(info.path))
+        self.assertEqual(seen, ["/dir", "/dir/real"])
+        self.assertFalse(os.path.exists(stale))
+        self.assertTrue(os.path.exists(fresh))
+        await driver.delete("/dir")
+        self.assertFalse(os.path.exists(fresh))
+
+    @async_test
+    async def test_blocking_work_runs_in_the_pool(self):
+        """Writes and fsyncs never happen on the reactor thread."""
+        driver = self.driver()
+        threads = []
+        real_write, real_fsync = filesystem._write_all, filesystem._fsync_dir
+
+        def write_all(fd, data):
+            threads.append(threading.current_thread())
+            return real_write(fd, data)
+
+        def fsync_dir(directory):
+            threads.append(threading.current_thread())
+            return real_fsync(directory)
+
+        self.patch(filesystem, "_write_all", write_all)
+        self.patch(filesystem, "_fsync_dir", fsync_dir)
+        await driver.put_content("/a/b", b"x" * 1000)
+        writer = await driver.writer("/u/data")
+        for _ in range(8):
+            await writer.write(b"y" * 100000)
+        await writer.commit()
+        await driver.move("/u/data", "/blob/data")
+        self.assertGreater(len(threads), 4)
+        self.assertNotIn(threading.main_thread(), threads)
+
+    @async_test
+    async def test_pool_is_bounded(self):
+        """At most maxthreads disk operations run at once, and they do run in parallel."""
+        driver = self.driver(maxthreads=3)
+        lock = threading.Lock()
+        running = [0]
+        peak = [0]
+        real_write = filesystem._write_all
+
+        def slow_write(fd, data):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            try:
+                time.sleep(0.05)
+                return real_write(fd, data)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+        self.patch(filesystem, "_write_all", slow_write)
+        await defer.gatherResults(
+            [driver.put_content("/p/{}".format(n), b"z" * 100) for n in range(20)],
+            consumeErrors=True)
+        self.assertEqual(peak[0], 3)
+        self.assertLessEqual(driver.driver._pool.threads, 3)
+        self.assertEqual(len(await driver.list("/p")), 20)
+
+    @async_test
+    async def test_reactor_keeps_ticking_during_a_big_write(self):
+        """A slow disk slows the writer down, not the reactor."""
+        driver = self.driver()
+        real_write = filesystem._write_all
+
+        def slow_write(fd, data):
+            time.sleep(0.3)
+            return real_write(fd, data)
+
+        self.patch(filesystem, "_write_all", slow_write)
+        ticks = []
+        loop = task.LoopingCall(lambda: ticks.append(time.monotonic()))
+        started = time.monotonic()
+        loop.start(0.01)
+        try:
+            writer = await driver.writer("/big/data")
+            chunk = b"q" * (64 * 1024)
+            for _ in range(128):  # 8 MiB: at least 8 slow flushes
+                await writer.write(chunk)
+            await writer.commit()
+        finally:
+            loop.stop()
+        elapsed = time.monotonic() - started
+        self.assertGreater(elapsed, 8 * 0.3)
+        gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:])]
+        # Blocking writes would leave one gap of at least 0.3 s per flush;
+        # one such gap is allowed for a loaded machine.
+        self.assertLessEqual(len([gap for gap in gaps if gap >= 0.3]), 1, max(gaps))
+        self.assertGreater(len(ticks), 0.3 * elapsed / 0.01)
+        self.assertEqual((await driver.stat("/big/data")).size, 8 * 1024 * 1024)
+
+    @async_test
+    async def test_writer_back_pressure(self):
+        """write() stops firing at once when the disk is behind by the buffer limit."""
+        driver = self.driver()
+        gate = threading.Event()
+        real_write = filesystem._write_all
+
+        def gated_write(fd, data):
+            gate.wait(10)
+            return real_write(fd, data)
+
+        self.patch(filesystem, "_write_all", gated_write)
+        writer = await driver.writer("/bp/data")
+        chunk = b"w" * (128 * 1024)
+        accepted = 0
+        pending = None
+        for _ in range(64):
+            d = writer.write(chunk)
+            if not d.called:
+                pending = d
+                break
+            accepted += len(chunk)
+        self.assertIsNotNone(pending, "the writer buffered 8 MiB with a stuck disk")
+        self.assertLessEqual(accepted, filesystem._FileWriter.buffer_limit + 2 * len(chunk))
+        gate.set()
+        await pending
+        await writer.commit()
+        self.assertEqual((await driver.stat("/bp/data")).size, accepted + len(chunk))
+
+    @async_test
+    async def test_read_releases_file_when_stopped(self):
+        """A stopped read closes its file (no descriptor leak)."""
+        driver = self.driver()
+        await driver.put_content("/f", b"r" * (2 * 1024 * 1024))
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(20):
+            consumer = HashingConsumer(stop_after=1)
+            await self.assertFailure(driver.read("/f", consumer), Exception)
+        self.assertLessEqual(len(os.listdir("/proc/self/fd")), before + 1)
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from twisted.internet import defer, task
+    from spectroreg.storage.filesystem import FilesystemDriver
+
+    SIZE = 2 * 1024 * 1024
+
+    async def main(reactor, root, mode):
+        driver = FilesystemDriver(root, maxthreads=4)
+        n = int(sys.argv[3])
+        while True:
+            n += 1
+            content = bytes([n % 256]) * (SIZE + n)
+            if mode == "put":
+                await driver.put_content("/tags/t/current/link", content)
+            else:
+                upload = "/uploads/{}/data".format(n)
+                writer = await driver.writer(upload)
+                for start in range(0, len(content), 300000):
+                    await writer.write(content[start:start + 300000])
+                await writer.commit()
+                await driver.move(upload, "/blobs/ab/data")
+            print(n, flush=True)
+
+    task.react(lambda reactor: defer.ensureDeferred(main(reactor, sys.argv[1], sys.argv[2])))
+""")
+
+
+class CrashSafetyTests(unittest.TestCase):
+    """kill -9 in the middle of writes: final paths hold a whole version, never a part."""
+
+    def run_and_kill(self, root, mode, start, rounds_before_kill):
+        script = os.path.join(self.mktemp() + ".py")
+        with open(script, "w") as f:
+            f.write(CHILD)
+        env = dict(os.environ, PYTHONPATH=PROJECT)
+        child = subprocess.Popen(
+            [sys.executable, script, root, mode, str(start)],
+            stdout=subprocess.PIPE, env=env)
+        try:
+            last = start
+            for _ in range(rounds_before_kill):
+                line = child.stdout.readline()
+                self.assertTrue(line, "the writing process died")
+                last = int(line)
+            # Land anywhere in the next operation.
+            time.sleep(random.uniform(0, 0.05))
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        # Whatever it printed before dying completed too.
+        for line in child.stdout.read().split():
+            last = int(line)
+        child.stdout.close()
+        return last
+
+    def check_whole(self, path, completed):
+        with open(path, "rb") as f:
+            data = f.read()
+        version = len(data) - 2 * 1024 * 1024
+        self.assertGreaterEqual(version, completed, "a completed write is lost")
+        self.assertLessEqual(version, completed + 1)
+        self.assertEqual(data.count(bytes([version % 256])), len(data), "mixed content")
+
+    def test_put_content_survives_kill(self):
+        root = os.path.abspath(self.mktemp())
+        completed = 0
+        for round_ in range(4):
+            completed = self.run_and_kill(root, "put", completed, 2 + round_)
+            self.check_whole(root + "/tags/t/current/link", completed)
+            names = os.listdir(root + "/tags/t/current")
+            visible = [n for n in names if filesystem._is_visible(n)]
+            self.assertEqual(visible, ["link"])
+            self.assertTrue(all(n.startswith(filesystem.TEMP_PREFIX) for n in names if n != "link"))
+            completed = int(os.path.getsize(root + "/tags/t/current/link") - 2 * 1024 * 1024)
+
+    def test_published_blob_survives_kill(self):
+        root = os.path.abspath(self.mktemp())
+        completed = 0
+        for round_ in range(3):
+            completed = self.run_and_kill(root, "move", completed, 2 + round_)
+            self.check_whole(root + "/blobs/ab/data", completed)
+            completed = int(os.path.getsize(root + "/blobs/ab/data") - 2 * 1024 * 1024)
