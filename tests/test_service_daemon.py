@@ -92,6 +92,7 @@ class DefaultConfigTests(unittest.TestCase):
         self.assertEqual(len(re.findall(r"listening on http://", log)), 1, log)
         self.assertIn('level=info msg="listening on http://127.0.0.1:{}"'.format(daemon.port), log)
         self.assertIn("service=registry", log)
+        self.assertRegex(log, r'msg="GET /v2/ HTTP/1.1 200 .* docker".* auth\.user\.name=docker')
         self.assertNotIn(basic("docker", password).split()[1], log)
         return log
 
@@ -362,3 +363,59 @@ class AddressFormTests(unittest.TestCase):
         response = daemon.request("GET", "/v2/")
         self.assertEqual((response.status, response.body), (200, b"{}"))
         self.assertEqual(daemon.stop(), 0)
+
+
+class DrainTimeoutTests(unittest.TestCase):
+    """SIGTERM with ``http.draintimeout``: the listener closes at once, a
+    request in flight (here an upload whose body is still arriving) finishes."""
+
+    def start_upload(self, daemon, total):
+        from urllib.parse import urlsplit
+
+        response = daemon.request("POST", "/v2/drain/test/blobs/uploads/")
+        self.assertEqual(response.status, 202, response.body)
+        location = urlsplit(response.header("Location"))
+        target = location.path + ("?" + location.query if location.query else "")
+        sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=15)
+        self.addCleanup(sock.close)
+        sock.sendall(
+            "PATCH {} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            "Content-Length: {}\r\n\r\n".format(target, total).encode("ascii")
+        )
+        sock.sendall(b"a" * (total // 2))
+        return sock
+
+    def test_in_flight_upload_finishes(self):
+        daemon = start_daemon(self, minimal_config(http={"draintimeout": "20s"}))
+        sock = self.start_upload(daemon, 2000)
+        time.sleep(0.3)
+        daemon.signal(signal.SIGTERM)
+        daemon.wait_for_log(r"draining 1 request")
+        self.assertFalse(_port_open(daemon.port))  # no new connections
+        self.assertTrue(daemon.running)
+        sock.sendall(b"a" * 1000)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        self.assertTrue(answer.startswith(b"HTTP/1.1 202 "), answer)
+        self.assertIn(b"Range: 0-1999", answer)
+        self.assertEqual(daemon.wait(), 0)
+
+    def test_timeout_cuts_what_is_left(self):
+        daemon = start_daemon(self, minimal_config(http={"draintimeout": "1s"}))
+        sock = self.start_upload(daemon, 2000)
+        time.sleep(0.3)
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        self.assertEqual(daemon.wait(), 0)
+        elapsed = time.monotonic() - started
+        self.assertGreater(elapsed, 0.8)
+        self.assertLess(elapsed, 5.0)
+        try:
+            rest = sock.recv(4096)
+        except ConnectionResetError:  # aborted: the usual outcome
+            rest = b""
+        self.assertEqual(rest, b"")  # closed without an answer

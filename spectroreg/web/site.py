@@ -281,6 +281,10 @@ class RegistrySite(server.Site):
         self._draining = None  # a Deferred while draining
         self._drain_call = None
 
+    def acceptableProtocols(self):
+        # Our channel speaks HTTP/1.1 only: never let TLS negotiate h2.
+        return [b"http/1.1"]
+
     # -- hooks called by RegistryChannel -------------------------------------
 
     def channel_opened(self, channel):
