@@ -1,6 +1,5 @@
 """The ACME client against the in-memory CA, under a fake clock."""
 
-import datetime
 import json
 
 import josepy
@@ -10,7 +9,6 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from spectroreg.tls.acme import certs, errors
-from spectroreg.tls.acme.challenges import HTTP01Responder, TLSALPN01Responder
 from spectroreg.tls.acme.client import ACMEClient, AgentTransport, HTTPResponse, key_authorization, problem_from
 from spectroreg.tls.acme.interfaces import IHTTPTransport
 from spectroreg.tls.acme.testing import FakeACMEServer

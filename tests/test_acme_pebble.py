@@ -8,7 +8,6 @@ clients are Python's ``ssl`` trusting only pebble's root.
 """
 
 import dataclasses
-import hashlib
 import os
 import socket
 import ssl
@@ -24,7 +23,7 @@ from spectroreg.tls.acme import make_acme_source
 from spectroreg.tls.acme.challenges import HTTPChallengeRoot
 from spectroreg.tls.acme.testing import listen_tls
 from tests.support.asynctest import async_test
-from tests.support.pebble import ChallTestSrv, Pebble, free_port, validation_ports
+from tests.support.pebble import ChallTestSrv, Pebble, validation_ports
 
 SECOND = "second.spectroreg.test"
 # The second name resolves here, where only the HTTP-01 listener listens:

@@ -187,6 +187,7 @@ class ServiceTests(unittest.TestCase):
         self.advance(600)
         delays = [call.getTime() - self.clock.seconds() for call in self.clock.getDelayedCalls()]
         self.assertTrue(delays and max(delays) <= 60.0, delays)
+        self.assertTrue(setup.source.bundle_for(A).fallback)
 
     def test_rate_limit_waits_retry_after(self):
         self.ca.rate_limit = 300
@@ -210,7 +211,6 @@ class ServiceTests(unittest.TestCase):
 
     def test_challenges_answered_by_the_real_responders(self):
         """The CA's checks see the TLS-ALPN-01 certificate and the HTTP-01 resource."""
-        from cryptography import x509
         from twisted.web.test.requesthelper import DummyRequest
         import hashlib
 

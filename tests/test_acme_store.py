@@ -4,7 +4,7 @@ import datetime
 import os
 import stat
 
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
