@@ -343,3 +343,48 @@ class AddressTests(unittest.TestCase):
         self.assertTrue(raw.endswith(b"{}"))
         self.assertIn(b"X-Frame-Options: DENY\r\n", raw)
         await service.stopService()
+
+
+class HTTP01ListenerTests(unittest.TestCase):
+    """The plain-HTTP tree used with Let's Encrypt: challenges, else https."""
+
+    def listen(self, https_port):
+        from twisted.web.resource import Resource
+
+        from spectroreg.web.root import http01_root
+        from spectroreg.web.site import RegistrySite
+
+        class Challenges(Resource):
+            isLeaf = True
+
+            def render_GET(self, request):
+                return b"key-authorization-for-" + b"/".join(request.postpath)
+
+        site = RegistrySite(http01_root(Challenges(), https_port), headers={"X-Test": ("1",)})
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return "http://127.0.0.1:%d" % port.getHost().port
+
+    @async_test
+    async def test_challenge_served(self):
+        base = self.listen(443)
+        response, body = await get(base + "/.well-known/acme-challenge/tok123")
+        self.assertEqual((response.code, body), (200, b"key-authorization-for-tok123"))
+        self.assertEqual(response.headers.getRawHeaders(b"x-test"), [b"1"])
+
+    @async_test
+    async def test_everything_else_redirected(self):
+        base = self.listen(443)
+        response, _ = await get(base + "/v2/_catalog?n=1", headers={b"Host": [b"registry.example.com"]})
+        self.assertEqual(response.code, 301)
+        self.assertEqual(
+            response.headers.getRawHeaders(b"location"), [b"https://registry.example.com/v2/_catalog?n=1"]
+        )
+        response, _ = await get(base + "/", method=b"POST", headers={b"Host": [b"r.example:80"]})
+        self.assertEqual(response.code, 308)
+
+    @async_test
+    async def test_redirect_names_non_default_port(self):
+        base = self.listen(5443)
+        response, _ = await get(base + "/x", headers={b"Host": [b"registry.example.com"]})
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"https://registry.example.com:5443/x"])
