@@ -18,7 +18,8 @@ import yaml
 from twisted.trial import unittest
 
 from spectroreg.service import _ipv6_available
-from tests.support.daemon import REPO_ROOT, daemon_for, minimal_config, start_daemon
+from tests.support.asynctest import async_test
+from tests.support.daemon import REPO_ROOT, daemon_for, minimal_config, start_daemon, start_daemon_async
 
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "etc", "spectro", "config.yml")
 
@@ -419,3 +420,21 @@ class DrainTimeoutTests(unittest.TestCase):
         except ConnectionResetError:  # aborted: the usual outcome
             rest = b""
         self.assertEqual(rest, b"")  # closed without an answer
+
+
+class AsyncHelperTests(unittest.TestCase):
+    """The helper's asynchronous side, as ``@async_test`` tests use it."""
+
+    @async_test
+    async def test_start_and_stop_without_blocking(self):
+        from twisted.internet import reactor, task
+
+        ticks = []
+        loop = task.LoopingCall(lambda: ticks.append(1))
+        loop.start(0.01)
+        self.addCleanup(lambda: loop.running and loop.stop())
+        daemon = await start_daemon_async(self, minimal_config())
+        await daemon.wait_for_log_async(r"ready on 127\.0\.0\.1:%d" % daemon.port, reactor=reactor)
+        self.assertEqual(daemon.request("GET", "/").status, 200)
+        self.assertEqual(await daemon.stop_async(), 0)
+        self.assertGreater(len(ticks), 3)  # the reactor kept turning meanwhile
