@@ -132,6 +132,29 @@ class FilesystemSpecificTests(unittest.TestCase):
         self.assertFalse(os.path.exists(fresh))
 
     @async_test
+    async def test_stale_temp_files_swept(self):
+        """A put removes stale leftovers beside it; remove_stale_temp_files sweeps the tree."""
+        driver = self.driver()
+        await driver.put_content("/a/x/link", b"1")
+        await driver.put_content("/b/y/link", b"2")
+        old = time.time() - 2 * filesystem.STALE_TEMP_AGE
+        leftovers = []
+        for directory in ("/a/x", "/b/y", "/b"):
+            for age in ("stale", "fresh"):
+                name = self.on_disk(directory + "/" + filesystem.TEMP_PREFIX + age)
+                with open(name, "wb") as f:
+                    f.write(b"partial")
+                if age == "stale":
+                    os.utime(name, (old, old))
+                leftovers.append(name)
+        await driver.put_content("/a/x/link", b"3")
+        self.assertEqual(
+            [os.path.exists(name) for name in leftovers], [False, True] + [True] * 4)
+        self.assertEqual(await driver.driver.remove_stale_temp_files(), 2)
+        self.assertEqual([os.path.exists(name) for name in leftovers], [False, True] * 3)
+        self.assertEqual(await driver.get_content("/a/x/link"), b"3")
+
+    @async_test
     async def test_blocking_work_runs_in_the_pool(self):
         """Writes and fsyncs never happen on the reactor thread."""
         driver = self.driver()

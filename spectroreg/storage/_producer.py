@@ -48,6 +48,8 @@ class ChunkProducer:
         self._done = False
         self._reading = False
         self._pumping = False
+        # A chunk that arrived while the consumer was paused.
+        self._held = None
         self.deferred = defer.Deferred()
 
     def start(self):
@@ -84,6 +86,10 @@ class ChunkProducer:
         self._pumping = True
         try:
             while not (self._paused or self._stopped or self._done or self._reading):
+                if self._held is not None:
+                    data, self._held = self._held, None
+                    self._deliver(data)
+                    continue
                 wanted = self._chunk_size
                 if self._remaining is not None:
                     wanted = min(wanted, self._remaining)
@@ -108,7 +114,8 @@ class ChunkProducer:
         if self._stopped:
             self._finish_stopped()
             return
-        self._deliver(data)
+        # Delivered by the pump, which waits while the consumer is paused.
+        self._held = data
         self._pump()
 
     def _read_failed(self, failure):

@@ -181,6 +181,47 @@ class FilesystemDriver:
                 pass
             raise
         _fsync_dir(directory)
+        self._sweep(directory)
+
+    def _is_stale_temp(self, name, mtime, now):
+        return name.startswith(TEMP_PREFIX) and now - mtime > self._stale_temp_age
+
+    def _sweep(self, directory):
+        """Remove stale temporary files from one directory; @return: how many."""
+        removed = 0
+        now = time.time()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            return 0
+        for entry in entries:
+            if not entry.name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                if self._is_stale_temp(entry.name, entry.stat().st_mtime, now):
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:
+                pass
+        return removed
+
+    def remove_stale_temp_files(self):
+        """
+        Remove every stale temporary file (a crash's leftovers) in the tree.
+
+        Listings and puts already remove those they come across; this sweeps
+        the whole tree, e.g. once at startup.
+
+        @return: Deferred firing with the number of files removed.
+        """
+        return self._run("/", self._sweep_tree)
+
+    def _sweep_tree(self):
+        removed = 0
+        for directory, _, files in os.walk(self.rootdirectory):
+            if any(name.startswith(TEMP_PREFIX) for name in files):
+                removed += self._sweep(directory)
+        return removed
 
     def read(self, path, consumer, offset=0, length=None):
         return defer.ensureDeferred(self._read(path, consumer, offset, length))
@@ -276,7 +317,7 @@ class FilesystemDriver:
             except FileNotFoundError:
                 continue
             if not _is_visible(name):
-                if name.startswith(TEMP_PREFIX) and now - st.st_mtime > self._stale_temp_age:
+                if self._is_stale_temp(name, st.st_mtime, now):
                     try:
                         os.unlink(entry.path)
                     except OSError:

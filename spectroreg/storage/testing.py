@@ -414,6 +414,41 @@ class StorageDriverTestsMixin:
         await self.finish(driver)
 
     @async_test
+    async def test_read_paused_at_any_time(self):
+        """A pause that comes between writes (another stream, a full socket) is honoured too."""
+        driver = await self.driver()
+        content = _pattern(4 * MiB + 1, 6)
+        path = self.path("toggled")
+        await driver.put_content(path, content)
+        from twisted.internet import reactor
+
+        consumer = HashingConsumer(keep=True)
+        toggles = []
+
+        def toggle():
+            if consumer.producer is None:
+                return
+            toggles.append(consumer.paused)
+            if consumer.paused:
+                consumer.paused = False
+                consumer.producer.resumeProducing()
+            else:
+                consumer.paused = True
+                consumer.producer.pauseProducing()
+
+        loop = task.LoopingCall(toggle)
+        loop.clock = reactor
+        loop.start(0.001, now=False)
+        try:
+            written = await driver.read(path, consumer)
+        finally:
+            loop.stop()
+        self.assertEqual(written, len(content))
+        self.assertEqual(consumer.data, content)
+        self.assertEqual(consumer.writes_while_paused, 0)
+        await self.finish(driver)
+
+    @async_test
     async def test_read_stop_producing(self):
         """stopProducing mid-stream ends the read with a connection error, quietly."""
         driver = await self.driver()
