@@ -355,6 +355,20 @@ class AddressFormTests(unittest.TestCase):
         self.assertEqual(daemon.request("GET", "/v2/").status, 200)
         self.assertFalse(_port_open(daemon.port))  # not on 127.0.0.1
 
+    def test_all_interfaces(self):
+        """``:PORT`` answers on 127.0.0.1 and, where the host has IPv6, on ::1."""
+        from tests.support.daemon import free_port
+
+        port = free_port()
+        daemon = start_daemon(self, minimal_config(), port=port, env={"REGISTRY_HTTP_ADDR": ":%d" % port})
+        self.assertEqual(daemon.request("GET", "/v2/").status, 200)
+        if _ipv6_available():
+            probe = socket.create_connection(("::1", port), timeout=5)
+            probe.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            self.assertTrue(probe.recv(100).startswith(b"HTTP/1.1 200 "))
+            probe.close()
+        self.assertRegex(daemon.log_text(), r"listening on http://\[::\]:%d|listening on http://0\.0\.0\.0:%d" % (port, port))
+
     def test_unix_socket(self):
         work = os.path.abspath(self.mktemp())
         os.makedirs(work)

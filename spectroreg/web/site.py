@@ -203,12 +203,13 @@ class RegistryChannel(http.HTTPChannel):
             + _header_lines(self.factory.response_headers)
             + b"\r\n"
         )
-        _access.info(
-            "rejected {status} from {remote}",
-            status=code,
-            remote=_peer(self),
-            log_fields={"http.response.status": code, "http.request.remoteaddr": _peer(self)},
-        )
+        if self.factory.access_log:
+            _access.info(
+                "rejected {status} from {remote}",
+                status=code,
+                remote=_peer(self),
+                log_fields={"http.response.status": code, "http.request.remoteaddr": _peer(self)},
+            )
         if self.transport is not None:
             self.transport.write(head)
             self.transport.loseConnection()
