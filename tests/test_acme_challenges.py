@@ -132,6 +132,13 @@ class TLSALPN01ListenerTests(unittest.TestCase):
             await threads.deferToThread(handshake, self.number, other, ["acme-tls/1"])
 
     @async_test
+    async def test_no_sni(self):
+        """A client connecting by IP address (no SNI) gets the first host's certificate."""
+        alpn, der = await threads.deferToThread(handshake, self.number, None, ["http/1.1"])
+        self.assertEqual(alpn, "http/1.1")
+        self.assertEqual(self.leaf_of(der), self.source.bundle_for(HOST).leaf)
+
+    @async_test
     async def test_swap_without_closing(self):
         """A new certificate is used by the next handshake; the port stays the same."""
         _, before = await threads.deferToThread(handshake, self.number, HOST, ["http/1.1"])

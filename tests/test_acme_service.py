@@ -106,7 +106,9 @@ class ServiceTests(unittest.TestCase):
     def test_names_not_in_hosts(self):
         setup = self.start(self.make())
         self.assertIsNone(setup.source.context_for("other.example.com"))
-        self.assertIsNone(setup.source.context_for(None))
+        # no SNI (a client that connected by IP address): the first host's certificate
+        self.assertIs(setup.source.context_for(None), setup.source.context_for(A))
+        self.assertIs(setup.source.context_for(""), setup.source.context_for(A))
         self.assertIsNone(setup.source.alpn_challenge_for("other.example.com"))
         self.assertIsNotNone(setup.source.context_for(A.upper() + "."))
 

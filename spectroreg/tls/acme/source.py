@@ -61,6 +61,11 @@ class ACMECertificateSource:
 
     def context_for(self, server_name):
         host = normalise_host(server_name)
+        if host is None:
+            # No SNI: a client that connected by IP address (health checks,
+            # Kubernetes probes). It gets the first host's certificate rather
+            # than a failed handshake; it cannot verify it by name anyway.
+            host = self.hosts[0]
         if host not in self.hosts:
             return None
         context = self._contexts.get(host)
