@@ -452,3 +452,81 @@ class AsyncHelperTests(unittest.TestCase):
         self.assertEqual(daemon.request("GET", "/").status, 200)
         self.assertEqual(await daemon.stop_async(), 0)
         self.assertGreater(len(ticks), 3)  # the reactor kept turning meanwhile
+
+
+def make_certificate(directory, name):
+    """A self-signed certificate for 127.0.0.1/localhost; (cert path, key path, DER bytes)."""
+    import ssl
+    import subprocess
+
+    from tests.support.requirements import require_binary
+
+    openssl = require_binary("openssl")
+    cert = os.path.join(directory, name + ".crt")
+    key = os.path.join(directory, name + ".key")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "2", "-subj", "/CN=" + name, "-keyout", key, "-out", cert,
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    with open(cert) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return cert, key, der
+
+
+def served_certificate(port, alpn=("h2", "http/1.1")):
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(list(alpn))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.getpeercert(binary_form=True), tls.selected_alpn_protocol()
+
+
+class TLSListenerTests(unittest.TestCase):
+    """``http.tls`` wired into the listener: HTTPS, ALPN, SIGHUP reload, errors."""
+
+    def setUp(self):
+        self.work = os.path.abspath(self.mktemp())
+        os.makedirs(self.work)
+        self.cert, self.key, self.der = make_certificate(self.work, "first")
+
+    def config(self):
+        return minimal_config(http={"tls": {"certificate": self.cert, "key": self.key},
+                                    "headers": {"X-Frame-Options": ["DENY"]}})
+
+    def test_https_with_headers_and_reload(self):
+        daemon = start_daemon(self, self.config(), workdir=self.work, scheme="https")
+        response = daemon.request("GET", "/v2/")
+        self.assertEqual((response.status, response.body), (200, b"{}"))
+        self.assertEqual(response.header("X-Frame-Options"), "DENY")
+        self.assertIn("listening on https://127.0.0.1:%d" % daemon.port, daemon.log_text())
+        der, alpn = served_certificate(daemon.port)
+        self.assertEqual((der, alpn), (self.der, "http/1.1"))
+
+        # New files in place, then SIGHUP: the next handshake shows them.
+        _, _, second = make_certificate(self.work, "second")
+        os.replace(os.path.join(self.work, "second.key"), self.key)
+        os.replace(os.path.join(self.work, "second.crt"), self.cert)
+        daemon.reload()
+        deadline = time.monotonic() + 10
+        while served_certificate(daemon.port)[0] != second and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(served_certificate(daemon.port)[0], second)
+        self.assertEqual(daemon.request("GET", "/").status, 200)
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_unreadable_key_is_one_line(self):
+        missing = os.path.join(self.work, "missing.key")
+        config = minimal_config(http={"tls": {"certificate": self.cert, "key": missing}})
+        daemon = daemon_for(self, config, workdir=self.work, scheme="https")
+        code = daemon.run_to_exit(timeout=30)
+        self.assertEqual(code, 1)
+        lines = daemon.log_lines()
+        self.assertEqual(len(lines), 1, daemon.log_text())
+        self.assertIn("missing.key", lines[0])
+        self.assertFalse(_port_open(daemon.port))
