@@ -1,0 +1,181 @@
+"""
+The TLS listener layer: ``make_server_tls(tls_settings)`` → L{ServerTLS}.
+
+L{ServerTLS.wrap_factory} puts TLS under an HTTP factory (the C{Site}). The
+connection creator asks the certificate source for a context on every new
+connection and again when the client sends SNI, so a reloaded or renewed
+certificate is used by the next handshake while the listening port stays
+open.
+
+ALPN is chosen here, not by Twisted: the wrapped factory is hidden behind
+one that does not provide C{IProtocolNegotiationFactory} (Twisted would
+replace our select callback, and on pyOpenSSL >= 26.2 would try to change an
+already-used context). We select ``http/1.1``, or ``acme-tls/1`` together
+with the challenge certificate when the source has a TLS-ALPN-01 challenge
+pending for the SNI name (RFC 8737).
+"""
+
+import weakref
+
+from OpenSSL import SSL
+from twisted.internet import defer
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+from spectroreg.tls.context import _as_pkey, _as_x509, _openssl_call
+
+log = Logger(namespace="spectroreg.tls.server")
+
+HTTP_11 = b"http/1.1"
+ACME_TLS_1 = b"acme-tls/1"
+
+
+def _server_name(connection):
+    name = connection.get_servername()
+    if not name:
+        return None
+    return name.decode("ascii", "replace").lower().rstrip(".")
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class SourceConnectionCreator:
+    """
+    Makes each server connection from the context the source gives now.
+
+    Every context seen is given our SNI and ALPN callbacks once, before its
+    first use (OpenSSL reads the ALPN callback from the context in force
+    after the SNI switch, so each one needs it).
+    """
+
+    def __init__(self, source):
+        self.source = source
+        self._prepared = weakref.WeakSet()
+
+    def _prepare(self, context):
+        if context in self._prepared:
+            return context
+        context.set_tlsext_servername_callback(self._on_server_name)
+        context.set_alpn_select_callback(self._select_protocol)
+        self._prepared.add(context)
+        return context
+
+    def serverConnectionForTLS(self, tls_protocol):
+        context = self.source.context_for(None)
+        if context is None:
+            raise SSL.Error("no certificate available yet")
+        return SSL.Connection(self._prepare(context), None)
+
+    def _on_server_name(self, connection):
+        try:
+            name = _server_name(connection)
+            if name is None:
+                return
+            context = self.source.context_for(name)
+            if context is not None and context is not connection.get_context():
+                connection.set_context(self._prepare(context))
+        except Exception:
+            log.failure("choosing the certificate for a TLS client failed")
+
+    def _select_protocol(self, connection, offered):
+        if ACME_TLS_1 in offered:
+            finder = getattr(self.source, "alpn_challenge_for", None)
+            name = _server_name(connection)
+            pair = finder(name) if (finder is not None and name) else None
+            if pair is not None:
+                key, certificate = pair
+                # Either pyOpenSSL or cryptography objects may come back.
+                _openssl_call(connection.use_certificate, certificate, _as_x509)
+                _openssl_call(connection.use_privatekey, key, _as_pkey)
+                return ACME_TLS_1
+        if HTTP_11 in offered:
+            return HTTP_11
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+class _WithoutNegotiation(Factory):
+    """
+    Delegates to a factory while hiding its C{IProtocolNegotiationFactory},
+    so Twisted's TLS layer leaves ALPN to our connection creator.
+    """
+
+    def __init__(self, wrapped):
+        self.wrapped = wrapped
+
+    def buildProtocol(self, addr):
+        return self.wrapped.buildProtocol(addr)
+
+    def doStart(self):
+        self.wrapped.doStart()
+
+    def doStop(self):
+        self.wrapped.doStop()
+
+    def logPrefix(self):
+        prefix = getattr(self.wrapped, "logPrefix", None)
+        return prefix() if prefix is not None else self.wrapped.__class__.__name__
+
+
+class ServerTLS:
+    """
+    What the service wires into a TLS listener.
+
+    @ivar source: the L{ICertificateSource} in use.
+    @ivar services: C{IService}s to run alongside the listener (ACME issuing).
+    @ivar http01_resource: an C{IResource} answering HTTP-01 challenges, or None.
+    """
+
+    def __init__(self, source, services=(), http01_resource=None):
+        self.source = source
+        self.services = list(services)
+        self.http01_resource = http01_resource
+        self.connection_creator = SourceConnectionCreator(source)
+
+    def wrap_factory(self, factory):
+        """A factory serving C{factory}'s protocol over TLS."""
+        return TLSMemoryBIOFactory(self.connection_creator, False, _WithoutNegotiation(factory))
+
+    def reload(self):
+        """
+        Re-read certificates and CAs (SIGHUP) without closing the port.
+
+        @return: a Deferred firing with True when new material is in use,
+            False when the old is kept (the reason is logged). Never fails.
+        """
+        reload = getattr(self.source, "reload", None)
+        if reload is None:
+            return defer.succeed(False)
+        return defer.maybeDeferred(reload).addErrback(self._reload_failed)
+
+    def _reload_failed(self, failure):
+        log.failure("TLS reload failed, keeping the current certificates", failure)
+        return False
+
+
+def make_server_tls(tls_settings, reactor=None):
+    """
+    The TLS layer for ``http.tls``.
+
+    With ``letsencrypt`` set, certificates come from ACME
+    (L{spectroreg.tls.acme.make_acme_source}); otherwise from the
+    ``certificate``/``key`` files.
+
+    @raise spectroreg.config.errors.ConfigError: a certificate, key or CA
+        file is unreadable, malformed or mismatched (the message names it),
+        or a protocol/cipher/client-auth setting is invalid.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    if tls_settings.letsencrypt is not None:
+        from spectroreg.tls.acme import make_acme_source
+
+        setup = make_acme_source(tls_settings.letsencrypt, tls_settings, reactor)
+        return ServerTLS(setup.source, setup.services, setup.http01_resource)
+    from spectroreg.tls.files import FileCertificateSource
+
+    source = FileCertificateSource(tls_settings, reactor=reactor)
+    for note in source.policy.notes:
+        log.warn("{note}", note=note)
+    return ServerTLS(source)
