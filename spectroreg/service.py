@@ -444,9 +444,8 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
         if http01 is not None and letsencrypt is not None and letsencrypt.httpaddr:
             from spectroreg.web.root import http01_root
 
-            https_port = _single_port(http_settings)
             plain = RegistrySite(
-                http01_root(http01, https_port),
+                http01_root(http01, lambda: _https_port(top)),
                 headers=http_settings.headers,
                 access_log=not settings.log.accesslog_disabled,
                 limits=limits,
@@ -469,13 +468,13 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
     return top
 
 
-def _single_port(http_settings):
-    if http_settings.net == "unix":
-        return None
-    try:
-        return parse_addr(http_settings.addr, http_settings.net)[0][2]
-    except ConfigError:
-        return None
+def _https_port(top):
+    """The bound port of the registry's (TLS) listener, for redirects."""
+    for listener in top.listeners:
+        port = listener.port
+        if port is not None:
+            return getattr(port.getHost(), "port", None)
+    return None
 
 
 def _build_api(settings, top, reactor):

@@ -222,3 +222,69 @@ class AddressParsingTests(unittest.SynchronousTestCase):
         for addr, net in [("5000", "tcp"), ("::1:5000", "tcp"), ("[::1]5000", "tcp"),
                           (":99999", "tcp"), ("", "unix"), (":5000", "udp")]:
             self.assertRaises(ConfigError, parse_addr, addr, net)
+
+
+class TLSWiringTests(unittest.TestCase):
+    """What makeService does with a ServerTLS: wrap, services, HTTP-01 listener."""
+
+    def fake_tls(self, http01_resource):
+        from twisted.application.service import Service
+        from twisted.web.resource import Resource
+
+        class Challenge(Resource):
+            isLeaf = True
+
+            def render_GET(self, request):
+                return b"challenge " + b"/".join(request.postpath)
+
+        class FakeServerTLS:
+            wrapped = None
+
+            def __init__(self):
+                self.services = [Service()]
+                self.http01_resource = Challenge() if http01_resource else None
+
+            def wrap_factory(self, factory):
+                FakeServerTLS.wrapped = factory
+                return factory  # plain HTTP stands in for TLS here
+
+            def reload(self):
+                return defer.succeed(True)
+
+        fake = FakeServerTLS()
+        import spectroreg.tls.server
+
+        self.patch(spectroreg.tls.server, "make_server_tls", lambda tls_settings, reactor=None: fake)
+        return fake
+
+    def tls_settings(self):
+        from spectroreg.config.settings import LetsEncryptSettings, TLSSettings
+
+        return TLSSettings(letsencrypt=LetsEncryptSettings(
+            cachefile=self.mktemp(), hosts=("registry.example.com",), httpaddr="127.0.0.1:0"))
+
+    @async_test
+    async def test_letsencrypt_http01_listener(self):
+        fake = self.fake_tls(http01_resource=True)
+        service = makeService(settings(tls=self.tls_settings()), reactor=reactor)
+        self.assertIs(fake.wrapped, service.site)
+        self.assertIn(fake.services[0], list(service))
+        self.assertIs(service.server_tls, fake)
+        service.handle_sighup = False
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        plain = [s for s in service if getattr(s, "scheme", None) == "http"]
+        self.assertEqual(len(plain), 1)
+        port = plain[0].port.getHost().port
+        response, body = await get("http://127.0.0.1:%d/.well-known/acme-challenge/abc" % port)
+        self.assertEqual((response.code, body), (200, b"challenge abc"))
+        response, _ = await get("http://127.0.0.1:%d/v2/" % port, headers={b"Host": [b"registry.example.com"]})
+        self.assertEqual(response.code, 301)
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"https://registry.example.com:%d/v2/" % port_of(service)])
+
+    def test_no_http01_listener_without_resource(self):
+        self.fake_tls(http01_resource=False)
+        service = makeService(settings(tls=self.tls_settings()), reactor=reactor)
+        self.assertEqual([s for s in service if getattr(s, "scheme", None) == "http"], [])
+        self.assertEqual([s.scheme for s in service.listeners], ["https"])

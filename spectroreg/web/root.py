@@ -73,6 +73,9 @@ def http01_root(challenge_resource, https_port=None):
     The tree of the plain-HTTP listener used with Let's Encrypt:
     ``/.well-known/acme-challenge/`` goes to C{challenge_resource}, everything
     else is redirected to the same host over https.
+
+    @param https_port: the port of the https listener (443 is left out of
+        the URL), or a callable returning it once the listener is bound.
     """
     root = _RedirectToHTTPS(https_port)
     well_known = _Folder()
@@ -106,8 +109,9 @@ class _Redirect(Resource):
         host = (request.getRequestHostname() or b"localhost").decode("ascii", "replace")
         if ":" in host and not host.startswith("["):
             host = "[" + host + "]"  # a bare IPv6 literal
-        if self.https_port not in (None, 443):
-            host = "{}:{}".format(host, self.https_port)
+        port = self.https_port() if callable(self.https_port) else self.https_port
+        if port not in (None, 443):
+            host = "{}:{}".format(host, port)
         location = "https://" + host + request.uri.decode("latin-1")
         request.setResponseCode(308 if request.method not in (b"GET", b"HEAD") else 301)
         request.setHeader(b"location", location.encode("latin-1"))
