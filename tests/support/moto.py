@@ -106,7 +106,10 @@ class MotoServer:
 
     def s3(self):
         """A blocking botocore S3 client with this server's keys (test setup only)."""
-        return _botocore_client("s3", self.endpoint, self.access_key, self.secret_key)
+        # Building a botocore client loads its service model: a few hundred ms.
+        if getattr(self, "_s3", None) is None:
+            self._s3 = _botocore_client("s3", self.endpoint, self.access_key, self.secret_key)
+        return self._s3
 
     def create_bucket(self, name=None):
         name = name or "spectroreg-" + uuid.uuid4().hex[:16]

@@ -227,8 +227,8 @@ class S3Client:
                 last = error
             delay = self.retry.delay(attempt)
             self.retries += 1
-            log.info("S3 {method} {url}: {error}; retry {n} in {delay:.2f} s",
-                     method=method, url=url, error=str(last), n=attempt, delay=delay)
+            log.info("{error}; retry {n} in {delay:.2f} s", error=str(last), n=attempt,
+                     delay=delay)
             await task.deferLater(self._clock, delay, lambda: None)
 
     async def _attempt(self, method, url, headers, body, expect, path, stream, limit,

@@ -218,6 +218,7 @@ class S3Driver:
         key = self.key(path)
         self.forget_size(key)
         await self.client.put_object(key, bytes(content), self.object_headers(), path)
+        self.remember_size(key, len(content))
 
     # read
 
