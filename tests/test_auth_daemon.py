@@ -1,0 +1,161 @@
+"""
+htpasswd authentication end to end: the real daemon on 127.0.0.1, real HTTP.
+
+Also the users' documentation example: ``REGISTRY_AUTH=htpasswd`` with
+``REGISTRY_AUTH_HTPASSWD_REALM`` over the shipped config keeps the path and
+changes only the realm.
+"""
+
+import base64
+import hashlib
+import json
+import os
+
+import bcrypt
+import yaml
+from twisted.trial import unittest
+
+from tests.support.daemon import REPO_ROOT, minimal_config, start_daemon
+
+REALM = "spectroreg tests"
+
+
+def hashed(password, cost=5):
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost))
+
+
+def write_htpasswd(path, users):
+    with open(path, "wb") as handle:
+        for user, password in users.items():
+            handle.write(user.encode() + b":" + hashed(password) + b"\n")
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode("{}:{}".format(user, password).encode()).decode()
+
+
+def push_small_image(daemon, authorization, repository="demo/app", tag="v1"):
+    """Monolithic blob upload of a config, then the manifest (no layers)."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    headers = {"Authorization": authorization, "Content-Type": "application/octet-stream"}
+    response = daemon.request(
+        "POST", "/v2/{}/blobs/uploads/?digest={}".format(repository, config_digest), headers, config
+    )
+    assert response.status == 201, (response.status, response.body)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [],
+        }
+    ).encode()
+    response = daemon.request(
+        "PUT",
+        "/v2/{}/manifests/{}".format(repository, tag),
+        {"Authorization": authorization, "Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        manifest,
+    )
+    assert response.status == 201, (response.status, response.body)
+    return manifest
+
+
+def error_codes(response):
+    return [e["code"] for e in json.loads(response.body)["errors"]]
+
+
+class HtpasswdDaemonTests(unittest.TestCase):
+    def setUp(self):
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        self.htpasswd = os.path.join(self.directory, "htpasswd")
+        write_htpasswd(self.htpasswd, {"alice": "wonderland"})
+        config = minimal_config(auth={"htpasswd": {"realm": REALM, "path": self.htpasswd}})
+        self.daemon = start_daemon(self, config)
+
+    def get(self, path="/v2/", authorization=None):
+        headers = {"Authorization": authorization} if authorization else {}
+        return self.daemon.request("GET", path, headers)
+
+    def test_challenge_success_and_failures(self):
+        response = self.get()
+        self.assertEqual(response.status, 401)
+        self.assertEqual(response.header("WWW-Authenticate"), 'Basic realm="{}"'.format(REALM))
+        self.assertEqual(error_codes(response), ["UNAUTHORIZED"])
+        response = self.get(authorization=basic("alice", "wonderland"))
+        self.assertEqual(response.status, 200, response.body)
+        self.assertEqual(response.header("Docker-Distribution-API-Version"), "registry/2.0")
+        for authorization in (basic("alice", "wrong"), basic("mallory", "wonderland"), "Basic !!"):
+            response = self.get(authorization=authorization)
+            self.assertEqual(response.status, 401, authorization)
+            self.assertEqual(response.header("WWW-Authenticate"), 'Basic realm="{}"'.format(REALM))
+            self.assertEqual(error_codes(response), ["UNAUTHORIZED"])
+        # Every API route is guarded, not only /v2/.
+        self.assertEqual(self.get("/v2/demo/app/tags/list").status, 401)
+
+    def test_user_added_while_running(self):
+        self.assertEqual(self.get(authorization=basic("bob", "builder")).status, 401)
+        write_htpasswd(self.htpasswd, {"alice": "wonderland", "bob": "builder"})
+        self.assertEqual(self.get(authorization=basic("bob", "builder")).status, 200)
+
+    def test_password_change_while_running(self):
+        self.assertEqual(self.get(authorization=basic("alice", "wonderland")).status, 200)
+        write_htpasswd(self.htpasswd, {"alice": "looking-glass"})
+        self.assertEqual(self.get(authorization=basic("alice", "looking-glass")).status, 200)
+        # The old password, verified and cached before, no longer works.
+        self.assertEqual(self.get(authorization=basic("alice", "wonderland")).status, 401)
+
+    def test_repeated_failures_answered_429(self):
+        statuses = [self.get(authorization=basic("alice", "guess{}".format(n))).status for n in range(10)]
+        self.assertEqual(statuses, [401] * 10)
+        response = self.get(authorization=basic("alice", "wonderland"))
+        self.assertEqual(response.status, 429)
+        self.assertEqual(error_codes(response), ["TOOMANYREQUESTS"])
+        self.assertGreaterEqual(int(response.header("Retry-After")), 1)
+        self.daemon.wait_for_log(r"client 127\.0\.0\.1 blocked")
+
+    def test_push_and_pull_authenticated(self):
+        authorization = basic("alice", "wonderland")
+        manifest = push_small_image(self.daemon, authorization)
+        response = self.daemon.request(
+            "GET",
+            "/v2/demo/app/manifests/v1",
+            {"Authorization": authorization, "Accept": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        self.assertEqual((response.status, response.body), (200, manifest))
+        self.assertEqual(self.get("/v2/demo/app/manifests/v1").status, 401)
+
+
+class UsersDocsExampleTests(unittest.TestCase):
+    """The documented override, over a copy of the shipped etc/spectro/config.yml."""
+
+    def test_realm_override_keeps_path(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        with open(os.path.join(REPO_ROOT, "etc", "spectro", "config.yml")) as handle:
+            config = yaml.safe_load(handle)
+        htpasswd = os.path.join(directory, "htpasswd-basic")
+        write_htpasswd(htpasswd, {"spectro": "s3cret"})
+        with open(htpasswd, "rb") as handle:
+            before = handle.read()
+        config["auth"]["htpasswd"]["path"] = htpasswd
+        config["storage"]["filesystem"]["rootdirectory"] = os.path.join(directory, "data")
+        daemon = start_daemon(
+            self,
+            config,
+            env={"REGISTRY_AUTH": "htpasswd", "REGISTRY_AUTH_HTPASSWD_REALM": "My Enterprise Realm"},
+        )
+        response = daemon.request("GET", "/v2/")
+        self.assertEqual(response.status, 401)
+        self.assertEqual(response.header("WWW-Authenticate"), 'Basic realm="My Enterprise Realm"')
+        # The path from the file was kept: its user logs in, and no new file was made.
+        response = daemon.request("GET", "/v2/", {"Authorization": basic("spectro", "s3cret")})
+        self.assertEqual(response.status, 200)
+        self.assertNotIn("was missing", daemon.log_text())
+        with open(htpasswd, "rb") as handle:
+            self.assertEqual(handle.read(), before)
