@@ -1,11 +1,27 @@
 """The filesystem driver: the shared driver test suite, then what only a real disk has."""
 
 import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 
+from twisted.internet import defer, task
+from twisted.internet.error import ConnectionClosed
 from twisted.trial import unittest
 
+from spectroreg.storage import filesystem
+from spectroreg.storage.base import ValidatingDriver
+from spectroreg.storage.errors import PathNotFound, StorageError
 from spectroreg.storage.filesystem import FilesystemDriver
-from spectroreg.storage.testing import StorageDriverTestsMixin
+from spectroreg.storage.testing import HashingConsumer, StorageDriverTestsMixin
+from tests.support.asynctest import async_test
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class FilesystemDriverTests(StorageDriverTestsMixin, unittest.TestCase):
@@ -22,27 +38,21 @@ class FilesystemDriverTests(StorageDriverTestsMixin, unittest.TestCase):
         for directory, _, files in os.walk(self.rootdirectory):
             left.extend(os.path.join(directory, name) for name in files)
         self.assertEqual(left, [])
+        self.assertEqual(open_below(self.rootdirectory), [])
 
 
-import random
-import signal
-import stat
-import subprocess
-import sys
-import textwrap
-import threading
-import time
-
-from twisted.internet import defer, task
-from twisted.internet import reactor as global_reactor
-
-from spectroreg.storage import filesystem
-from spectroreg.storage.base import ValidatingDriver
-from spectroreg.storage.errors import PathNotFound, StorageError
-from spectroreg.storage.testing import HashingConsumer
-from tests.support.asynctest import async_test
-
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def open_below(rootdirectory):
+    """Descriptors this process holds on files in C{rootdirectory}'s tree."""
+    root = os.path.abspath(rootdirectory) + "/"
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue
+        if target.startswith(root):
+            found.append(target)
+    return found
 
 
 class FilesystemSpecificTests(unittest.TestCase):
@@ -56,6 +66,9 @@ class FilesystemSpecificTests(unittest.TestCase):
 
     def on_disk(self, path):
         return self.rootdirectory + path
+
+    def open_below_root(self):
+        return open_below(self.rootdirectory)
 
     @async_test
     async def test_layout(self):
@@ -270,15 +283,46 @@ class FilesystemSpecificTests(unittest.TestCase):
         self.assertEqual((await driver.stat("/bp/data")).size, accepted + len(chunk))
 
     @async_test
+    async def test_failed_write(self):
+        """A disk error surfaces as StorageError; the descriptor is released either way."""
+        driver = self.driver()
+
+        def full_disk(fd, data):
+            raise OSError(28, "No space left on device")
+
+        self.patch(filesystem, "_write_all", full_disk)
+        for end in ("commit", "close", "cancel"):
+            writer = await driver.writer("/full/" + end)
+            failed = None
+            for _ in range(16):
+                try:
+                    await writer.write(b"f" * (512 * 1024))
+                except StorageError as error:
+                    failed = error
+                    break
+            self.assertIsNotNone(failed)
+            self.assertIn("ENOSPC", str(failed))
+            self.assertEqual(failed.path, "/full/" + end)
+            if end == "cancel":
+                await writer.cancel()
+                await self.assertFailure(driver.stat("/full/cancel"), PathNotFound)
+            else:
+                await self.assertFailure(getattr(writer, end)(), StorageError)
+            await self.assertFailure(writer.write(b"x"), StorageError)
+        self.assertEqual(self.open_below_root(), [])
+        await self.assertFailure(driver.put_content("/full/put", b"x"), StorageError)
+        await self.assertFailure(driver.stat("/full/put"), PathNotFound)
+        self.assertEqual(await driver.list("/full"), ["/full/close", "/full/commit"])
+
+    @async_test
     async def test_read_releases_file_when_stopped(self):
         """A stopped read closes its file (no descriptor leak)."""
         driver = self.driver()
         await driver.put_content("/f", b"r" * (2 * 1024 * 1024))
-        before = len(os.listdir("/proc/self/fd"))
-        for _ in range(20):
+        for _ in range(5):
             consumer = HashingConsumer(stop_after=1)
-            await self.assertFailure(driver.read("/f", consumer), Exception)
-        self.assertLessEqual(len(os.listdir("/proc/self/fd")), before + 1)
+            await self.assertFailure(driver.read("/f", consumer), ConnectionClosed)
+        self.assertEqual(self.open_below_root(), [])
 
 
 CHILD = textwrap.dedent("""

@@ -54,7 +54,12 @@ class ChunkProducer:
 
     def start(self):
         """Register on the consumer and start pushing. @return: L{deferred}."""
-        self._consumer.registerProducer(self, True)
+        try:
+            self._consumer.registerProducer(self, True)
+        except Exception:
+            # E.g. a request whose connection is already gone.
+            self._end(Failure(), unregister=False)
+            return self.deferred
         self._pump()
         return self.deferred
 

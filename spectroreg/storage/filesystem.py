@@ -499,11 +499,10 @@ class _FileWriter:
             self._failure.raiseException()
 
     def _finish(self, how):
-        try:
-            self._check()
-        except Exception:
-            return defer.fail()
+        if self._ended is not None:
+            return defer.fail(StorageError("writer already {}".format(self._ended), self._path))
         self._ended = how
+        # After a failed write this still releases the descriptor, then fails.
         return defer.ensureDeferred(self._persist())
 
     async def _persist(self):
@@ -529,13 +528,9 @@ class _FileWriter:
         return self._finish("committed")
 
     def cancel(self):
-        try:
-            self._check()
-        except StorageError:
-            return defer.fail()
-        except Exception:
-            # A failed write: cancelling is still the way out.
-            pass
+        # A failed write does not prevent cancelling: it is the way out.
+        if self._ended is not None:
+            return defer.fail(StorageError("writer already {}".format(self._ended), self._path))
         self._ended = "cancelled"
         return defer.ensureDeferred(self._cancel())
 

@@ -141,17 +141,18 @@ class InMemoryDriver:
                 raise InvalidOffset(path, offset)
         except Exception:
             return defer.fail()
-        # A snapshot, so a writer appending meanwhile does not change what
-        # this read returns; memoryview slicing copies nothing.
+        # Stored bytes never change in place (writers only append, puts and
+        # truncating writers store a new buffer), so chunks can be cut from
+        # the live buffer up to the end fixed now. The memoryview is released
+        # at once: a held one would stop writers from appending.
         end = len(data) if length is None else min(len(data), offset + length)
-        with memoryview(data) as whole:
-            view = memoryview(bytes(whole[offset:end]))
-        position = [0]
+        position = [offset]
 
         def read_chunk(size):
             start = position[0]
             position[0] = start + size
-            return bytes(view[start:start + size])
+            with memoryview(data) as whole:
+                return bytes(whole[start:start + size])
 
         producer = ChunkProducer(
             consumer, read_chunk, lambda: None, length=end - offset,
