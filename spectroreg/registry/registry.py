@@ -638,7 +638,9 @@ class Registry:
     async def list_tags(self, name, must_exist=True):
         """Sorted tags. @raise RegistryError: NAME_UNKNOWN for an unknown repository."""
         entries = await self._list(paths.tags(name))
-        if not entries and must_exist and not await self._exists(paths.manifests(name)):
+        # A repository whose every manifest was deleted still lists (no tags);
+        # on drivers with implied directories only its layers may remain.
+        if not entries and must_exist and not await self.repository_exists(name):
             raise name_unknown(name)
         tags = []
         for entry in entries:

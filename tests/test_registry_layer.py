@@ -1,0 +1,267 @@
+"""
+The registry layer (no HTTP) on the in-memory and filesystem drivers: one
+mixin, run against both; plus the exact on-disk layout Distribution reads.
+"""
+
+import hashlib
+import json
+import os
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from spectroreg.config.settings import StorageSettings
+from spectroreg.registry import Registry
+from spectroreg.registry import manifests as mf
+from spectroreg.registry.digests import parse_digest
+from spectroreg.registry.errors import RegistryError
+from spectroreg.registry.registry import _parse_rfc3339, _rfc3339
+from spectroreg.storage.base import ValidatingDriver
+from spectroreg.storage.inmemory import InMemoryDriver
+from tests.support.asynctest import async_test
+
+SETTINGS = StorageSettings(driver="inmemory", delete_enabled=True)
+
+
+def sha(data):
+    return parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
+
+
+def manifest_body(config, layers, **extra):
+    document = {
+        "schemaVersion": 2,
+        "mediaType": mf.OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": str(sha(config)),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": str(sha(layer)),
+                    "size": len(layer)} for layer in layers],
+    }
+    document.update(extra)
+    return json.dumps(document).encode("utf-8")
+
+
+class RegistryLayerMixin:
+    settings = SETTINGS
+
+    def make_driver(self):
+        raise NotImplementedError
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.clock.advance(1700000000)
+        self.driver = self.make_driver()
+        self.registry = Registry(self.driver, self.settings, reactor=self.clock)
+
+    async def upload(self, name, data, chunks=1):
+        upload_id = await self.registry.start_upload(name)
+        step = max(1, len(data) // chunks)
+        offset = 0
+        while offset < len(data) or offset == 0:
+            writer = await self.registry.open_upload(name, upload_id, offset)
+            await writer.write(data[offset:offset + step])
+            offset += step
+            if offset >= len(data):
+                return await self.registry.finish_upload(name, upload_id, sha(data), writer)
+            await writer.close()
+        return None
+
+    @async_test
+    async def test_blob_round_trip(self):
+        data = os.urandom(300000)
+        descriptor = await self.upload("a/b", data, chunks=3)
+        self.assertEqual((descriptor.digest, descriptor.size), (sha(data), len(data)))
+        stat = await self.registry.stat_blob("a/b", sha(data))
+        self.assertEqual(stat.size, len(data))
+        self.assertEqual(await self.driver.get_content("/docker/registry/v2/blobs/sha256/{}/{}/data".format(
+            sha(data).hex[:2], sha(data).hex)), data)
+        with self.assertRaises(RegistryError):
+            await self.registry.stat_blob("other", sha(data))
+
+    @async_test
+    async def test_hash_recomputed_without_state(self):
+        data = b"resumed " * 1000
+        upload_id = await self.registry.start_upload("r")
+        writer = await self.registry.open_upload("r", upload_id, 0)
+        await writer.write(data[:100])
+        await writer.close()
+        fresh = Registry(self.driver, self.settings, reactor=self.clock)
+        writer = await fresh.open_upload("r", upload_id, 100)
+        await writer.write(data[100:])
+        descriptor = await fresh.finish_upload("r", upload_id, sha(data), writer)
+        self.assertEqual(descriptor.size, len(data))
+
+    @async_test
+    async def test_sha512_upload(self):
+        data = b"five twelve"
+        digest = parse_digest("sha512:" + hashlib.sha512(data).hexdigest())
+        upload_id = await self.registry.start_upload("r")
+        writer = await self.registry.open_upload("r", upload_id)
+        await writer.write(data)
+        descriptor = await self.registry.finish_upload("r", upload_id, digest, writer)
+        self.assertEqual(descriptor.size, len(data))
+
+    @async_test
+    async def test_digest_mismatch_cancels(self):
+        upload_id = await self.registry.start_upload("r")
+        writer = await self.registry.open_upload("r", upload_id)
+        await writer.write(b"real")
+        with self.assertRaises(RegistryError) as caught:
+            await self.registry.finish_upload("r", upload_id, sha(b"fake"), writer)
+        self.assertEqual(caught.exception.code, "DIGEST_INVALID")
+        self.assertFalse(await self.registry.upload_exists("r", upload_id))
+        with self.assertRaises(RegistryError):
+            await self.registry.stat_blob_data(sha(b"real"))
+
+    @async_test
+    async def test_wrong_offset(self):
+        upload_id = await self.registry.start_upload("r")
+        with self.assertRaises(RegistryError) as caught:
+            await self.registry.open_upload("r", upload_id, 5)
+        self.assertEqual(caught.exception.status, 416)
+        # The lock was released: the upload can be opened again.
+        writer = await self.registry.open_upload("r", upload_id, 0)
+        await writer.close()
+
+    @async_test
+    async def test_concurrent_writers_serialised(self):
+        upload_id = await self.registry.start_upload("r")
+        first = await self.registry.open_upload("r", upload_id, 0)
+        second = defer.ensureDeferred(self.registry.open_upload("r", upload_id, 0))
+        self.assertFalse(second.called)
+        await first.write(b"abc")
+        await first.close()
+        with self.assertRaises(RegistryError) as caught:
+            await second
+        self.assertEqual(caught.exception.status, 416)
+
+    @async_test
+    async def test_manifests_tags_and_deletes(self):
+        await self.upload("r", b"config")
+        await self.upload("r", b"layer")
+        body = manifest_body(b"config", [b"layer"])
+        digest, manifest = await self.registry.put_manifest("r", "v1", body, mf.OCI_MANIFEST)
+        self.assertEqual(digest, sha(body))
+        record = await self.registry.get_manifest("r", "v1")
+        self.assertEqual((record.body, record.digest, record.media_type), (body, digest, mf.OCI_MANIFEST))
+        await self.registry.put_manifest("r", "v2", body, mf.OCI_MANIFEST)
+        self.assertEqual(await self.registry.list_tags("r"), ["v1", "v2"])
+        await self.registry.delete_manifest("r", "v1")
+        self.assertEqual(await self.registry.list_tags("r"), ["v2"])
+        await self.registry.delete_manifest("r", digest)
+        self.assertEqual(await self.registry.list_tags("r"), [])
+        with self.assertRaises(RegistryError):
+            await self.registry.get_manifest("r", digest)
+
+    @async_test
+    async def test_catalog(self):
+        await self.upload("x/only-blob", b"b")
+        for name in ("z", "a/b", "a"):
+            await self.upload(name, b"c")
+            await self.registry.put_manifest(name, "t", manifest_body(b"c", []), mf.OCI_MANIFEST)
+        self.assertEqual(await self.registry.catalog(), ["a", "a/b", "z"])
+
+    @async_test
+    async def test_referrers_rebuilt(self):
+        await self.upload("r", b"c")
+        subject = manifest_body(b"c", [])
+        await self.registry.put_manifest("r", "s", subject, mf.OCI_MANIFEST)
+        referrer = manifest_body(b"c", [], subject={"mediaType": mf.OCI_MANIFEST, "digest": str(sha(subject)),
+                                                      "size": len(subject)}, artifactType="x/sig")
+        await self.registry.put_manifest("r", sha(referrer), referrer, mf.OCI_MANIFEST)
+        await self.driver.delete("/docker/registry/v2/repositories/r/_referrers")
+        found = await self.registry.referrers("r", sha(subject))
+        self.assertEqual([d["digest"] for d in found], [str(sha(referrer))])
+        self.assertEqual(found[0]["artifactType"], "x/sig")
+        self.assertEqual(await self.registry.referrers("r", sha(subject), "other/type"), [])
+
+    @async_test
+    async def test_purge_uploads(self):
+        old = await self.registry.start_upload("a/b")
+        self.clock.advance(3600)
+        new = await self.registry.start_upload("c")
+        self.clock.advance(10)
+        self.assertEqual(await self.registry.purge_uploads(1800, dry_run=True), 1)
+        self.assertTrue(await self.registry.upload_exists("a/b", old))
+        self.assertEqual(await self.registry.purge_uploads(1800), 1)
+        self.assertFalse(await self.registry.upload_exists("a/b", old))
+        self.assertTrue(await self.registry.upload_exists("c", new))
+        self.assertEqual(await self.registry.purge_uploads(1800), 0)
+
+    @async_test
+    async def test_purge_reads_go_timestamps(self):
+        upload = "/docker/registry/v2/repositories/go/_uploads/0b2c5e8e-aaaa-bbbb-cccc-000000000000"
+        await self.driver.put_content(upload + "/startedat", b"2023-01-02T03:04:05.123456789Z")
+        await self.driver.put_content(upload + "/data", b"")
+        self.assertEqual(await self.registry.purge_uploads(60), 1)
+
+    @async_test
+    async def test_mount(self):
+        await self.upload("src", b"shared")
+        self.assertIsNone(await self.registry.mount_blob("dst", sha(b"shared"), "elsewhere"))
+        self.assertIsNotNone(await self.registry.mount_blob("dst", sha(b"shared"), "src"))
+        self.assertEqual((await self.registry.stat_blob("dst", sha(b"shared"))).size, 6)
+        self.assertIsNotNone(await self.registry.mount_blob("auto", sha(b"shared")))
+        self.assertIsNone(await self.registry.mount_blob("auto", sha(b"absent")))
+
+
+class InMemoryRegistryTests(RegistryLayerMixin, unittest.TestCase):
+    def make_driver(self):
+        return ValidatingDriver(InMemoryDriver(reactor=self.clock))
+
+
+class FilesystemRegistryTests(RegistryLayerMixin, unittest.TestCase):
+    def make_driver(self):
+        from spectroreg.storage.filesystem import FilesystemDriver
+
+        self.root = self.mktemp()
+        os.makedirs(self.root)
+        driver = FilesystemDriver(self.root, maxthreads=4, reactor=reactor)
+        self.addCleanup(driver.stop)
+        return ValidatingDriver(driver)
+
+    def read(self, relative):
+        with open(os.path.join(self.root, "docker/registry/v2", relative), "rb") as handle:
+            return handle.read()
+
+    @async_test
+    async def test_layout_on_disk(self):
+        """Paths and link contents exactly as Distribution writes them."""
+        await self.upload("ns/app", b"cfg")
+        await self.upload("ns/app", b"layer")
+        body = manifest_body(b"cfg", [b"layer"])
+        digest, _ = await self.registry.put_manifest("ns/app", "1.0", body, mf.OCI_MANIFEST)
+        layer = sha(b"layer")
+        upload_id = await self.registry.start_upload("ns/app")
+        files = []
+        for top, _, names in os.walk(os.path.join(self.root, "docker")):
+            for name in names:
+                files.append(os.path.relpath(os.path.join(top, name), self.root))
+        expected = {
+            "docker/registry/v2/blobs/sha256/{}/{}/data".format(d.hex[:2], d.hex)
+            for d in (sha(b"cfg"), layer, digest)
+        } | {
+            "docker/registry/v2/repositories/ns/app/_layers/sha256/{}/link".format(sha(b"cfg").hex),
+            "docker/registry/v2/repositories/ns/app/_layers/sha256/{}/link".format(layer.hex),
+            "docker/registry/v2/repositories/ns/app/_manifests/revisions/sha256/{}/link".format(digest.hex),
+            "docker/registry/v2/repositories/ns/app/_manifests/tags/1.0/current/link",
+            "docker/registry/v2/repositories/ns/app/_manifests/tags/1.0/index/sha256/{}/link".format(digest.hex),
+            "docker/registry/v2/repositories/ns/app/_uploads/{}/data".format(upload_id),
+            "docker/registry/v2/repositories/ns/app/_uploads/{}/startedat".format(upload_id),
+        }
+        self.assertEqual(set(files), expected)
+        self.assertEqual(self.read("repositories/ns/app/_layers/sha256/{}/link".format(layer.hex)),
+                         str(layer).encode("ascii"))
+        self.assertEqual(self.read("repositories/ns/app/_manifests/tags/1.0/current/link"),
+                         str(digest).encode("ascii"))
+        self.assertEqual(self.read("blobs/sha256/{}/{}/data".format(digest.hex[:2], digest.hex)), body)
+        started = self.read("repositories/ns/app/_uploads/{}/startedat".format(upload_id)).decode("ascii")
+        self.assertEqual(started, "2023-11-14T22:13:20.000000Z")
+        self.assertEqual(_parse_rfc3339(started), 1700000000)
+
+
+class TimestampTests(unittest.SynchronousTestCase):
+    def test_round_trip(self):
+        self.assertEqual(_rfc3339(1700000000.25), "2023-11-14T22:13:20.250000Z")
+        self.assertEqual(_parse_rfc3339("2023-11-14T22:13:20.250000Z"), 1700000000.25)
+        self.assertEqual(_parse_rfc3339("2023-11-14T22:13:20Z"), 1700000000)
+        self.assertEqual(_parse_rfc3339("2023-11-14T23:13:20.5+01:00"), 1700000000.5)
