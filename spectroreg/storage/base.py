@@ -92,6 +92,8 @@ class ValidatingDriver:
 
     def __getattr__(self, attribute):
         # Driver-specific extras (e.g. an S3 driver's bucket) stay reachable.
+        if attribute == "driver":
+            raise AttributeError(attribute)
         return getattr(self.driver, attribute)
 
     def __repr__(self):
