@@ -341,6 +341,21 @@ class MakeSourceTests(unittest.SynchronousTestCase):
         if hasattr(context, "get_min_proto_version"):
             self.assertEqual(context.get_min_proto_version(), SSL.TLS1_3_VERSION)
 
+    def test_listener_policy_applies(self):
+        """Client CAs (and the other http.tls rules) apply to ACME certificates too."""
+        from cryptography.hazmat.primitives import serialization
+        from OpenSSL import SSL
+
+        ca = FakeACMEServer(task.Clock()).ca_cert
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(ca.public_bytes(serialization.Encoding.PEM))
+        le = settings(hosts=(A,))
+        setup = self.make(le, TLSSettings(letsencrypt=le, clientcas=(path,), minimumtls="tls1.3"))
+        context = setup.source.context_for(A)
+        self.assertTrue(context.get_verify_mode() & SSL.VERIFY_PEER)
+        self.assertTrue(context.get_verify_mode() & SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
+
     def test_cachefile_that_is_a_file(self):
         """Distribution 2.8's single cache file is refused with a message saying what to do."""
         path = self.mktemp()

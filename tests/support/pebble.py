@@ -206,7 +206,7 @@ class Pebble(_Program):
     def __init__(self, testcase, reactor, http_port, tls_port, validity=None, dns_server=None):
         super().__init__(testcase, reactor)
         self.binary = require_binary("pebble")
-        self.workdir = testcase.mktemp()
+        self.workdir = os.path.abspath(testcase.mktemp())
         os.makedirs(self.workdir)
         self.api_ca_file = make_api_ca(self.workdir)
         self.port = free_port()

@@ -91,6 +91,20 @@ def check_cachefile(cachefile):
         )
 
 
+def _listener_policy(tls_settings):
+    """
+    The TLS listener's context policy (versions, cipher suites, client
+    CAs), so ACME certificates are served under the same rules as files.
+    """
+    if tls_settings is None:
+        return None
+    try:
+        from spectroreg.tls.context import ContextPolicy
+    except ImportError:
+        return None
+    return ContextPolicy.from_settings(tls_settings)
+
+
 def make_acme_source(
     letsencrypt_settings,
     tls_settings,
@@ -133,7 +147,13 @@ def make_acme_source(
             reactor, ca_file=getattr(letsencrypt_settings, "directorycafile", None)
         )
     minimumtls = getattr(tls_settings, "minimumtls", None) or "tls1.2"
-    source = ACMECertificateSource(hosts, minimumtls=minimumtls, clock=reactor)
+    policy = _listener_policy(tls_settings)
+    source = ACMECertificateSource(
+        hosts,
+        minimumtls=minimumtls,
+        clock=reactor,
+        build_context=policy.build if policy is not None else None,
+    )
     responders = {}
     http01_resource = None
     if TLS_ALPN_01 in types:

@@ -84,6 +84,20 @@ class _BytesProducer:
         pass
 
 
+def _quiet_factory():
+    from twisted.web.client import _HTTP11ClientFactory
+
+    class Quiet(_HTTP11ClientFactory):
+        # Otherwise every request to the CA logs "Starting factory" and
+        # "Stopping factory" at info level.
+        noisy = False
+
+    return Quiet
+
+
+_QuietHTTP11ClientFactory = _quiet_factory()
+
+
 @implementer(IHTTPTransport)
 class AgentTransport:
     """
@@ -114,12 +128,9 @@ class AgentTransport:
             policy = BrowserLikePolicyForHTTPS()
         # Not persistent: nothing stays open between issuances (which are
         # weeks apart) and nothing is left behind when the service stops.
-        self._agent = Agent(
-            reactor,
-            contextFactory=policy,
-            connectTimeout=timeout,
-            pool=HTTPConnectionPool(reactor, persistent=False),
-        )
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        pool._factory = _QuietHTTP11ClientFactory
+        self._agent = Agent(reactor, contextFactory=policy, connectTimeout=timeout, pool=pool)
 
     async def _request(self, method, url, headers, body):
         from twisted.web.client import readBody

@@ -34,11 +34,22 @@ class ACMECertificateSource:
         suites, client CAs -- to every context this source builds.
     """
 
-    def __init__(self, hosts, tls_alpn_responder=None, minimumtls="tls1.2", configure_context=None, clock=None):
+    def __init__(
+        self,
+        hosts,
+        tls_alpn_responder=None,
+        minimumtls="tls1.2",
+        configure_context=None,
+        clock=None,
+        build_context=None,
+    ):
         self.hosts = tuple(normalise_host(h) for h in hosts)
         self.tls_alpn_responder = tls_alpn_responder or TLSALPN01Responder()
         self.minimumtls = minimumtls
         self.configure_context = configure_context
+        # callable(cryptography key, chain) -> SSL.Context applying the
+        # listener's whole policy (versions, ciphers, client CAs); None: ours.
+        self._build_context = build_context
         self._clock = clock
         self._bundles: Dict[str, certs.Bundle] = {}
         self._contexts: Dict[str, object] = {}
@@ -75,9 +86,15 @@ class ACMECertificateSource:
                 # Asked before the issuing service started: answer anyway.
                 bundle = certs.fallback_bundle(host, self._now())
                 self._bundles[host] = bundle
-            context = certs.build_context(
-                bundle, self.minimumtls, alpn_select=self._alpn, configure=self.configure_context
-            )
+            if self._build_context is not None:
+                context = self._build_context(bundle.key, list(bundle.chain))
+                context.set_alpn_select_callback(self._alpn)
+                if self.configure_context is not None:
+                    self.configure_context(context)
+            else:
+                context = certs.build_context(
+                    bundle, self.minimumtls, alpn_select=self._alpn, configure=self.configure_context
+                )
             self._contexts[host] = context
         return context
 
