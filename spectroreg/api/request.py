@@ -36,6 +36,8 @@ log = Logger()
 # Bodies of requests no resource claims (nothing in the API takes one).
 DEFAULT_BODY_CAP = 64 * 1024
 
+_UNKNOWN = object()
+
 
 class StreamTarget:
     """
@@ -237,7 +239,9 @@ class RegistryRequest(server.Request):
         command = getattr(channel, "_command", None)
         path = getattr(channel, "_path", None)
         if site is None or command is None or path is None:
-            return None
+            # Not an HTTP/1.1 channel we know (e.g. an HTTP/2 stream): leave
+            # the body to Twisted rather than capping what we cannot route.
+            return _UNKNOWN
         # What requestReceived will set; the resource needs them now.
         self.method = command
         self.uri = path
@@ -257,6 +261,9 @@ class RegistryRequest(server.Request):
 
     def gotLength(self, length):
         policy = self._claimed_body()
+        if policy is _UNKNOWN:
+            server.Request.gotLength(self, length)
+            return
         self._body_claimed = policy is not None
         if isinstance(policy, StreamTarget):
             self.content = io.BytesIO()
