@@ -222,6 +222,45 @@ class FilesystemSpecificTests(unittest.TestCase):
         self.assertEqual(len(await driver.list("/p")), 20)
 
     @async_test
+    async def test_pool_starts_lazily_and_stops_at_shutdown(self):
+        """No thread before the first operation; the reactor's shutdown stops the pool."""
+        from twisted.internet import reactor
+
+        class Reactor:
+            """The real reactor, with shutdown triggers recorded instead of installed."""
+
+            def __init__(self):
+                self.triggers = {}
+
+            def callFromThread(self, function, *args, **kwargs):
+                reactor.callFromThread(function, *args, **kwargs)
+
+            def addSystemEventTrigger(self, phase, event, function, *args):
+                handle = object()
+                self.triggers[handle] = (phase, event, function)
+                return handle
+
+            def removeSystemEventTrigger(self, handle):
+                del self.triggers[handle]
+
+        fake = Reactor()
+        raw = FilesystemDriver(os.path.abspath(self.mktemp()), maxthreads=2, reactor=fake)
+        self.addCleanup(raw.stop)
+        self.assertEqual((raw._pool.threads, fake.triggers), (0, {}))
+        await raw.put_content("/a", b"x")
+        self.assertGreaterEqual(raw._pool.threads, 1)
+        [handle] = fake.triggers
+        phase, event, shutdown = fake.triggers.pop(handle)  # as the reactor does when firing
+        self.assertEqual((phase, event), ("during", "shutdown"))
+        shutdown()
+        self.assertEqual(raw._pool.threads, 0)
+        # Usable again afterwards (a new pool), and stop() removes its trigger.
+        self.assertEqual(await raw.get_content("/a"), b"x")
+        self.assertEqual(len(fake.triggers), 1)
+        raw.stop()
+        self.assertEqual((raw._pool.threads, fake.triggers), (0, {}))
+
+    @async_test
     async def test_reactor_keeps_ticking_during_a_big_write(self):
         """A slow disk slows the writer down, not the reactor."""
         driver = self.driver()
