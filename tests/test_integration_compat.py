@@ -124,24 +124,32 @@ class CompatibilityTests(unittest.TestCase):
         self.assertEqual(sorted(self.skopeo.list_tags(
             "docker://{}/compat/oci-image".format(distribution.netloc))), ["again", "v1"])
 
-    def test_same_layout_on_disk(self):
-        """The same pushes leave the same paths and byte-identical links and blobs."""
-        trees = {}
-        for kind in ("docker-registry", "spectroreg"):
-            root = os.path.join(self.work, "tree-" + kind)
-            server = self.start(kind, root)
-            self.push_all(server)
-            server.stop()
-            trees[kind] = tree_files(root)
-        reference, ours = trees["docker-registry"], trees["spectroreg"]
+    def assert_same_trees(self, roots, when):
+        reference, ours = (tree_files(roots[kind]) for kind in ("docker-registry", "spectroreg"))
         self.assertTrue(reference, "docker-registry wrote nothing")
         only_reference = sorted(set(comparable(reference)) - set(comparable(ours)))
         only_ours = sorted(set(comparable(ours)) - set(comparable(reference)))
         self.assertEqual((only_reference, only_ours), ([], []),
-                         "paths only in docker-registry's tree / only in spectroreg's")
+                         "{}: paths only in docker-registry's tree / only in spectroreg's".format(when))
         different = sorted(path for path in comparable(reference)
                            if reference[path] != ours[path])
-        self.assertEqual(different, [], "files whose bytes differ")
-        # After every push completed nothing of the uploads is left behind.
+        self.assertEqual(different, [], "{}: files whose bytes differ".format(when))
+        # Once every push has completed nothing of the uploads is left behind.
         leftovers = sorted(path for path in ours if "_uploads" in path.split(os.sep))
-        self.assertEqual(leftovers, [], "upload files left in spectroreg's tree")
+        self.assertEqual(leftovers, [], "{}: upload files left in spectroreg's tree".format(when))
+
+    def test_same_layout_on_disk(self):
+        """The same pushes and deletes leave the same paths and byte-identical files."""
+        roots, servers = {}, {}
+        for kind in ("docker-registry", "spectroreg"):
+            roots[kind] = os.path.join(self.work, "tree-" + kind)
+            servers[kind] = self.start(kind, roots[kind])
+            self.push_all(servers[kind])
+        self.assert_same_trees(roots, "after the pushes")
+        for kind, server in servers.items():
+            self.skopeo.delete("docker://{}/compat/oci-image:v1".format(server.netloc))
+            self.skopeo.delete("docker://{}/compat/oci-index@{}".format(
+                server.netloc, self.index.images[0].digest))
+        self.assert_same_trees(roots, "after deleting an image and an index's instance")
+        for server in servers.values():
+            server.stop()
