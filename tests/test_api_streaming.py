@@ -91,6 +91,21 @@ class RawClient(protocol.Protocol):
         self.lost.callback(None)
 
 
+class PausingClient(RawClient):
+    """Stops reading after C{threshold} bytes."""
+
+    def __init__(self, threshold):
+        RawClient.__init__(self)
+        self.threshold = threshold
+        self.paused = defer.Deferred()
+
+    def dataReceived(self, data):
+        RawClient.dataReceived(self, data)
+        if len(self.received) >= self.threshold and not self.paused.called:
+            self.transport.pauseProducing()
+            self.paused.callback(None)
+
+
 class StreamingTestCase(unittest.TestCase):
     def setUp(self):
         self.settings = make_settings()
@@ -265,3 +280,39 @@ class StreamingTests(StreamingTestCase):
                                     data=b"x" * MiB)
         self.assertEqual(response.code, 413)
         self.assertEqual(json.loads(response.body)["errors"][0]["code"], "SIZE_INVALID")
+
+
+class DownloadTests(StreamingTestCase):
+    @async_test
+    async def test_client_leaving_mid_download(self):
+        """A client that goes away mid-blob stops the read; nothing is logged as an error."""
+        data = b"d" * (16 * MiB)
+        response = await self.http("POST", self.base + "repo/blobs/uploads/?digest=" + sha(data), data=data)
+        self.assertEqual(response.code, 201)
+        reads = []
+        original = self.driver.read
+
+        def recording_read(path, consumer, offset=0, length=None):
+            d = original(path, consumer, offset, length)
+            reads.append(d)
+            return d
+
+        self.driver.read = recording_read
+        client = PausingClient(100000)
+        connection = await protocol.ClientCreator(reactor, lambda: client).connectTCP(
+            "127.0.0.1", self.port.getHost().port)
+        connection.transport.write("GET /v2/repo/blobs/{} HTTP/1.1\r\nHost: x\r\n\r\n".format(sha(data)).encode())
+        await client.paused
+        # The client reads nothing more: the server must stop reading the blob.
+        await task.deferLater(reactor, 0.2, lambda: None)
+        self.assertFalse(reads[0].called)
+        connection.transport.abortConnection()
+        await client.lost
+        for _ in range(100):
+            if reads and reads[0].called:
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+        self.assertTrue(reads[0].called)
+        self.assertLess(len(client.received), len(data))
+        response = await self.http("GET", self.base + "repo/blobs/" + sha(data), headers={"Range": "bytes=0-9"})
+        self.assertEqual((response.code, response.body), (206, b"d" * 10))
