@@ -221,7 +221,7 @@ class LimitTests(unittest.TestCase):
         raw = await client.closed
         elapsed = time.monotonic() - started
         self.assertEqual(status_of(raw), 408)
-        self.assertLess(elapsed, 1.5)
+        self.assertLess(elapsed, 3.5)  # the trickle would go on for 4 s
         self.assertGreater(elapsed, 0.5)
 
     @async_test
@@ -265,7 +265,7 @@ class DrainTests(unittest.TestCase):
         self.assertEqual((response.code, body), (200, b"slow done"))
         await stopped
         elapsed = time.monotonic() - started
-        self.assertLess(elapsed, 2.0)
+        self.assertLess(elapsed, 4.0)
         self.assertGreater(elapsed, 0.4)
 
     @async_test
@@ -280,7 +280,7 @@ class DrainTests(unittest.TestCase):
         elapsed = time.monotonic() - started
         self.assertEqual(await client.closed, b"")
         self.assertGreater(elapsed, 0.4)
-        self.assertLess(elapsed, 2.0)
+        self.assertLess(elapsed, 4.0)
 
     @async_test
     async def test_no_draintimeout_closes_at_once(self):
@@ -290,7 +290,7 @@ class DrainTests(unittest.TestCase):
         await task.deferLater(reactor, 0.1, lambda: None)
         started = time.monotonic()
         await service.stopService()
-        self.assertLess(time.monotonic() - started, 0.5)
+        self.assertLess(time.monotonic() - started, 2.0)
         await client.closed
 
 
