@@ -182,8 +182,10 @@ class RegistryLayerMixin:
         self.clock.advance(10)
         self.assertEqual(await self.registry.purge_uploads(1800, dry_run=True), 1)
         self.assertTrue(await self.registry.upload_exists("a/b", old))
+        self.assertIn(("a/b", old), self.registry._hash_states)
         self.assertEqual(await self.registry.purge_uploads(1800), 1)
         self.assertFalse(await self.registry.upload_exists("a/b", old))
+        self.assertNotIn(("a/b", old), self.registry._hash_states)
         self.assertTrue(await self.registry.upload_exists("c", new))
         self.assertEqual(await self.registry.purge_uploads(1800), 0)
 

@@ -214,7 +214,8 @@ class RegistryAPI(resource.Resource):
             return
         if getattr(request, "startedWriting", False):
             # Headers are out: nothing to do but cut the response short.
-            request.channel and request.channel.transport.abortConnection()
+            if request.channel is not None and request.channel.transport is not None:
+                request.channel.transport.abortConnection()
             return
         self._send(request, error.status, error.body(), error.headers, JSON)
 

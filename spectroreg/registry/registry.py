@@ -534,6 +534,8 @@ class Registry:
             else:
                 log.info("upload purging: deleting {path}", path=upload)
                 await self._delete(upload)
+                name, _, upload_id = upload[len(paths.REPOSITORIES) + 1:].rpartition("/_uploads/")
+                self._forget_hash(name, upload_id)
         return len(found)
 
     # -- manifests and tags --------------------------------------------
