@@ -328,3 +328,21 @@ class TLSListenerTests(unittest.TestCase):
         self.assertEqual(len(lines), 1, daemon.log_text())
         self.assertIn("missing.key", lines[0])
         self.assertFalse(_port_open(daemon.port))
+
+
+class TwistdLogFileTests(unittest.TestCase):
+    def test_logfile_option_gets_our_lines(self):
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        logfile = os.path.join(work, "registry.log")
+        argv = [a if a != "--logfile=-" else "--logfile=" + logfile for a in TWISTD]
+        config = minimal_config(log={"fields": {"service": "registry"}})
+        daemon = start_daemon(self, config, workdir=work, argv=argv)
+        daemon.request("GET", "/v2/")
+        daemon.stop()
+        with open(logfile) as f:
+            lines = f.read().splitlines()
+        self.assertTrue(any('msg="GET /v2/ HTTP/1.1 200 ' in line for line in lines), lines)
+        for line in lines:
+            self.assertRegex(line, r'^time="[^"]+" level=\w+ msg=".*service=registry')
+        self.assertNotIn("GET /v2/", daemon.log_text())  # not on stdout as well
