@@ -44,6 +44,7 @@ MAX_PARTS = 10000
 MAX_COPY = 5 * GiB  # CopyObject's limit
 DELETE_BATCH = 1000
 PRESIGN_EXPIRES = 20 * 60  # Distribution's 20 minutes
+STATE_DELETE_DELAY = 2.0
 # Memory per writer is about chunksize × (parts in flight + 1).
 WRITER_MEMORY = 48 * MiB
 
@@ -135,6 +136,9 @@ class S3Driver:
         # Sizes of files this process just committed: the move that
         # publishes an upload then needs no HEAD to pick its copy method.
         self._sizes = collections.OrderedDict()
+        # State objects of just-committed files, deleted with the move that
+        # usually follows (one request less), or after STATE_DELETE_DELAY.
+        self._pending_state_deletes = {}
         if not settings.v4auth:
             log.warn("storage.s3.v4auth: false is not supported; signing with SigV4")
 
@@ -152,8 +156,38 @@ class S3Driver:
         return "<S3Driver {}:{}>".format(self.settings.bucket, self._root or "/")
 
     def close(self):
-        """Release pooled connections. @return: Deferred."""
-        return self.client.close()
+        """Finish pending deletes, release pooled connections. @return: Deferred."""
+        return defer.ensureDeferred(self._close())
+
+    async def _close(self):
+        for key in list(self._pending_state_deletes):
+            try:
+                await self._flush_state_delete(key)
+            except StorageError as error:
+                log.warn("could not delete {key}: {error}", key=state_key(key), error=error)
+        await self.client.close()
+
+    def delete_state_later(self, key, path):
+        """The state object of committed C{key} goes with its move, or soon."""
+        self._cancel_state_delete(key)
+        self._pending_state_deletes[key] = self._clock.callLater(
+            STATE_DELETE_DELAY, self._delayed_state_delete, key, path)
+
+    def _cancel_state_delete(self, key):
+        call = self._pending_state_deletes.pop(key, None)
+        if call is not None and call.active():
+            call.cancel()
+        return call is not None
+
+    def _delayed_state_delete(self, key, path):
+        self._pending_state_deletes.pop(key, None)
+        d = defer.ensureDeferred(self.client.delete_object(state_key(key), path))
+        d.addErrback(lambda failure: log.failure(
+            "deleting {key}", failure, key=state_key(key)))
+
+    async def _flush_state_delete(self, key):
+        if self._cancel_state_delete(key):
+            await self.client.delete_object(state_key(key))
 
     # keys
 
@@ -321,15 +355,16 @@ class S3Driver:
     async def _writer(self, path, append):
         key = self.key(path)
         self.forget_size(key)
+        await self._flush_state_delete(key)
+        if not append:
+            # No look for an older state object: closing this writer replaces
+            # it, committing or cancelling deletes it, and a multipart
+            # upload it named is aborted when its directory is deleted.
+            return S3Writer(self, path, key, UploadState(), state_exists=None)
         state = await self._load_state(path, key)
-        if append:
-            if state is not None:
-                return S3Writer(self, path, key, state, state_exists=True)
-            return await self._writer_from_object(path, key)
-        if state is not None and state.upload_id is not None:
-            # A stale, unfinished file: abandon its parts.
-            await self.client.abort_multipart(key, state.upload_id, path)
-        return S3Writer(self, path, key, UploadState(), state_exists=state is not None)
+        if state is not None:
+            return S3Writer(self, path, key, state, state_exists=True)
+        return await self._writer_from_object(path, key)
 
     async def _writer_from_object(self, path, key):
         """Append to a committed object: it becomes the first part(s)."""
@@ -420,7 +455,10 @@ class S3Driver:
             raise
         self.forget_size(src)
         self.remember_size(dst, size)
-        await self.client.delete_object(src, source)
+        if self._cancel_state_delete(src):
+            await self.client.delete_objects([src, state_key(src)], source)
+        else:
+            await self.client.delete_object(src, source)
 
     async def _multipart_copy(self, path, src, dst, size):
         upload_id = await self.client.create_multipart(dst, self.object_headers(), path)
@@ -475,11 +513,17 @@ class S3Driver:
             keys.extend(name for name, _, _ in objects if wanted(name))
             if token is None:
                 break
-        uploads = [
-            (name, upload_id)
-            for name, upload_id, _ in await self.client.list_multipart_uploads(prefix, path)
-            if wanted(name)
-        ]
+        uploads = []
+        if any(is_hidden(name) for name in keys):
+            # Unfinished files below: abort every multipart upload there
+            # (also ones a replaced state object named). Uploads orphaned by
+            # a crash before any close are left to the bucket's lifecycle
+            # rule (AbortIncompleteMultipartUpload), as with Distribution.
+            uploads = [
+                (name, upload_id)
+                for name, upload_id, _ in await self.client.list_multipart_uploads(prefix, path)
+                if wanted(name)
+            ]
         if not keys and not uploads:
             if path == "/":
                 return
@@ -490,6 +534,7 @@ class S3Driver:
             await self.client.delete_objects(keys[start:start + DELETE_BATCH], path)
         for name in keys:
             self.forget_size(name)
+            self._cancel_state_delete(name)
 
     # redirects
 

@@ -41,7 +41,7 @@ class S3Writer:
     @param driver: the L{S3Driver} (client, headers, chunk size).
     @param state: the L{UploadState} to continue.
     @param state_exists: whether a state object is in the bucket now (so
-        commit and cancel delete it).
+        commit and cancel delete it); None when unknown (a new writer).
     """
 
     def __init__(self, driver, path, key, state, state_exists=False):
@@ -182,8 +182,8 @@ class S3Writer:
             parts = [(n, etag) for n, (etag, _) in sorted(self._parts.items())]
             await self._complete(parts)
         self._driver.remember_size(self._key, self.size)
-        if self._state_exists:
-            await self._client.delete_object(state_key(self._key), self._path)
+        if self._state_exists is not False:
+            self._driver.delete_state_later(self._key, self._path)
 
     async def _complete(self, parts):
         try:
