@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.http import unquote
 
-from spectroreg.registry.errors import RegistryError, error_body
+from spectroreg.registry.errors import error_body
 
 log = Logger()
 
@@ -313,4 +313,4 @@ class RegistryRequest(server.Request):
         server.Request.connectionLost(self, reason)
 
 
-__all__ = ["RegistryRequest", "StreamTarget", "BodyStream", "RegistryError"]
+__all__ = ["RegistryRequest", "StreamTarget", "BodyStream"]

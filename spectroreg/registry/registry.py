@@ -24,7 +24,7 @@ from spectroreg.registry.cache import BlobDescriptorCache
 from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_digest
 from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
-from spectroreg.registry.names import check_name, is_valid_tag
+from spectroreg.registry.names import is_valid_tag
 from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.interfaces import SKIP_DIR
 
@@ -753,4 +753,4 @@ def digest_hasher():
     return Digest(CANONICAL, "0" * 64).hasher()
 
 
-__all__ = ["Registry", "BlobDescriptor", "ManifestRecord", "UploadWriter", "check_name"]
+__all__ = ["Registry", "BlobDescriptor", "ManifestRecord", "UploadWriter"]
