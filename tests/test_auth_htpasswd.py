@@ -293,3 +293,33 @@ class MissingFileTests(unittest.SynchronousTestCase):
         self.assertNotIn(password, content)
         entries = parse_htpasswd(content)
         self.assertTrue(bcrypt.checkpw(password, entries.users["docker"]))
+
+
+class BlockingRunnerTests(unittest.TestCase):
+    @async_test
+    async def test_runs_off_the_reactor_thread_bounded(self):
+        import threading
+
+        from twisted.internet import reactor
+
+        from spectroreg.auth.htpasswd import BlockingRunner
+
+        runner = BlockingRunner(reactor, limit=1, max_waiting=1)
+        release = threading.Event()
+        threads = []
+
+        def work(value):
+            threads.append(threading.current_thread())
+            release.wait(10)
+            return value
+
+        first = runner(work, 1)
+        second = runner(work, 2)  # waits for the first
+        third = runner(work, 3)  # nobody may wait any longer
+        failure = self.failureResultOf(third, TooManyRequests)
+        self.assertEqual(failure.value.retry_after, 1)
+        release.set()
+        self.assertEqual(await first, 1)
+        self.assertEqual(await second, 2)
+        self.assertNotIn(threading.main_thread(), threads)
+        self.assertEqual(len(threads), 2)
