@@ -1,10 +1,11 @@
 """
 Let's Encrypt against a real ACME CA: Debian's pebble.
 
-The registry side is the ACME package's issuing service behind a real TLS
-listener on 127.0.0.1 (SNI picks the certificate, ALPN ``acme-tls/1`` gets
-the TLS-ALPN-01 challenge) and a real plain HTTP listener for HTTP-01;
-clients are Python's ``ssl`` trusting only pebble's root.
+The registry side is the ACME package's issuing service behind the daemon's
+TLS layer (``spectroreg.tls.server``) listening on 127.0.0.1 (SNI picks the
+certificate, ALPN ``acme-tls/1`` gets the TLS-ALPN-01 challenge) and a real
+plain HTTP listener for HTTP-01; clients are Python's ``ssl`` trusting only
+pebble's root. tests/test_acme_daemon.py runs the whole daemon.
 """
 
 import dataclasses
@@ -21,7 +22,7 @@ from twisted.web import resource, server
 from spectroreg.config.settings import LetsEncryptSettings, TLSSettings
 from spectroreg.tls.acme import make_acme_source
 from spectroreg.tls.acme.challenges import HTTPChallengeRoot
-from spectroreg.tls.acme.testing import listen_tls
+from spectroreg.tls.server import ServerTLS
 from tests.support.asynctest import async_test
 from tests.support.pebble import ChallTestSrv, Pebble, validation_ports
 
@@ -116,7 +117,10 @@ class PebbleWorld(unittest.TestCase):
         """make_acme_source + listeners, as the daemon assembles them."""
         setup = make_acme_source(settings, TLSSettings(letsencrypt=settings), reactor, **options)
         site = server.Site(_Registry())
-        ports = [listen_tls(reactor, self.tls_port, setup.source, site)]
+        # The daemon's own TLS layer: its connection creator asks the source
+        # on SNI and answers ALPN acme-tls/1 with the pending challenge.
+        tls = ServerTLS(setup.source, setup.services, setup.http01_resource)
+        ports = [reactor.listenTCP(self.tls_port, tls.wrap_factory(site), interface="127.0.0.1")]
         if setup.http01_resource is not None:
             http_site = server.Site(HTTPChallengeRoot(setup.http01_resource, https_port=self.tls_port))
             for interface in ("127.0.0.1", SECOND_ADDRESS):
@@ -160,9 +164,11 @@ class PebbleTests(PebbleWorld):
             status, body, _ = await threads.deferToThread(https_get, self.tls_port, name, root)
             self.assertEqual(status, b"HTTP/1.1 200 OK")
             self.assertEqual(body, b"{}")
-        # A name not in hosts gets no certificate: the handshake fails.
+        # A name not in hosts gets no certificate of its own: a verifying
+        # client fails the handshake.
         with self.assertRaises(ssl.SSLError):
-            await threads.deferToThread(https_get, self.tls_port, "other.test", None)
+            await threads.deferToThread(https_get, self.tls_port, "other.test", root)
+        self.assertIsNone(setup.source.context_for("other.test"))
         # The cache holds what Go autocert would: account key + one file per host.
         self.assertEqual(
             sorted(os.listdir(self.cachefile)), sorted(["acme_account+key", "localhost", SECOND])
