@@ -383,9 +383,17 @@ class _PurgeUploads:
 
     async def _run(self):
         try:
-            await self.registry.purge_uploads(self.settings.age, dry_run=self.settings.dryrun)
+            count = await self.registry.purge_uploads(self.settings.age, dry_run=self.settings.dryrun)
         except Exception:
             log.failure("purging old uploads failed")
+            return
+        if count:
+            log.info(
+                "{verb} {count} upload(s) older than {age}s",
+                verb="would purge" if self.settings.dryrun else "purged",
+                count=count,
+                age=int(self.settings.age),
+            )
 
 
 def makeService(settings, reactor=None, limits=None, api_resource=None):
@@ -461,7 +469,13 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
         top.listeners.append(listener)
 
     purging = settings.storage.uploadpurging
-    if top.registry is not None and purging.enabled and purging.interval > 0:
+    # As in Distribution, a read-only registry leaves uploads alone.
+    if (
+        top.registry is not None
+        and purging.enabled
+        and purging.interval > 0
+        and not settings.storage.readonly
+    ):
         timer = TimerService(purging.interval, _PurgeUploads(top.registry, purging))
         timer.clock = reactor
         timer.setServiceParent(top)

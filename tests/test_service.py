@@ -143,6 +143,11 @@ class MakeServiceTests(unittest.TestCase):
         )
         service = makeService(off)
         self.assertEqual([s for s in service if isinstance(s, TimerService)], [])
+        readonly = Settings(
+            version="0.1", log=base.log, http=base.http,
+            storage=StorageSettings(driver="inmemory", readonly=True),
+        )
+        self.assertEqual([s for s in makeService(readonly) if isinstance(s, TimerService)], [])
 
     @async_test
     async def test_purge_step_calls_registry(self):
@@ -155,6 +160,7 @@ class MakeServiceTests(unittest.TestCase):
                 calls.append((older_than_seconds, dry_run))
                 if len(calls) == 2:
                     raise OSError("storage unavailable")
+                return 3
 
         step = _PurgeUploads(Registry(), UploadPurgingSettings(age=60.0, dryrun=True))
         await step()

@@ -346,3 +346,23 @@ class TwistdLogFileTests(unittest.TestCase):
         for line in lines:
             self.assertRegex(line, r'^time="[^"]+" level=\w+ msg=".*service=registry')
         self.assertNotIn("GET /v2/", daemon.log_text())  # not on stdout as well
+
+
+class UploadPurgingTests(unittest.TestCase):
+    def test_old_uploads_purged_on_schedule(self):
+        from urllib.parse import urlsplit
+
+        purging = {"enabled": True, "age": "1s", "interval": "1s", "dryrun": False}
+        config = minimal_config(storage={"inmemory": None, "maintenance": {"uploadpurging": purging}})
+        daemon = start_daemon(self, config)
+        response = daemon.request("POST", "/v2/purge/me/blobs/uploads/")
+        self.assertEqual(response.status, 202)
+        location = urlsplit(response.header("Location"))
+        target = location.path + ("?" + location.query if location.query else "")
+        self.assertEqual(daemon.request("GET", target).status, 204)
+        deadline = time.monotonic() + 10
+        while daemon.request("GET", target).status != 404 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(daemon.request("GET", target).status, 404)
+        daemon.wait_for_log(r"purged 1 upload\(s\) older than 1s")
+        daemon.stop()
