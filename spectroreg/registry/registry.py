@@ -9,14 +9,11 @@ no partial blob is ever visible; uploads keep their state in storage
 storage, or this one after a restart, can continue them.
 """
 
-import datetime
 import json
 import uuid as uuidlib
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import implementer
-from twisted.internet.interfaces import IConsumer
 
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
@@ -25,6 +22,8 @@ from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_dige
 from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
 from spectroreg.registry.names import is_valid_tag
+from spectroreg.registry.uploads import HashingConsumer, LockReleaser, UploadWriter, format_rfc3339, parse_rfc3339
+from spectroreg.registry.uploads import digest_hasher
 from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.interfaces import SKIP_DIR
 
@@ -58,112 +57,6 @@ class ManifestRecord:
     @property
     def size(self):
         return len(self.body)
-
-
-def _rfc3339(when):
-    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_rfc3339(text):
-    text = text.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    # Go writes up to nanoseconds; Python parses up to microseconds.
-    if "." in text:
-        head, rest = text.split(".", 1)
-        digits = ""
-        while rest and rest[0].isdigit():
-            digits += rest[0]
-            rest = rest[1:]
-        text = "{}.{}{}".format(head, (digits + "000000")[:6], rest)
-    parsed = datetime.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.timestamp()
-
-
-@implementer(IConsumer)
-class _HashingConsumer:
-    """Consumes a driver read, hashing and counting."""
-
-    def __init__(self, hasher):
-        self.hasher = hasher
-        self.size = 0
-        self.producer = None
-
-    def registerProducer(self, producer, streaming):
-        self.producer = producer
-        if not streaming:
-            # A pull producer wants to be asked.
-            self._pull = True
-            producer.resumeProducing()
-
-    def unregisterProducer(self):
-        self.producer = None
-
-    def write(self, data):
-        self.hasher.update(data)
-        self.size += len(data)
-        if self.producer is not None and getattr(self, "_pull", False):
-            self.producer.resumeProducing()
-
-
-class UploadWriter:
-    """
-    Appends to one upload's ``data``, hashing (sha256) on the way.
-
-    Obtained from L{Registry.open_upload}; ended by ``close()`` (keep the
-    upload resumable) or handed to L{Registry.finish_upload}.
-    """
-
-    def __init__(self, registry, name, upload_id, writer, hasher, lock):
-        self._registry = registry
-        self.name = name
-        self.upload_id = upload_id
-        self._writer = writer
-        self._hasher = hasher
-        self._lock = lock
-        self.start = writer.size
-        self.open = True
-
-    @property
-    def size(self):
-        return self._writer.size
-
-    def write(self, data):
-        """@return: Deferred firing when more may be written (back-pressure)."""
-        if self._hasher is not None:
-            self._hasher.update(data)
-        return self._writer.write(data)
-
-    async def close(self):
-        """Persist what was written; the upload stays resumable."""
-        if not self.open:
-            return
-        self.open = False
-        try:
-            await self._writer.close()
-            self._registry._remember_hash(self.name, self.upload_id, self._writer.size, self._hasher)
-        except Exception:
-            self._registry._forget_hash(self.name, self.upload_id)
-            raise
-        finally:
-            self._lock.release()
-
-    async def _commit(self):
-        self.open = False
-        try:
-            await self._writer.commit()
-            return self._writer.size, self._hasher
-        finally:
-            self._lock.release()
-
-    async def _cancel(self):
-        self.open = False
-        try:
-            await self._writer.cancel()
-        finally:
-            self._lock.release()
 
 
 class Registry:
@@ -374,7 +267,7 @@ class Registry:
         """Create an upload. @return: its id (str)."""
         self.check_writable()
         upload_id = str(uuidlib.uuid4())
-        await self.driver.put_content(paths.upload_startedat(name, upload_id), _rfc3339(self._now()).encode("ascii"))
+        await self.driver.put_content(paths.upload_startedat(name, upload_id), format_rfc3339(self._now()).encode("ascii"))
         writer = await self.driver.writer(paths.upload_data(name, upload_id))
         await writer.close()
         self._remember_hash(name, upload_id, 0, digest_hasher())
@@ -423,14 +316,14 @@ class Registry:
                 )
             state = self._hash_states.get((name, upload_id))
             hasher = state[1].copy() if state is not None and state[0] == writer.size else None
-            return UploadWriter(self, name, upload_id, writer, hasher, _Releaser(self, name, upload_id, lock))
+            return UploadWriter(self, name, upload_id, writer, hasher, LockReleaser(self, name, upload_id, lock))
         except BaseException:
             self._release_lock(name, upload_id, lock)
             raise
 
     async def _hash_stored(self, path, digest):
         hasher = digest.hasher()
-        consumer = _HashingConsumer(hasher)
+        consumer = HashingConsumer(hasher)
         await self.driver.read(path, consumer)
         return Digest(digest.algorithm, hasher.hexdigest()), consumer.size
 
@@ -511,7 +404,7 @@ class Registry:
                 for upload in await self._list(info.path):
                     started = None
                     try:
-                        started = _parse_rfc3339((await self.driver.get_content(upload + "/startedat")).decode("ascii"))
+                        started = parse_rfc3339((await self.driver.get_content(upload + "/startedat")).decode("ascii"))
                     except (PathNotFound, ValueError, UnicodeDecodeError):
                         try:
                             started = (await self.driver.stat(upload)).modified
@@ -733,24 +626,6 @@ class Registry:
         except PathNotFound:
             return []
         return sorted(names)
-
-
-class _Releaser:
-    """Releases an upload lock once, dropping it when nobody waits."""
-
-    def __init__(self, registry, name, upload_id, lock):
-        self._args = (registry, name, upload_id, lock)
-        self._done = False
-
-    def release(self):
-        if not self._done:
-            self._done = True
-            registry, name, upload_id, lock = self._args
-            registry._release_lock(name, upload_id, lock)
-
-
-def digest_hasher():
-    return Digest(CANONICAL, "0" * 64).hasher()
 
 
 __all__ = ["Registry", "BlobDescriptor", "ManifestRecord", "UploadWriter"]
