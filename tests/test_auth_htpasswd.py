@@ -226,9 +226,19 @@ class AuthenticatorTests(unittest.TestCase):
 
     @async_test
     async def test_reload_keeps_users_when_file_unreadable(self):
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
         auth = self.make()
         os.unlink(self.path)
         self.assertFalse(await auth.reload())
+        for _ in range(2):
+            with self.assertRaises(Unauthorized):
+                await auth.authenticate(basic("alice", "guess"), "guesser")
+        errors = [e for e in events if "cannot re-read" in e.get("log_format", "")]
+        self.assertEqual(len(errors), 1)
         self.assertEqual(await auth.authenticate(basic("alice", "wonderland"), "c"), "alice")
         self.write({"alice": b"x"})
         self.assertTrue(await auth.reload())

@@ -179,6 +179,7 @@ class HtpasswdAuthenticator:
         self._stamp = None
         self._dummies = {}
         self._refreshing = None
+        self._last_error = None
         try:
             ensure_htpasswd_file(path)
             loaded = _load(path, None, self._dummies)
@@ -285,12 +286,17 @@ class HtpasswdAuthenticator:
         except TooManyRequests:
             raise
         except Exception as error:
-            log.error(
-                "cannot re-read htpasswd file {path} ({error}); keeping the previous users",
-                path=self.path,
-                error=getattr(error, "strerror", None) or error,
-            )
+            reason = str(getattr(error, "strerror", None) or error)
+            # Every uncached login re-checks the file: say it once, not per request.
+            if reason != self._last_error:
+                self._last_error = reason
+                log.error(
+                    "cannot re-read htpasswd file {path} ({error}); keeping the previous users",
+                    path=self.path,
+                    error=reason,
+                )
         else:
+            self._last_error = None
             changed = self._apply(loaded)
         finally:
             self._last_check = self._reactor.seconds()
