@@ -820,6 +820,12 @@ class URLTests(APITestCase):
         response = await self.request("POST", "repo/blobs/uploads/", headers={
             "Forwarded": 'for=1.2.3.4;proto=https;host="f.example"'})
         self.assertTrue(self.header(response, "location").startswith("https://f.example/v2/repo/"))
+        response = await self.request("POST", "repo/blobs/uploads/", headers={
+            "X-Forwarded-Proto": "https, http", "Forwarded": "proto=http", "X-Forwarded-Host": "a.example, b",
+            "X-Forwarded-Port": "444"})
+        self.assertTrue(self.header(response, "location").startswith("https://a.example:444/v2/repo/"))
+        response = await self.request("POST", "repo/blobs/uploads/")
+        self.assertTrue(self.header(response, "location").startswith("http://registry.test/v2/repo/"))
 
 
 class HostURLTests(APITestCase):

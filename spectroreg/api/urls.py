@@ -5,9 +5,10 @@ Building ``Location`` and ``Link`` URLs the way Distribution does.
   ``http.prefix`` is not added, as in Distribution).
 - else ``http.relativeurls``: paths only (including the prefix the request
   came in on; Distribution drops it there, which breaks prefixed setups).
-- else absolute URLs from the request: scheme and host from
-  ``Forwarded`` / ``X-Forwarded-Proto`` / ``X-Forwarded-Host``, else the
-  connection and the ``Host`` header.
+- else absolute URLs from the request: scheme from ``X-Forwarded-Proto``,
+  else ``Forwarded: proto=``, else the connection; host from
+  ``X-Forwarded-Host``, else ``Forwarded: host=``, else ``Host``; plus
+  ``X-Forwarded-Port`` when the host has no port.
 
 Upload URLs carry ``_state``, an HMAC of the repository name and upload id
 under ``http.secret`` when one is configured, so an upload id alone is not
@@ -45,6 +46,19 @@ def _forwarded(request):
     return proto, host
 
 
+def _first(value):
+    """The first of a comma-separated list of values, as proxies append."""
+    if not value:
+        return None
+    return value.split(",", 1)[0].strip() or None
+
+
+def _has_port(host):
+    if host.startswith("["):
+        return "]:" in host
+    return ":" in host
+
+
 def base_path(request):
     """The path the request reached ``/v2`` on, e.g. ``/prefix/v2``."""
     segments = [s.decode("utf-8", "replace") if isinstance(s, bytes) else s for s in request.prepath]
@@ -70,13 +84,10 @@ class URLBuilder:
         path = base_path(self._request)
         if settings is not None and settings.relativeurls:
             return path
-        proto, host = _forwarded(self._request)
-        proto = proto or _header(self._request, "x-forwarded-proto")
-        host = host or _header(self._request, "x-forwarded-host")
-        if proto:
-            proto = proto.split(",", 1)[0].strip()
-        if host:
-            host = host.split(",", 1)[0].strip()
+        # Distribution's order: X-Forwarded-* first, then Forwarded.
+        forwarded_proto, forwarded_host = _forwarded(self._request)
+        proto = _first(_header(self._request, "x-forwarded-proto")) or forwarded_proto
+        host = _first(_header(self._request, "x-forwarded-host")) or forwarded_host
         if not proto:
             proto = "https" if self._request.isSecure() else "http"
         if not host:
@@ -84,6 +95,9 @@ class URLBuilder:
         if not host:
             address = self._request.getHost()
             host = "{}:{}".format(address.host, address.port)
+        port = _first(_header(self._request, "x-forwarded-port"))
+        if port and port.isdigit() and not _has_port(host):
+            host = "{}:{}".format(host, port)
         return "{}://{}{}".format(proto, host, path)
 
     def url(self, *parts, query=None):
