@@ -188,6 +188,16 @@ class AuthenticatorTests(unittest.TestCase):
                 await auth.authenticate(header, "client-{}".format(id(header)))
 
     @async_test
+    async def test_every_bcrypt_prefix_logs_in(self):
+        with open(self.path, "wb") as handle:
+            for prefix in (b"$2a$", b"$2b$", b"$2y$"):
+                user = prefix.strip(b"$")
+                handle.write(user + b":" + hash_password(b"pw-" + user, prefix) + b"\n")
+        auth = self.make()
+        for user in ("2a", "2b", "2y"):
+            self.assertEqual(await auth.authenticate(basic(user, "pw-" + user), "c"), user)
+
+    @async_test
     async def test_unknown_user_costs_a_bcrypt_check(self):
         auth = self.make()
         with self.assertRaises(Unauthorized):
