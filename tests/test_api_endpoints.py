@@ -374,6 +374,15 @@ class UploadTests(APITestCase):
             self.assertError(response, 404, "BLOB_UPLOAD_UNKNOWN")
 
     @async_test
+    async def test_hostile_upload_ids(self):
+        location = await self.start_upload("other")
+        upload_id = location.rsplit("/", 1)[1]
+        for hostile in ["..", ".", "..%2F..%2Fother%2F_uploads%2F" + upload_id, "a%3Db", "x" * 200]:
+            for method, suffix in [("GET", ""), ("PATCH", ""), ("PUT", "?digest=" + sha(b"")), ("DELETE", "")]:
+                response = await self.request(method, "repo/blobs/uploads/" + hostile + suffix, data=b"")
+                self.assertError(response, 404, "BLOB_UPLOAD_UNKNOWN")
+
+    @async_test
     async def test_upload_of_other_repository(self):
         location = await self.start_upload("one")
         response = await self.request("GET", None, url=location.replace("/one/", "/two/"))
@@ -647,6 +656,13 @@ class ManifestTests(APITestCase):
         self.assertEqual(json.loads(response.body)["tags"], ["v2"])
         response = await self.request("DELETE", "repo/manifests/" + digest)
         self.assertError(response, 404, "MANIFEST_UNKNOWN")
+
+    @async_test
+    async def test_delete_invalid_reference(self):
+        response = await self.request("DELETE", "repo/manifests/sha256:nothex")
+        self.assertError(response, 400, "DIGEST_INVALID")
+        response = await self.request("DELETE", "repo/blobs/sha256:nothex")
+        self.assertError(response, 400, "DIGEST_INVALID")
 
     @async_test
     async def test_delete_by_tag_untags(self):

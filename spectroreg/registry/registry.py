@@ -10,6 +10,7 @@ storage, or this one after a restart, can continue them.
 """
 
 import json
+import re
 import uuid as uuidlib
 
 from twisted.internet import defer
@@ -30,6 +31,8 @@ from spectroreg.storage.interfaces import SKIP_DIR
 log = Logger()
 
 BLOB_MEDIA_TYPE = "application/octet-stream"
+
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class BlobDescriptor:
@@ -274,6 +277,9 @@ class Registry:
         return upload_id
 
     async def upload_exists(self, name, upload_id):
+        if not _UPLOAD_ID.match(upload_id) or upload_id in (".", ".."):
+            # Not an id we (or Distribution) hand out, and no storage path.
+            return False
         return await self._exists(paths.upload_startedat(name, upload_id))
 
     async def upload_size(self, name, upload_id):
