@@ -1020,3 +1020,46 @@ class FallbackWithoutStreamingTests(APITestCase):
         self.assertEqual(response.code, 201, response.body)
         await self.push_blob("repo", b"monolithic")
         await self.push_image("repo", "v1")
+
+
+class ClientMistakesTests(APITestCase):
+    """Whatever a client sends, the answer is never a 500."""
+
+    @async_test
+    async def test_no_500(self):
+        await self.push_image("repo", "v1")
+        location = await self.start_upload()
+        upload = location.split("/v2/", 1)[1]
+        nested = b"[" * 100000 + b"]" * 100000
+        cases = [
+            ("GET", "repo/blobs/" + EMPTY_SHA, None, {"Range": "bytes=abc"}),
+            ("GET", "repo/blobs/" + EMPTY_SHA, None, {"Range": "bytes=99999999999999999999-"}),
+            ("PATCH", upload, b"x", {"Content-Range": "bytes=abc"}),
+            ("PATCH", upload, b"x", {"Content-Range": "5-1"}),
+            ("PUT", upload + "?digest=", b"x", {}),
+            ("PUT", upload + "?digest=sha256:" + "0" * 64 + "&digest=x", b"", {}),
+            ("GET", "repo/tags/list?n=abc", None, {}),
+            ("GET", "repo/tags/list?n=99999999999999999999999", None, {}),
+            ("GET", "_catalog?n=-5", None, {}),
+            ("GET", "_catalog?last=%ff%fe", None, {}),
+            ("POST", "repo/blobs/uploads/?mount=&from=", None, {}),
+            ("POST", "repo/blobs/uploads/?mount=" + EMPTY_SHA + "&from=NOT..VALID", None, {}),
+            ("POST", "repo/blobs/uploads/?digest=", b"x", {}),
+            ("PUT", "repo/manifests/v2", nested, {"Content-Type": mf.OCI_MANIFEST}),
+            ("PUT", "repo/manifests/v2", b"\x00\xff" * 10, {"Content-Type": mf.OCI_MANIFEST}),
+            ("PUT", "repo/manifests/v2", b'{"schemaVersion": 2, "config": 5}', {}),
+            ("PUT", "repo/manifests/v2", b'{"schemaVersion": 2, "manifests": [{"size": 1e400}]}',
+             {"Content-Type": mf.OCI_INDEX}),
+            ("PUT", "repo/manifests/v2", b'{"schemaVersion": 2, "mediaType": 7}', {}),
+            ("GET", "repo/referrers/" + EMPTY_SHA + "?artifactType=%00", None, {}),
+            ("GET", "%ff%fe/tags/list", None, {}),
+            ("GET", "repo/manifests/%ff", None, {}),
+            ("GET", "repo/blobs/uploads/%ff", None, {}),
+            ("OPTIONS", "repo/manifests/v1", None, {}),
+            ("TRACE", "", None, {}),
+        ]
+        for method, path, data, headers in cases:
+            response = await self.request(method, path, data=data, headers=headers)
+            self.assertLess(response.code, 500, (method, path, response.body[:300]))
+            if response.code >= 400 and method != "HEAD":
+                self.assertIn(b'"errors"', response.body, (method, path))

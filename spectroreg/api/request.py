@@ -22,12 +22,10 @@ never a partial blob.
 
 import collections
 import io
-from urllib.parse import parse_qs
-
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import server
-from twisted.web.http import unquote
+from twisted.web.http import parse_qs, unquote
 
 from spectroreg.registry.errors import error_body
 
@@ -260,7 +258,11 @@ class RegistryRequest(server.Request):
         return claim(self)
 
     def gotLength(self, length):
-        policy = self._claimed_body()
+        try:
+            policy = self._claimed_body()
+        except Exception:
+            log.failure("deciding what to do with a request body")
+            policy = None
         if policy is _UNKNOWN:
             server.Request.gotLength(self, length)
             return

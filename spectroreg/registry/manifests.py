@@ -121,7 +121,7 @@ def _descriptor(value, where):
 def load_json(body):
     try:
         document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise _invalid("manifest is not valid JSON")
     if not isinstance(document, dict):
         raise _invalid("manifest must be a JSON object")
@@ -136,7 +136,7 @@ def media_type_of(body):
     """
     try:
         document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return OCI_MANIFEST
     if not isinstance(document, dict):
         return OCI_MANIFEST
