@@ -45,16 +45,29 @@ BROKEN = [
 
 class StartupTimeTests(unittest.TestCase):
     def test_first_answer_within_a_second(self):
-        """Process start to the first answered request (median of 3 runs)."""
-        figures = []
+        """
+        Process start to the first answered request, three runs. The target
+        is under a second; the bounds leave room for a shared, loaded CI
+        machine: the best wall time and the CPU the daemon used until it
+        answered (read from /proc), which load inflates far less.
+        """
+        walls, cpus = [], []
+        ticks = os.sysconf("SC_CLK_TCK")
         for _ in range(3):
             daemon = start_daemon(self, minimal_config())
-            figures.append(daemon.ready_at - daemon.started_at)
+            walls.append(daemon.ready_at - daemon.started_at)
+            with open("/proc/%d/stat" % daemon.process.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpus.append((int(fields[11]) + int(fields[12])) / ticks)
             daemon.stop()
-        figures.sort()
-        sys.stderr.write("start to first answer: {}\n".format(", ".join("%.3fs" % f for f in figures)))
-        # The target is 1 s; the bound leaves room for a loaded CI machine.
-        self.assertLess(figures[1], 3.0)
+        sys.stderr.write(
+            "start to first answer: wall {}; CPU {}\n".format(
+                ", ".join("%.3fs" % f for f in sorted(walls)),
+                ", ".join("%.2fs" % f for f in sorted(cpus)),
+            )
+        )
+        self.assertLess(min(walls), 2.0)
+        self.assertLess(sorted(cpus)[1], 1.5)
 
     def test_heavy_modules_stay_unloaded(self):
         """No S3, ACME or TLS code is imported for a plain filesystem registry."""
