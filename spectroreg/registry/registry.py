@@ -497,14 +497,16 @@ class Registry:
         blob_path = paths.blob_data(digest)
         if not await self._exists(blob_path):
             await self.driver.put_content(blob_path, body)
+        if manifest.subject is not None:
+            # Before the revision: an entry whose revision is missing is
+            # ignored, so a crash in between leaves no hole in the index.
+            await self._add_referrer(name, digest, len(body), manifest)
         await self._write_link(paths.revision_link(name, digest), digest)
         if self.cache is not None:
             self.cache.link(name, digest)
         if not isinstance(reference, Digest):
             await self._write_link(paths.tag_index_link(name, reference, digest), digest)
             await self._write_link(paths.tag_current_link(name, reference), digest)
-        if manifest.subject is not None:
-            await self._add_referrer(name, digest, len(body), manifest)
         return digest, manifest
 
     async def delete_manifest(self, name, reference):
