@@ -267,3 +267,30 @@ class TimestampTests(unittest.SynchronousTestCase):
         self.assertEqual(parse_rfc3339("2023-11-14T22:13:20.250000Z"), 1700000000.25)
         self.assertEqual(parse_rfc3339("2023-11-14T22:13:20Z"), 1700000000)
         self.assertEqual(parse_rfc3339("2023-11-14T23:13:20.5+01:00"), 1700000000.5)
+
+
+class FailingWriteTests(unittest.TestCase):
+    """A write storage refused leaves no wrong hash behind."""
+
+    @async_test
+    async def test_hash_recomputed_after_failed_write(self):
+        from spectroreg.storage.errors import StorageError
+
+        clock = task.Clock()
+        driver = ValidatingDriver(InMemoryDriver(reactor=clock))
+        registry = Registry(driver, SETTINGS, reactor=clock)
+        upload_id = await registry.start_upload("r")
+        writer = await registry.open_upload("r", upload_id, 0)
+        await writer.write(b"kept")
+        inner = writer._writer
+        original = inner.write
+        inner.write = lambda data: defer.fail(StorageError("disk full"))
+        with self.assertRaises(StorageError):
+            await writer.write(b"lost")
+        inner.write = original
+        await writer.close()
+        self.assertNotIn(("r", upload_id), registry._hash_states)
+        writer = await registry.open_upload("r", upload_id, 4)
+        await writer.write(b"!")
+        descriptor = await registry.finish_upload("r", upload_id, sha(b"kept!"), writer)
+        self.assertEqual(descriptor.size, 5)

@@ -260,7 +260,9 @@ class Registry:
             self._upload_locks.pop((name, upload_id), None)
 
     def _remember_hash(self, name, upload_id, offset, hasher):
-        if hasher is not None:
+        if hasher is None:
+            self._forget_hash(name, upload_id)
+        else:
             self._hash_states[(name, upload_id)] = (offset, hasher.copy())
 
     def _forget_hash(self, name, upload_id):

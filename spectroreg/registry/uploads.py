@@ -87,7 +87,14 @@ class UploadWriter:
         """@return: Deferred firing when more may be written (back-pressure)."""
         if self._hasher is not None:
             self._hasher.update(data)
-        return self._writer.write(data)
+        d = self._writer.write(data)
+        d.addErrback(self._write_failed)
+        return d
+
+    def _write_failed(self, failure):
+        # The hash now covers bytes storage may not hold: recompute later.
+        self._hasher = None
+        return failure
 
     async def close(self):
         """Persist what was written; the upload stays resumable."""
