@@ -316,3 +316,33 @@ class DownloadTests(StreamingTestCase):
         self.assertLess(len(client.received), len(data))
         response = await self.http("GET", self.base + "repo/blobs/" + sha(data), headers={"Range": "bytes=0-9"})
         self.assertEqual((response.code, response.body), (206, b"d" * 10))
+
+
+class KeepAliveTests(StreamingTestCase):
+    @async_test
+    async def test_streamed_requests_on_one_connection(self):
+        """After a streamed body the connection reads the next request."""
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = 1
+        self.connections = []
+        build = self.site.buildProtocol
+
+        def counting_build(address):
+            self.connections.append(address)
+            return build(address)
+
+        self.site.buildProtocol = counting_build
+        self.addCleanup(self.pool.closeCachedConnections)
+        location = await self.start_upload()
+        data = b""
+        for index in range(3):
+            chunk = bytes([65 + index]) * (512 * 1024)
+            response = await self.http("PATCH", location, data=chunk)
+            self.assertEqual(response.code, 202, response.body)
+            data += chunk
+        response = await self.http("PUT", location + "?digest=" + sha(data))
+        self.assertEqual(response.code, 201, response.body)
+        response = await self.http("GET", self.base + "repo/blobs/" + sha(data))
+        self.assertEqual(response.body, data)
+        self.assertEqual(len(self.streams), 4)
+        self.assertEqual(len(self.connections), 1)
