@@ -346,3 +346,72 @@ class KeepAliveTests(StreamingTestCase):
         self.assertEqual(response.body, data)
         self.assertEqual(len(self.streams), 4)
         self.assertEqual(len(self.connections), 1)
+
+
+class FilesystemStreamingTests(StreamingTestCase):
+    """The same streaming over the filesystem driver, whose writes complete in threads."""
+
+    def setUp(self):
+        StreamingTestCase.setUp(self)
+        from spectroreg.registry import Registry
+        from spectroreg.storage.filesystem import FilesystemDriver
+
+        self.root = self.mktemp()
+        filesystem = FilesystemDriver(self.root, maxthreads=4, reactor=reactor)
+        self.addCleanup(filesystem.stop)
+        self.registry = Registry(ValidatingDriver(filesystem), self.settings.storage, reactor=reactor)
+        self.api = make_api_resource(self.registry, self.settings)
+        self.site.resource = make_root(self.api)
+
+    def files(self):
+        import os
+
+        found = []
+        for top, _, names in os.walk(self.root):
+            found.extend(os.path.join(top, name) for name in names)
+        return found
+
+    @async_test
+    async def test_patch_streamed(self):
+        data = bytes(range(256)) * (8 * MiB // 256)
+        location = await self.start_upload()
+        response = await self.http("PATCH", location, data=data)
+        self.assertEqual(response.code, 202, response.body)
+        self.assertLess(self.streams[0].max_queued, 1 * MiB)
+        response = await self.http("PUT", location + "?digest=" + sha(data))
+        self.assertEqual(response.code, 201, response.body)
+        response = await self.http("GET", self.base + "repo/blobs/" + sha(data))
+        self.assertEqual(response.body, data)
+
+    @async_test
+    async def test_disconnect_mid_monolithic_post_leaves_nothing(self):
+        data = b"m" * MiB
+        path = "/v2/repo/blobs/uploads/?digest=" + sha(data)
+        await self.raw(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"
+                       + data[:200000], close_after=True)
+        for _ in range(100):
+            if not any("/_uploads/" in p for p in self.files()):
+                break
+            await task.deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual([p for p in self.files() if "/_uploads/" in p or "/blobs/" in p], [])
+
+    @async_test
+    async def test_disconnect_mid_patch_resumable(self):
+        location = await self.start_upload()
+        path = location.split(str(self.port.getHost().port), 1)[1]
+        partial = b"p" * (400 * 1024)
+        await self.raw(b"PATCH " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"
+                       + partial, close_after=True)
+        for _ in range(100):
+            if not self.registry._upload_locks:
+                break
+            await task.deferLater(reactor, 0.02, lambda: None)
+        status = await self.http("GET", location)
+        size = int(status.headers.getRawHeaders("range")[0].split("-")[1]) + 1
+        self.assertLessEqual(size, len(partial))
+        rest = b"r" * 1000
+        response = await self.http("PATCH", location, data=rest,
+                                   headers={"Content-Range": "{}-{}".format(size, size + len(rest) - 1)})
+        self.assertEqual(response.code, 202, response.body)
+        response = await self.http("PUT", location + "?digest=" + sha(partial[:size] + rest))
+        self.assertEqual(response.code, 201, response.body)
