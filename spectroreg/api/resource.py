@@ -114,8 +114,9 @@ class RegistryAPI(resource.Resource):
 
     def render(self, request):
         d = defer.ensureDeferred(self._handle(request))
-        d.addErrback(lambda f: log.failure("answering {method} {uri}", f,
-                                           method=request.method, uri=request.uri))
+        # Paths only in logs: upload URLs carry a _state token in the query.
+        d.addErrback(lambda f: log.failure("answering {method} {path}", f,
+                                           method=request.method, path=request.path))
         return server.NOT_DONE_YET
 
     def request_body_policy(self, request):
@@ -184,8 +185,8 @@ class RegistryAPI(resource.Resource):
         except Exception as exception:
             error = as_registry_error(exception, self._authenticator)
             if error is None:
-                log.failure("internal error answering {method} {uri}", Failure(),
-                            method=request.method, uri=request.uri)
+                log.failure("internal error answering {method} {path}", Failure(),
+                            method=request.method, path=request.path)
                 error = internal_error()
             self._send_error(request, error)
 
