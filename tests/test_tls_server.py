@@ -259,6 +259,34 @@ class ServerTLSTests(TLSServerMixin, unittest.TestCase):
         )
 
     @async_test
+    async def test_rsa_certificate(self):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        leaf = self.pki.leaf(self.intermediate, "localhost")
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(leaf.certificate.subject)
+            .issuer_name(leaf.certificate.issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(leaf.certificate.not_valid_before)
+            .not_valid_after(leaf.certificate.not_valid_after)
+            .add_extension(
+                leaf.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value,
+                critical=False,
+            )
+            .sign(self.intermediate.key, hashes.SHA256())
+        )
+        cert_path, key_path = self.pki.write_pair("rsa", Issued(key, certificate), chain=[self.intermediate])
+        _, port = self.start_tls_server(make_server_tls(TLSSettings(certificate=cert_path, key=key_path)))
+        info = await in_thread(
+            tls_request, port, client_context(cafile=self.root_path, maximum=ssl.TLSVersion.TLSv1_2)
+        )
+        self.assertEqual(info["cipher"], "ECDHE-RSA-AES128-GCM-SHA256")
+        self.assertTrue(info["response"].startswith(b"HTTP/1.1 200"))
+
+    @async_test
     async def test_alpn_http11(self):
         _, port = self.start_tls_server(make_server_tls(self.settings()))
         info = await in_thread(tls_request, port, client_context(alpn=["h2", "http/1.1"]))
