@@ -75,13 +75,14 @@ class BodyStream:
     # transport control
 
     def _pause(self):
-        channel = self._request.channel
+        # A finished request has no channel attribute at all.
+        channel = getattr(self._request, "channel", None)
         if not self._paused and channel is not None:
             self._paused = True
             channel.pauseProducing()
 
     def _resume(self):
-        channel = self._request.channel
+        channel = getattr(self._request, "channel", None)
         if self._paused:
             self._paused = False
             if channel is not None:
