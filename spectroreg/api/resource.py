@@ -215,8 +215,9 @@ class RegistryAPI(resource.Resource):
             return
         if getattr(request, "startedWriting", False):
             # Headers are out: nothing to do but cut the response short.
-            if request.channel is not None and request.channel.transport is not None:
-                request.channel.transport.abortConnection()
+            channel = getattr(request, "channel", None)
+            if channel is not None and channel.transport is not None:
+                channel.transport.abortConnection()
             return
         self._send(request, error.status, error.body(), error.headers, JSON)
 
