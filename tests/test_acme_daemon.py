@@ -6,8 +6,10 @@ pushed and pulled by skopeo verifying against pebble's root only, and a
 restart that reuses the cache.
 """
 
+import hashlib
 import http.client
 import os
+import ssl
 import time
 
 from twisted.internet import reactor, task, threads
@@ -19,7 +21,41 @@ from tests.support.skopeo import Skopeo
 from tests.test_acme_pebble import PebbleWorld, https_get, serial_of
 
 
-class DaemonACMETests(PebbleWorld):
+def pull(port, root_pem, image, repository="acme/app", tag="1.0", connection=None):
+    """
+    Pull C{image} over TLS verified against C{root_pem} with the name
+    ``localhost`` (a new connection unless one is given); check every byte.
+    @return: the serial number of the certificate the server presented.
+    """
+    own = connection is None
+    if own:
+        context = ssl.create_default_context(cadata=root_pem.decode("ascii"))
+        connection = http.client.HTTPSConnection("localhost", port, context=context, timeout=10)
+    try:
+        def get(path, accept=None):
+            connection.request("GET", path, headers={"Accept": accept} if accept else {})
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise AssertionError("GET {} answered {}".format(path, response.status))
+            return body
+
+        manifest = get("/v2/{}/manifests/{}".format(repository, tag), image.manifest.media_type)
+        if manifest != image.manifest.data:
+            raise AssertionError("manifest differs")
+        for blob in image.blobs():
+            data = get("/v2/{}/blobs/{}".format(repository, blob.digest))
+            if "sha256:" + hashlib.sha256(data).hexdigest() != blob.digest:
+                raise AssertionError("blob {} differs".format(blob.digest))
+        return serial_of(connection.sock.getpeercert(True))
+    finally:
+        if own:
+            connection.close()
+
+
+class DaemonWorld(PebbleWorld):
+    """PebbleWorld plus the daemon: config, start, push, wait for a trusted certificate."""
+
     timeout = 180
 
     def daemon_config(self, **letsencrypt):
@@ -65,6 +101,20 @@ class DaemonACMETests(PebbleWorld):
                     )
             await task.deferLater(reactor, 0.25, lambda: None)
 
+    async def push(self, root, image):
+        certs_dir = os.path.abspath(self.mktemp())
+        os.makedirs(certs_dir)
+        with open(os.path.join(certs_dir, "ca.crt"), "wb") as f:
+            f.write(root)
+        skopeo = Skopeo(os.path.abspath(self.mktemp()))
+        layout = write_oci_layout(os.path.abspath(self.mktemp()), image, "1.0")
+        await threads.deferToThread(
+            skopeo.run, "copy", "--preserve-digests", "--dest-cert-dir", certs_dir, "--retry-times", "0",
+            "oci:{}:1.0".format(layout), "docker://localhost:{}/acme/app:1.0".format(self.tls_port),
+        )
+
+
+class DaemonACMETests(DaemonWorld):
     @async_test
     async def test_tls_alpn_push_pull_restart(self):
         await self.start_world()
@@ -108,6 +158,25 @@ class DaemonACMETests(PebbleWorld):
         await task.deferLater(reactor, 1.0, lambda: None)
         self.assertEqual(self.pebble.orders(), orders)
         self.assertEqual(sorted(os.listdir(self.cachefile)), ["acme_account+key", "localhost"])
+
+    @async_test
+    async def test_ca_down_at_start(self):
+        """
+        pebble is down when the daemon starts: it serves with its self-signed
+        certificate, retries, and gets its certificate once pebble is up.
+        """
+        await self.start_world(start_pebble=False)
+        daemon = self.make_daemon(self.daemon_config())
+        await daemon.start_async(timeout=20)
+        status, _, der = await threads.deferToThread(https_get, self.tls_port, "localhost", None)
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+        await task.deferLater(reactor, 1.0, lambda: None)
+        self.assertIn("retrying in 10 s, serving a self-signed certificate", daemon.log_text())
+        await self.pebble.start()
+        root = await self.pebble.root_pem()
+        status, der_real = await self.wait_for_certificate(root, seconds=30, daemon=daemon)
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+        self.assertNotEqual(serial_of(der_real), serial_of(der))
 
     @async_test
     async def test_http01_listener(self):

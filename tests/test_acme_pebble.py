@@ -200,40 +200,6 @@ class PebbleTests(PebbleWorld):
         self.assertEqual(second.issuer.issued, [])
 
     @async_test
-    async def test_renewal_while_clients_keep_requesting(self):
-        """
-        30-second certificates are renewed (at 2/3 of their lifetime) while a
-        client keeps requesting over new connections and over one kept open:
-        no request fails and the served certificate changes.
-        """
-        await self.start_world(validity=30)
-        setup, _ = await self.start_registry(self.settings(hosts=("localhost",)))
-        await self.wait_valid(setup)
-        root = await self.pebble.root_pem()
-        failures, serials, count = [], set(), 0
-        # One connection opened before the renewal and used after it.
-        kept = await threads.deferToThread(_KeptConnection, self.tls_port, "localhost", root)
-        self.addCleanup(kept.close)
-        deadline = time.monotonic() + 45
-        while len(setup.issuer.issued) < 2 and time.monotonic() < deadline:
-            try:
-                status, _, der = await threads.deferToThread(https_get, self.tls_port, "localhost", root)
-                count += 1
-                serials.add(serial_of(der))
-                if status != b"HTTP/1.1 200 OK":
-                    failures.append(status)
-            except Exception as e:
-                failures.append(repr(e))
-            await task.deferLater(reactor, 0.2, lambda: None)
-        status, _, der = await threads.deferToThread(https_get, self.tls_port, "localhost", root)
-        serials.add(serial_of(der))
-        self.assertEqual(failures, [])
-        self.assertGreaterEqual(len(setup.issuer.issued), 2, "no renewal within 45 s")
-        self.assertGreaterEqual(len(serials), 2)
-        self.assertEqual(await threads.deferToThread(kept.get), b"{}")
-        print("\n{} requests during renewal, 0 failed, {} certificates seen".format(count, len(serials)))
-
-    @async_test
     async def test_ca_down_at_start(self):
         """
         pebble is down when the registry starts: the fallback certificate is
@@ -303,29 +269,3 @@ class PrivateCATrustTests(PebbleWorld):
         self.assertEqual(self.pebble.orders(), 0)
         os.environ["SSL_CERT_FILE"] = self.pebble.api_ca_file
         await self.wait_valid(setup, seconds=30)
-
-
-class _KeptConnection:
-    """A persistent HTTP/1.1 connection over TLS, used from threads."""
-
-    def __init__(self, port, server_name, root_pem):
-        import http.client
-
-        context = ssl.create_default_context(cadata=root_pem.decode("ascii"))
-        self.connection = http.client.HTTPSConnection(
-            "127.0.0.1", port, context=context, timeout=10
-        )
-        # Verify against the name, connect to the address.
-        self.connection._tunnel_host = None
-        self.server_name = server_name
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.connection.sock = context.wrap_socket(sock, server_hostname=server_name)
-        assert self.get() == b"{}"
-
-    def get(self):
-        self.connection.request("GET", "/v2/", headers={"Host": self.server_name})
-        response = self.connection.getresponse()
-        return response.read()
-
-    def close(self):
-        self.connection.close()
