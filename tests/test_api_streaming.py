@@ -415,3 +415,25 @@ class FilesystemStreamingTests(StreamingTestCase):
         self.assertEqual(response.code, 202, response.body)
         response = await self.http("PUT", location + "?digest=" + sha(partial[:size] + rest))
         self.assertEqual(response.code, 201, response.body)
+
+
+class DownloadFailureTests(StreamingTestCase):
+    @async_test
+    async def test_storage_failure_mid_download_cuts_the_response(self):
+        from spectroreg.storage.errors import StorageError
+
+        data = b"e" * MiB
+        response = await self.http("POST", self.base + "repo/blobs/uploads/?digest=" + sha(data), data=data)
+        self.assertEqual(response.code, 201)
+
+        def failing_read(path, consumer, offset=0, length=None):
+            consumer.write(b"e" * 1000)
+            return defer.fail(StorageError("disk gone", path))
+
+        self.driver.read = failing_read
+        answer = await self.raw("GET /v2/repo/blobs/{} HTTP/1.1\r\nHost: x\r\n\r\n".format(sha(data)).encode())
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertIn(b"200 OK", head)
+        self.assertIn(b"Content-Length: 1048576", head)
+        self.assertEqual(len(body), 1000)
+        self.assertEqual(len(self.flushLoggedErrors(StorageError)), 1)

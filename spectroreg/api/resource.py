@@ -214,10 +214,11 @@ class RegistryAPI(resource.Resource):
         if self._finished(request):
             return
         if getattr(request, "startedWriting", False):
-            # Headers are out: nothing to do but cut the response short.
+            # Headers are out: cut the response short. What was sent still
+            # arrives, so the client sees fewer bytes than Content-Length.
             channel = getattr(request, "channel", None)
             if channel is not None and channel.transport is not None:
-                channel.transport.abortConnection()
+                channel.transport.loseConnection()
             return
         self._send(request, error.status, error.body(), error.headers, JSON)
 
