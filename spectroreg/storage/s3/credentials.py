@@ -11,6 +11,7 @@ about to expire. No credentials at all means unsigned (anonymous) requests.
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 log = Logger()
 
@@ -18,21 +19,24 @@ log = Logger()
 class CredentialSource:
     """
     @param accesskey, secretkey: the config's keys, or None for the chain.
+    @param sessiontoken: with them, for temporary credentials.
     @param reactor: runs the chain in C{reactor.getThreadPool()}.
     @param session_factory: makes a botocore session (tests replace it).
     """
 
-    def __init__(self, accesskey=None, secretkey=None, reactor=None, session_factory=None):
+    def __init__(self, accesskey=None, secretkey=None, reactor=None, session_factory=None,
+                 sessiontoken=None):
         self._reactor = reactor
         self._session_factory = session_factory
         self._static = None
         if accesskey and secretkey:
             from botocore.credentials import Credentials
 
-            self._static = Credentials(accesskey, secretkey).get_frozen_credentials()
+            self._static = Credentials(
+                accesskey, secretkey, sessiontoken or None).get_frozen_credentials()
         self._credentials = None
         self._resolved = False
-        self._pending = None
+        self._waiters = []
 
     def _in_thread(self, function):
         reactor = self._reactor
@@ -81,22 +85,17 @@ class CredentialSource:
 
     def _share(self, function):
         # One resolution at a time; everyone waiting gets its result.
-        if self._pending is None:
-            self._pending = self._in_thread(function)
+        waiter = defer.Deferred()
+        self._waiters.append(waiter)
+        if len(self._waiters) == 1:
 
-            def done(result):
-                self._pending = None
-                return result
+            def finish(result):
+                waiters, self._waiters = self._waiters, []
+                for each in waiters:
+                    if isinstance(result, Failure):
+                        each.errback(result)
+                    else:
+                        each.callback(result)
 
-            self._pending.addBoth(done)
-        result = defer.Deferred()
-
-        def succeeded(value):
-            result.callback(value)
-            return value
-
-        def failed(failure):
-            result.errback(failure)
-
-        self._pending.addCallbacks(succeeded, failed)
-        return result
+            self._in_thread(function).addBoth(finish)
+        return waiter

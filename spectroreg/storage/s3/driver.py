@@ -121,7 +121,9 @@ class S3Driver:
         self.settings = settings
         self.redirect = redirect
         if client is None:
-            credentials = CredentialSource(settings.accesskey, settings.secretkey, reactor)
+            credentials = CredentialSource(
+                settings.accesskey, settings.secretkey, reactor,
+                sessiontoken=getattr(settings, "sessiontoken", None))
             client = S3Client(
                 endpoint_from_settings(settings), settings.bucket, settings.region, credentials,
                 reactor=reactor, clock=self._clock, useragent=settings.useragent,

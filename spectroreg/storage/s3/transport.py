@@ -30,7 +30,8 @@ class BytesProducer:
     """A request body from bytes; see the module docstring."""
 
     def __init__(self, data):
-        self._data = memoryview(data)
+        self._body = data
+        self._data = None
         self.length = len(data)
         self._consumer = None
         self._offset = 0
@@ -39,6 +40,7 @@ class BytesProducer:
         self._done = None
 
     def startProducing(self, consumer):
+        self._data = memoryview(self._body)
         self._consumer = consumer
         self._offset = 0
         self._paused = False
@@ -53,7 +55,17 @@ class BytesProducer:
             self._offset = start + SLICE
             self._consumer.write(bytes(self._data[start:start + SLICE]))
         if self._offset >= self.length and not self._stopped and not self._done.called:
+            self._release()
             self._done.callback(None)
+
+    def _release(self):
+        # Twisted's HTTP client keeps the request (and so this producer) in
+        # reference cycles that only the cyclic GC frees, which runs by
+        # object counts, not bytes: without this, every sent part (MiBs)
+        # would stay in memory until a collection happens to run.
+        self._data = None
+        self._body = None
+        self._consumer = None
 
     def pauseProducing(self):
         self._paused = True
@@ -67,6 +79,7 @@ class BytesProducer:
     def stopProducing(self):
         # IBodyProducer: the Deferred from startProducing must never fire now.
         self._stopped = True
+        self._release()
 
 
 class _Collector(Protocol):

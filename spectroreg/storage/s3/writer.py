@@ -93,7 +93,8 @@ class S3Writer:
         self._buffer += data
         self.size += len(data)
         while len(self._buffer) >= self._chunk:
-            part = bytes(self._buffer[:self._chunk])
+            with memoryview(self._buffer) as view:
+                part = bytes(view[:self._chunk])
             del self._buffer[:self._chunk]
             self._start_part(part)
             while len(self._in_flight) >= self._max_in_flight and self._failure is None:
