@@ -293,6 +293,22 @@ class _WithCAFile(LetsEncryptSettings):
     directorycafile: str = None
 
 
+class PublicNamesTests(unittest.SynchronousTestCase):
+    def test_public_names(self):
+        """What the TLS layer and the daemon import from the package."""
+        import inspect
+
+        import spectroreg.tls.acme as acme
+
+        self.assertEqual(sorted(acme.__all__), ["ACMESetup", "HTTPChallengeRoot", "make_acme_source"])
+        parameters = list(inspect.signature(acme.make_acme_source).parameters)
+        self.assertEqual(parameters[:3], ["letsencrypt_settings", "tls_settings", "reactor"])
+        self.assertEqual(
+            sorted(f.name for f in dataclasses.fields(acme.ACMESetup)),
+            ["http01_resource", "issuer", "services", "source"],
+        )
+
+
 class MakeSourceTests(unittest.SynchronousTestCase):
     def make(self, le, tls=None):
         return make_acme_source(le, tls or TLSSettings(letsencrypt=le), task.Clock(), store=MemoryStore(), transport=object())
