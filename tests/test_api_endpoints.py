@@ -1063,3 +1063,32 @@ class ClientMistakesTests(APITestCase):
             self.assertLess(response.code, 500, (method, path, response.body[:300]))
             if response.code >= 400 and method != "HEAD":
                 self.assertIn(b'"errors"', response.body, (method, path))
+
+
+class InterfaceTests(unittest.TestCase):
+    def test_resource(self):
+        from twisted.web.resource import IResource
+        from zope.interface.verify import verifyObject
+
+        settings = make_settings()
+        api = make_api_resource(make_registry(settings), settings)
+        self.assertTrue(verifyObject(IResource, api))
+
+    def test_request_factory(self):
+        from twisted.web.iweb import IRequest
+        from twisted.web.server import Request
+
+        from spectroreg.api import RegistryRequest
+
+        self.assertTrue(issubclass(RegistryRequest, Request))
+        self.assertTrue(IRequest.implementedBy(RegistryRequest))
+
+    def test_hashing_consumer(self):
+        import hashlib
+
+        from twisted.internet.interfaces import IConsumer
+        from zope.interface.verify import verifyObject
+
+        from spectroreg.registry.uploads import HashingConsumer
+
+        self.assertTrue(verifyObject(IConsumer, HashingConsumer(hashlib.sha256())))
