@@ -89,14 +89,20 @@ class PebbleWorld(unittest.TestCase):
 
     timeout = 120
 
-    async def start_world(self, validity=None, start_pebble=True):
+    async def start_world(self, validity=None, start_pebble=True, nonce_reject=0):
         """pebble (+ challtestsrv), the TLS listener and the HTTP-01 listeners."""
         self.http_port, self.tls_port = validation_ports()
         self.dns = ChallTestSrv(self, reactor)
         await self.dns.start()
         await self.dns.add_a(SECOND, SECOND_ADDRESS)
         self.pebble = Pebble(
-            self, reactor, self.http_port, self.tls_port, validity=validity, dns_server=self.dns.dns_server
+            self,
+            reactor,
+            self.http_port,
+            self.tls_port,
+            validity=validity,
+            dns_server=self.dns.dns_server,
+            nonce_reject=nonce_reject,
         )
         if start_pebble:
             await self.pebble.start()
@@ -226,9 +232,10 @@ class PebbleRestartTests(PebbleWorld):
     async def test_renewal_after_ca_restart(self):
         """
         The CA restarts between issuance and renewal (pebble forgets accounts,
-        nonces and its root): the renewal still succeeds.
+        nonces and its root) and rejects a third of the good nonces: the
+        renewal still succeeds.
         """
-        await self.start_world(validity=15)
+        await self.start_world(validity=15, nonce_reject=30)
         setup, _ = await self.start_registry(
             self.settings(hosts=("localhost",)), retry_initial=0.5, retry_max=2.0
         )
@@ -239,6 +246,7 @@ class PebbleRestartTests(PebbleWorld):
         while len(setup.issuer.issued) < 2 and time.monotonic() < deadline:
             await task.deferLater(reactor, 0.5, lambda: None)
         self.assertGreaterEqual(len(setup.issuer.issued), 2)
+        self.assertGreater(setup.issuer.client.bad_nonces, 0)
         status, body, _ = await threads.deferToThread(https_get, self.tls_port, "localhost", root)
         self.assertEqual(status, b"HTTP/1.1 200 OK")
 

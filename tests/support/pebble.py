@@ -203,7 +203,7 @@ class Pebble(_Program):
     @ivar api_ca_file: the PEM file to trust for pebble's API.
     """
 
-    def __init__(self, testcase, reactor, http_port, tls_port, validity=None, dns_server=None):
+    def __init__(self, testcase, reactor, http_port, tls_port, validity=None, dns_server=None, nonce_reject=0):
         super().__init__(testcase, reactor)
         self.binary = require_binary("pebble")
         self.workdir = os.path.abspath(testcase.mktemp())
@@ -215,6 +215,8 @@ class Pebble(_Program):
         self.tls_port = tls_port
         self.validity = validity
         self.dns_server = dns_server
+        # Percentage of good nonces pebble rejects with badNonce.
+        self.nonce_reject = nonce_reject
         self.starts = 0
         self._previous_logs = []
         testcase.addCleanup(lambda: defer.ensureDeferred(self.stop()))
@@ -246,7 +248,11 @@ class Pebble(_Program):
             argv += ["-dnsserver", self.dns_server]
         env = dict(os.environ)
         env.update(
-            {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
+            {
+                "PEBBLE_VA_NOSLEEP": "1",
+                "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject),
+                "PEBBLE_AUTHZREUSE": "0",
+            }
         )
         if self.output is not None:
             self._previous_logs.append(self.log())
