@@ -81,11 +81,13 @@ class _Hello(resource.Resource):
         return b"hello"
 
 
-def handshake(port, server_name, alpn):
+def handshake(port, server_name, alpn, version=None):
     """(negotiated ALPN, leaf DER) of a TLS handshake with 127.0.0.1:C{port}."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    if version is not None:
+        context.minimum_version = context.maximum_version = version
     context.set_alpn_protocols(alpn)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname=server_name) as tls:
@@ -95,9 +97,12 @@ def handshake(port, server_name, alpn):
 class TLSALPN01ListenerTests(unittest.TestCase):
     """The ALPN callback of the source's contexts, through real handshakes (TLS 1.2 and 1.3)."""
 
+    def listen(self, site):
+        return listen_tls(reactor, 0, self.source, site)
+
     def setUp(self):
         self.source = ACMECertificateSource([HOST])
-        self.port = listen_tls(reactor, 0, self.source, server.Site(_Hello()))
+        self.port = self.listen(server.Site(_Hello()))
         self.addCleanup(self.port.stopListening)
         self.number = self.port.getHost().port
 
@@ -116,6 +121,18 @@ class TLSALPN01ListenerTests(unittest.TestCase):
         self.assertEqual(alpn, "http/1.1")
         self.assertEqual(self.leaf_of(der), self.source.bundle_for(HOST).leaf)
         self.assertTrue(self.source.bundle_for(HOST).fallback)
+
+    @async_test
+    async def test_challenge_over_tls12_and_tls13(self):
+        """The certificate swap in the ALPN callback works under both versions."""
+        self.source.tls_alpn_responder.start(HOST, "tok", KEY_AUTHZ)
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            alpn, der = await threads.deferToThread(handshake, self.number, HOST, ["acme-tls/1"], version)
+            self.assertEqual(alpn, "acme-tls/1", version)
+            self.assertEqual(certs.dns_names(self.leaf_of(der)), [HOST])
+            self.leaf_of(der).extensions.get_extension_for_oid(certs.ACME_IDENTIFIER_OID)
+            alpn, der = await threads.deferToThread(handshake, self.number, HOST, ["http/1.1"], version)
+            self.assertEqual(self.leaf_of(der), self.source.bundle_for(HOST).leaf, version)
 
     @async_test
     async def test_no_pending_challenge(self):
@@ -147,3 +164,22 @@ class TLSALPN01ListenerTests(unittest.TestCase):
         _, after = await threads.deferToThread(handshake, self.number, HOST, ["http/1.1"])
         self.assertNotEqual(self.leaf_of(before), self.leaf_of(after))
         self.assertEqual(self.leaf_of(after), self.source.bundle_for(HOST).leaf)
+
+
+class TLSALPN01DaemonListenerTests(TLSALPN01ListenerTests):
+    """The same handshakes through the daemon's TLS layer (its own SNI and ALPN callbacks)."""
+
+    def listen(self, site):
+        from spectroreg.tls.server import ServerTLS
+
+        return reactor.listenTCP(0, ServerTLS(self.source).wrap_factory(site), interface="127.0.0.1")
+
+    @async_test
+    async def test_challenge_is_per_name(self):
+        # The daemon's layer keeps the first host's certificate for a name
+        # not in hosts; no challenge is ever answered for it.
+        other = "other.example.com"
+        self.source.tls_alpn_responder.start(HOST, "tok", KEY_AUTHZ)
+        alpn, der = await threads.deferToThread(handshake, self.number, other, ["acme-tls/1"])
+        self.assertIsNone(alpn)
+        self.assertNotIn(other, certs.dns_names(self.leaf_of(der)))
