@@ -47,18 +47,6 @@ class HTTPResponse:
         values = self.headers.get(name.lower())
         return values[0] if values else None
 
-    def links(self, relation: str) -> List[str]:
-        """URLs of the ``Link`` headers with ``rel=relation``."""
-        found = []
-        for value in self.headers.get("link", []):
-            for part in value.split(","):
-                url, _, params = part.strip().partition(";")
-                if 'rel="{}"'.format(relation) in params.replace(" ", "") or (
-                    "rel={}".format(relation) in params.replace(" ", "")
-                ):
-                    found.append(url.strip().strip("<>"))
-        return found
-
     def json(self):
         return json.loads(self.body.decode("utf-8"))
 
