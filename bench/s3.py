@@ -32,7 +32,6 @@ import hashlib
 import http.client
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,11 +42,8 @@ SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if SOURCE_ROOT not in sys.path:
     sys.path.insert(0, SOURCE_ROOT)
 
-import yaml  # noqa: E402
-
-from tests.support.moto import S3Proxy, free_port, start_moto  # noqa: E402
+from tests.support.moto import S3Proxy, start_moto, start_registry_s3  # noqa: E402
 from tests.support.rawhttp import add_query, path_of, request  # noqa: E402
-from tests.support.reference import ServerProcess, clean_environment, wait_http_ok  # noqa: E402
 
 MiB = 1024 * 1024
 UNITS = {"": 1, "K": 1024, "M": MiB, "G": 1024 * MiB}
@@ -83,52 +79,9 @@ class Body:
 # servers
 
 
-def s3_config(kind, proxy_endpoint, bucket, port, chunk):
-    s3 = {
-        "accesskey": "bench", "secretkey": "bench", "region": "us-east-1",
-        "regionendpoint": proxy_endpoint, "bucket": bucket, "secure": False,
-        "forcepathstyle": True, "v4auth": True, "chunksize": max(chunk, 5 * MiB),
-        "rootdirectory": "/registry",
-    }
-    return {
-        "version": "0.1",
-        "log": {"level": "warn" if kind == "spectroreg" else "error",
-                "accesslog": {"disabled": True}},
-        "storage": {
-            "s3": s3,
-            "delete": {"enabled": True},
-            "maintenance": {"uploadpurging": {"enabled": False}},
-        },
-        "http": {"addr": "127.0.0.1:{}".format(port), "secret": "bench-secret"},
-    }
-
-
-def start_server(kind, proxy_endpoint, bucket, workdir, chunk):
-    os.makedirs(workdir, exist_ok=True)
-    port = free_port()
-    config_path = os.path.join(workdir, "config.yml")
-    with open(config_path, "w") as f:
-        yaml.safe_dump(s3_config(kind, proxy_endpoint, bucket, port, chunk), f)
-    env = clean_environment()
-    for name in list(env):
-        if name.startswith("AWS_"):
-            del env[name]
-    if kind == "spectroreg":
-        env["PYTHONPATH"] = SOURCE_ROOT
-        command = [sys.executable, "-m", "spectroreg", "serve", config_path]
-    else:
-        command = ["/usr/bin/docker-registry", "serve", config_path]
-    log_path = os.path.join(workdir, "server.log")
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, env=env, cwd=workdir)
-    server = ServerProcess(kind, process, "127.0.0.1", port, log_path, config_path=config_path)
-    try:
-        wait_http_ok(server.host, server.port, timeout=30, process=process)
-    except BaseException as error:
-        server.kill()
-        raise RuntimeError("{} did not start: {}\n{}".format(kind, error, server.log_text()))
-    return server
+def start_server(kind, moto, proxy_endpoint, bucket, workdir, chunk):
+    return start_registry_s3(kind, moto, bucket, workdir, endpoint=proxy_endpoint,
+                             chunksize=max(chunk, 5 * MiB))
 
 
 # registry client
@@ -223,7 +176,7 @@ class ReactorThread:
 
 def measure(kind, args, moto, proxy, reactor_thread, layer, big, workdir):
     bucket = moto.create_bucket("bench-" + kind.replace("-", ""))
-    server = start_server(kind, proxy.endpoint, bucket, os.path.join(workdir, kind), args.chunk)
+    server = start_server(kind, moto, proxy.endpoint, bucket, os.path.join(workdir, kind), args.chunk)
     result = {"kind": kind}
     try:
         time.sleep(0.5)

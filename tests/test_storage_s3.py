@@ -392,7 +392,7 @@ class StateCleanupTests(unittest.TestCase):
         await writer.close()
         writer = await driver.writer("/u/data", append=True)
         await writer.commit()
-        self.assertIn("u/data" + "!upload", server.keys(bucket))
+        self.assertIn("u/data" + "~upload", server.keys(bucket))
         await driver.move("/u/data", "/blob")
         self.assertEqual(server.keys(bucket), ["blob"])
         self.assertEqual(driver._pending_state_deletes, {})
@@ -411,7 +411,7 @@ class StateCleanupTests(unittest.TestCase):
         await writer.close()
         writer = await driver.writer("/f", append=True)
         await writer.commit()
-        self.assertEqual(server.keys(bucket), ["f", "f!upload"])
+        self.assertEqual(server.keys(bucket), ["f", "f~upload"])
         clock.advance(5)
         for _ in range(200):
             if server.keys(bucket) == ["f"]:

@@ -56,7 +56,7 @@ class EndpointTests(unittest.SynchronousTestCase):
         self.assertEqual(
             endpoint.url("b", None, [("list-type", "2"), ("prefix", "a/b c~"), ("uploads", None)]),
             "http://127.0.0.1:9000/b?list-type=2&prefix=a%2Fb%20c~&uploads")
-        self.assertEqual(endpoint.url("b", "k!upload"), "http://127.0.0.1:9000/b/k%21upload")
+        self.assertEqual(endpoint.url("b", "k~upload"), "http://127.0.0.1:9000/b/k~upload")
         self.assertEqual(encode_query([("continuation-token", "1+2=/")]),
                          "continuation-token=1%2B2%3D%2F")
 
@@ -80,9 +80,9 @@ class StateTests(unittest.SynchronousTestCase):
             self.assertRaises(ValueError, UploadState.decode, bad)
 
     def test_hidden_keys(self):
-        self.assertEqual(state_key("a/b/data"), "a/b/data!upload")
-        self.assertTrue(is_hidden("a/b/data!upload"))
-        self.assertFalse(is_hidden("a/b!x/data"))
+        self.assertEqual(state_key("a/b/data"), "a/b/data~upload")
+        self.assertTrue(is_hidden("a/b/data~upload"))
+        self.assertFalse(is_hidden("a/b~x/data"))
         self.assertFalse(is_hidden("a/b/data.upload"))
 
 
@@ -371,3 +371,30 @@ class CredentialFailureTests(unittest.SynchronousTestCase):
         third = source.frozen()
         pending[1].callback(None)
         self.assertEqual(self.successResultOf(third).access_key, "LATER")
+
+
+class StreamerPauseTests(unittest.SynchronousTestCase):
+    def test_bytes_arriving_while_paused_are_held(self):
+        """Twisted may deliver what it had read after a pause: held, never written."""
+        clock = Clock()
+
+        class Consumer:
+            def __init__(self):
+                self.data = []
+
+            def write(self, data):
+                self.data.append(data)
+
+        consumer = Consumer()
+        streamer = BodyStreamer(consumer, clock, idle_timeout=10, paused=True)
+        transport = StringTransport()
+        streamer.makeConnection(transport)
+        self.assertEqual(transport.producerState, "paused")
+        streamer.dataReceived(b"early")
+        streamer.connectionLost(Failure(ResponseDone()))
+        self.assertEqual(consumer.data, [])
+        self.assertNoResult(streamer.finished)
+        streamer.resume()
+        self.assertEqual(consumer.data, [b"early"])
+        self.assertEqual(streamer.received, 5)
+        self.successResultOf(streamer.finished)

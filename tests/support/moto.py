@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -103,6 +104,7 @@ class MotoServer:
         self.auth = auth
         self.process = process
         self.log_path = log_path
+        self.remove_log = False
 
     def s3(self):
         """A blocking botocore S3 client with this server's keys (test setup only)."""
@@ -146,6 +148,11 @@ class MotoServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.remove_log and self.log_path:
+            try:
+                os.remove(self.log_path)
+            except OSError:
+                pass
 
 
 def _wait_ready(endpoint, process, timeout=30.0):
@@ -184,7 +191,7 @@ def start_moto(auth=True, workdir=None):
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
     else:
         env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
-    log_path = os.path.join(workdir or "/tmp", "moto-{}.log".format(port))
+    log_path = os.path.join(workdir or tempfile.gettempdir(), "moto-{}.log".format(port))
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [program, "-H", "127.0.0.1", "-p", str(port)],
@@ -201,7 +208,10 @@ def start_moto(auth=True, workdir=None):
         process.kill()
         process.wait()
         raise
-    return MotoServer(endpoint, access_key, secret_key, auth, process, log_path)
+    server = MotoServer(endpoint, access_key, secret_key, auth, process, log_path)
+    # A log in a directory of the caller's is the caller's; ours goes.
+    server.remove_log = workdir is None
+    return server
 
 
 _shared = []
@@ -516,3 +526,76 @@ class S3Proxy:
     def stop(self):
         """@return: a Deferred that fires when the proxy stopped listening."""
         return self.port.stopListening()
+
+
+# Registries on S3
+
+
+def registry_s3_config(kind, server, bucket, port, endpoint=None, redirect=True,
+                       rootdirectory="/registry", chunksize=None, loglevel="warn"):
+    """
+    A Distribution-format config for C{kind} ("spectroreg" or
+    "docker-registry") storing in C{bucket} on moto C{server} (or at
+    C{endpoint}, e.g. a proxy in front of it), listening on 127.0.0.1:C{port}.
+    """
+    s3 = {
+        "accesskey": server.access_key, "secretkey": server.secret_key, "region": REGION,
+        "regionendpoint": endpoint or server.endpoint, "bucket": bucket, "secure": False,
+        "forcepathstyle": True, "v4auth": True, "rootdirectory": rootdirectory,
+    }
+    if chunksize:
+        s3["chunksize"] = chunksize
+    return {
+        "version": "0.1",
+        "log": {"level": loglevel if kind == "spectroreg" else "error",
+                "accesslog": {"disabled": os.environ.get("SPECTROREG_TEST_ACCESSLOG") is None}},
+        "storage": {
+            "s3": s3,
+            "delete": {"enabled": True},
+            "redirect": {"disable": not redirect},
+            "maintenance": {"uploadpurging": {"enabled": False}},
+        },
+        "http": {"addr": "127.0.0.1:{}".format(port), "secret": "spectroreg-s3-tests"},
+    }
+
+
+def start_registry_s3(kind, server, bucket, workdir, **options):
+    """
+    Start C{kind} ("spectroreg": ``python -m spectroreg serve``, the same
+    Python as the caller; "docker-registry": Debian's Distribution 2.8) on
+    S3; @return: a L{tests.support.reference.ServerProcess} (the caller
+    stops it).
+    """
+    import sys
+
+    import yaml
+
+    from tests.support.reference import ServerProcess, clean_environment, wait_http_ok
+    from tests.support.requirements import require_binary
+
+    os.makedirs(workdir, exist_ok=True)
+    port = free_port()
+    config_path = os.path.join(workdir, "config.yml")
+    with open(config_path, "w") as f:
+        yaml.safe_dump(registry_s3_config(kind, server, bucket, port, **options), f)
+    env = clean_environment()
+    for name in list(env):
+        if name.startswith("AWS_"):
+            del env[name]
+    if kind == "spectroreg":
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = root
+        command = [sys.executable, "-m", "spectroreg", "serve", config_path]
+    else:
+        command = [require_binary("docker-registry"), "serve", config_path]
+    log_path = os.path.join(workdir, "server.log")
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, env=env, cwd=workdir)
+    registry = ServerProcess(kind, process, "127.0.0.1", port, log_path, config_path=config_path)
+    try:
+        wait_http_ok(registry.host, registry.port, timeout=30, process=process)
+    except BaseException as error:
+        registry.kill()
+        raise RuntimeError("{} did not start: {}\n{}".format(kind, error, registry.log_text()))
+    return registry

@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from spectroreg.storage.errors import InvalidOffset, PathNotFound, StorageError
 from spectroreg.storage.interfaces import SKIP_DIR, FileInfo, IStorageDriver
-from spectroreg.storage.s3.client import RetryPolicy, S3Client, raw_header
+from spectroreg.storage.s3.client import S3Client, raw_header
 from spectroreg.storage.s3.credentials import CredentialSource
 from spectroreg.storage.s3.endpoint import endpoint_from_settings
 from spectroreg.storage.s3.errors import S3Error

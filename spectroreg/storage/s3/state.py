@@ -7,10 +7,11 @@ a writer closes with fewer bytes than that not yet sent, they cannot become
 a part; they go, together with the upload id and the list of parts, into a
 state object next to the data::
 
-    <key>!upload        e.g. docker/registry/v2/repositories/r/_uploads/<uuid>/data!upload
+    <key>~upload        e.g. docker/registry/v2/repositories/r/_uploads/<uuid>/data~upload
 
-``!`` never appears in a storage path (``[A-Za-z0-9._-]``), so the state
-object can never be mistaken for a file: the driver hides it from ``list``,
+``~`` never appears in a storage path (``[A-Za-z0-9._-]``), so the state
+object can never be mistaken for a file (and, being unreserved in URLs, it
+is never percent-encoded, so every S3 implementation signs it alike): the driver hides it from ``list``,
 ``walk`` and ``stat`` (and deletes it with its directory). Distribution
 ignores it: its upload purging deletes the whole ``_uploads/<uuid>``
 directory, and nothing else of Distribution looks below an upload. The
@@ -28,7 +29,7 @@ with a HEAD.
 
 import json
 
-STATE_SUFFIX = "!upload"
+STATE_SUFFIX = "~upload"
 SIZE_HEADER = "x-amz-meta-spectroreg-size"
 _MAGIC = b"spectroreg-s3-upload 1\n"
 
@@ -39,7 +40,7 @@ def state_key(key):
 
 def is_hidden(key):
     """Whether C{key} is driver bookkeeping rather than a file."""
-    return "!" in key.rsplit("/", 1)[-1]
+    return "~" in key.rsplit("/", 1)[-1]
 
 
 class UploadState:

@@ -19,7 +19,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.http import PotentialDataLoss
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer, IPolicyForHTTPS
+from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS
 from zope.interface import implementer
 
 SLICE = 256 * 1024
@@ -161,9 +161,13 @@ class BodyStreamer(Protocol):
     Pushes one response body into C{consumer} (already registered with a
     producer that forwards pause/resume/stop here).
 
-    @ivar received: body bytes delivered so far.
-    @ivar finished: fires with None at the end of the body, fails on a
-        dropped connection, an idle timeout, or after L{stop}.
+    Pausing pauses the S3 connection; bytes that still arrive (what Twisted
+    had read already) are held until the consumer resumes, so the consumer
+    never gets a write while it is paused.
+
+    @ivar received: body bytes delivered to the consumer so far.
+    @ivar finished: fires with None once the whole body was delivered; fails
+        on a dropped connection, an idle timeout, or after L{stop}.
     """
 
     def __init__(self, consumer, clock, idle_timeout, paused=False):
@@ -171,6 +175,8 @@ class BodyStreamer(Protocol):
         self._clock = clock
         self._idle_timeout = idle_timeout
         self._paused = paused
+        self._held = []
+        self._ended_by_peer = False
         self._timer = None
         self._ended = False
         self.received = 0
@@ -205,22 +211,33 @@ class BodyStreamer(Protocol):
         if self._ended:
             return
         self._ended = True
+        self._held = []
         self._disarm()
         if failure is None:
             self.finished.callback(None)
         else:
             self.finished.errback(failure)
 
+    def _deliver(self, data):
+        self.received += len(data)
+        self._consumer.write(data)
+
     def dataReceived(self, data):
         if self._ended:
             return
-        self.received += len(data)
-        if not self._paused:
-            self._arm()
-        self._consumer.write(data)
+        if self._paused or self._held:
+            self._held.append(data)
+            return
+        self._arm()
+        self._deliver(data)
 
     def connectionLost(self, reason):
         if reason.check(ResponseDone):
+            if self._held:
+                # The rest goes out when the consumer resumes.
+                self._ended_by_peer = True
+                self._disarm()
+                return
             self._end(None)
         else:
             self._end(reason)
@@ -228,12 +245,20 @@ class BodyStreamer(Protocol):
     def pause(self):
         self._paused = True
         self._disarm()
-        if self.transport is not None and not self._ended:
+        if self.transport is not None and not self._ended and not self._ended_by_peer:
             self.transport.pauseProducing()
 
     def resume(self):
         self._paused = False
-        if self.transport is not None and not self._ended:
+        if self._ended:
+            return
+        while self._held and not self._paused:
+            self._deliver(self._held.pop(0))
+        if self._paused:
+            return
+        if self._ended_by_peer:
+            self._end(None)
+        elif self.transport is not None:
             self._arm()
             self.transport.resumeProducing()
 
@@ -241,7 +266,7 @@ class BodyStreamer(Protocol):
         if self._ended:
             return
         self._end(failure)
-        if self.transport is not None:
+        if self.transport is not None and not self._ended_by_peer:
             self.transport.stopProducing()
 
 
@@ -274,4 +299,4 @@ def tls_policy(skipverify):
     return _SkipVerify() if skipverify else BrowserLikePolicyForHTTPS()
 
 
-__all__ = ["BytesProducer", "collect_body", "BodyStreamer", "tls_policy", "UNKNOWN_LENGTH"]
+__all__ = ["BytesProducer", "collect_body", "BodyStreamer", "tls_policy"]
