@@ -206,6 +206,15 @@ class LimitTests(unittest.TestCase):
         self.assertEqual(status_of(raw), 200)
 
     @async_test
+    async def test_tls_client_hello_answered_at_once(self):
+        """A TLS handshake on the plain port is refused without waiting for
+        the head deadline, so clients fall back to plain HTTP at once."""
+        started = time.monotonic()
+        raw = await self.exchange(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64)
+        self.assertEqual(status_of(raw), 400)
+        self.assertLess(time.monotonic() - started, self.limits.header_timeout)
+
+    @async_test
     async def test_trickled_head_cut_off(self):
         """A client sending a header line every 0.1 s never hits the idle
         timeout (1 s) but is cut at the head deadline (0.6 s) with a 408."""

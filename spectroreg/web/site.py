@@ -89,6 +89,10 @@ def _encode_headers(headers):
     return tuple(encoded)
 
 
+# The first byte of a TLS record carrying a handshake message (a ClientHello).
+_TLS_HANDSHAKE_RECORD = b"\x16"
+
+
 class RegistryChannel(http.HTTPChannel):
     """An HTTP/1.1 channel with the limits and deadlines of L{Limits}."""
 
@@ -140,6 +144,13 @@ class RegistryChannel(http.HTTPChannel):
         if self._rejected:
             return
         if self.line_mode and not self._head_started:
+            if self._awaiting_request_line and data[:1] == _TLS_HANDSHAKE_RECORD:
+                # A TLS ClientHello on the plain-HTTP port: clients of an
+                # "insecure registry" (skopeo, docker) try HTTPS first and fall
+                # back to HTTP only once this attempt fails, so fail it now
+                # instead of at the head deadline.
+                self.reject(400)
+                return
             self._start_head()
         super().dataReceived(data)
 
