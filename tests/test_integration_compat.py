@@ -15,6 +15,7 @@ from twisted.trial import unittest
 
 from tests.support import images
 from tests.support.rawhttp import add_query, download, path_of, request
+from tests.support.reference import garbage_collect
 from tests.support.registries import start_registry
 from tests.support.skopeo import Skopeo
 
@@ -125,6 +126,43 @@ class CompatibilityTests(unittest.TestCase):
         self.assertEqual(sorted(blobs), sorted(b.digest for b in extra.all_blobs()))
         self.assertEqual(sorted(self.skopeo.list_tags(
             "docker://{}/compat/oci-image".format(distribution.netloc))), ["again", "v1"])
+
+    def test_distribution_garbage_collect_on_spectroreg_tree(self):
+        """Distribution's offline GC on a tree spectroreg wrote keeps what is referenced.
+
+        Two images share their first layer; one is deleted through
+        spectroreg. After ``docker-registry garbage-collect`` spectroreg serves
+        the other intact, and the deleted image's own blobs are gone.
+        """
+        root = os.path.join(self.work, "root")
+        kept = images.Image("compat-gc", layer_sizes=(8192, 16384))
+        dropped = images.Image("compat-gc", layer_sizes=(8192, 32768))
+        self.assertEqual(kept.layers[0].digest, dropped.layers[0].digest)
+        spectroreg = self.start("spectroreg", root)
+        for artifact, tag in ((kept, "kept"), (dropped, "dropped")):
+            source = "oci:" + images.write_oci_layout(
+                os.path.join(self.work, "gc-" + tag), artifact, tag) + ":" + tag
+            self.skopeo.copy(source, "docker://{}/compat/gc:{}".format(spectroreg.netloc, tag))
+        self.skopeo.delete("docker://{}/compat/gc:dropped".format(spectroreg.netloc))
+        spectroreg.stop()
+        output = garbage_collect(root, os.path.join(self.work, "gc"))
+        self.assertIn("3 blobs and 0 manifests eligible for deletion", output)
+        spectroreg = self.start("spectroreg", root)
+        out = os.path.join(self.work, "pulled-gc")
+        self.skopeo.copy("docker://{}/compat/gc:kept".format(spectroreg.netloc), "dir:" + out)
+        top, blobs = images.read_dir_layout(out)
+        self.assertEqual(top, kept.manifest.data)
+        self.assertEqual(sorted(blobs), sorted(b.digest for b in kept.all_blobs()))
+        gone = [dropped.manifest, dropped.config, dropped.layers[1]]
+        for blob in gone:
+            hexdigest = blob.digest.split(":", 1)[1]
+            self.assertFalse(os.path.exists(os.path.join(
+                root, "docker", "registry", "v2", "blobs", "sha256", hexdigest[:2], hexdigest)),
+                "{} survived garbage collection".format(blob.digest))
+            status = request(spectroreg, "HEAD", "/v2/compat/gc/blobs/" + blob.digest).status
+            self.assertEqual(status, 404, "HEAD of collected blob {}".format(blob.digest))
+        self.assertEqual(self.skopeo.list_tags("docker://{}/compat/gc".format(spectroreg.netloc)),
+                         ["kept"])
 
     def assert_same_trees(self, roots, when):
         reference, ours = (tree_files(roots[kind]) for kind in ("docker-registry", "spectroreg"))

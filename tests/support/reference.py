@@ -216,3 +216,32 @@ def _wait_for_port(server, timeout):
             raise RuntimeError("exited with status {}".format(server.process.returncode))
         time.sleep(0.05)
     raise RuntimeError("no 'listening on' line within {}s".format(timeout))
+
+
+def garbage_collect(root_directory, workdir=None, delete_untagged=False, dry_run=False,
+                    timeout=120.0):
+    """Run Distribution's offline ``docker-registry garbage-collect`` on a tree.
+
+    Returns its output (str); raises RuntimeError with the output when it
+    fails. No server may be writing to C{root_directory} meanwhile.
+    """
+    binary = require_binary("docker-registry")
+    if workdir is None:
+        workdir = tempfile.mkdtemp(prefix="docker-registry-gc-")
+    os.makedirs(workdir, exist_ok=True)
+    config_path = os.path.join(workdir, "garbage-collect.yml")
+    with open(config_path, "w") as f:
+        yaml.safe_dump(reference_config(root_directory, delete=True), f)
+    argv = [binary, "garbage-collect", config_path]
+    if delete_untagged:
+        argv.append("--delete-untagged")
+    if dry_run:
+        argv.append("--dry-run")
+    completed = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env=clean_environment(), cwd=workdir,
+                               timeout=timeout)
+    output = completed.stdout.decode("utf-8", "replace")
+    if completed.returncode != 0:
+        raise RuntimeError("docker-registry garbage-collect failed ({}):\n{}".format(
+            completed.returncode, output))
+    return output
