@@ -419,3 +419,37 @@ class StateCleanupTests(unittest.TestCase):
             await deferLater(reactor, 0.01, lambda: None)
         self.assertEqual(server.keys(bucket), ["f"])
         self.assertEqual(await driver.get_content("/f"), b"abc")
+
+
+class TLSTests(unittest.TestCase):
+    """HTTPS endpoints: the certificate is checked unless skipverify."""
+
+    def setUp(self):
+        self.server = start_moto(auth=False, tls=True)
+        self.addCleanup(self.server.stop)
+        self.bucket = self.server.create_bucket()
+
+    def driver(self, **overrides):
+        driver = S3Driver(s3_settings(self.server, self.bucket, secure=True, **overrides),
+                          retry=RetryPolicy(attempts=2, base=0.01, cap=0.01))
+        self.addCleanup(driver.close)
+        return driver
+
+    @async_test
+    async def test_skipverify(self):
+        driver = self.driver(skipverify=True)
+        self.assertTrue(self.server.endpoint.startswith("https://"))
+        await driver.put_content("/over/tls", b"secret")
+        self.assertEqual(await driver.get_content("/over/tls"), b"secret")
+        self.assertEqual(await read_all(driver, "/over/tls", 1, 3), b"ecr")
+
+    @async_test
+    async def test_self_signed_refused_by_default(self):
+        driver = self.driver()
+        error = await self.assertFailure(driver.put_content("/x", b"x"), S3Error)
+        self.assertIsNone(error.status)
+        self.assertEqual(self.server.keys(self.bucket), [])
+        # Newer Twisted also logs why it refused moto's certificate (a "*" name).
+        from service_identity.exceptions import CertificateError
+
+        self.flushLoggedErrors(CertificateError)

@@ -82,8 +82,15 @@ def _botocore_client(service, endpoint, access_key, secret_key):
 
     options = {"s3": {"addressing_style": "path"}, "retries": {"max_attempts": 2}}
     session = botocore.session.get_session()
+    verify = None
+    if endpoint.startswith("https:"):
+        # moto's own self-signed certificate; the tests check TLS themselves.
+        import warnings
+
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+        verify = False
     return session.create_client(
-        service, region_name=REGION, endpoint_url=endpoint,
+        service, region_name=REGION, endpoint_url=endpoint, verify=verify,
         aws_access_key_id=access_key, aws_secret_access_key=secret_key,
         config=Config(**options))
 
@@ -156,12 +163,18 @@ class MotoServer:
 
 
 def _wait_ready(endpoint, process, timeout=30.0):
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     deadline = time.monotonic() + timeout
     while True:
         if process is not None and process.poll() is not None:
             raise RuntimeError("moto_server exited with {}".format(process.returncode))
         try:
-            urllib.request.urlopen(endpoint + "/moto-api/data.json", timeout=2).read()
+            urllib.request.urlopen(endpoint + "/moto-api/data.json", timeout=2,
+                                   context=context).read()
             return
         except Exception:
             if time.monotonic() > deadline:
@@ -179,8 +192,12 @@ def _create_keys(endpoint):
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
-def start_moto(auth=True, workdir=None):
-    """Start a moto_server of one's own; the caller stops it (C{addCleanup(server.stop)})."""
+def start_moto(auth=True, workdir=None, tls=False):
+    """
+    Start a moto_server of one's own; the caller stops it
+    (C{addCleanup(server.stop)}). C{tls}: HTTPS with a self-signed
+    certificate (moto's ``-s``).
+    """
     program = moto_program()
     port = free_port()
     env = dict(os.environ)
@@ -194,10 +211,10 @@ def start_moto(auth=True, workdir=None):
     log_path = os.path.join(workdir or tempfile.gettempdir(), "moto-{}.log".format(port))
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [program, "-H", "127.0.0.1", "-p", str(port)],
+            [program, "-H", "127.0.0.1", "-p", str(port)] + (["-s"] if tls else []),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             preexec_fn=_die_with_parent)
-    endpoint = "http://127.0.0.1:{}".format(port)
+    endpoint = "{}://127.0.0.1:{}".format("https" if tls else "http", port)
     try:
         _wait_ready(endpoint, process)
         if auth:
