@@ -492,6 +492,37 @@ class SNIAndALPNChallengeTests(TLSServerMixin, unittest.TestCase):
         self.assertEqual((chain[0], protocol), (default.certificate, b"http/1.1"))
 
 
+class OnlyConfiguredNamesSource(TwoNameSource):
+    """Like the ACME source: no certificate at all for a name it does not serve."""
+
+    def context_for(self, server_name):
+        if server_name == "unknown.test":
+            return None
+        return super().context_for(server_name)
+
+
+class UnknownNameTests(TLSServerMixin, unittest.TestCase):
+    @async_test
+    async def test_name_without_certificate_is_refused(self):
+        from spectroreg.tls.context import ContextPolicy
+
+        pki = PKI(self.mktemp())
+        ca = pki.ca("CA")
+        default, named = (pki.leaf(ca, n) for n in ("localhost", "other.test"))
+        source = OnlyConfiguredNamesSource(
+            ContextPolicy.from_settings(TLSSettings()),
+            (default.key, [default.certificate]),
+            (named.key, [named.certificate]),
+            None,
+        )
+        port = self.start_tls_server(ServerTLS(source))[1]
+        with self.assertRaises(SSL.Error):
+            await in_thread(peer_chain, port, b"unknown.test", [b"http/1.1"])
+        # The port goes on serving the names it has.
+        chain, _ = await in_thread(peer_chain, port, b"other.test", [b"http/1.1"])
+        self.assertEqual(chain[0], named.certificate)
+
+
 class BadFilesTests(unittest.TestCase):
     def setUp(self):
         self.pki = PKI(self.mktemp())

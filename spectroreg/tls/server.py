@@ -53,6 +53,7 @@ class SourceConnectionCreator:
     def __init__(self, source):
         self.source = source
         self._prepared = weakref.WeakSet()
+        self._refusing = None
 
     def _prepare(self, context):
         if context in self._prepared:
@@ -74,10 +75,22 @@ class SourceConnectionCreator:
             if name is None:
                 return
             context = self.source.context_for(name)
-            if context is not None and context is not connection.get_context():
+            if context is None:
+                # The source has no certificate for this name (with ACME: a
+                # name not in `hosts`). Presenting another host's certificate
+                # would leak which names are served here; a context without
+                # any certificate makes the handshake fail instead.
+                log.info("TLS client asked for {name!r}: no certificate for that name", name=name)
+                connection.set_context(self._without_certificate())
+            elif context is not connection.get_context():
                 connection.set_context(self._prepare(context))
         except Exception:
             log.failure("choosing the certificate for a TLS client failed")
+
+    def _without_certificate(self):
+        if self._refusing is None:
+            self._refusing = SSL.Context(SSL.TLS_METHOD)
+        return self._refusing
 
     def _select_protocol(self, connection, offered):
         if ACME_TLS_1 in offered:
