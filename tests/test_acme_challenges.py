@@ -174,12 +174,3 @@ class TLSALPN01DaemonListenerTests(TLSALPN01ListenerTests):
 
         return reactor.listenTCP(0, ServerTLS(self.source).wrap_factory(site), interface="127.0.0.1")
 
-    @async_test
-    async def test_challenge_is_per_name(self):
-        # The daemon's layer keeps the first host's certificate for a name
-        # not in hosts; no challenge is ever answered for it.
-        other = "other.example.com"
-        self.source.tls_alpn_responder.start(HOST, "tok", KEY_AUTHZ)
-        alpn, der = await threads.deferToThread(handshake, self.number, other, ["acme-tls/1"])
-        self.assertIsNone(alpn)
-        self.assertNotIn(other, certs.dns_names(self.leaf_of(der)))
