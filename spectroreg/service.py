@@ -453,7 +453,7 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
             from spectroreg.web.root import http01_root
 
             plain = RegistrySite(
-                http01_root(http01, lambda: _https_port(top)),
+                http01_root(http01, _public_https_port(http_settings)),
                 headers=http_settings.headers,
                 access_log=not settings.log.accesslog_disabled,
                 limits=limits,
@@ -482,13 +482,21 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
     return top
 
 
-def _https_port(top):
-    """The bound port of the registry's (TLS) listener, for redirects."""
-    for listener in top.listeners:
-        port = listener.port
-        if port is not None:
-            return getattr(port.getHost(), "port", None)
-    return None
+def _public_https_port(http_settings):
+    """
+    The port clients reach the TLS listener on from outside, for the
+    HTTP-01 listener's redirects. Let's Encrypt validates on the standard
+    ports, so a registry behind ``-p 443:5000 -p 80:80`` is reached on 443
+    whatever port it binds; an ``https://`` URL in ``http.host`` names
+    another one.
+    """
+    if http_settings.host:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(http_settings.host)
+        if parts.scheme == "https" and parts.port:
+            return parts.port
+    return 443
 
 
 def _build_api(settings, top, reactor):

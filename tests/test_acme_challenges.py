@@ -11,7 +11,8 @@ from twisted.trial import unittest
 from twisted.web import resource, server
 
 from spectroreg.tls.acme import certs
-from spectroreg.tls.acme.challenges import HTTP01Resource, HTTP01Responder, HTTPChallengeRoot
+from spectroreg.tls.acme.challenges import HTTP01Resource, HTTP01Responder
+from spectroreg.web.root import http01_root
 from spectroreg.tls.acme.source import ACMECertificateSource
 from spectroreg.tls.acme.testing import listen_tls
 from tests.support.asynctest import async_test
@@ -57,7 +58,7 @@ class HTTP01Tests(unittest.TestCase):
 
     @async_test
     async def test_challenge_root_redirects_the_rest(self):
-        client = StubTreq(HTTPChallengeRoot(self.http01))
+        client = StubTreq(http01_root(self.http01))
         self.responder.start(HOST, "tok123", KEY_AUTHZ)
         response = await client.get("http://{}/.well-known/acme-challenge/tok123".format(HOST))
         self.assertEqual(await response.text(), KEY_AUTHZ)
@@ -69,7 +70,7 @@ class HTTP01Tests(unittest.TestCase):
             response = await client.get("http://{}{}".format(HOST, path), allow_redirects=False)
             self.assertEqual(response.code, 301, path)
             self.assertEqual(response.headers.getRawHeaders(b"location"), [target.encode()])
-        client = StubTreq(HTTPChallengeRoot(self.http01, https_port=5000))
+        client = StubTreq(http01_root(self.http01, https_port=5000))
         response = await client.get("http://{}/v2/".format(HOST), allow_redirects=False)
         self.assertEqual(response.headers.getRawHeaders(b"location"), ["https://{}:5000/v2/".format(HOST).encode()])
 

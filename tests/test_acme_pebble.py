@@ -21,7 +21,7 @@ from twisted.web import resource, server
 
 from spectroreg.config.settings import LetsEncryptSettings, TLSSettings
 from spectroreg.tls.acme import make_acme_source
-from spectroreg.tls.acme.challenges import HTTPChallengeRoot
+from spectroreg.web.root import http01_root
 from spectroreg.tls.server import ServerTLS
 from tests.support.asynctest import async_test
 from tests.support.pebble import ChallTestSrv, Pebble, validation_ports
@@ -128,7 +128,7 @@ class PebbleWorld(unittest.TestCase):
         tls = ServerTLS(setup.source, setup.services, setup.http01_resource)
         ports = [reactor.listenTCP(self.tls_port, tls.wrap_factory(site), interface="127.0.0.1")]
         if setup.http01_resource is not None:
-            http_site = server.Site(HTTPChallengeRoot(setup.http01_resource, https_port=self.tls_port))
+            http_site = server.Site(http01_root(setup.http01_resource, https_port=self.tls_port))
             for interface in ("127.0.0.1", SECOND_ADDRESS):
                 ports.append(reactor.listenTCP(self.http_port, http_site, interface=interface))
         for service in setup.services:

@@ -287,7 +287,20 @@ class TLSWiringTests(unittest.TestCase):
         self.assertEqual((response.code, body), (200, b"challenge abc"))
         response, _ = await get("http://127.0.0.1:%d/v2/" % port, headers={b"Host": [b"registry.example.com"]})
         self.assertEqual(response.code, 301)
-        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"https://registry.example.com:%d/v2/" % port_of(service)])
+        # The port seen from outside (443: Let's Encrypt validates there), not
+        # the one the listener binds behind a port mapping.
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"https://registry.example.com/v2/"])
+
+    def test_redirect_port_from_http_host(self):
+        from spectroreg.service import _public_https_port
+
+        for host, port in [
+            (None, 443),
+            ("https://registry.example.com", 443),
+            ("https://registry.example.com:8443", 8443),
+            ("http://registry.example.com:8080", 443),
+        ]:
+            self.assertEqual(_public_https_port(HTTPSettings(host=host)), port, host)
 
     def test_no_http01_listener_without_resource(self):
         self.fake_tls(http01_resource=False)

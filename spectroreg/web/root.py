@@ -78,7 +78,7 @@ def http01_root(challenge_resource, https_port=None):
         the URL), or a callable returning it once the listener is bound.
     """
     root = _RedirectToHTTPS(https_port)
-    well_known = _Folder()
+    well_known = _RedirectToHTTPS(https_port)
     root.putChild(b".well-known", well_known)
     well_known.putChild(b"acme-challenge", challenge_resource)
     return root

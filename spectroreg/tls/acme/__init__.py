@@ -13,10 +13,10 @@ from typing import List, Optional
 
 from ...config.errors import ConfigError
 from ...config.settings import LETSENCRYPT_PRODUCTION
-from .challenges import HTTP_01, TLS_ALPN_01, HTTP01Resource, HTTP01Responder, HTTPChallengeRoot
+from .challenges import HTTP_01, TLS_ALPN_01, HTTP01Resource, HTTP01Responder
 from .source import ACMECertificateSource, normalise_host
 
-__all__ = ["ACMESetup", "make_acme_source", "HTTPChallengeRoot"]
+__all__ = ["ACMESetup", "make_acme_source"]
 
 KNOWN_CHALLENGES = (TLS_ALPN_01, HTTP_01)
 

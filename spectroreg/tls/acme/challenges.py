@@ -96,47 +96,6 @@ class HTTP01Resource(resource.Resource):
         return resource.NoResource("no pending ACME challenge").render(request)
 
 
-class HTTPChallengeRoot(resource.Resource):
-    """
-    The root of a plain HTTP listener for HTTP-01: the challenge path is
-    answered, every other request is redirected to HTTPS (C{https_port}
-    None: the default port 443, as seen from outside).
-    """
-
-    def __init__(self, http01_resource, https_port=None):
-        super().__init__()
-        self._http01 = http01_resource
-        self._https_port = https_port
-
-    def getChild(self, path, request):
-        if path == b".well-known" and request.postpath[:1] == [b"acme-challenge"]:
-            request.prepath.append(request.postpath.pop(0))
-            return self._http01
-        return _Redirect(self._https_port)
-
-    def render(self, request):
-        return _Redirect(self._https_port).render(request)
-
-
-class _Redirect(resource.Resource):
-    isLeaf = True
-
-    def __init__(self, https_port):
-        super().__init__()
-        self._https_port = https_port
-
-    def render(self, request):
-        host = (request.getRequestHostname() or b"localhost").decode("ascii", "replace")
-        if ":" in host and not host.startswith("["):
-            host = "[{}]".format(host)
-        port = "" if self._https_port in (None, 443) else ":{}".format(self._https_port)
-        target = "https://{}{}{}".format(host, port, request.uri.decode("ascii", "replace"))
-        request.setResponseCode(301)
-        request.setHeader(b"location", target.encode("ascii"))
-        request.setHeader(b"content-type", b"text/plain")
-        return b"moved to HTTPS\n"
-
-
 class ALPNSelector:
     """
     The ALPN select callback installed on every context of the ACME source.
