@@ -62,7 +62,19 @@ class FactoryTests(unittest.SynchronousTestCase):
 
         module = types.ModuleType("spectroreg.storage.s3")
         module.S3Driver = S3Driver
-        self.patch(sys, "modules", dict(sys.modules, **{"spectroreg.storage.s3": module}))
+        # In place: the import system reads the interpreter's own module table,
+        # which replacing the sys.modules attribute would not change once the
+        # real driver has been imported by another test.
+        real = sys.modules.get("spectroreg.storage.s3")
+        sys.modules["spectroreg.storage.s3"] = module
+
+        def restore():
+            if real is None:
+                del sys.modules["spectroreg.storage.s3"]
+            else:
+                sys.modules["spectroreg.storage.s3"] = real
+
+        self.addCleanup(restore)
         s3 = S3Settings(bucket="b")
         clock = Clock()
         driver = driver_from_settings(
