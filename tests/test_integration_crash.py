@@ -12,11 +12,13 @@ daemon is then restarted on the same root directory and:
   its digest;
 - every interrupted upload is either resumable (GET status answers 204 with
   a Range, and sending the rest from there completes it with the right
-  digest) or cleanly unknown (404 ``BLOB_UPLOAD_UNKNOWN``).
+  digest) or cleanly unknown (404 ``BLOB_UPLOAD_UNKNOWN``), and then pushing
+  the blob again from scratch succeeds.
 """
 
 import hashlib
 import os
+import re
 import threading
 import time
 
@@ -32,6 +34,7 @@ PIECE = 64 * 1024
 KILL_AFTER_COMPLETED = 15
 KILL_DEADLINE = 8.0
 MODES = ("monolithic", "chunked", "post-digest")
+LINK = re.compile(rb"^sha256:[0-9a-f]{64}$")
 
 
 def blob_size(number):
@@ -166,6 +169,17 @@ class CrashSafetyMixin(object):
                     bad.append(directory)
         self.assertEqual(bad, [], "blob data files that do not match their digest")
 
+    def assert_links_well_formed(self):
+        """No ``link`` file is empty or torn: each holds exactly one digest."""
+        base = os.path.join(self.root, "docker", "registry", "v2", "repositories")
+        bad = []
+        for directory, _, files in os.walk(base):
+            if "link" in files:
+                with open(os.path.join(directory, "link"), "rb") as f:
+                    if not LINK.match(f.read()):
+                        bad.append(os.path.relpath(directory, base))
+        self.assertEqual(bad, [], "link files that do not hold a digest")
+
     def assert_blob(self, server, upload, allow_missing):
         path = "/v2/{}/blobs/{}".format(upload.repository, upload.digest)
         status, count, digest, _ = download(server, path)
@@ -179,12 +193,27 @@ class CrashSafetyMixin(object):
                          (200, str(len(upload.data))), "HEAD " + path)
         return True
 
+    def push_again(self, server, upload):
+        """What a client does with an unknown upload: push the blob again, from scratch.
+
+        The crash may have left the blob's data published but not linked
+        into the repository; a new upload of it must still succeed.
+        """
+        started = request(server, "POST", "/v2/{}/blobs/uploads/".format(upload.repository))
+        self.assertEqual(started.status, 202, "POST after the crash: " + started.describe())
+        done = request(server, "PUT", add_query(path_of(started.header("Location")),
+                                                digest=upload.digest), upload.data,
+                       {"Content-Type": "application/octet-stream"})
+        self.assertEqual(done.status, 201, "pushing again after the crash: " + done.describe())
+        self.assert_blob(server, upload, allow_missing=False)
+
     def resume(self, server, upload):
         """Check an interrupted upload: resumable to the right digest, or cleanly unknown."""
         status = request(server, "GET", upload.location)
         if status.status == 404:
             self.assertTrue(set(self.unknown_codes) & set(status.error_codes()),
                             "GET status of an unknown upload: " + status.describe())
+            self.push_again(server, upload)
             return "unknown"
         self.assertEqual(status.status, 204, "GET upload status: " + status.describe())
         stored_range = status.header("Range")
@@ -221,6 +250,7 @@ class CrashSafetyMixin(object):
         self.assertTrue(interrupted, "the kill came after every upload completed")
 
         self.assert_no_partial_blob_on_disk()
+        self.assert_links_well_formed()
         second = self.start("after-crash")
         for upload in completed:
             self.assert_blob(second, upload, allow_missing=False)
@@ -248,12 +278,25 @@ class SpectroregCrashTests(CrashSafetyMixin, unittest.TestCase):
 class ReferenceCrashTests(CrashSafetyMixin, unittest.TestCase):
     """The same crash against Distribution 2.8, to prove the test itself.
 
-    Distribution signs the offset into the upload URL's ``_state``; when the
-    kill lands after bytes were written but before the 202 reached the
-    client, the offset in the URL no longer matches the file and it answers
-    404 ``BLOB_UPLOAD_INVALID``. spectroreg's URLs carry no offset, so for it
-    only ``BLOB_UPLOAD_UNKNOWN`` is accepted.
+    Only run when C{SPECTROREG_TEST_REFERENCE_CRASH=1}: Distribution 2.8 is
+    not crash-safe, so this fails now and then (about one run in five):
+
+    - it writes ``link`` files in place; a kill can leave one empty, and
+      every later GET of that blob answers 500 "invalid checksum digest
+      format" until someone repairs the file by hand;
+    - it signs the offset into the upload URL's ``_state``; when the kill
+      lands after bytes were written but before the 202 reached the client,
+      the URL no longer matches the file and it answers 404
+      ``BLOB_UPLOAD_INVALID`` (accepted here; spectroreg's URLs carry no
+      offset, so for it only ``BLOB_UPLOAD_UNKNOWN`` is).
     """
 
     kind = "docker-registry"
     unknown_codes = ("BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID")
+
+    def setUp(self):
+        if os.environ.get("SPECTROREG_TEST_REFERENCE_CRASH", "") not in ("1", "true", "yes"):
+            raise unittest.SkipTest(
+                "Distribution 2.8 is not crash-safe (torn link files); "
+                "set SPECTROREG_TEST_REFERENCE_CRASH=1 to run it anyway")
+        CrashSafetyMixin.setUp(self)
