@@ -10,9 +10,11 @@ Requests per operation: get_content, put_content, read: 1 (read: one more
 per dropped connection, resuming at the byte it stopped); stat: 1 listing
 (plus a HEAD for a closed, uncommitted file); list: 1 per 1000 entries;
 move: a CopyObject (or a multipart copy above ``multipartcopythresholdsize``)
-and a DELETE, with a HEAD first unless this process just wrote the source;
-delete: a listing, a ListMultipartUploads and a DeleteObjects per 1000 keys;
-walk: one flat listing per 1000 keys.
+and a DELETE (of the source and, just after a commit, its state object), with
+a HEAD first unless this process just wrote the source; delete: a listing and
+a DeleteObjects per 1000 keys, plus a ListMultipartUploads when unfinished
+files are below; walk: one flat listing per 1000 keys; writer: none for a
+new file, one GET of the state object to continue one.
 """
 
 import collections
@@ -141,6 +143,7 @@ class S3Driver:
         # State objects of just-committed files, deleted with the move that
         # usually follows (one request less), or after STATE_DELETE_DELAY.
         self._pending_state_deletes = {}
+        self._state_deletes_running = set()
         if not settings.v4auth:
             log.warn("storage.s3.v4auth: false is not supported; signing with SigV4")
 
@@ -167,6 +170,8 @@ class S3Driver:
                 await self._flush_state_delete(key)
             except StorageError as error:
                 log.warn("could not delete {key}: {error}", key=state_key(key), error=error)
+        while self._state_deletes_running:
+            await self._state_deletes_running.pop()
         await self.client.close()
 
     def delete_state_later(self, key, path):
@@ -186,6 +191,8 @@ class S3Driver:
         d = defer.ensureDeferred(self.client.delete_object(state_key(key), path))
         d.addErrback(lambda failure: log.failure(
             "deleting {key}", failure, key=state_key(key)))
+        self._state_deletes_running.add(d)
+        d.addBoth(lambda _: self._state_deletes_running.discard(d))
 
     async def _flush_state_delete(self, key):
         if self._cancel_state_delete(key):
