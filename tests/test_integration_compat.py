@@ -9,6 +9,7 @@ leave the same files under ``docker/registry/v2`` with byte-identical
 """
 
 import hashlib
+import json
 import os
 
 from twisted.trial import unittest
@@ -23,6 +24,7 @@ LAYOUT_ROOT = ("docker", "registry", "v2")
 # Paths one server may have and the other not: uploads in flight (and Go's
 # private hash states) and spectroreg's own referrers index.
 IGNORED_PARTS = ("_uploads", "_referrers")
+ACCEPT = (images.OCI_MANIFEST, images.OCI_INDEX, images.DOCKER_MANIFEST, images.DOCKER_LIST)
 
 
 def tree_files(root):
@@ -164,6 +166,25 @@ class CompatibilityTests(unittest.TestCase):
         self.assertEqual(self.skopeo.list_tags("docker://{}/compat/gc".format(spectroreg.netloc)),
                          ["kept"])
 
+    def assert_same_answers(self, servers):
+        """Catalog, tag lists and manifest heads agree between the two servers."""
+
+        def answers(server):
+            found = {"catalog": json.loads(request(server, "GET", "/v2/_catalog").body)}
+            for name, (_, artifact) in sorted(self.sources.items()):
+                tags = request(server, "GET", "/v2/compat/{}/tags/list".format(name))
+                found[name + " tags"] = (tags.status, json.loads(tags.body))
+                for reference in ("v1", artifact.digest):
+                    head = request(server, "HEAD", "/v2/compat/{}/manifests/{}".format(
+                        name, reference), headers={"Accept": ", ".join(ACCEPT)})
+                    found["{} HEAD {}".format(name, reference)] = (
+                        head.status, head.header("Content-Type"),
+                        head.header("Docker-Content-Digest"), head.header("Content-Length"))
+            return found
+
+        reference, ours = answers(servers["docker-registry"]), answers(servers["spectroreg"])
+        self.assertEqual(ours, reference)
+
     def assert_same_trees(self, roots, when):
         reference, ours = (tree_files(roots[kind]) for kind in ("docker-registry", "spectroreg"))
         self.assertTrue(reference, "docker-registry wrote nothing")
@@ -186,6 +207,7 @@ class CompatibilityTests(unittest.TestCase):
             servers[kind] = self.start(kind, roots[kind])
             self.push_all(servers[kind])
         self.assert_same_trees(roots, "after the pushes")
+        self.assert_same_answers(servers)
         for kind, server in servers.items():
             self.skopeo.delete("docker://{}/compat/oci-image:v1".format(server.netloc))
             self.skopeo.delete("docker://{}/compat/oci-index@{}".format(
