@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import ssl
+import threading
 import time
 
 import bcrypt
@@ -150,6 +151,36 @@ class SkopeoRoundTripMixin(object):
         self.assertEqual(self.skopeo.inspect_raw(self.ref("tags/other", "copied")),
                          image.manifest.data)
         self.assertEqual(self.skopeo.list_tags(self.ref("tags/other")), ["copied"])
+
+    def test_concurrent_pushes_sharing_layers(self):
+        """Four skopeo pushes at once, sharing a layer, two into one repository: all intact."""
+        artifacts = [images.Image("skopeo-shared", layer_sizes=(768 * 1024, 64 * 1024 + number))
+                     for number in range(4)]
+        self.assertEqual(len({a.layers[0].digest for a in artifacts}), 1)
+        targets = ["shared/one:v1", "shared/two:v1", "shared/same:a", "shared/same:b"]
+        errors = []
+
+        def push(artifact, target):
+            try:
+                self.skopeo.copy(self.oci(artifact, "v1"), "docker://{}/{}".format(
+                    self.server.netloc, target))
+            except Exception as e:
+                errors.append(e)
+
+        for artifact in artifacts:
+            self.oci(artifact, "v1")  # written before the threads start
+        threads = [threading.Thread(target=push, args=pair) for pair in zip(artifacts, targets)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        self.assertEqual(errors, [])
+        for number, (artifact, target) in enumerate(zip(artifacts, targets)):
+            out = os.path.join(self.work, "out-{}".format(number))
+            self.skopeo.copy("docker://{}/{}".format(self.server.netloc, target),
+                             "oci:{}:v1".format(out))
+            self.assert_oci_layout_holds(out, "v1", artifact)
+        self.assertEqual(sorted(self.skopeo.list_tags(self.ref("shared/same"))), ["a", "b"])
 
     def test_delete(self):
         """skopeo delete removes the manifest: its tags go and it no longer pulls."""
