@@ -453,3 +453,76 @@ class TLSTests(unittest.TestCase):
         from service_identity.exceptions import CertificateError
 
         self.flushLoggedErrors(CertificateError)
+
+
+class StateCacheTests(unittest.TestCase):
+    """A writer continuing a file skips the state GET only when a fresh listing vouches for it."""
+
+    def setUp(self):
+        self.server, self.bucket = fresh_bucket(self)
+        self.proxy = S3Proxy(self.server.host, self.server.port)
+        self.proxy.listen()
+        self.addCleanup(self.proxy.stop)
+
+    def driver(self):
+        driver = S3Driver(s3_settings(self.server, self.bucket, regionendpoint=self.proxy.endpoint),
+                          retry=FAST_RETRY)
+        self.addCleanup(driver.close)
+        return driver
+
+    async def append(self, driver, path, data):
+        writer = await driver.writer(path, append=True)
+        await writer.write(data)
+        await writer.close()
+        return writer
+
+    @async_test
+    async def test_sibling_stat_then_resume_needs_no_get(self):
+        driver = self.driver()
+        writer = await driver.writer("/u/data")
+        await writer.write(b"a")
+        await writer.close()
+        await driver.put_content("/u/startedat", b"t")
+        self.proxy.stats.reset()
+        # What the registry does per PATCH: stat a sibling, continue the file.
+        await driver.stat("/u/startedat")
+        await self.append(driver, "/u/data", b"b")
+        self.assertEqual(self.proxy.stats.requests["GetObject"], 0)
+        writer = await driver.writer("/u/data", append=True)
+        await writer.commit()
+        self.assertEqual(await driver.get_content("/u/data"), b"ab")
+
+    @async_test
+    async def test_another_process_changed_the_state(self):
+        ours, theirs = self.driver(), self.driver()
+        writer = await ours.writer("/u/data")
+        await writer.write(b"a")
+        await writer.close()
+        await ours.put_content("/u/startedat", b"t")
+        await theirs.stat("/u/startedat")
+        await self.append(theirs, "/u/data", b"b")  # another daemon continues the file
+        self.proxy.stats.reset()
+        await ours.stat("/u/startedat")  # the listing shows a state object we did not write
+        writer = await self.append(ours, "/u/data", b"c")
+        self.assertEqual(self.proxy.stats.requests["GetObject"], 1)
+        self.assertEqual(writer.size, 3)
+        self.assertEqual((await theirs.stat("/u/data")).size, 3)
+        writer = await theirs.writer("/u/data", append=True)
+        await writer.commit()
+        self.assertEqual(await ours.get_content("/u/data"), b"abc")
+
+    @async_test
+    async def test_stale_listing_not_trusted(self):
+        from spectroreg.storage.s3 import driver as driver_module
+
+        driver = self.driver()
+        writer = await driver.writer("/u/data")
+        await writer.write(b"a")
+        await writer.close()
+        await driver.stat("/u/data")
+        key = driver.key("/u/data")
+        etag, seen = driver._seen_states[key + "~upload"]
+        driver._seen_states[key + "~upload"] = (etag, seen - driver_module.STATE_TRUST_SECONDS - 1)
+        self.proxy.stats.reset()
+        await self.append(driver, "/u/data", b"b")
+        self.assertEqual(self.proxy.stats.requests["GetObject"], 1)

@@ -91,12 +91,12 @@ class XMLTests(unittest.SynchronousTestCase):
 
     def test_list_objects(self):
         body = ("<ListBucketResult {}><IsTruncated>true</IsTruncated>"
-                "<Contents><Key>a/b</Key><Size>5</Size>"
+                "<Contents><Key>a/b</Key><Size>5</Size><ETag>&quot;e&quot;</ETag>"
                 "<LastModified>2026-11-27T09:44:39.500Z</LastModified></Contents>"
                 "<CommonPrefixes><Prefix>a/c/</Prefix></CommonPrefixes>"
                 "<NextContinuationToken>tok</NextContinuationToken></ListBucketResult>").format(self.NS)
         objects, prefixes, token = xmlparse.list_objects(body.encode())
-        self.assertEqual(objects, [("a/b", 5, 1795772679.5)])
+        self.assertEqual(objects, [("a/b", 5, 1795772679.5, '"e"')])
         self.assertEqual((prefixes, token), (["a/c/"], "tok"))
 
     def test_errors(self):

@@ -7,14 +7,19 @@ is empty). Directories are key prefixes. Unfinished writers keep their state
 in the bucket (``state.py``).
 
 Requests per operation: get_content, put_content, read: 1 (read: one more
-per dropped connection, resuming at the byte it stopped); stat: 1 listing
-(plus a HEAD for a closed, uncommitted file); list: 1 per 1000 entries;
+per dropped connection, resuming at the byte it stopped); stat: 1 listing of
+the parent directory (a second one, of the name alone, when the parent holds
+more than 1000 entries; a HEAD for a closed, uncommitted file written by
+another process); list: 1 per 1000 entries;
 move: a CopyObject (or a multipart copy above ``multipartcopythresholdsize``)
 and a DELETE (of the source and, just after a commit, its state object), with
 a HEAD first unless this process just wrote the source; delete: a listing and
 a DeleteObjects per 1000 keys, plus a ListMultipartUploads when unfinished
 files are below; walk: one flat listing per 1000 keys; writer: none for a
-new file, one GET of the state object to continue one.
+new file, one GET of the state object to continue one, or none when this
+process wrote that state object and a listing less than 5 s old shows it
+unchanged (the registry stats an upload's ``startedat`` before continuing
+its ``data``).
 """
 
 import collections
@@ -47,6 +52,10 @@ MAX_COPY = 5 * GiB  # CopyObject's limit
 DELETE_BATCH = 1000
 PRESIGN_EXPIRES = 20 * 60  # Distribution's 20 minutes
 STATE_DELETE_DELAY = 2.0
+# How long a listing that showed a state object unchanged is believed, and
+# how many tail bytes of state objects are kept in memory at most.
+STATE_TRUST_SECONDS = 5.0
+STATE_CACHE_TAIL_BYTES = 16 * MiB
 # Memory per writer is about chunksize × (parts in flight + 1).
 WRITER_MEMORY = 48 * MiB
 
@@ -144,6 +153,12 @@ class S3Driver:
         # usually follows (one request less), or after STATE_DELETE_DELAY.
         self._pending_state_deletes = {}
         self._state_deletes_running = set()
+        # key -> (etag, UploadState) of state objects this process wrote,
+        # and state key -> (etag, when) of state objects seen in listings:
+        # a writer continuing a file whose state object a fresh listing
+        # shows unchanged needs no GET.
+        self._states = collections.OrderedDict()
+        self._seen_states = collections.OrderedDict()
         if not settings.v4auth:
             log.warn("storage.s3.v4auth: false is not supported; signing with SigV4")
 
@@ -240,6 +255,31 @@ class S3Driver:
 
     def forget_size(self, key):
         self._sizes.pop(key, None)
+
+    def remember_state(self, key, etag, state):
+        """A writer wrote C{state} (answered with C{etag}) as C{key}'s state object."""
+        self._states[key] = (etag, state)
+        self._states.move_to_end(key)
+        tails = 0
+        for cached_key in reversed(list(self._states)):
+            tails += len(self._states[cached_key][1].tail)
+            if tails > STATE_CACHE_TAIL_BYTES or len(self._states) > 1000:
+                self._states.pop(cached_key)
+
+    def forget_state(self, key):
+        self._states.pop(key, None)
+        self._seen_states.pop(state_key(key), None)
+
+    def _trusted_state(self, key):
+        """C{key}'s state as this process wrote it, if a fresh listing shows it unchanged."""
+        cached = self._states.get(key)
+        seen = self._seen_states.get(state_key(key))
+        if cached is None or seen is None or not _same_etag(cached[0], seen[0]):
+            return None
+        if self._clock.seconds() - seen[1] > STATE_TRUST_SECONDS:
+            return None
+        state = cached[1]
+        return UploadState(state.upload_id, state.parts, state.tail)
 
     # small files
 
@@ -370,7 +410,9 @@ class S3Driver:
             # it, committing or cancelling deletes it, and a multipart
             # upload it named is aborted when its directory is deleted.
             return S3Writer(self, path, key, UploadState(), state_exists=None)
-        state = await self._load_state(path, key)
+        state = self._trusted_state(key)
+        if state is None:
+            state = await self._load_state(path, key)
         if state is not None:
             return S3Writer(self, path, key, state, state_exists=True)
         return await self._writer_from_object(path, key)
@@ -394,30 +436,54 @@ class S3Driver:
         if path == "/":
             return FileInfo(path, 0, 0.0, True)
         key = self.key(path)
-        # One listing answers for a file, an unfinished file and a directory.
-        token = None
+        # One listing of the parent answers for a file, an unfinished file
+        # and a directory, and shows the state objects of unfinished
+        # siblings (a writer continuing one of them then needs no GET).
+        parent = key.rpartition("/")[0]
+        objects, prefixes, token = await self.client.list_objects(
+            parent + "/" if parent else "", delimiter="/", path=path)
+        found = await self._stat_from_listing(path, key, objects, prefixes)
+        if found is not None:
+            return found
+        if token is not None:
+            # A big directory: ask about this name alone.
+            token = None
+            while True:
+                objects, prefixes, token = await self.client.list_objects(
+                    key, delimiter="/", token=token, path=path)
+                found = await self._stat_from_listing(path, key, objects, prefixes)
+                if found is not None:
+                    return found
+                if token is None:
+                    break
+        raise PathNotFound(path)
+
+    async def _stat_from_listing(self, path, key, objects, prefixes):
+        """The L{FileInfo} of C{key} from a listing page, or None."""
         state = None
-        directory = False
-        while True:
-            objects, prefixes, token = await self.client.list_objects(
-                key, delimiter="/", token=token, path=path)
-            for name, size, modified in objects:
-                if name == key:
-                    return FileInfo(path, size, modified, False)
+        now = self._clock.seconds()
+        for name, size, modified, etag in objects:
+            if name == key:
+                return FileInfo(path, size, modified, False)
+            if is_hidden(name):
+                self._seen_states[name] = (etag, now)
+                self._seen_states.move_to_end(name)
                 if name == state_key(key):
-                    state = modified
-            if key + "/" in prefixes:
-                directory = True
-            if token is None:
-                break
+                    state = (modified, etag)
+        while len(self._seen_states) > 1000:
+            self._seen_states.popitem(last=False)
         if state is not None:
+            modified, etag = state
+            cached = self._states.get(key)
+            if cached is not None and _same_etag(cached[0], etag):
+                return FileInfo(path, cached[1].size, modified, False)
             response = await self.client.request("HEAD", state_key(key), path=path)
             size = int(response.header(SIZE_HEADER.encode(), "0"))
-            return FileInfo(path, size, state, False)
-        if directory:
+            return FileInfo(path, size, modified, False)
+        if key + "/" in prefixes:
             # As Distribution: a directory has no modification time on S3.
             return FileInfo(path, 0, 0.0, True)
-        raise PathNotFound(path)
+        return None
 
     def list(self, path):
         return defer.ensureDeferred(self._list(path))
@@ -429,7 +495,7 @@ class S3Driver:
         while True:
             objects, prefixes, token = await self.client.list_objects(
                 prefix, delimiter="/", token=token, path=path)
-            for name, _, _ in objects:
+            for name, _, _, _ in objects:
                 if not is_hidden(name):
                     children.add(self._path(name))
             for name in prefixes:
@@ -519,7 +585,7 @@ class S3Driver:
         token = None
         while True:
             objects, _, token = await self.client.list_objects(prefix, token=token, path=path)
-            keys.extend(name for name, _, _ in objects if wanted(name))
+            keys.extend(name for name, _, _, _ in objects if wanted(name))
             if token is None:
                 break
         uploads = []
@@ -543,6 +609,7 @@ class S3Driver:
             await self.client.delete_objects(keys[start:start + DELETE_BATCH], path)
         for name in keys:
             self.forget_size(name)
+            self.forget_state(name)
             self._cancel_state_delete(name)
 
     # redirects
@@ -564,7 +631,7 @@ class S3Driver:
         token = None
         while True:
             objects, _, token = await self.client.list_objects(prefix, token=token, path=path)
-            for name, size, modified in objects:
+            for name, size, modified, _ in objects:
                 if not is_hidden(name):
                     tree.add(name[len(prefix):].split("/"), size, modified)
             if token is None:
@@ -605,6 +672,10 @@ class _Node:
         node.modified = max(node.modified, modified)
         if parts[-1]:
             node.files[parts[-1]] = (size, modified)
+
+
+def _same_etag(a, b):
+    return a is not None and b is not None and a.strip('"') == b.strip('"')
 
 
 async def _call_visit(visit, info):

@@ -164,13 +164,16 @@ class S3Writer:
             del self._buffer[:]
             await self._drain()
         state = self._state()
-        await self._client.put_object(
+        self._driver.forget_state(self._key)
+        etag = await self._client.put_object(
             state_key(self._key), state.encode(),
             {"Content-Type": "application/octet-stream", SIZE_HEADER: str(state.size)},
             self._path)
         self._state_exists = True
+        self._driver.remember_state(self._key, etag, state)
 
     async def _commit(self):
+        self._driver.forget_state(self._key)
         await self._drain()
         if self._upload_id is None:
             await self._client.put_object(
@@ -203,6 +206,7 @@ class S3Writer:
             log.info("S3 upload {key} was completed by an earlier attempt", key=self._key)
 
     async def _cancel(self):
+        self._driver.forget_state(self._key)
         while self._in_flight:
             await self._wait_one()
         if self._upload_id is not None:

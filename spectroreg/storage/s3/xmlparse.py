@@ -65,11 +65,12 @@ def http_date_seconds(value):
 def list_objects(body):
     """
     ListObjectsV2 → C{(objects, prefixes, next_token)}: objects as
-    C{(key, size, modified)}, prefixes as keys ending in the delimiter.
+    C{(key, size, modified, etag)}, prefixes as keys ending in the delimiter.
     """
     root = parse(body)
     objects = [
-        (text(item, "Key"), int(text(item, "Size", "0")), iso_seconds(text(item, "LastModified")))
+        (text(item, "Key"), int(text(item, "Size", "0")), iso_seconds(text(item, "LastModified")),
+         text(item, "ETag"))
         for item in root.findall("Contents")
     ]
     prefixes = [text(item, "Prefix") for item in root.findall("CommonPrefixes")]
