@@ -14,6 +14,7 @@ from twisted.trial import unittest
 
 from spectroreg.service import _ipv6_available
 from tests.support.daemon import REPO_ROOT, daemon_for, minimal_config, start_daemon
+from tests.support.paths import socket_path
 from tests.test_service_daemon import TWISTD, _port_open
 
 
@@ -169,7 +170,7 @@ class AddressFormTests(unittest.TestCase):
     def test_unix_socket(self):
         work = os.path.abspath(self.mktemp())
         os.makedirs(work)
-        path = os.path.join(work, "registry.sock")
+        path = socket_path(self)
         config = minimal_config(http={"addr": path, "net": "unix"})
         daemon = start_daemon(self, config, workdir=work, listen=False, unix_socket=path)
         response = daemon.request("GET", "/v2/")

@@ -338,7 +338,9 @@ class AddressTests(unittest.TestCase):
 
         from tests.test_web_support import RawClient
 
-        path = os.path.abspath(self.mktemp()) + ".sock"
+        from tests.support.paths import socket_path
+
+        path = socket_path(self)
         # A stale socket file left behind by a dead daemon does not block start.
         stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         stale.bind(path)

@@ -1,0 +1,15 @@
+"""Filesystem paths for tests."""
+
+import shutil
+import tempfile
+
+
+def socket_path(testcase, name="registry.sock"):
+    """
+    A unix socket path in a fresh directory under the system temp folder,
+    removed after the test. Trial's own temp directories can be deeper than
+    the 107 bytes an AF_UNIX address may hold.
+    """
+    folder = tempfile.mkdtemp(prefix="spectroreg-")
+    testcase.addCleanup(shutil.rmtree, folder, True)
+    return folder + "/" + name
