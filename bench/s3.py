@@ -32,6 +32,7 @@ import hashlib
 import http.client
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -255,6 +256,7 @@ def main(argv=None):
     parser.add_argument("--big", default="1G", help="big blob for peak RSS; 0 to skip")
     parser.add_argument("--servers", default="spectroreg,docker-registry")
     parser.add_argument("--trace", action="store_true", help="print each push's S3 requests")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(argv)
     args.chunk = parse_size(args.chunk)
     kinds = [k for k in args.servers.split(",") if k]
@@ -274,6 +276,8 @@ def main(argv=None):
     finally:
         reactor_thread.stop()
         moto.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     if args.trace:
         for result in results:
             print("\n{} push, S3 requests in order:".format(result["kind"]))
