@@ -499,6 +499,19 @@ def _public_https_port(http_settings):
     return 443
 
 
+class _CloseStorage(Service):
+    """Closes the storage driver (thread pools, S3 connections) at shutdown."""
+
+    name = "storage"
+
+    def __init__(self, driver):
+        self.driver = driver
+
+    def stopService(self):
+        super().stopService()
+        return self.driver.close()
+
+
 def _build_api(settings, top, reactor):
     from spectroreg.api import make_api_resource
     from spectroreg.api.request import RegistryRequest
@@ -506,6 +519,9 @@ def _build_api(settings, top, reactor):
     from spectroreg.storage.factory import driver_from_settings
 
     driver = driver_from_settings(settings.storage, reactor=reactor)
+    # Added before the listeners, so it stops after them: the driver's pools
+    # are released once no request can reach it any more.
+    _CloseStorage(driver).setServiceParent(top)
     registry = Registry(driver, settings.storage, reactor=reactor)
     top.registry = registry
     authenticator = None

@@ -358,7 +358,7 @@ class FilesystemStreamingTests(StreamingTestCase):
 
         self.root = self.mktemp()
         filesystem = FilesystemDriver(self.root, maxthreads=4, reactor=reactor)
-        self.addCleanup(filesystem.stop)
+        self.addCleanup(filesystem.close)
         self.registry = Registry(ValidatingDriver(filesystem), self.settings.storage, reactor=reactor)
         self.api = make_api_resource(self.registry, self.settings)
         self.site.resource = make_root(self.api)

@@ -218,7 +218,7 @@ class FilesystemRegistryTests(RegistryLayerMixin, unittest.TestCase):
         self.root = self.mktemp()
         os.makedirs(self.root)
         driver = FilesystemDriver(self.root, maxthreads=4, reactor=reactor)
-        self.addCleanup(driver.stop)
+        self.addCleanup(driver.close)
         return ValidatingDriver(driver)
 
     def read(self, relative):

@@ -129,6 +129,21 @@ class MakeServiceTests(unittest.TestCase):
         self.assertEqual(response.headers.getRawHeaders(b"docker-distribution-api-version"), [b"registry/2.0"])
         self.assertEqual(response.headers.getRawHeaders(b"x-test"), [b"yes"])
 
+    def test_storage_closed_after_listeners(self):
+        """The driver is closed at shutdown, once the listeners have stopped."""
+        from twisted.internet.defer import succeed
+
+        service = makeService(settings())
+        names = [child.name for child in service]
+        self.assertLess(names.index("storage"), min(
+            names.index(child.name) for child in service.listeners))
+        closed = []
+        service.getServiceNamed("storage").driver = type(
+            "Driver", (), {"close": lambda self: closed.append(True) or succeed(None)})()
+        service.getServiceNamed("storage").startService()
+        service.getServiceNamed("storage").stopService()
+        self.assertEqual(closed, [True])
+
     def test_upload_purger(self):
         service = makeService(settings())
         timers = [s for s in service if isinstance(s, TimerService)]

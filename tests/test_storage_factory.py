@@ -30,7 +30,7 @@ class FactoryTests(unittest.SynchronousTestCase):
         driver = driver_from_settings(StorageSettings(
             driver="filesystem",
             filesystem=FilesystemSettings(rootdirectory=root, maxthreads=40)))
-        self.addCleanup(driver.driver.stop)
+        self.addCleanup(driver.driver.close)
         self.assertIsInstance(driver.driver, FilesystemDriver)
         self.assertEqual(driver.name, "filesystem")
         self.assertEqual(driver.driver.rootdirectory, __import__("os").path.abspath(root))

@@ -28,7 +28,7 @@ class FilesystemDriverTests(StorageDriverTestsMixin, unittest.TestCase):
     def make_driver(self):
         self.rootdirectory = self.mktemp()
         driver = FilesystemDriver(self.rootdirectory, maxthreads=8)
-        self.addCleanup(driver.stop)
+        self.addCleanup(driver.close)
         return driver
 
     async def assert_nothing_left(self, driver):
@@ -61,7 +61,7 @@ class FilesystemSpecificTests(unittest.TestCase):
     def driver(self, **kwargs):
         self.rootdirectory = os.path.abspath(self.mktemp())
         raw = FilesystemDriver(self.rootdirectory, **kwargs)
-        self.addCleanup(raw.stop)
+        self.addCleanup(raw.close)
         return ValidatingDriver(raw)
 
     def on_disk(self, path):
@@ -245,7 +245,7 @@ class FilesystemSpecificTests(unittest.TestCase):
 
         fake = Reactor()
         raw = FilesystemDriver(os.path.abspath(self.mktemp()), maxthreads=2, reactor=fake)
-        self.addCleanup(raw.stop)
+        self.addCleanup(raw.close)
         self.assertEqual((raw._pool.threads, fake.triggers), (0, {}))
         await raw.put_content("/a", b"x")
         self.assertGreaterEqual(raw._pool.threads, 1)
@@ -257,7 +257,7 @@ class FilesystemSpecificTests(unittest.TestCase):
         # Usable again afterwards (a new pool), and stop() removes its trigger.
         self.assertEqual(await raw.get_content("/a"), b"x")
         self.assertEqual(len(fake.triggers), 1)
-        raw.stop()
+        raw.close()
         self.assertEqual((raw._pool.threads, fake.triggers), (0, {}))
 
     @async_test

@@ -184,5 +184,5 @@ class InMemoryHTTPReadTests(HTTPReadTestsMixin, unittest.TestCase):
 class FilesystemHTTPReadTests(HTTPReadTestsMixin, unittest.TestCase):
     def make_driver(self):
         driver = FilesystemDriver(self.mktemp(), maxthreads=4)
-        self.addCleanup(driver.stop)
+        self.addCleanup(driver.close)
         return driver

@@ -114,7 +114,7 @@ async def stream(reactor, mebibytes, directory):
     consumer.flush()
     read_seconds = time.monotonic() - started
     await driver.delete("/docker")
-    driver.driver.stop()
+    driver.driver.close()
     return {
         "mebibytes": mebibytes,
         "baseline_peak_rss_mib": round(baseline, 1),

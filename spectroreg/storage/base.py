@@ -143,6 +143,9 @@ class ValidatingDriver:
     def delete(self, path):
         return _call("delete", path, self.driver.delete, path)
 
+    def close(self):
+        return self.driver.close()
+
     @_validated()
     def redirect_url(self, path, method="GET"):
         return _call("redirect_url", path, self.driver.redirect_url, path, method)

@@ -117,9 +117,10 @@ class FilesystemDriver:
     def maxthreads(self):
         return self._pool.maxthreads
 
-    def stop(self):
+    def close(self):
         """Stop the thread pool (it also stops by itself at reactor shutdown)."""
         self._pool.stop()
+        return defer.succeed(None)
 
     # helpers
 

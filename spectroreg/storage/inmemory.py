@@ -228,6 +228,9 @@ class InMemoryDriver:
             del self._files[name]
         del self._paths[low:high]
 
+    def close(self):
+        return defer.succeed(None)
+
     def redirect_url(self, path, method="GET"):
         return defer.succeed(None)
 

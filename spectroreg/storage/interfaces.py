@@ -193,6 +193,15 @@ class IStorageDriver(Interface):
             no redirects (local drivers, or redirects disabled).
         """
 
+    def close():
+        """
+        Release what the driver holds (thread pools, pooled connections,
+        pending background work) when the daemon stops. Nothing stored is
+        lost by not calling it.
+
+        @return: Deferred firing with None.
+        """
+
     def walk(path, visit):
         """
         Visit every file and directory below C{path}, depth first, parents
