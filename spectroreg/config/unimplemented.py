@@ -23,7 +23,6 @@ NOT_ACTED_ON = {
     "storage.cache.blobdescriptor=redis": "the redis blob descriptor cache is not implemented yet",
     "storage.cache.blobdescriptorsize": "the blob descriptor cache size is not applied yet",
     "storage.tag": "tag lookup concurrency settings are not applied yet",
-    "storage.s3.sessiontoken": "S3 session tokens are not passed to S3 yet",
     "storage.s3.usedualstack": "S3 dual-stack endpoints are not implemented",
     "storage.s3.accelerate": "S3 transfer acceleration is not implemented",
     "storage.s3.loglevel": "the S3 client's own log level is not applied",
