@@ -22,6 +22,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
+from spectroreg.config.addresses import split_host_port
 from spectroreg.config.errors import ConfigError
 from spectroreg.logging import bridge_stdlib_logging, observer_from_settings
 from spectroreg.web.limits import DEFAULT_LIMITS
@@ -43,34 +44,13 @@ def parse_addr(addr, net="tcp"):
         if not addr:
             raise ConfigError("http.addr: a socket path is needed with http.net unix")
         return [("unix", addr, None)]
-    if net not in ("tcp", "tcp4", "tcp6"):
+    if net != "tcp":
         raise ConfigError("http.net: unsupported network {!r} (tcp or unix)".format(net))
-    if addr.startswith("["):
-        host, sep, port = addr[1:].partition("]:")
-        if not sep:
-            raise ConfigError("http.addr: cannot parse {!r} (expected [v6addr]:port)".format(addr))
-    else:
-        host, sep, port = addr.rpartition(":")
-        if not sep:
-            raise ConfigError("http.addr: cannot parse {!r} (expected host:port or :port)".format(addr))
-        if ":" in host:
-            raise ConfigError(
-                "http.addr: IPv6 addresses need brackets: {!r}".format(addr)
-            )
     try:
-        number = int(port)
-    except ValueError:
-        number = _service_port(port, addr)
-    if not 0 <= number <= 65535:
-        raise ConfigError("http.addr: port out of range in {!r}".format(addr))
-    return [("tcp", host, number)]
-
-
-def _service_port(name, addr):
-    try:
-        return socket.getservbyname(name, "tcp")
-    except OSError:
-        raise ConfigError("http.addr: unknown port {!r} in {!r}".format(name, addr)) from None
+        host, port = split_host_port(addr)
+    except ValueError as error:
+        raise ConfigError("http.addr: {}".format(error)) from None
+    return [("tcp", host, port)]
 
 
 def _ipv6_available():

@@ -7,7 +7,6 @@ exception, by design: it appears exactly once, in its WARN line.
 
 import base64
 import os
-import re
 import stat
 
 from twisted.trial import unittest

@@ -4,7 +4,6 @@ headers on every answer, the access log, head limits, slow clients,
 draining, and the listening address forms.
 """
 
-import os
 import socket
 import time
 

@@ -20,7 +20,6 @@ The big-stream test writes ``SPECTROREG_STORAGE_STREAM_MIB`` MiB (default
 128, what CI runs); set it lower for quick local runs.
 """
 
-import functools
 import hashlib
 import inspect
 import os
@@ -35,21 +34,13 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from spectroreg.storage.base import ValidatingDriver
+from spectroreg.testing import async_test
 from spectroreg.storage.errors import InvalidOffset, InvalidPath, PathNotFound, StorageError
 from spectroreg.storage.interfaces import SKIP_DIR, FileInfo, IFileWriter, IStorageDriver
 
 MiB = 1024 * 1024
 
 
-def async_test(function):
-    """Run an C{async def} test through C{ensureDeferred} (trial 22.4 would not await it)."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        return defer.ensureDeferred(function(*args, **kwargs))
-
-    wrapper.__async_test__ = True
-    return wrapper
 
 
 def stream_size():

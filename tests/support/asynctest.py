@@ -12,17 +12,6 @@ inside a ``twisted.trial.unittest.TestCase``; ``tests.test_guard`` fails when
 an ``async def test_*`` anywhere in the suite lacks the decorator.
 """
 
-import functools
+from spectroreg.testing import async_test
 
-from twisted.internet import defer
-
-
-def async_test(function):
-    """Wrap an ``async def`` test so trial gets a Deferred on every version."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        return defer.ensureDeferred(function(*args, **kwargs))
-
-    wrapper.__async_test__ = True
-    return wrapper
+__all__ = ["async_test"]
