@@ -247,7 +247,7 @@ class FilesystemRegistryTests(RegistryLayerMixin, unittest.TestCase):
             "docker/registry/v2/repositories/ns/app/_manifests/revisions/sha256/{}/link".format(digest.hex),
             "docker/registry/v2/repositories/ns/app/_manifests/tags/1.0/current/link",
             "docker/registry/v2/repositories/ns/app/_manifests/tags/1.0/index/sha256/{}/link".format(digest.hex),
-            "docker/registry/v2/repositories/ns/app/_uploads/{}/data".format(upload_id),
+            # ``data`` comes with the first chunk; until then the upload has 0 bytes.
             "docker/registry/v2/repositories/ns/app/_uploads/{}/startedat".format(upload_id),
         }
         self.assertEqual(set(files), expected)
@@ -294,3 +294,122 @@ class FailingWriteTests(unittest.TestCase):
         await writer.write(b"!")
         descriptor = await registry.finish_upload("r", upload_id, sha(b"kept!"), writer)
         self.assertEqual(descriptor.size, 5)
+
+
+class CountingDriver:
+    """Records (operation, path) of every call to the driver it wraps."""
+
+    OPERATIONS = ("get_content", "put_content", "read", "writer", "stat", "list", "move", "delete", "walk")
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.calls = []
+
+    def __getattr__(self, name):
+        attribute = getattr(self.driver, name)
+        if name not in self.OPERATIONS:
+            return attribute
+
+        def call(path, *args, **kwargs):
+            self.calls.append((name, path))
+            return attribute(path, *args, **kwargs)
+
+        return call
+
+
+class DriverCallTests(unittest.TestCase):
+    """What a push asks of storage (each call is an S3 request or more)."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.clock.advance(1700000000)
+        self.shared = ValidatingDriver(InMemoryDriver(reactor=self.clock))
+        self.driver = CountingDriver(self.shared)
+        self.registry = Registry(self.driver, SETTINGS, reactor=self.clock)
+        # Another daemon on the same storage.
+        self.other = Registry(self.shared, SETTINGS, reactor=self.clock)
+
+    async def push(self, registry, name, data):
+        upload_id = await registry.start_upload(name)
+        writer = await registry.open_upload(name, upload_id)
+        await writer.write(data)
+        await writer.close()
+        return await registry.finish_upload(name, upload_id, sha(data))
+
+    def blob(self, data):
+        digest = sha(data)
+        return "/docker/registry/v2/blobs/sha256/{}/{}/data".format(digest.hex[:2], digest.hex)
+
+    @async_test
+    async def test_push_of_a_new_blob(self):
+        data = b"layer"
+        with self.assertRaises(RegistryError) as caught:
+            await self.registry.stat_blob("r", sha(data))
+        self.assertEqual(caught.exception.code, "BLOB_UNKNOWN")
+        # The client's HEAD: one look at the data, none at the links.
+        self.assertEqual(self.driver.calls, [("stat", self.blob(data))])
+        self.driver.calls = []
+        upload_id = await self.registry.start_upload("r")
+        # No ``data`` (on S3: no state object) before the first chunk.
+        uploads = "/docker/registry/v2/repositories/r/_uploads/" + upload_id
+        self.assertEqual(self.driver.calls, [("put_content", uploads + "/startedat")])
+        writer = await self.registry.open_upload("r", upload_id)
+        await writer.write(data)
+        await writer.close()
+        self.driver.calls = []
+        await self.registry.finish_upload("r", upload_id, sha(data))
+        # The HEAD found the blob missing: published without a second look.
+        self.assertNotIn(("stat", self.blob(data)), self.driver.calls)
+        self.assertIn(("move", uploads + "/data"), self.driver.calls)
+        self.assertEqual((await self.other.stat_blob("r", sha(data))).size, 5)
+        self.assertFalse(await self.other.upload_exists("r", upload_id))
+
+    @async_test
+    async def test_existing_blob_kept(self):
+        await self.push(self.other, "elsewhere", b"shared")
+        self.driver.calls = []
+        await self.push(self.registry, "r", b"shared")
+        operations = [operation for operation, _ in self.driver.calls]
+        self.assertIn(("stat", self.blob(b"shared")), self.driver.calls)
+        self.assertNotIn("move", operations)
+        self.assertEqual((await self.registry.stat_blob("r", sha(b"shared"))).size, 6)
+
+    @async_test
+    async def test_published_meanwhile_by_another_daemon(self):
+        """A stale "missing": the move replaces the blob with the same bytes."""
+        with self.assertRaises(RegistryError):
+            await self.registry.stat_blob("r", sha(b"raced"))
+        await self.push(self.other, "elsewhere", b"raced")
+        descriptor = await self.push(self.registry, "r", b"raced")
+        self.assertEqual(descriptor.size, 5)
+        self.assertEqual(await self.shared.get_content(self.blob(b"raced")), b"raced")
+        self.assertEqual((await self.other.stat_blob("r", sha(b"raced"))).size, 5)
+
+    @async_test
+    async def test_blob_head_needs_data_and_link(self):
+        await self.push(self.other, "elsewhere", b"unlinked")
+        with self.assertRaises(RegistryError) as caught:
+            await self.registry.stat_blob("r", sha(b"unlinked"))
+        self.assertEqual(caught.exception.code, "BLOB_UNKNOWN")
+        body = manifest_body(b"unlinked", [])
+        await self.other.put_manifest("elsewhere", "t", body, mf.OCI_MANIFEST)
+        # A blob HEAD of a manifest digest, as Distribution answers it.
+        self.assertEqual((await self.registry.stat_blob("elsewhere", sha(body))).size, len(body))
+        await self.shared.delete(self.blob(b"unlinked"))
+        with self.assertRaises(RegistryError) as caught:
+            await self.registry.stat_blob("elsewhere", sha(b"unlinked"))
+        self.assertEqual(caught.exception.code, "BLOB_UNKNOWN")
+
+    @async_test
+    async def test_upload_cancelled_by_another_daemon(self):
+        upload_id = await self.registry.start_upload("r")
+        writer = await self.registry.open_upload("r", upload_id)
+        await writer.write(b"part")
+        await writer.close()
+        await self.other.cancel_upload("r", upload_id)
+        for attempt in (self.registry.open_upload("r", upload_id, 4),
+                        self.registry.finish_upload("r", upload_id, sha(b"part")),
+                        self.registry.upload_size("r", upload_id)):
+            with self.assertRaises(RegistryError) as caught:
+                await attempt
+            self.assertEqual(caught.exception.code, "BLOB_UPLOAD_UNKNOWN")

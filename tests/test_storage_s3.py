@@ -526,3 +526,46 @@ class StateCacheTests(unittest.TestCase):
         self.proxy.stats.reset()
         await self.append(driver, "/u/data", b"b")
         self.assertEqual(self.proxy.stats.requests["GetObject"], 1)
+
+    @async_test
+    async def test_fresh_listing_shows_nothing_to_continue(self):
+        """A new upload's first chunk: the sibling stat's listing says there is no file yet."""
+        driver = self.driver()
+        await driver.put_content("/u/startedat", b"t")
+        await driver.stat("/u/startedat")
+        self.proxy.stats.reset()
+        await self.assertFailure(driver.writer("/u/data", append=True), PathNotFound)
+        self.assertEqual(self.proxy.stats.total_requests(), 0)
+
+    @async_test
+    async def test_absence_forgotten_once_written(self):
+        driver = self.driver()
+        await driver.put_content("/u/startedat", b"t")
+        await driver.stat("/u/startedat")
+        writer = await driver.writer("/u/data")
+        await writer.write(b"a")
+        await writer.close()
+        writer = await self.append(driver, "/u/data", b"b")
+        self.assertEqual(writer.size, 2)
+        writer = await driver.writer("/u/data", append=True)
+        await writer.commit()
+        await driver.stat("/u/startedat")
+        writer = await self.append(driver, "/u/data", b"c")
+        self.assertEqual(writer.size, 3)
+
+    @async_test
+    async def test_stale_absence_not_trusted(self):
+        """Another daemon wrote the file after our listing: an old listing is asked again."""
+        from spectroreg.storage.s3 import driver as driver_module
+
+        ours, theirs = self.driver(), self.driver()
+        await ours.put_content("/u/startedat", b"t")
+        await ours.stat("/u/startedat")
+        writer = await theirs.writer("/u/data")
+        await writer.write(b"a")
+        await writer.close()
+        prefix = ours.key("/u") + "/"
+        seen, names = ours._listings[prefix]
+        ours._listings[prefix] = (seen - driver_module.STATE_TRUST_SECONDS - 1, names)
+        writer = await self.append(ours, "/u/data", b"b")
+        self.assertEqual(writer.size, 2)

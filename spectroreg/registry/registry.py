@@ -9,6 +9,7 @@ no partial blob is ever visible; uploads keep their state in storage
 storage, or this one after a restart, can continue them.
 """
 
+import collections
 import json
 import re
 import uuid as uuidlib
@@ -33,6 +34,10 @@ log = Logger()
 BLOB_MEDIA_TYPE = "application/octet-stream"
 
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+# Digests whose blob data a stat found missing, kept so publishing an
+# upload of them needs no second look (bounded; see finish_upload).
+_ABSENT_BLOBS = 1000
 
 
 class BlobDescriptor:
@@ -80,6 +85,7 @@ class Registry:
         # re-reading an upload to hash it; recomputed from ``data`` when absent.
         self._hash_states = {}
         self._upload_locks = {}
+        self._absent_blobs = collections.OrderedDict()
 
     # -- settings -------------------------------------------------------
 
@@ -162,9 +168,11 @@ class Registry:
         try:
             info = await self.driver.stat(paths.blob_data(digest))
         except PathNotFound:
+            self._note_absent(digest)
             raise blob_unknown(digest)
         if info.is_dir:
             raise blob_unknown(digest)
+        self._absent_blobs.pop(digest, None)
         if self.cache is not None:
             self.cache.put(digest, info.size, BLOB_MEDIA_TYPE)
         return BlobDescriptor(digest, info.size)
@@ -181,14 +189,24 @@ class Registry:
                 return True
         return False
 
+    def _note_absent(self, digest):
+        self._absent_blobs[digest] = True
+        self._absent_blobs.move_to_end(digest)
+        while len(self._absent_blobs) > _ABSENT_BLOBS:
+            self._absent_blobs.popitem(last=False)
+
     async def stat_blob(self, name, digest):
         """
         A blob as seen from repository C{name}.
         @raise RegistryError: BLOB_UNKNOWN.
         """
+        # The data first: a client asks about a blob before pushing it, and a
+        # blob that does not exist anywhere then costs one look, not one per
+        # kind of link. The answer is the same in either order.
+        descriptor = await self.stat_blob_data(digest)
         if not await self.is_linked(name, digest):
             raise blob_unknown(digest)
-        return await self.stat_blob_data(digest)
+        return descriptor
 
     def blob_path(self, digest):
         return paths.blob_data(digest)
@@ -272,9 +290,9 @@ class Registry:
         """Create an upload. @return: its id (str)."""
         self.check_writable()
         upload_id = str(uuidlib.uuid4())
+        # Only ``startedat``: an upload without ``data`` has 0 bytes
+        # (upload_size), and its first chunk creates ``data``.
         await self.driver.put_content(paths.upload_startedat(name, upload_id), format_rfc3339(self._now()).encode("ascii"))
-        writer = await self.driver.writer(paths.upload_data(name, upload_id))
-        await writer.close()
         self._remember_hash(name, upload_id, 0, digest_hasher())
         return upload_id
 
@@ -359,10 +377,12 @@ class Registry:
                 "DIGEST_INVALID", detail="digest {} does not match the content ({})".format(digest, actual)
             )
         target = paths.blob_data(digest)
-        if await self._exists(target):
-            # Same digest, same bytes: keep the published copy.
-            pass
-        else:
+        # A blob a stat of this process found missing (the client's HEAD
+        # before pushing it) is published without looking again: if another
+        # push published it meanwhile, the move replaces it atomically with
+        # the same bytes. Otherwise an existing blob is kept as it is.
+        known_absent = self._absent_blobs.pop(digest, None) is not None
+        if known_absent or not await self._exists(target):
             await self.driver.move(data_path, target)
         await self._delete(paths.upload_dir(name, upload_id))
         await self.link_blob(name, digest)
@@ -499,6 +519,7 @@ class Registry:
         blob_path = paths.blob_data(digest)
         if not await self._exists(blob_path):
             await self.driver.put_content(blob_path, body)
+        self._absent_blobs.pop(digest, None)
         if manifest.subject is not None:
             # Before the revision: an entry whose revision is missing is
             # ignored, so a crash in between leaves no hole in the index.

@@ -18,8 +18,9 @@ a DeleteObjects per 1000 keys, plus a ListMultipartUploads when unfinished
 files are below; walk: one flat listing per 1000 keys; writer: none for a
 new file, one GET of the state object to continue one, or none when this
 process wrote that state object and a listing less than 5 s old shows it
-unchanged (the registry stats an upload's ``startedat`` before continuing
-its ``data``).
+unchanged, and none to fail with PathNotFound when such a listing shows
+neither the file nor its state object (the registry stats an upload's
+``startedat`` before continuing its ``data``: that listing answers both).
 """
 
 import collections
@@ -159,6 +160,11 @@ class S3Driver:
         # shows unchanged needs no GET.
         self._states = collections.OrderedDict()
         self._seen_states = collections.OrderedDict()
+        # directory prefix -> (when, names) of complete listings a stat
+        # made, dropped when this process writes there: a writer asked to
+        # continue a file such a fresh listing shows neither as an object nor
+        # as a state object fails without a request.
+        self._listings = collections.OrderedDict()
         if not settings.v4auth:
             log.warn("storage.s3.v4auth: false is not supported; signing with SigV4")
 
@@ -248,13 +254,31 @@ class S3Driver:
         return headers
 
     def remember_size(self, key, size):
+        self._forget_listing(key)
         self._sizes[key] = size
         self._sizes.move_to_end(key)
         while len(self._sizes) > 1000:
             self._sizes.popitem(last=False)
 
     def forget_size(self, key):
+        self._forget_listing(key)
         self._sizes.pop(key, None)
+
+    def _forget_listing(self, key):
+        self._listings.pop(key.rpartition("/")[0] + "/", None)
+
+    def _remember_listing(self, prefix, objects):
+        self._listings[prefix] = (self._clock.seconds(), frozenset(name for name, _, _, _ in objects))
+        self._listings.move_to_end(prefix)
+        while len(self._listings) > 1000:
+            self._listings.popitem(last=False)
+
+    def _known_absent(self, key):
+        """Whether a fresh listing shows neither C{key} nor its state object."""
+        listing = self._listings.get(key.rpartition("/")[0] + "/")
+        if listing is None or self._clock.seconds() - listing[0] > STATE_TRUST_SECONDS:
+            return False
+        return key not in listing[1] and state_key(key) not in listing[1]
 
     def remember_state(self, key, etag, state):
         """A writer wrote C{state} (answered with C{etag}) as C{key}'s state object."""
@@ -267,6 +291,7 @@ class S3Driver:
                 self._states.pop(cached_key)
 
     def forget_state(self, key):
+        self._forget_listing(key)
         self._states.pop(key, None)
         self._seen_states.pop(state_key(key), None)
 
@@ -403,6 +428,7 @@ class S3Driver:
 
     async def _writer(self, path, append):
         key = self.key(path)
+        absent = append and self._known_absent(key)
         self.forget_size(key)
         await self._flush_state_delete(key)
         if not append:
@@ -410,6 +436,8 @@ class S3Driver:
             # it, committing or cancelling deletes it, and a multipart
             # upload it named is aborted when its directory is deleted.
             return S3Writer(self, path, key, UploadState(), state_exists=None)
+        if absent:
+            raise PathNotFound(path)
         state = self._trusted_state(key)
         if state is None:
             state = await self._load_state(path, key)
@@ -442,6 +470,8 @@ class S3Driver:
         parent = key.rpartition("/")[0]
         objects, prefixes, token = await self.client.list_objects(
             parent + "/" if parent else "", delimiter="/", path=path)
+        if token is None and parent:
+            self._remember_listing(parent + "/", objects)
         found = await self._stat_from_listing(path, key, objects, prefixes)
         if found is not None:
             return found
