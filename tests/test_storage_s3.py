@@ -569,3 +569,94 @@ class StateCacheTests(unittest.TestCase):
         ours._listings[prefix] = (seen - driver_module.STATE_TRUST_SECONDS - 1, names)
         writer = await self.append(ours, "/u/data", b"b")
         self.assertEqual(writer.size, 2)
+
+
+class RegistryOnS3Tests(unittest.TestCase):
+    """The registry on S3: requests per push, and two daemons sharing one bucket."""
+
+    def setUp(self):
+        from spectroreg.config.settings import StorageSettings
+
+        self.server, self.bucket = fresh_bucket(self)
+        self.proxy = S3Proxy(self.server.host, self.server.port)
+        self.proxy.listen()
+        self.addCleanup(self.proxy.stop)
+        self.storage = StorageSettings(driver="s3", delete_enabled=True)
+
+    def registry(self):
+        from spectroreg.registry import Registry
+
+        driver = S3Driver(s3_settings(self.server, self.bucket, regionendpoint=self.proxy.endpoint,
+                                      chunksize=5 * MiB), retry=FAST_RETRY)
+        self.addCleanup(driver.close)
+        return Registry(ValidatingDriver(driver), self.storage)
+
+    async def patch(self, registry, upload_id, data, offset):
+        writer = await registry.open_upload("r", upload_id, offset)
+        await writer.write(data)
+        await writer.close()
+
+    @async_test
+    async def test_requests_per_push(self):
+        """A layer pushed in one PATCH, as docker does; every saving counted."""
+        from spectroreg.registry.errors import RegistryError
+
+        registry = self.registry()
+        # More than a part: one goes with the PATCH, the rest with the PUT.
+        data = b"".join(deterministic_chunks(6 * MiB, seed=7))
+        digest = sha256_digest(data)
+        self.proxy.stats.reset()
+        with self.assertRaises(RegistryError):
+            await registry.stat_blob("r", digest)
+        self.assertEqual(dict(self.proxy.stats.requests), {"ListObjectsV2": 1})
+        self.proxy.stats.reset()
+        upload_id = await registry.start_upload("r")
+        self.assertEqual(dict(self.proxy.stats.requests), {"PutObject": 1})
+        self.proxy.stats.reset()
+        await self.patch(registry, upload_id, data, 0)
+        self.assertEqual(dict(self.proxy.stats.requests), {
+            "ListObjectsV2": 1, "CreateMultipartUpload": 1, "UploadPart": 1, "PutObject": 1})
+        self.proxy.stats.reset()
+        await registry.finish_upload("r", upload_id, digest)
+        self.assertEqual(dict(self.proxy.stats.requests), {
+            "ListObjectsV2": 2, "CompleteMultipartUpload": 1, "UploadPart": 1, "CopyObject": 1,
+            "DeleteObjects": 2, "PutObject": 1})
+        self.assertEqual((await registry.stat_blob("r", digest)).size, 6 * MiB)
+
+    @async_test
+    async def test_upload_moves_between_daemons(self):
+        """The first chunk goes to the other daemon; later ones alternate."""
+        ours, theirs = self.registry(), self.registry()
+        upload_id = await ours.start_upload("r")
+        await self.patch(theirs, upload_id, b"a", 0)
+        await self.patch(ours, upload_id, b"b", 1)
+        await self.patch(theirs, upload_id, b"c", 2)
+        self.assertEqual(await ours.upload_size("r", upload_id), 3)
+        descriptor = await ours.finish_upload("r", upload_id, sha256_digest(b"abc"))
+        self.assertEqual(descriptor.size, 3)
+        consumer = HashingConsumer(keep=True)
+        await theirs.read_blob(sha256_digest(b"abc"), consumer)
+        self.assertEqual(consumer.data, b"abc")
+
+    @async_test
+    async def test_upload_cancelled_by_another_daemon(self):
+        from spectroreg.registry.errors import RegistryError
+
+        ours, theirs = self.registry(), self.registry()
+        upload_id = await ours.start_upload("r")
+        await self.patch(ours, upload_id, b"part", 0)
+        await theirs.cancel_upload("r", upload_id)
+        for attempt in (ours.open_upload("r", upload_id, 4),
+                        ours.finish_upload("r", upload_id, sha256_digest(b"part")),
+                        ours.upload_size("r", upload_id)):
+            with self.assertRaises(RegistryError) as caught:
+                await attempt
+            self.assertEqual(caught.exception.code, "BLOB_UPLOAD_UNKNOWN")
+        self.assertEqual(self.server.keys(self.bucket), [])
+        self.assertEqual(self.server.uploads(self.bucket), [])
+
+
+def sha256_digest(data):
+    from spectroreg.registry.digests import parse_digest
+
+    return parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
