@@ -57,6 +57,8 @@ STATE_DELETE_DELAY = 2.0
 # how many tail bytes of state objects are kept in memory at most.
 STATE_TRUST_SECONDS = 5.0
 STATE_CACHE_TAIL_BYTES = 16 * MiB
+# Listings remembered for writers are of small directories (an upload's).
+LISTING_CACHE_NAMES = 64
 # Memory per writer is about chunksize × (parts in flight + 1).
 WRITER_MEMORY = 48 * MiB
 
@@ -470,7 +472,7 @@ class S3Driver:
         parent = key.rpartition("/")[0]
         objects, prefixes, token = await self.client.list_objects(
             parent + "/" if parent else "", delimiter="/", path=path)
-        if token is None and parent:
+        if token is None and parent and len(objects) <= LISTING_CACHE_NAMES:
             self._remember_listing(parent + "/", objects)
         found = await self._stat_from_listing(path, key, objects, prefixes)
         if found is not None:
