@@ -193,7 +193,7 @@ def run_wrk(port, duration, connections):
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if errors:
         raise SystemExit("{} non-2xx answers; wrk said:\n{}".format(errors.group(1), output))
-    latency = re.search(r"50%\s+(\S+)", output)
+    latency = re.search(r"^\s*50%\s+(\S+)", output, re.MULTILINE)
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     return rate, latency.group(1) if latency else "?", requests
 
