@@ -413,3 +413,79 @@ class DriverCallTests(unittest.TestCase):
             with self.assertRaises(RegistryError) as caught:
                 await attempt
             self.assertEqual(caught.exception.code, "BLOB_UPLOAD_UNKNOWN")
+
+
+class ManifestCacheTests(unittest.TestCase):
+    """Manifest bytes are cached by digest; links are read every time."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.shared = ValidatingDriver(InMemoryDriver(reactor=self.clock))
+        self.driver = CountingDriver(self.shared)
+        self.registry = Registry(self.driver, SETTINGS, reactor=self.clock)
+        self.other = Registry(self.shared, SETTINGS, reactor=self.clock)
+
+    async def put(self, registry, name, tag, config):
+        for blob in (config, b"layer"):
+            await DriverCallTests.push(self, registry, name, blob)
+        body = manifest_body(config, [b"layer"])
+        digest, _ = await registry.put_manifest(name, tag, body, mf.OCI_MANIFEST)
+        return digest, body
+
+    def data_reads(self, digest):
+        path = "/docker/registry/v2/blobs/sha256/{}/{}/data".format(digest.hex[:2], digest.hex)
+        return self.driver.calls.count(("get_content", path))
+
+    @async_test
+    async def test_second_get_reads_no_data(self):
+        digest, body = await self.put(self.other, "r", "v1", b"config")
+        self.driver.calls = []
+        for _ in range(3):
+            record = await self.registry.get_manifest("r", "v1")
+            self.assertEqual((record.body, record.digest, record.media_type), (body, digest, mf.OCI_MANIFEST))
+        self.assertEqual(self.data_reads(digest), 1)
+        # The tag link is still read every time.
+        self.assertEqual(
+            self.driver.calls.count(("get_content", "/docker/registry/v2/repositories/r/_manifests/tags/v1/current/link")),
+            3)
+
+    @async_test
+    async def test_deletes_and_retags_by_another_daemon_are_seen(self):
+        first, _ = await self.put(self.other, "r", "v1", b"config-1")
+        await self.registry.get_manifest("r", "v1")
+        await self.registry.get_manifest("r", first)
+        second, body = await self.put(self.other, "r", "v1", b"config-2")
+        self.assertEqual((await self.registry.get_manifest("r", "v1")).body, body)
+        await self.other.delete_manifest("r", first)
+        with self.assertRaises(RegistryError) as caught:
+            await self.registry.get_manifest("r", first)
+        self.assertEqual(caught.exception.code, "MANIFEST_UNKNOWN")
+
+    @async_test
+    async def test_forget_blob_drops_the_entry(self):
+        digest, _ = await self.put(self.other, "r", "v1", b"config")
+        await self.registry.get_manifest("r", "v1")
+        self.registry.forget_blob(digest)
+        self.driver.calls = []
+        await self.registry.get_manifest("r", "v1")
+        self.assertEqual(self.data_reads(digest), 1)
+
+
+class ManifestCacheBoundTests(unittest.SynchronousTestCase):
+    def test_bounded_in_bytes(self):
+        from spectroreg.registry.cache import ManifestCache
+        from spectroreg.registry.registry import ManifestRecord
+
+        cache = ManifestCache(max_bytes=100, max_entry_bytes=60)
+        records = [ManifestRecord(bytes([n]) * 40, sha(bytes([n]) * 40), mf.OCI_MANIFEST) for n in range(3)]
+        for record in records:
+            cache.put(record)
+        # 120 bytes would not fit: the oldest went.
+        self.assertEqual((len(cache), cache.size), (2, 80))
+        self.assertIsNone(cache.get(records[0].digest))
+        self.assertIs(cache.get(records[2].digest), records[2])
+        big = ManifestRecord(b"x" * 61, sha(b"x" * 61), mf.OCI_MANIFEST)
+        cache.put(big)
+        self.assertIsNone(cache.get(big.digest))
+        cache.forget(records[2].digest)
+        self.assertEqual((len(cache), cache.size), (1, 40))

@@ -1,4 +1,6 @@
 """
+In-memory caches of the registry layer, all bounded.
+
 ``storage.cache.blobdescriptor: inmemory``: a bounded LRU of what blobs are.
 
 Two maps, both bounded: digest -> (size, media type) for the global blob
@@ -6,6 +8,12 @@ store, and (repository, digest) for "this repository links this blob".
 Every delete through the registry evicts the entry first, so the cache
 never answers for a blob deleted here; ``forget`` lets offline or online
 garbage collection evict blobs it removed.
+
+``ManifestCache``: the bytes of recently served manifests by digest. A
+digest names its content, so an entry can never be wrong; whether a
+repository still has the manifest, or a tag still points at it, is read
+from storage on every request (the links), so deletes, re-tags and other
+daemons sharing the storage are seen at once.
 """
 
 from collections import OrderedDict
@@ -71,3 +79,43 @@ class BlobDescriptorCache:
 
     def __len__(self):
         return len(self._global)
+
+
+class ManifestCache:
+    """digest -> L{spectroreg.registry.registry.ManifestRecord}, bounded in bytes."""
+
+    def __init__(self, max_bytes=16 * 1024 * 1024, max_entry_bytes=1024 * 1024):
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self._items = OrderedDict()
+        self._bytes = 0
+
+    def get(self, digest):
+        record = self._items.pop(digest, None)
+        if record is not None:
+            self._items[digest] = record
+        return record
+
+    def put(self, record):
+        size = len(record.body)
+        if size > self.max_entry_bytes:
+            return
+        self.forget(record.digest)
+        self._items[record.digest] = record
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, evicted = self._items.popitem(last=False)
+            self._bytes -= len(evicted.body)
+
+    def forget(self, digest):
+        record = self._items.pop(digest, None)
+        if record is not None:
+            self._bytes -= len(record.body)
+
+    def __len__(self):
+        return len(self._items)
+
+    @property
+    def size(self):
+        """Bytes held."""
+        return self._bytes

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
-from spectroreg.registry.cache import BlobDescriptorCache
+from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache
 from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_digest
 from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
@@ -81,6 +81,8 @@ class Registry:
         self.settings = storage_settings
         self._reactor = reactor
         self.cache = BlobDescriptorCache(cache_capacity) if storage_settings.blobdescriptor_cache == "inmemory" else None
+        # Saves a storage read per manifest GET (content-addressed: always right).
+        self.manifests = ManifestCache()
         # (name, upload id) -> (offset, sha256 object): the fast path that saves
         # re-reading an upload to hash it; recomputed from ``data`` when absent.
         self._hash_states = {}
@@ -221,8 +223,7 @@ class Registry:
         try:
             return await self.driver.read(paths.blob_data(digest), consumer, offset, length)
         except PathNotFound:
-            if self.cache is not None:
-                self.cache.forget(digest)
+            self.forget_blob(digest)
             raise blob_unknown(digest)
 
     async def link_blob(self, name, digest):
@@ -241,9 +242,10 @@ class Registry:
         await self._delete(paths.layer_dir(name, digest))
 
     def forget_blob(self, digest):
-        """Tell the cache a blob's data is gone (garbage collection)."""
+        """Tell the caches a blob's data is gone (garbage collection)."""
         if self.cache is not None:
             self.cache.forget(digest)
+        self.manifests.forget(digest)
 
     async def mount_blob(self, name, digest, source=None):
         """
@@ -479,11 +481,17 @@ class Registry:
     async def get_manifest(self, name, reference):
         """@return: L{ManifestRecord}. @raise RegistryError: MANIFEST_UNKNOWN."""
         digest = await self.resolve(name, reference)
+        record = self.manifests.get(digest)
+        if record is not None:
+            return record
         try:
             body = await self.driver.get_content(paths.blob_data(digest))
         except PathNotFound:
+            self.forget_blob(digest)
             raise manifest_unknown(reference)
-        return ManifestRecord(body, digest, mf.media_type_of(body))
+        record = ManifestRecord(body, digest, mf.media_type_of(body))
+        self.manifests.put(record)
+        return record
 
     async def put_manifest(self, name, reference, body, content_type=None):
         """
