@@ -266,8 +266,12 @@ class RegistryDaemon:
             and re.search(r"[Aa]ddress (already )?in use", self.log_text()) is not None
         )
 
-    def start(self, timeout=15.0, attempts=3):
-        """Spawn and wait until ``GET /`` answers; returns self."""
+    def _starting(self, timeout, attempts):
+        """
+        Spawn and probe until ``GET /`` answers (retrying another port when
+        the one picked was taken); yields each time it wants to wait
+        POLL_INTERVAL, so the blocking and the asynchronous start share it.
+        """
         for attempt in range(attempts):
             self.spawn()
             deadline = time.monotonic() + timeout
@@ -277,42 +281,30 @@ class RegistryDaemon:
                     break
                 if self.probe():
                     self.ready_at = time.monotonic()
-                    return self
+                    return
                 if time.monotonic() > deadline:
                     self.kill()
                     raise DaemonFailed(
                         "{} did not answer within {}s; log:\n{}".format(self.name, timeout, self.log_text())
                     )
-                time.sleep(POLL_INTERVAL)
+                yield
             if not self._retry_port(code) or attempt == attempts - 1:
                 raise DaemonFailed(
                     "{} exited with {} before answering; log:\n{}".format(self.name, code, self.log_text())
                 )
         raise DaemonFailed("unreachable")
 
+    def start(self, timeout=15.0, attempts=3):
+        """Spawn and wait until ``GET /`` answers; returns self."""
+        for _ in self._starting(timeout, attempts):
+            time.sleep(POLL_INTERVAL)
+        return self
+
     async def start_async(self, timeout=15.0, attempts=3, reactor=None):
         """L{start} without blocking the reactor between probes."""
-        for attempt in range(attempts):
-            self.spawn()
-            deadline = time.monotonic() + timeout
-            while True:
-                code = self._check_exited()
-                if code is not None:
-                    break
-                if self.probe():
-                    self.ready_at = time.monotonic()
-                    return self
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise DaemonFailed(
-                        "{} did not answer within {}s; log:\n{}".format(self.name, timeout, self.log_text())
-                    )
-                await _sleep(POLL_INTERVAL, reactor)
-            if not self._retry_port(code) or attempt == attempts - 1:
-                raise DaemonFailed(
-                    "{} exited with {} before answering; log:\n{}".format(self.name, code, self.log_text())
-                )
-        raise DaemonFailed("unreachable")
+        for _ in self._starting(timeout, attempts):
+            await _sleep(POLL_INTERVAL, reactor)
+        return self
 
     def run_to_exit(self, timeout=15.0):
         """Spawn and wait for the process to end by itself; its exit status."""
