@@ -566,11 +566,9 @@ class BadFilesTests(unittest.TestCase):
         source = FileCertificateSource(TLSSettings(certificate=self.cert, key=self.key))
         before = source.context_for(None)
         os.unlink(self.cert)
-        result = []
-        source.reload().addCallback(result.append)
 
-        def check(_):
-            self.assertEqual(result, [False])
+        def check(switched):
+            self.assertIs(switched, False)
             self.assertIs(source.context_for(None), before)
 
-        return defer.gatherResults([source.reload()]).addCallback(check)
+        return source.reload().addCallback(check)
