@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
-from twisted.internet import defer, threads, utils
+from twisted.internet import threads, utils
 from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
