@@ -387,30 +387,37 @@ class RegistryDaemon:
     def log_lines(self):
         return self.log_text().splitlines()
 
+    def _awaiting_log(self, pattern, timeout, found):
+        """
+        Poll the log until C{pattern} (a regex) appears, storing the match in
+        C{found}; yields each time it wants to wait POLL_INTERVAL, so the
+        blocking and the asynchronous waits share it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.log_text())
+            if match:
+                found.append(match)
+                return
+            if time.monotonic() > deadline:
+                raise DaemonFailed(
+                    "{!r} not in the log within {}s; log:\n{}".format(pattern, timeout, self.log_text())
+                )
+            yield
+
     def wait_for_log(self, pattern, timeout=10.0):
         """Block until C{pattern} (a regex) appears in the log; the match."""
-        deadline = time.monotonic() + timeout
-        while True:
-            match = re.search(pattern, self.log_text())
-            if match:
-                return match
-            if time.monotonic() > deadline:
-                raise DaemonFailed(
-                    "{!r} not in the log within {}s; log:\n{}".format(pattern, timeout, self.log_text())
-                )
+        found = []
+        for _ in self._awaiting_log(pattern, timeout, found):
             time.sleep(POLL_INTERVAL)
+        return found[0]
 
     async def wait_for_log_async(self, pattern, timeout=10.0, reactor=None):
-        deadline = time.monotonic() + timeout
-        while True:
-            match = re.search(pattern, self.log_text())
-            if match:
-                return match
-            if time.monotonic() > deadline:
-                raise DaemonFailed(
-                    "{!r} not in the log within {}s; log:\n{}".format(pattern, timeout, self.log_text())
-                )
+        """L{wait_for_log} without blocking the reactor between looks."""
+        found = []
+        for _ in self._awaiting_log(pattern, timeout, found):
             await _sleep(POLL_INTERVAL, reactor)
+        return found[0]
 
 
 async def _sleep(seconds, reactor=None):
