@@ -426,30 +426,20 @@ class Registry:
         cutoff = self._now() - older_than_seconds
         found = []
 
-        async def visit(info):
-            if not info.is_dir:
-                return None
-            base = info.path.rsplit("/", 1)[-1]
-            if base == "_uploads":
-                for upload in await self._list(info.path):
-                    started = None
+        async def uploads_of(directory):
+            for upload in await self._list(directory):
+                started = None
+                try:
+                    started = parse_rfc3339((await self.driver.get_content(upload + "/startedat")).decode("ascii"))
+                except (PathNotFound, ValueError, UnicodeDecodeError):
                     try:
-                        started = parse_rfc3339((await self.driver.get_content(upload + "/startedat")).decode("ascii"))
-                    except (PathNotFound, ValueError, UnicodeDecodeError):
-                        try:
-                            started = (await self.driver.stat(upload)).modified
-                        except PathNotFound:
-                            continue
-                    if started < cutoff:
-                        found.append(upload)
-                return SKIP_DIR
-            if base.startswith("_"):
-                return SKIP_DIR
-            return None
+                        started = (await self.driver.stat(upload)).modified
+                    except PathNotFound:
+                        continue
+                if started < cutoff:
+                    found.append(upload)
 
-        try:
-            await self.driver.walk(paths.REPOSITORIES, visit)
-        except PathNotFound:
+        if not await self._each_repository_dir("_uploads", uploads_of):
             return 0
         for upload in found:
             if dry_run:
@@ -649,12 +639,27 @@ class Registry:
         names = []
         prefix = paths.REPOSITORIES + "/"
 
-        def visit(info):
+        async def repository_of(directory):
+            names.append(directory[len(prefix):].rsplit("/", 1)[0])
+
+        await self._each_repository_dir("_manifests", repository_of)
+        return sorted(names)
+
+    async def _each_repository_dir(self, kind, found):
+        """
+        Await C{found(path)} for every ``<repository>/<kind>`` directory
+        (``_manifests``, ``_uploads``); no other underscore directory is
+        entered, so a walk never descends into layers, revisions or tags.
+
+        @return: False when there is no repository at all.
+        """
+
+        async def visit(info):
             if not info.is_dir:
                 return None
             base = info.path.rsplit("/", 1)[-1]
-            if base == "_manifests":
-                names.append(info.path[len(prefix):].rsplit("/", 1)[0])
+            if base == kind:
+                await found(info.path)
                 return SKIP_DIR
             if base.startswith("_"):
                 return SKIP_DIR
@@ -663,8 +668,8 @@ class Registry:
         try:
             await self.driver.walk(paths.REPOSITORIES, visit)
         except PathNotFound:
-            return []
-        return sorted(names)
+            return False
+        return True
 
 
 __all__ = ["Registry", "BlobDescriptor", "ManifestRecord", "UploadWriter"]
