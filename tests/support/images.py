@@ -101,7 +101,19 @@ def deterministic_gzip(data):
     return buffer.getvalue()
 
 
-class Image(object):
+class _Manifested:
+    """Something pushed as one manifest (C{self.manifest}, a L{Blob})."""
+
+    @property
+    def digest(self):
+        return self.manifest.digest
+
+    @property
+    def media_type(self):
+        return self.manifest.media_type
+
+
+class Image(_Manifested):
     """One image: config, gzip layers and the manifest naming them."""
 
     def __init__(self, seed, layer_sizes=DEFAULT_LAYER_SIZES, flavour="oci",
@@ -139,14 +151,6 @@ class Image(object):
             manifest["annotations"] = {"org.opencontainers.image.title": "seed-{}".format(seed)}
         self.manifest = Blob(canonical_json(manifest), manifest_type)
 
-    @property
-    def digest(self):
-        return self.manifest.digest
-
-    @property
-    def media_type(self):
-        return self.manifest.media_type
-
     def blobs(self):
         """Config and layers (the manifest is not among them)."""
         return [self.config] + list(self.layers)
@@ -156,7 +160,7 @@ class Image(object):
         return self.blobs() + [self.manifest]
 
 
-class Index(object):
+class Index(_Manifested):
     """A multi-architecture index (OCI) or manifest list (Docker) over several images."""
 
     def __init__(self, seed, platforms=DEFAULT_PLATFORMS, layer_sizes=(32 * 1024, 96 * 1024),
@@ -173,14 +177,6 @@ class Index(object):
             "manifests": [image.manifest.descriptor(platform=image.platform) for image in self.images],
         }
         self.manifest = Blob(canonical_json(index), index_type)
-
-    @property
-    def digest(self):
-        return self.manifest.digest
-
-    @property
-    def media_type(self):
-        return self.manifest.media_type
 
     def blobs(self):
         """Configs and layers of every image (no manifests)."""
