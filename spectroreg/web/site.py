@@ -113,6 +113,14 @@ class RegistryChannel(http.HTTPChannel):
         super().connectionMade()
         self.factory.channel_opened(self)
 
+    def getHost(self):
+        # Asked for by every request; the local address never changes, so
+        # one getsockname() per connection is enough.
+        host = self.__dict__.get("_host")
+        if host is None:
+            host = self._host = super().getHost()
+        return host
+
     def connectionLost(self, reason):
         self._cancel_deadline()
         try:
