@@ -36,6 +36,9 @@ DEFAULT_BODY_CAP = 64 * 1024
 
 _UNKNOWN = object()
 
+# Methods whose requests no resource takes a body for.
+_NO_BODY_METHODS = frozenset([b"GET", b"HEAD"])
+
 
 class StreamTarget:
     """
@@ -259,6 +262,10 @@ class RegistryRequest(server.Request):
         return claim(self)
 
     def gotLength(self, length):
+        if length == 0 and getattr(self.channel, "_command", None) in _NO_BODY_METHODS:
+            # Nothing to stream or cap: skip finding the resource twice.
+            server.Request.gotLength(self, length)
+            return
         try:
             policy = self._claimed_body()
         except Exception:
