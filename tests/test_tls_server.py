@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
-from twisted.internet import threads, utils
+from twisted.internet import reactor, threads, utils
 from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -25,7 +25,9 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from spectroreg.config.errors import ConfigError
-from spectroreg.config.settings import TLSSettings
+from spectroreg.config.settings import LetsEncryptSettings, TLSSettings
+from spectroreg.tls.acme import make_acme_source
+from spectroreg.tls.acme.store import MemoryStore
 from spectroreg.tls.files import FileCertificateSource
 from spectroreg.tls.interfaces import ICertificateSource
 from spectroreg.tls.server import ServerTLS, make_server_tls
@@ -450,6 +452,41 @@ class ClientCertificateTests(TLSServerMixin, unittest.TestCase):
         self.pki.write_ca("clientca.pem", self.client_ca, self.other_ca)
         self.assertTrue(await server_tls.reload())
         self.assertEqual(await self.outcome(port, self.bad), "ok")
+
+    @async_test
+    async def test_reload_picks_up_new_client_ca_with_lets_encrypt(self):
+        """With certificates from ACME, SIGHUP's reload still re-reads the client CAs."""
+        letsencrypt = LetsEncryptSettings(
+            cachefile="", hosts=("localhost",), email="", directoryurl="https://acme.invalid/directory")
+        settings = TLSSettings(clientcas=(self.client_ca_path,), letsencrypt=letsencrypt)
+
+        # The issuing service is not started: the source serves its
+        # self-signed stand-in, which is all the handshake needs here.
+        setup = make_acme_source(letsencrypt, settings, reactor, store=MemoryStore(), transport=object())
+        server_tls = ServerTLS(setup.source)
+        port = self.start_tls_server(server_tls)[1]
+        self.assertEqual(await self.outcome_unverified(port, self.good), "ok")
+        self.assertTrue((await self.outcome_unverified(port, self.bad)).startswith("refused"))
+        self.pki.write_ca("clientca.pem", self.client_ca, self.other_ca)
+        self.assertTrue(await server_tls.reload())
+        self.assertEqual(await self.outcome_unverified(port, self.bad), "ok")
+        # A CA file that became unreadable keeps the CAs in use.
+        with open(self.client_ca_path, "w") as broken:
+            broken.write("not a certificate")
+        self.assertFalse(await server_tls.reload())
+        self.assertEqual(await self.outcome_unverified(port, self.bad), "ok")
+        self.assertTrue((await self.outcome_unverified(port)).startswith("refused"))
+
+    async def outcome_unverified(self, port, cert=None):
+        """Like outcome(), for a server whose certificate the client does not check."""
+        context = client_context(cert=cert, maximum=ssl.TLSVersion.TLSv1_2)
+        try:
+            info = await in_thread(tls_request, port, context)
+        except (ssl.SSLError, ConnectionError, OSError) as error:
+            return "refused: {}".format(error)
+        if not info["response"].startswith(b"HTTP/1.1 200"):
+            return "refused: {!r}".format(info["response"][:40])
+        return "ok"
 
 
 @implementer(ICertificateSource)

@@ -7,6 +7,7 @@ daemon starts, and the HTTP-01 resource the plain HTTP listener mounts at
 ``/.well-known/acme-challenge``.
 """
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -105,6 +106,11 @@ def _listener_policy(tls_settings):
     return ContextPolicy.from_settings(tls_settings)
 
 
+def _rebuild_policy(tls_settings):
+    """Blocking: the listener's policy read again from the files (SIGHUP)."""
+    return _listener_policy(tls_settings).build
+
+
 def make_acme_source(
     letsencrypt_settings,
     tls_settings,
@@ -148,11 +154,17 @@ def make_acme_source(
         )
     minimumtls = getattr(tls_settings, "minimumtls", None) or "tls1.2"
     policy = _listener_policy(tls_settings)
+    reload_context_builder = None
+    if policy is not None and tls_settings.clientcas:
+        reload_context_builder = functools.partial(_rebuild_policy, tls_settings)
+
     source = ACMECertificateSource(
         hosts,
         minimumtls=minimumtls,
         clock=reactor,
         build_context=policy.build if policy is not None else None,
+        reload_context_builder=reload_context_builder,
+        reactor=reactor,
     )
     responders = {}
     http01_resource = None

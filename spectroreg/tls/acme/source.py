@@ -10,11 +10,16 @@ the next handshake without touching the listening port or open connections.
 import time
 from typing import Dict, Optional
 
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..interfaces import ICertificateSource
 from . import certs
 from .challenges import ALPNSelector, TLSALPN01Responder
+
+log = Logger(namespace="spectroreg.tls.acme")
 
 
 def normalise_host(name) -> Optional[str]:
@@ -42,6 +47,8 @@ class ACMECertificateSource:
         configure_context=None,
         clock=None,
         build_context=None,
+        reload_context_builder=None,
+        reactor=None,
     ):
         self.hosts = tuple(normalise_host(h) for h in hosts)
         self.tls_alpn_responder = tls_alpn_responder or TLSALPN01Responder()
@@ -50,6 +57,10 @@ class ACMECertificateSource:
         # callable(cryptography key, chain) -> SSL.Context applying the
         # listener's whole policy (versions, ciphers, client CAs); None: ours.
         self._build_context = build_context
+        # Blocking callable returning a new build_context from the files
+        # (client CAs) again: what SIGHUP runs, in C{reactor}'s thread pool.
+        self._reload_context_builder = reload_context_builder
+        self._reactor = reactor
         self._clock = clock
         self._bundles: Dict[str, certs.Bundle] = {}
         self._contexts: Dict[str, object] = {}
@@ -66,6 +77,34 @@ class ACMECertificateSource:
             raise KeyError(host)
         self._bundles[host] = bundle
         self._contexts.pop(host, None)
+
+    def reload(self):
+        """
+        Read the client CA files again (SIGHUP) and serve every later
+        handshake under the new policy; the certificates stay those issued.
+
+        @return: a Deferred firing with True when switched, False when
+            there is nothing to re-read or the old policy was kept (the
+            reason is logged).
+        """
+        if self._reload_context_builder is None:
+            return defer.succeed(False)
+        return defer.ensureDeferred(self._reload())
+
+    async def _reload(self):
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        try:
+            build_context = await deferToThreadPool(
+                reactor, reactor.getThreadPool(), self._reload_context_builder)
+        except Exception as error:
+            log.error("TLS reload failed, keeping the current client CAs: {error}", error=str(error))
+            return False
+        self._build_context = build_context
+        self._contexts.clear()
+        log.info("TLS client CAs reloaded")
+        return True
 
     def bundle_for(self, host) -> Optional[certs.Bundle]:
         return self._bundles.get(normalise_host(host))
