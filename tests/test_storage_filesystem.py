@@ -255,7 +255,8 @@ class FilesystemSpecificTests(unittest.TestCase):
         shutdown()
         self.assertEqual(raw._pool.threads, 0)
         # Usable again afterwards (a new pool), and stop() removes its trigger.
-        self.assertEqual(await raw.get_content("/a"), b"x")
+        await raw.put_content("/b", b"y")
+        self.assertEqual(await raw.get_content("/b"), b"y")
         self.assertEqual(len(fake.triggers), 1)
         raw.close()
         self.assertEqual((raw._pool.threads, fake.triggers), (0, {}))

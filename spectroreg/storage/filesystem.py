@@ -31,6 +31,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from spectroreg.storage._nowait import NoWaitReader
 from spectroreg.storage._producer import ChunkProducer
 from spectroreg.storage._threads import LazyThreadPool
 from spectroreg.storage.base import PATH_PATTERN
@@ -108,6 +109,7 @@ class FilesystemDriver:
         self._reactor = reactor
         self.rootdirectory = os.path.abspath(rootdirectory)
         self._pool = LazyThreadPool(maxthreads, reactor, name="spectroreg-filesystem")
+        self._nowait = NoWaitReader(self.rootdirectory)
         self._chunk_size = chunk_size
         self._stale_temp_age = stale_temp_age
 
@@ -149,6 +151,11 @@ class FilesystemDriver:
     # IStorageDriver
 
     def get_content(self, path):
+        # Small files the kernel has cached are read at once: the read
+        # cannot wait (see spectroreg.storage._nowait); others in the pool.
+        content = self._nowait.read(path)
+        if content is not None:
+            return defer.succeed(content)
         d = self._pool.run_shared(("get_content", path), self._get_content, path)
         d.addErrback(self._translate, path)
         return d

@@ -1,0 +1,170 @@
+"""
+Reading small files on the reactor thread when, and only when, it cannot wait.
+
+A registry reads the same few small files all the time: a tag's ``link``, a
+manifest by digest, a layer link. Handing each read to a thread costs far
+more than the read (two GIL hand-offs per syscall on a busy reactor). Linux
+can say up front whether a read would wait:
+
+- ``openat2(2)`` with ``RESOLVE_CACHED`` opens a file only if every path
+  component is in the dentry cache, and fails with ``EAGAIN`` instead of
+  doing any lookup I/O;
+- ``preadv2(2)`` with ``RWF_NOWAIT`` reads only data already in the page
+  cache, and fails with ``EAGAIN`` instead of reading the disk.
+
+L{NoWaitReader.read} tries both and returns None whenever the kernel would
+have had to wait (or anything is unusual); the caller then reads in its
+thread pool as before. It is only switched on for trees on local
+filesystems with nothing else mounted beneath them, on Linux 5.12 or later,
+and it switches itself off at the first sign the calls are unavailable
+(old kernel, seccomp filter).
+"""
+
+import ctypes
+import errno
+import os
+import stat as statmodule
+import sys
+
+# Trees on these can be read without a network round trip or a user-space
+# file server behind open() and read().
+LOCAL_FILESYSTEMS = frozenset(
+    ["ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "overlay", "bcachefs"]
+)
+
+# Larger files (big manifests) are read in a thread: a copy of megabytes is
+# worth a hop.
+MAX_SIZE = 64 * 1024
+
+_SYS_OPENAT2 = 437  # the same number on every Linux architecture
+_AT_FDCWD = -100
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_CACHED = 0x20
+_RESOLVE = _RESOLVE_CACHED | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY
+
+# The kernel or a sandbox does not offer the calls: stop trying.
+_UNAVAILABLE = frozenset([errno.ENOSYS, errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP, errno.E2BIG])
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _load_openat2():
+    """C{openat2(path: bytes) -> fd}, raising OSError; None where it cannot exist."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "preadv") or not hasattr(os, "RWF_NOWAIT"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syscall = libc.syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    how = _OpenHow(_OPEN_FLAGS, 0, _RESOLVE)
+    how_ref, how_size = ctypes.byref(how), ctypes.sizeof(how)
+
+    def openat2(path):
+        fd = syscall(_SYS_OPENAT2, _AT_FDCWD, path, how_ref, how_size)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return fd
+
+    return openat2
+
+
+def _unescape(field):
+    # mountinfo escapes space, tab, newline and backslash as \\ooo.
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and i + 3 < len(field):
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text):
+    """C{/proc/self/mountinfo} as a list of (mount point, filesystem type)."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right.split():
+            continue
+        mounts.append((_unescape(fields[4]), right.split()[0]))
+    return mounts
+
+
+def _beneath(path, directory):
+    return path == directory or directory == "/" or path.startswith(directory.rstrip("/") + "/")
+
+
+def local_tree(root, mounts):
+    """
+    True when C{root} (an absolute path without symlinks) lies on a local
+    filesystem (the last mount over it is one of L{LOCAL_FILESYSTEMS}) and
+    nothing else is mounted beneath it.
+    """
+    fstype = None
+    for point, kind in mounts:  # later entries cover earlier ones
+        if _beneath(root, point):
+            fstype = kind
+    if fstype not in LOCAL_FILESYSTEMS:
+        return False
+    return not any(point != root and _beneath(point, root) for point, _ in mounts)
+
+
+class NoWaitReader:
+    """
+    @param rootdirectory: the tree read from (absolute).
+    @ivar enabled: whether reads are attempted at all.
+    """
+
+    def __init__(self, rootdirectory, openat2=None, mountinfo_path="/proc/self/mountinfo"):
+        self._root = os.path.realpath(rootdirectory)
+        self._openat2 = openat2 if openat2 is not None else _load_openat2()
+        self.enabled = self._openat2 is not None and self._local(mountinfo_path)
+
+    def _local(self, mountinfo_path):
+        try:
+            with open(mountinfo_path, encoding="utf-8", errors="replace") as handle:
+                mounts = parse_mountinfo(handle.read())
+        except OSError:
+            return False
+        return local_tree(self._root, mounts)
+
+    def read(self, path):
+        """
+        The content of C{path} (relative to the tree, starting with ``/``) if
+        the kernel has it at hand, else None.
+        """
+        if not self.enabled:
+            return None
+        try:
+            fd = self._openat2(os.fsencode(self._root + path))
+        except OSError as error:
+            if error.errno in _UNAVAILABLE:
+                self.enabled = False
+            return None
+        try:
+            info = os.fstat(fd)
+            if not statmodule.S_ISREG(info.st_mode) or info.st_size > MAX_SIZE:
+                return None
+            buffer = bytearray(info.st_size + 1)
+            try:
+                count = os.preadv(fd, [buffer], 0, os.RWF_NOWAIT)
+            except OSError as error:
+                if error.errno in _UNAVAILABLE:
+                    self.enabled = False
+                return None
+            if count != info.st_size:
+                # Not all cached, or the file changed size since fstat.
+                return None
+            return bytes(buffer[:count])
+        finally:
+            os.close(fd)
