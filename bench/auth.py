@@ -12,6 +12,10 @@ servers; the best round of each is reported, with the ratio.
 
     python3 bench/auth.py [--duration 10] [--connections 16] [--rounds 2]
         [--client wrk|python] [--registry /usr/bin/docker-registry] [--cost 5]
+        [--tags 1] [--python /usr/bin/python3]
+
+``--tags N`` tags the manifest N times and spreads the GETs over the tags
+in turn (many clients pulling different images) instead of one hot tag.
 
 Distribution runs bcrypt on every request; spectroreg verifies each
 credential once and then answers from its cache of verified credentials.
@@ -163,20 +167,66 @@ def push_image(port):
     )
     if status != 201:
         raise SystemExit("manifest push: {} {!r}".format(status, body[:200]))
-    status, _, body = request(port, "GET", manifest_path(), None, get_headers())
-    if status != 200 or body != manifest:
-        raise SystemExit("manifest pull: {} {!r}".format(status, body[:200]))
+    for tag in extra_tags():
+        status, _, body = request(
+            port,
+            "PUT",
+            "/v2/{}/manifests/{}".format(REPOSITORY, tag),
+            manifest,
+            {"Authorization": authorization(), "Content-Type": MANIFEST_TYPE},
+        )
+        if status != 201:
+            raise SystemExit("manifest push: {} {!r}".format(status, body[:200]))
+    for path in target_paths():
+        status, _, body = request(port, "GET", path, None, get_headers())
+        if status != 200 or body != manifest:
+            raise SystemExit("manifest pull {}: {} {!r}".format(path, status, body[:200]))
 
 
-TARGET = {"path": None}
+TARGET = {"path": None, "tags": 1}
 
 
-def manifest_path():
-    return "/v2/{}/manifests/{}".format(REPOSITORY, TAG)
+def manifest_path(tag=TAG):
+    return "/v2/{}/manifests/{}".format(REPOSITORY, tag)
+
+
+def extra_tags():
+    """With --tags N > 1, the same manifest is also tagged t1 ... t(N-1)."""
+    return ["t{}".format(n) for n in range(1, TARGET["tags"])]
 
 
 def target_path():
     return TARGET["path"] or manifest_path()
+
+
+def target_paths():
+    """Every path the load spreads over, in turn."""
+    if TARGET["path"]:
+        return [TARGET["path"]]
+    return [manifest_path()] + [manifest_path(tag) for tag in extra_tags()]
+
+
+def describe_target():
+    paths = target_paths()
+    if len(paths) == 1:
+        return paths[0]
+    return "{} and {} other tags of it, in turn".format(paths[0], len(paths) - 1)
+
+
+def wrk_script(directory):
+    """A wrk script cycling through target_paths() (one per request)."""
+    path = os.path.join(directory, "paths.lua")
+    quoted = ", ".join('"{}"'.format(p) for p in target_paths())
+    with open(path, "w") as handle:
+        handle.write(
+            "local paths = {" + quoted + "}\n"
+            "local i = 0\n"
+            "request = function()\n"
+            "  i = i % #paths + 1\n"
+            "  return wrk.format(nil, paths[i])\n"
+            "end\n"
+        )
+    return path
 
 
 def get_headers():
@@ -187,6 +237,8 @@ def run_wrk(port, duration, connections):
     argv = ["wrk", "-t", "2", "-c", str(connections), "-d", "{}s".format(int(round(duration))), "--latency"]
     for name, value in get_headers().items():
         argv += ["-H", "{}: {}".format(name, value)]
+    if len(target_paths()) > 1:
+        argv += ["-s", TARGET["script"]]
     argv.append("http://127.0.0.1:{}{}".format(port, target_path()))
     output = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
@@ -207,8 +259,11 @@ def run_python(port, duration, connections):
     def worker(index):
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         headers = get_headers()
+        paths = target_paths()
+        turn = index
         while time.monotonic() < stop_at:
-            connection.request("GET", target_path(), headers=headers)
+            turn += 1
+            connection.request("GET", paths[turn % len(paths)], headers=headers)
             response = connection.getresponse()
             response.read()
             if response.status != 200:
@@ -237,13 +292,17 @@ def main(argv=None):
     parser.add_argument("--client", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python")
     parser.add_argument("--registry", default="/usr/bin/docker-registry", help="Distribution's binary")
     parser.add_argument("--path", default=None, help="what to GET (default: the pushed manifest)")
+    parser.add_argument("--tags", type=int, default=1,
+                        help="spread the GETs over this many tags of the manifest (default 1: one hot tag)")
     parser.add_argument("--python", default=sys.executable, help="interpreter running spectroreg")
     options = parser.parse_args(argv)
     TARGET["path"] = options.path
+    TARGET["tags"] = max(1, options.tags)
     if not os.path.exists(options.registry):
         raise SystemExit("Distribution not found at {} (apt-get install docker-registry)".format(options.registry))
 
     workdir = tempfile.mkdtemp(prefix="spectroreg-bench-auth-")
+    TARGET["script"] = wrk_script(workdir)
     htpasswd = os.path.join(workdir, "htpasswd")
     with open(htpasswd, "wb") as handle:
         handle.write(USER.encode() + b":" + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(options.cost)) + b"\n")
@@ -281,7 +340,7 @@ def main(argv=None):
 
     best = {name: max(rounds) for name, rounds in results.items()}
     print("authenticated GET {} (bcrypt cost {}), client {}, {} connections, {} x {:.0f}s rounds".format(
-        target_path(), options.cost, options.client, options.connections, options.rounds, options.duration))
+        describe_target(), options.cost, options.client, options.connections, options.rounds, options.duration))
     for name, rounds in results.items():
         print("  {:<13} {:>9.0f} req/s  server CPU {:>7.0f} us/request  (median latency {}; rounds: {})".format(
             name, best[name][0], min(r[2] for r in rounds) * 1e6, best[name][1],
