@@ -78,6 +78,7 @@ class DefaultConfigTests(unittest.TestCase):
         self.assertEqual(response.header("Docker-Distribution-API-Version"), "registry/2.0")
         for name, values in expected.items():
             self.assertEqual(response.header_values(name), values, name)
+        self.assertIsNone(response.header("Server"))  # no software name or version
 
         response = daemon.request("GET", "/no/such/thing")
         self.assertEqual(response.status, 404)

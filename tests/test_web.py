@@ -42,6 +42,8 @@ def assert_config_headers(testcase, response):
     )
     testcase.assertEqual(headers.getRawHeaders(b"X-Frame-Options"), [b"DENY"])
     testcase.assertEqual(headers.getRawHeaders(b"x-multi"), [b"one", b"two"])
+    # Nothing names the software or its version.
+    testcase.assertIsNone(headers.getRawHeaders(b"server"))
 
 
 class RootAndHeadersTests(unittest.TestCase):
@@ -87,6 +89,19 @@ class RootAndHeadersTests(unittest.TestCase):
         self.assertEqual(status_of(raw), 400)
         self.assertIn(b"X-Content-Type-Options: nosniff\r\n", raw)
         self.assertIn(b"X-Multi: two\r\n", raw)
+        self.assertNotIn(b"server:", raw.lower())
+
+
+class ConfiguredServerHeaderTests(unittest.TestCase):
+    def setUp(self):
+        self.service = start_service(self, settings_for(headers={"Server": ("registry",)}))
+        self.base = "http://127.0.0.1:%d" % port_of(self.service)
+
+    @async_test
+    async def test_configured_server_header_kept(self):
+        for path in ("/", "/v2/", "/nothing/here"):
+            response, _ = await get(self.base + path)
+            self.assertEqual(response.headers.getRawHeaders(b"server"), [b"registry"], path)
 
 
 class PrefixTests(unittest.TestCase):

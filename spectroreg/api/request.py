@@ -28,6 +28,7 @@ from twisted.web import server
 from twisted.web.http import parse_qs, unquote
 
 from spectroreg.registry.errors import error_body
+from spectroreg.web.site import SiteRequest
 
 log = Logger()
 
@@ -225,7 +226,7 @@ class BodyStream:
         return d
 
 
-class RegistryRequest(server.Request):
+class RegistryRequest(SiteRequest):
     """A L{server.Request} that streams upload bodies (see the module docstring)."""
 
     spectroreg_stream = None

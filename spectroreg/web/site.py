@@ -264,10 +264,30 @@ def _peer(channel):
     return "{}:{}".format(host, address.port) if ":" not in host else "[{}]:{}".format(host, address.port)
 
 
+class SiteRequest(server.Request):
+    """The Site's requests: Twisted's, without its Server header."""
+
+    configured_server_header = None
+
+    def write(self, data):
+        if not self.startedWriting:
+            # Twisted names itself and its version in a Server header
+            # (replacing one set from http.headers); as Distribution, say
+            # nothing about the software unless configured to. finish()
+            # without a body comes through here too.
+            if self.responseHeaders.getRawHeaders(b"server") == [server.version]:
+                if self.configured_server_header:
+                    self.responseHeaders.setRawHeaders(b"server", list(self.configured_server_header))
+                else:
+                    self.responseHeaders.removeHeader(b"server")
+        server.Request.write(self, data)
+
+
 class RegistrySite(server.Site):
     """
     @param resource: the root resource.
-    @param request_factory: the request class (the API's streaming request).
+    @param request_factory: the request class (the API's streaming request),
+        a L{SiteRequest}.
     @param headers: ``http.headers`` (name -> values).
     @param access_log: False to switch the access log off.
     @param limits: a L{spectroreg.web.limits.Limits}.
@@ -289,9 +309,11 @@ class RegistrySite(server.Site):
     ):
         if reactor is None:
             from twisted.internet import reactor
-        kwargs = {"timeout": limits.idle_timeout or None, "reactor": reactor}
-        if request_factory is not None:
-            kwargs["requestFactory"] = request_factory
+        kwargs = {
+            "timeout": limits.idle_timeout or None,
+            "reactor": reactor,
+            "requestFactory": request_factory or SiteRequest,
+        }
         super().__init__(resource, **kwargs)
         self._reactor = reactor
         self.limits = limits
@@ -320,6 +342,9 @@ class RegistrySite(server.Site):
         request._spectroreg_started = self._reactor.seconds()
         for name, values in self.response_headers:
             request.responseHeaders.setRawHeaders(name, list(values))
+            if name.lower() == b"server":
+                # Twisted overwrites it when processing; the request puts it back.
+                request.configured_server_header = values
 
     # -- access log -------------------------------------------------------
 
