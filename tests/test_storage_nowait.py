@@ -113,6 +113,15 @@ class ReaderTests(unittest.SynchronousTestCase):
         self.assertIsNone(reader.read("/a/link"))
         self.assertEqual(len(calls), 1)
 
+    def test_root_through_a_symlink(self):
+        """A root reached through a symlink is left to the pool, which follows the link as it is now."""
+        self.reader()  # available here at all
+        link = os.path.abspath(self.mktemp())
+        os.symlink(self.root, link)
+        reader = NoWaitReader(link)
+        self.assertFalse(reader.enabled)
+        self.assertIsNone(reader.read("/a/link"))
+
     def test_not_local(self):
         mountinfo = os.path.join(self.root, "mountinfo")
         with open(mountinfo, "w") as handle:

@@ -17,7 +17,8 @@ have had to wait (or anything is unusual); the caller then reads in its
 thread pool as before. It is only switched on for trees on local
 filesystems with nothing else mounted beneath them, on Linux 5.12 or later,
 and it switches itself off at the first sign the calls are unavailable
-(old kernel, seccomp filter).
+(old kernel, seccomp filter). A root directory reached through a symlink
+is always read by the pool.
 """
 
 import ctypes
@@ -126,9 +127,15 @@ class NoWaitReader:
     """
 
     def __init__(self, rootdirectory, openat2=None, mountinfo_path="/proc/self/mountinfo"):
-        self._root = os.path.realpath(rootdirectory)
+        self._root = os.path.abspath(rootdirectory)
         self._openat2 = openat2 if openat2 is not None else _load_openat2()
-        self.enabled = self._openat2 is not None and self._local(mountinfo_path)
+        # Symlinks are refused in the path (RESOLVE_NO_SYMLINKS), so a root
+        # reached through one is read by the pool, which follows it as it is now.
+        self.enabled = (
+            self._openat2 is not None
+            and os.path.realpath(self._root) == self._root
+            and self._local(mountinfo_path)
+        )
 
     def _local(self, mountinfo_path):
         try:
