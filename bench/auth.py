@@ -158,20 +158,11 @@ def push_image(port):
             ],
         }
     ).encode()
-    status, _, body = request(
-        port,
-        "PUT",
-        "/v2/{}/manifests/{}".format(REPOSITORY, TAG),
-        manifest,
-        {"Authorization": authorization(), "Content-Type": MANIFEST_TYPE},
-    )
-    if status != 201:
-        raise SystemExit("manifest push: {} {!r}".format(status, body[:200]))
-    for tag in extra_tags():
+    for tag in [TAG] + extra_tags():
         status, _, body = request(
             port,
             "PUT",
-            "/v2/{}/manifests/{}".format(REPOSITORY, tag),
+            manifest_path(tag),
             manifest,
             {"Authorization": authorization(), "Content-Type": MANIFEST_TYPE},
         )
