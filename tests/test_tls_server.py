@@ -403,7 +403,7 @@ class ClientCertificateTests(TLSServerMixin, unittest.TestCase):
         return self.start_tls_server(make_server_tls(settings))[1]
 
     async def outcome(self, port, cert=None, maximum=None, check_server=True):
-        """"ok", or "refused: why"; C{check_server=False}: the server's certificate is not checked."""
+        """The handshake's outcome, "ok" or "refused: why"; check_server=False trusts any server certificate."""
         cafile = self.root_path if check_server else None
         context = client_context(cafile=cafile, cert=cert, maximum=maximum)
         try:
