@@ -102,6 +102,7 @@ class RegistryChannel(http.HTTPChannel):
     _awaiting_request_line = True
     _rejected = False
     _draining = False
+    _local_address = None
 
     def connectionMade(self):
         limits = self.factory.limits
@@ -116,10 +117,9 @@ class RegistryChannel(http.HTTPChannel):
     def getHost(self):
         # Asked for by every request; the local address never changes, so
         # one getsockname() per connection is enough.
-        host = self.__dict__.get("_host")
-        if host is None:
-            host = self._host = super().getHost()
-        return host
+        if self._local_address is None:
+            self._local_address = super().getHost()
+        return self._local_address
 
     def connectionLost(self, reason):
         self._cancel_deadline()
