@@ -367,3 +367,30 @@ class UploadPurgingTests(unittest.TestCase):
         self.assertEqual(daemon.request("GET", target).status, 404)
         daemon.wait_for_log(r"purged 1 upload\(s\) older than 1s")
         daemon.stop()
+
+
+class InterruptedRequestLogTests(unittest.TestCase):
+    def test_upload_cut_mid_body_is_logged(self):
+        """A PATCH whose client leaves mid-body gets its access-log line (499, interrupted)."""
+        from urllib.parse import urlsplit
+
+        daemon = start_daemon(self, minimal_config())
+        response = daemon.request("POST", "/v2/cut/off/blobs/uploads/")
+        self.assertEqual(response.status, 202)
+        location = urlsplit(response.header("Location"))
+        target = location.path + ("?" + location.query if location.query else "")
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as client:
+            client.sendall(
+                "PATCH {} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                "Content-Length: {}\r\n\r\n".format(target, 10 * 1024 * 1024).encode("ascii")
+            )
+            client.sendall(b"z" * (256 * 1024))
+            time.sleep(0.3)
+        daemon.wait_for_log(r"PATCH /v2/cut/off/blobs/uploads/\S+ HTTP/1.1 499 0 ")
+        line = [text for text in daemon.log_text().splitlines() if "PATCH" in text and " 499 " in text][0]
+        self.assertIn("http.request.interrupted=true", line.lower())
+        # What arrived before the cut is kept: the upload can resume from there.
+        status = daemon.request("GET", target)
+        self.assertEqual(status.status, 204)
+        self.assertRegex(status.header("Range"), r"^0-\d+$")
+        daemon.stop()

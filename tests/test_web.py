@@ -155,6 +155,26 @@ class AccessLogTests(unittest.TestCase):
         self.assertNotIn("STATESECRET", everything)
 
     @async_test
+    async def test_client_gone_before_the_answer(self):
+        """A request whose client leaves first still gets its line: 499, marked interrupted."""
+        capture = LogCapture(self)
+        service = start_service(self, settings_for())
+        client = await raw_connect(port_of(service))
+        client.transport.write(b"GET /v2/slow?seconds=5 HTTP/1.1\r\nHost: x\r\nUser-Agent: leaver/1\r\n\r\n")
+        await task.deferLater(reactor, 0.2, lambda: None)
+        client.transport.loseConnection()
+        await client.closed
+        for _ in range(100):
+            if capture.namespace("spectroreg.access"):
+                break
+            await task.deferLater(reactor, 0.02, lambda: None)
+        [event] = capture.namespace("spectroreg.access")
+        line = service.log_observer.format(event)
+        self.assertIn("GET /v2/slow?seconds=*** HTTP/1.1 499 0", line)
+        self.assertIn("http.request.interrupted=True", line)
+        self.assertIn("http.request.useragent=leaver/1", line)
+
+    @async_test
     async def test_disabled(self):
         capture = LogCapture(self)
         service = start_service(self, settings_for(access_log=False))

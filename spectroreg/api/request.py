@@ -321,7 +321,7 @@ class RegistryRequest(SiteRequest):
     def connectionLost(self, reason):
         if self.spectroreg_stream is not None:
             self.spectroreg_stream.abort()
-        server.Request.connectionLost(self, reason)
+        SiteRequest.connectionLost(self, reason)
 
 
 __all__ = ["RegistryRequest", "StreamTarget", "BodyStream"]

@@ -282,6 +282,21 @@ class SiteRequest(server.Request):
                     self.responseHeaders.removeHeader(b"server")
         server.Request.write(self, data)
 
+    def connectionLost(self, reason):
+        # The client went away before the answer was complete: still one
+        # access-log line (once its head was in; a method is set by then).
+        site = self.channel.factory if self.channel is not None else None
+        if not self.finished and self.method is not None and isinstance(site, RegistrySite):
+            site.log(self, interrupted=True)
+        server.Request.connectionLost(self, reason)
+
+
+# What twisted.web.http.Request.clientproto is until the whole request is in.
+_NO_PROTO_YET = b"(no clientproto yet)"
+
+# The status logged for a request whose client left before any answer (as nginx).
+CLIENT_CLOSED_REQUEST = 499
+
 
 class RegistrySite(server.Site):
     """
@@ -348,14 +363,26 @@ class RegistrySite(server.Site):
 
     # -- access log -------------------------------------------------------
 
-    def log(self, request):
+    def log(self, request, interrupted=False):
+        """
+        The access-log line of C{request}: when it finished, or with
+        C{interrupted} when its client went away first (status 499 if
+        nothing had been sent, else the status sent).
+        """
         if not self.access_log:
             return
+        status = request.code
+        if interrupted and not request.startedWriting:
+            status = CLIENT_CLOSED_REQUEST
         started = getattr(request, "_spectroreg_started", None)
         duration = self._reactor.seconds() - started if started is not None else 0.0
         uri = safe_uri(request.uri or b"")
         method = (request.method or b"-").decode("latin-1")
-        proto = (request.clientproto or b"-").decode("latin-1")
+        proto = request.clientproto
+        if proto in (None, _NO_PROTO_YET):
+            # A request cut before its body was in: the channel has the version.
+            proto = getattr(request.channel, "_version", None)
+        proto = (proto or b"-").decode("latin-1")
         user = _user_of(request)
         agent = request.getHeader(b"user-agent")
         address = request.getClientAddress()
@@ -364,10 +391,12 @@ class RegistrySite(server.Site):
             "http.request.method": method,
             "http.request.uri": uri,
             "http.request.remoteaddr": remote,
-            "http.response.status": request.code,
+            "http.response.status": status,
             "http.response.written": request.sentLength,
             "http.response.duration": "%.3fms" % (duration * 1000.0,),
         }
+        if interrupted:
+            fields["http.request.interrupted"] = True
         if agent:
             fields["http.request.useragent"] = agent.decode("latin-1")
         if user:
@@ -379,7 +408,7 @@ class RegistrySite(server.Site):
             method=method,
             uri=uri,
             proto=proto,
-            status=request.code,
+            status=status,
             written=request.sentLength,
             duration=fields["http.response.duration"],
             log_fields=fields,
