@@ -204,6 +204,9 @@ def start_moto(auth=True, workdir=None, tls=False):
     for name in list(env):
         if name.startswith("AWS_"):
             del env[name]
+    # moto runs on its own virtualenv's packages: a PYTHONPATH of ours (trial
+    # -j sets one to the test process's sys.path) would mix in other versions.
+    env.pop("PYTHONPATH", None)
     if auth:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
     else:
