@@ -2,6 +2,7 @@
 
 import errno
 import os
+import stat
 
 from twisted.trial import unittest
 
@@ -66,6 +67,13 @@ class ReaderTests(unittest.SynchronousTestCase):
             handle.read()  # in the page cache now
         self.assertEqual(reader.read("/a/link"), b"sha256:" + b"0" * 64)
 
+    def test_stat(self):
+        reader = self.reader()
+        info = reader.stat("/a/link")
+        self.assertEqual((info.st_size, info.st_ino), (71, os.stat(os.path.join(self.root, "a", "link")).st_ino))
+        self.assertTrue(stat.S_ISDIR(reader.stat("/a").st_mode))
+        self.assertIsNone(reader.stat("/a/missing/deeper"))
+
     def test_empty_file(self):
         open(os.path.join(self.root, "a", "empty"), "wb").close()
         self.assertEqual(self.reader().read("/a/empty"), b"")
@@ -82,11 +90,12 @@ class ReaderTests(unittest.SynchronousTestCase):
 
     def test_kernel_would_wait(self):
         """EAGAIN from openat2 (not cached) or from preadv2 (not in the page cache): None."""
-        def would_wait(path):
+        def would_wait(path, for_stat=False):
             raise OSError(errno.EAGAIN, "not cached")
 
         reader = self.reader(openat2=would_wait)
         self.assertIsNone(reader.read("/a/link"))
+        self.assertIsNone(reader.stat("/a/link"))
         self.assertTrue(reader.enabled)
 
         reader = self.reader()
@@ -103,12 +112,12 @@ class ReaderTests(unittest.SynchronousTestCase):
         """ENOSYS (old kernel) or EPERM (seccomp): stop trying."""
         calls = []
 
-        def refused(path):
+        def refused(path, for_stat=False):
             calls.append(path)
             raise OSError(errno.EPERM, "blocked")
 
         reader = self.reader(openat2=refused)
-        self.assertIsNone(reader.read("/a/link"))
+        self.assertIsNone(reader.stat("/a/link"))
         self.assertFalse(reader.enabled)
         self.assertIsNone(reader.read("/a/link"))
         self.assertEqual(len(calls), 1)
@@ -126,7 +135,7 @@ class ReaderTests(unittest.SynchronousTestCase):
         mountinfo = os.path.join(self.root, "mountinfo")
         with open(mountinfo, "w") as handle:
             handle.write("1 0 0:1 / / rw - nfs4 server:/ rw\n")
-        reader = NoWaitReader(self.root, openat2=lambda path: 0, mountinfo_path=mountinfo)
+        reader = NoWaitReader(self.root, openat2=lambda path, for_stat=False: 0, mountinfo_path=mountinfo)
         self.assertFalse(reader.enabled)
         self.assertIsNone(reader.read("/a/link"))
 
@@ -148,11 +157,24 @@ class DriverTests(unittest.TestCase):
             return real(key, function, *args)
 
         self.patch(self.driver._pool, "run_shared", counting)
+        real_run = self.driver._pool.run
+
+        def counting_run(function, *args, **kwargs):
+            self.pooled.append((function.__name__,) + args)
+            return real_run(function, *args, **kwargs)
+
+        self.patch(self.driver._pool, "run", counting_run)
 
     @async_test
     async def test_hot_read_skips_the_pool(self):
         await self.driver.put_content("/r/link", b"content")
+        del self.pooled[:]
         self.assertEqual(await self.driver.get_content("/r/link"), b"content")
+        info = await self.driver.stat("/r/link")
+        self.assertEqual((info.path, info.size, info.is_dir), ("/r/link", 7, False))
+        self.assertAlmostEqual(info.modified, os.stat(self.root + "/r/link").st_mtime, places=3)
+        info = await self.driver.stat("/r")
+        self.assertEqual((info.path, info.size, info.is_dir), ("/r", 0, True))
         self.assertEqual(self.pooled, [])
         # Rewritten (a new inode by rename): the next read sees the new bytes.
         await self.driver.put_content("/r/link", b"changed!")
@@ -161,19 +183,25 @@ class DriverTests(unittest.TestCase):
     @async_test
     async def test_other_reads_use_the_pool(self):
         await self.driver.put_content("/r/big", b"b" * (_nowait.MAX_SIZE + 10))
+        del self.pooled[:]
         self.assertEqual(len(await self.driver.get_content("/r/big")), _nowait.MAX_SIZE + 10)
         for path in ("/r", "/r/missing"):
             with self.assertRaises(PathNotFound):
                 await self.driver.get_content(path)
-        self.assertEqual([key[1] for key in self.pooled], ["/r/big", "/r", "/r/missing"])
+        with self.assertRaises(PathNotFound):
+            await self.driver.stat("/r/missing/deeper")
+        self.assertEqual(
+            [key[1] for key in self.pooled], ["/r/big", "/r", "/r/missing", "/r/missing/deeper"])
 
     @async_test
     async def test_would_wait_falls_back(self):
         await self.driver.put_content("/r/link", b"content")
 
-        def would_wait(path):
+        def would_wait(path, for_stat=False):
             raise OSError(errno.EAGAIN, "not cached")
 
         self.patch(self.driver._nowait, "_openat2", would_wait)
+        del self.pooled[:]
         self.assertEqual(await self.driver.get_content("/r/link"), b"content")
-        self.assertEqual(self.pooled, [("get_content", "/r/link")])
+        self.assertEqual((await self.driver.stat("/r/link")).size, 7)
+        self.assertEqual(self.pooled, [("get_content", "/r/link"), ("_stat", "/r/link")])

@@ -13,7 +13,8 @@ can say up front whether a read would wait:
   cache, and fails with ``EAGAIN`` instead of reading the disk.
 
 L{NoWaitReader.read} tries both and returns None whenever the kernel would
-have had to wait (or anything is unusual); the caller then reads in its
+have had to wait (L{NoWaitReader.stat} likewise, with an ``O_PATH`` handle
+and ``fstat``) (or anything is unusual); the caller then reads in its
 thread pool as before. It is only switched on for trees on local
 filesystems with nothing else mounted beneath them, on Linux 5.12 or later,
 and it switches itself off at the first sign the calls are unavailable
@@ -44,6 +45,8 @@ _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_CACHED = 0x20
 _RESOLVE = _RESOLVE_CACHED | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY
+# For stat: a handle on the inode only, no open() of the file itself.
+_PATH_FLAGS = getattr(os, "O_PATH", 0) | os.O_CLOEXEC
 
 # The kernel or a sandbox does not offer the calls: stop trying.
 _UNAVAILABLE = frozenset([errno.ENOSYS, errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP, errno.E2BIG])
@@ -54,8 +57,17 @@ class _OpenHow(ctypes.Structure):
 
 
 def _load_openat2():
-    """C{openat2(path: bytes) -> fd}, raising OSError; None where it cannot exist."""
-    if not sys.platform.startswith("linux") or not hasattr(os, "preadv") or not hasattr(os, "RWF_NOWAIT"):
+    """
+    C{openat2(path: bytes, for_stat=False) -> fd}, raising OSError; None
+    where it cannot exist. C{for_stat}: an C{O_PATH} descriptor, enough for
+    fstat() and opening nothing.
+    """
+    if (
+        not sys.platform.startswith("linux")
+        or not hasattr(os, "preadv")
+        or not hasattr(os, "RWF_NOWAIT")
+        or not hasattr(os, "O_PATH")
+    ):
         return None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -63,11 +75,12 @@ def _load_openat2():
     except (OSError, AttributeError):
         return None
     syscall.restype = ctypes.c_long
-    how = _OpenHow(_OPEN_FLAGS, 0, _RESOLVE)
-    how_ref, how_size = ctypes.byref(how), ctypes.sizeof(how)
+    hows = {False: _OpenHow(_OPEN_FLAGS, 0, _RESOLVE), True: _OpenHow(_PATH_FLAGS, 0, _RESOLVE)}
+    refs = {key: ctypes.byref(how) for key, how in hows.items()}
+    size = ctypes.sizeof(_OpenHow)
 
-    def openat2(path):
-        fd = syscall(_SYS_OPENAT2, _AT_FDCWD, path, how_ref, how_size)
+    def openat2(path, for_stat=False):
+        fd = syscall(_SYS_OPENAT2, _AT_FDCWD, path, refs[for_stat], size)
         if fd < 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code))
@@ -145,18 +158,36 @@ class NoWaitReader:
             return False
         return local_tree(self._root, mounts)
 
+    def _open(self, path, for_stat=False):
+        """A descriptor, or None when the kernel would have had to wait (or refused)."""
+        if not self.enabled:
+            return None
+        try:
+            if for_stat:
+                return self._openat2(os.fsencode(self._root + path), True)
+            return self._openat2(os.fsencode(self._root + path))
+        except OSError as error:
+            if error.errno in _UNAVAILABLE:
+                self.enabled = False
+            return None
+
+    def stat(self, path):
+        """C{os.stat_result} of C{path} if the kernel has it at hand, else None."""
+        fd = self._open(path, for_stat=True)
+        if fd is None:
+            return None
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
     def read(self, path):
         """
         The content of C{path} (relative to the tree, starting with ``/``) if
         the kernel has it at hand, else None.
         """
-        if not self.enabled:
-            return None
-        try:
-            fd = self._openat2(os.fsencode(self._root + path))
-        except OSError as error:
-            if error.errno in _UNAVAILABLE:
-                self.enabled = False
+        fd = self._open(path)
+        if fd is None:
             return None
         try:
             info = os.fstat(fd)

@@ -45,6 +45,11 @@ _NOT_FOUND = (errno.ENOENT, errno.ENOTDIR)
 _SMALL_READ = 64 * 1024
 
 
+def _file_info(path, st):
+    is_dir = statmodule.S_ISDIR(st.st_mode)
+    return FileInfo(path, 0 if is_dir else st.st_size, float(st.st_mtime), is_dir)
+
+
 def _is_visible(name):
     """Whether a directory entry is a storage path segment (temp files are not)."""
     return PATH_PATTERN.fullmatch("/" + name) is not None and name not in (".", "..")
@@ -302,6 +307,9 @@ class FilesystemDriver:
         return fd, size, created
 
     def stat(self, path):
+        st = self._nowait.stat(path)  # see get_content
+        if st is not None:
+            return defer.succeed(_file_info(path, st))
         return self._run(path, self._stat, path)
 
     def _stat(self, path):
@@ -311,8 +319,7 @@ class FilesystemDriver:
             if path == "/":
                 return FileInfo(path, 0, time.time(), True)
             raise
-        is_dir = statmodule.S_ISDIR(st.st_mode)
-        return FileInfo(path, 0 if is_dir else st.st_size, float(st.st_mtime), is_dir)
+        return _file_info(path, st)
 
     def list(self, path):
         d = self._run(path, self._list_infos, path)
@@ -344,9 +351,7 @@ class FilesystemDriver:
                     except OSError:
                         pass
                 continue
-            is_dir = statmodule.S_ISDIR(st.st_mode)
-            infos.append(FileInfo(
-                prefix + "/" + name, 0 if is_dir else st.st_size, float(st.st_mtime), is_dir))
+            infos.append(_file_info(prefix + "/" + name, st))
         infos.sort(key=lambda info: info.path)
         return infos
 
