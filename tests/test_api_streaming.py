@@ -148,6 +148,13 @@ class StreamingTestCase(unittest.TestCase):
         self.assertEqual(response.code, 202)
         return response.headers.getRawHeaders("location")[0]
 
+    async def finish_upload_and_pull(self, location, data):
+        """Close the upload with its digest (201), then pull the blob back intact."""
+        response = await self.http("PUT", location + "?digest=" + sha(data))
+        self.assertEqual(response.code, 201, response.body)
+        response = await self.http("GET", self.base + "repo/blobs/" + sha(data))
+        self.assertEqual(response.body, data)
+
     async def raw(self, payload, close_after=False):
         client = RawClient()
         connection = await protocol.ClientCreator(reactor, lambda: client).connectTCP(
@@ -177,10 +184,7 @@ class StreamingTests(StreamingTestCase):
         writer = self.driver.writers[-1]
         self.assertGreater(len(writer.writes), 16)
         self.assertLessEqual(max(writer.writes), 1 * MiB)
-        response = await self.http("PUT", location + "?digest=" + sha(data))
-        self.assertEqual(response.code, 201, response.body)
-        response = await self.http("GET", self.base + "repo/blobs/" + sha(data))
-        self.assertEqual(response.body, data)
+        await self.finish_upload_and_pull(location, data)
 
     @async_test
     async def test_monolithic_post_is_streamed(self):
@@ -340,10 +344,7 @@ class KeepAliveTests(StreamingTestCase):
             response = await self.http("PATCH", location, data=chunk)
             self.assertEqual(response.code, 202, response.body)
             data += chunk
-        response = await self.http("PUT", location + "?digest=" + sha(data))
-        self.assertEqual(response.code, 201, response.body)
-        response = await self.http("GET", self.base + "repo/blobs/" + sha(data))
-        self.assertEqual(response.body, data)
+        await self.finish_upload_and_pull(location, data)
         self.assertEqual(len(self.streams), 4)
         self.assertEqual(len(self.connections), 1)
 
@@ -378,10 +379,7 @@ class FilesystemStreamingTests(StreamingTestCase):
         response = await self.http("PATCH", location, data=data)
         self.assertEqual(response.code, 202, response.body)
         self.assertLess(self.streams[0].max_queued, 1 * MiB)
-        response = await self.http("PUT", location + "?digest=" + sha(data))
-        self.assertEqual(response.code, 201, response.body)
-        response = await self.http("GET", self.base + "repo/blobs/" + sha(data))
-        self.assertEqual(response.body, data)
+        await self.finish_upload_and_pull(location, data)
 
     @async_test
     async def test_disconnect_mid_monolithic_post_leaves_nothing(self):
