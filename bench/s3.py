@@ -44,7 +44,7 @@ if SOURCE_ROOT not in sys.path:
     sys.path.insert(0, SOURCE_ROOT)
 
 from tests.support.moto import S3Proxy, start_moto, start_registry_s3  # noqa: E402
-from tests.support.rawhttp import add_query, path_of, request  # noqa: E402
+from tests.support.rawhttp import add_query, hash_body, path_of, request  # noqa: E402
 
 MiB = 1024 * 1024
 UNITS = {"": 1, "K": 1024, "M": MiB, "G": 1024 * MiB}
@@ -133,15 +133,8 @@ def fetch(url_or_server, path, timeout=600):
                 path = path_of(location)
                 hops += 1
                 continue
-            digest = hashlib.sha256()
-            count = 0
-            while True:
-                piece = response.read(MiB)
-                if not piece:
-                    break
-                digest.update(piece)
-                count += len(piece)
-            return response.status, count, "sha256:" + digest.hexdigest(), hops
+            count, digest = hash_body(response, MiB)
+            return response.status, count, digest, hops
         finally:
             connection.close()
 

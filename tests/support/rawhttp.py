@@ -68,21 +68,27 @@ def request(server, method, path, body=b"", headers=None, timeout=30.0):
         connection.close()
 
 
+def hash_body(response, chunk_size=1024 * 1024):
+    """Read C{response}'s body in chunks, keeping nothing: (byte count, sha256 digest)."""
+    digest = hashlib.sha256()
+    count = 0
+    while True:
+        chunk = response.read(chunk_size)
+        if not chunk:
+            break
+        digest.update(chunk)
+        count += len(chunk)
+    return count, "sha256:" + digest.hexdigest()
+
+
 def download(server, path, chunk_size=1024 * 1024, timeout=60.0):
     """GET C{path} streaming: (status, byte count, sha256 digest, headers); nothing kept."""
     connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
-        digest = hashlib.sha256()
-        count = 0
-        while True:
-            chunk = response.read(chunk_size)
-            if not chunk:
-                break
-            digest.update(chunk)
-            count += len(chunk)
-        return (response.status, count, "sha256:" + digest.hexdigest(),
+        count, digest = hash_body(response, chunk_size)
+        return (response.status, count, digest,
                 {k.lower(): v for k, v in response.getheaders()})
     finally:
         connection.close()
