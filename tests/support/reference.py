@@ -169,6 +169,17 @@ def reference_config(root_directory=None, delete=True, htpasswd=None, secret="sp
     return config
 
 
+def _write_config(workdir, name, config):
+    """Write C{config} as C{name}.yml in C{workdir} (a new temp dir if None): (workdir, path)."""
+    if workdir is None:
+        workdir = tempfile.mkdtemp(prefix=name + "-")
+    os.makedirs(workdir, exist_ok=True)
+    config_path = os.path.join(workdir, name + ".yml")
+    with open(config_path, "w") as f:
+        yaml.safe_dump(config, f)
+    return workdir, config_path
+
+
 def start_reference(root_directory=None, workdir=None, delete=True, htpasswd=None, timeout=30.0):
     """Start Debian's ``docker-registry`` and return its L{ServerProcess}.
 
@@ -178,12 +189,8 @@ def start_reference(root_directory=None, workdir=None, delete=True, htpasswd=Non
     fails kills what it started.
     """
     binary = require_binary("docker-registry")
-    if workdir is None:
-        workdir = tempfile.mkdtemp(prefix="docker-registry-")
-    os.makedirs(workdir, exist_ok=True)
-    config_path = os.path.join(workdir, "docker-registry.yml")
-    with open(config_path, "w") as f:
-        yaml.safe_dump(reference_config(root_directory, delete, htpasswd), f)
+    workdir, config_path = _write_config(
+        workdir, "docker-registry", reference_config(root_directory, delete, htpasswd))
     log_path = os.path.join(workdir, "docker-registry.log")
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
@@ -226,12 +233,8 @@ def garbage_collect(root_directory, workdir=None, delete_untagged=False, dry_run
     fails. No server may be writing to C{root_directory} meanwhile.
     """
     binary = require_binary("docker-registry")
-    if workdir is None:
-        workdir = tempfile.mkdtemp(prefix="docker-registry-gc-")
-    os.makedirs(workdir, exist_ok=True)
-    config_path = os.path.join(workdir, "garbage-collect.yml")
-    with open(config_path, "w") as f:
-        yaml.safe_dump(reference_config(root_directory, delete=True), f)
+    workdir, config_path = _write_config(
+        workdir, "garbage-collect", reference_config(root_directory, delete=True))
     argv = [binary, "garbage-collect", config_path]
     if delete_untagged:
         argv.append("--delete-untagged")
