@@ -8,14 +8,18 @@ changes only the realm.
 
 import base64
 import hashlib
+import http.client
 import json
 import os
+import time
 
 import bcrypt
 import yaml
+from twisted.internet import defer, endpoints, protocol, threads
 from twisted.trial import unittest
 
-from tests.support.daemon import REPO_ROOT, minimal_config, start_daemon
+from tests.support.asynctest import async_test
+from tests.support.daemon import REPO_ROOT, minimal_config, start_daemon, start_daemon_async
 
 REALM = "spectroreg tests"
 
@@ -129,6 +133,144 @@ class HtpasswdDaemonTests(unittest.TestCase):
         )
         self.assertEqual((response.status, response.body), (200, manifest))
         self.assertEqual(self.get("/v2/demo/app/manifests/v1").status, 401)
+
+
+class _OneExchange(protocol.Protocol):
+    """Sends one request (with Connection: close) and keeps the whole answer."""
+
+    def __init__(self, request):
+        self.request = request
+        self.received = []
+        self.done = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.request)
+
+    def dataReceived(self, data):
+        self.received.append(data)
+
+    def connectionLost(self, reason):
+        self.done.callback(b"".join(self.received))
+
+
+async def exchange_from(reactor, source, port, request):
+    """One raw exchange from the local address C{source}; the status, or the error's name."""
+    endpoint = endpoints.TCP4ClientEndpoint(
+        reactor, "127.0.0.1", port, timeout=60, bindAddress=(source, 0)
+    )
+    exchange = _OneExchange(request)
+    try:
+        await endpoints.connectProtocol(endpoint, exchange)
+    except Exception as error:
+        return type(error).__name__
+    answer = await exchange.done
+    parts = answer.split(b"\r\n", 1)[0].split()
+    return int(parts[1]) if len(parts) > 1 else "no answer"
+
+
+def get_from(port, source, authorization, timeout=60.0):
+    """Blocking GET /v2/ from the local address C{source}: (status, seconds taken)."""
+    started = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
+    try:
+        connection.request("GET", "/v2/", headers={"Authorization": authorization})
+        response = connection.getresponse()
+        response.read()
+        return response.status, time.monotonic() - started
+    finally:
+        connection.close()
+
+
+def block_allowance(threshold, elapsed, penalty=10.0, max_penalty=300.0):
+    """
+    How many checks the throttle lets one address start within C{elapsed}
+    seconds: C{threshold}, then one more each time a block ends (10 s,
+    doubling).
+    """
+    allowed, ends, block = threshold, penalty, penalty
+    while ends < elapsed:
+        allowed += 1
+        block = min(max_penalty, block * 2)
+        ends += block
+    return allowed
+
+
+class LoginFloodDaemonTests(unittest.TestCase):
+    """
+    One address sends hundreds of wrong passwords at once (bcrypt at cost
+    10, Distribution's default), while another address logs in for the
+    first time and a user whose credentials were verified keeps pulling.
+    """
+
+    FLOOD = 500
+    FLOODER = "127.0.6.6"
+    NEWCOMER = "127.0.0.2"
+    VERIFIED = "127.0.0.3"
+    THRESHOLD = 10  # the throttle's failures per window
+
+    @async_test
+    async def test_flood_from_one_address(self):
+        from twisted.internet import reactor
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "htpasswd")
+        with open(path, "wb") as handle:
+            for user, password in (("alice", b"wonderland"), ("bob", b"builder"), ("carol", b"singer")):
+                handle.write(user.encode() + b":" + bcrypt.hashpw(password, bcrypt.gensalt(10)) + b"\n")
+        config = minimal_config(auth={"htpasswd": {"realm": REALM, "path": path}})
+        daemon = await start_daemon_async(self, config)
+        port = daemon.port
+        verified = basic("bob", "builder")
+        status, _ = await threads.deferToThread(get_from, port, self.VERIFIED, verified)
+        self.assertEqual(status, 200)
+
+        pulls = []
+        flooding = [True]
+
+        def keep_pulling():
+            while flooding[0] or len(pulls) < 5:
+                pulls.append(get_from(port, self.VERIFIED, verified))
+                time.sleep(0.05)
+
+        puller = threads.deferToThread(keep_pulling)
+        started = time.monotonic()
+        flood = [
+            defer.ensureDeferred(
+                exchange_from(
+                    reactor,
+                    self.FLOODER,
+                    port,
+                    b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: "
+                    + basic("alice", "guess-{}".format(n)).encode()
+                    + b"\r\n\r\n",
+                )
+            )
+            for n in range(self.FLOOD)
+        ]
+        # Let the flood reach the daemon, then log in for the first time
+        # from another address.
+        await threads.deferToThread(time.sleep, 0.3)
+        newcomer = await threads.deferToThread(get_from, port, self.NEWCOMER, basic("carol", "singer"))
+        statuses = await defer.gatherResults(flood)
+        elapsed = time.monotonic() - started
+        flooding[0] = False
+        await puller
+
+        counts = {status: statuses.count(status) for status in set(statuses)}
+        # Every guess was answered, and bcrypt ran for no more of them than
+        # the throttle allows (a 401 is a bcrypt check that failed).
+        self.assertEqual(set(counts) - {401, 429}, set(), counts)
+        self.assertLessEqual(counts.get(401, 0), block_allowance(self.THRESHOLD, elapsed), counts)
+        self.assertGreaterEqual(counts.get(401, 0), 1, counts)
+        # The other address got in, promptly.
+        self.assertEqual(newcomer[0], 200, newcomer)
+        self.assertLess(newcomer[1], 5.0, newcomer)
+        # The verified user was never refused nor held up.
+        self.assertEqual({status for status, seconds in pulls}, {200}, pulls)
+        slowest = max(seconds for status, seconds in pulls)
+        self.assertLess(slowest, 3.0, pulls)
+        daemon.wait_for_log(r"client 127\.0\.6\.6 blocked")
 
 
 class UsersDocsExampleTests(unittest.TestCase):

@@ -12,6 +12,7 @@ from zope.interface.verify import verifyObject
 from spectroreg.auth import htpasswd as htpasswd_module
 from spectroreg.auth.basic import MalformedCredentials, parse_basic
 from spectroreg.auth.cache import VerifiedCredentials
+from spectroreg.auth.fairqueue import FairScheduler
 from spectroreg.auth.htpasswd import HtpasswdAuthenticator, ensure_htpasswd_file
 from spectroreg.auth.htpasswd_file import parse_htpasswd
 from spectroreg.auth.interfaces import IAuthenticator, TooManyRequests, Unauthorized
@@ -315,31 +316,233 @@ class MissingFileTests(unittest.SynchronousTestCase):
         self.assertTrue(bcrypt.checkpw(password, entries.users["docker"]))
 
 
-class BlockingRunnerTests(unittest.TestCase):
+class HeldRunner:
+    """Runs each blocking call only when the test releases it."""
+
+    def __init__(self):
+        self.jobs = []  # [function, args, Deferred]
+        self.started = 0
+
+    def __call__(self, function, *args):
+        d = defer.Deferred()
+        self.jobs.append((function, args, d))
+        self.started += 1
+        return d
+
+    def passwords(self):
+        return [args[0] for function, args, d in self.jobs]
+
+    def release(self, index=0):
+        function, args, d = self.jobs.pop(index)
+        defer.maybeDeferred(function, *args).chainDeferred(d)
+
+    def release_all(self):
+        while self.jobs:
+            self.release()
+
+
+class FairSchedulerTests(unittest.TestCase):
+    def make(self, limit=1, max_waiting=100):
+        self.runner = HeldRunner()
+        return FairScheduler(self.runner, limit, max_waiting)
+
+    def test_keys_served_in_turn(self):
+        scheduler = self.make(limit=1)
+        results = [scheduler.submit("flood", str, n) for n in range(5)]
+        results.append(scheduler.submit("other", str, "x"))
+        results.append(scheduler.submit("third", str, "y"))
+        self.assertEqual([args for f, args, d in self.runner.jobs], [(0,)])
+        order = []
+        while self.runner.jobs:
+            order.append(self.runner.jobs[0][1][0])
+            self.runner.release()
+        # One job of each key in turn, not all five of the first key first.
+        self.assertEqual(order, [0, "x", "y", 1, 2, 3, 4])
+        self.assertEqual([self.successResultOf(d) for d in results], ["0", "1", "2", "3", "4", "x", "y"])
+
+    def test_limit_and_waiting_bound(self):
+        scheduler = self.make(limit=2, max_waiting=3)
+        accepted = [scheduler.submit("k{}".format(n % 2), str, n) for n in range(5)]
+        self.assertEqual((scheduler.running, scheduler.waiting), (2, 3))
+        self.assertTrue(scheduler.full())
+        refused = scheduler.submit("new", str, 9)
+        self.assertEqual(self.failureResultOf(refused, TooManyRequests).value.retry_after, 1)
+        self.runner.release_all()
+        self.assertEqual([self.successResultOf(d) for d in accepted], ["0", "1", "2", "3", "4"])
+        self.assertEqual((scheduler.running, scheduler.waiting), (0, 0))
+
+    def test_cancelled_job_leaves_the_queue(self):
+        scheduler = self.make(limit=1)
+        first = scheduler.submit("a", str, 1)
+        second = scheduler.submit("a", str, 2)
+        third = scheduler.submit("b", str, 3)
+        second.cancel()
+        self.failureResultOf(second, defer.CancelledError)
+        self.assertEqual(scheduler.waiting, 1)
+        self.runner.release_all()
+        self.assertEqual((self.successResultOf(first), self.successResultOf(third)), ("1", "3"))
+        self.assertEqual(self.runner.started, 2)
+
+    def test_failures_reach_the_caller(self):
+        scheduler = self.make(limit=1)
+        d = scheduler.submit("a", int, "not a number")
+        self.runner.release()
+        self.failureResultOf(d, ValueError)
+        self.assertEqual(scheduler.running, 0)
+
+
+class FloodTests(unittest.TestCase):
+    """One address sending many passwords at once, with bcrypt held back by the test."""
+
+    def setUp(self):
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+        self.path = os.path.join(self.directory, "htpasswd")
+        lines = [u.encode() + b":" + hash_password(p) for u, p in
+                 (("alice", b"wonderland"), ("bob", b"builder"))]
+        with open(self.path, "wb") as handle:
+            handle.write(b"\n".join(lines) + b"\n")
+        self.clock = task.Clock()
+        self.bcrypt = HeldRunner()
+        self.file_reads = 0
+        self.results = []
+
+    def read_file(self, function, *args):
+        # File work runs inline: it must never wait for a held bcrypt job.
+        self.file_reads += 1
+        return defer.maybeDeferred(function, *args)
+
+    def make(self, threshold=10, pending_per_client=4, threads=1, **kwargs):
+        return HtpasswdAuthenticator(
+            self.path,
+            "test realm",
+            reactor=self.clock,
+            run_blocking=self.read_file,
+            run_bcrypt=self.bcrypt,
+            bcrypt_threads=threads,
+            throttle=FailureThrottle(self.clock, threshold=threshold, penalty=30),
+            pending_per_client=pending_per_client,
+            **kwargs,
+        )
+
+    def tearDown(self):
+        self.bcrypt.release_all()
+        for d in self.results:
+            d.addErrback(lambda failure: None)
+
+    def flood(self, auth, count, client="127.0.6.6"):
+        results = [auth.authenticate(basic("alice", "guess{}".format(n)), client) for n in range(count)]
+        self.results.extend(results)
+        return results
+
+    def outcomes(self, results):
+        kinds = []
+        for d in results:
+            failure = self.failureResultOf(d)
+            kinds.append("429" if failure.check(TooManyRequests) else "401")
+        return kinds
+
+    def test_attempts_counted_when_submitted(self):
+        # No bound on pending checks here: the throttle alone must stop the
+        # flood at its threshold, before any of the checks has come back.
+        auth = self.make(threshold=10, pending_per_client=1000, threads=4)
+        results = self.flood(auth, 300)
+        self.assertEqual(self.bcrypt.started, 4)
+        self.bcrypt.release_all()
+        self.assertEqual(self.bcrypt.started, 10)
+        kinds = self.outcomes(results)
+        self.assertEqual(kinds.count("401"), 10)
+        self.assertEqual(kinds.count("429"), 290)
+        self.failureResultOf(auth.authenticate(basic("alice", "wonderland"), "127.0.6.6"), TooManyRequests)
+
+    def test_pending_checks_bounded_per_address(self):
+        auth = self.make(threshold=10, pending_per_client=2)
+        results = self.flood(auth, 5)
+        # Three refused at once, without a bcrypt check and without counting.
+        self.assertEqual(self.outcomes(results[2:]), ["429"] * 3)
+        self.assertNoResult(results[0])
+        self.assertEqual(self.bcrypt.started, 1)
+        self.bcrypt.release_all()
+        self.assertEqual(self.outcomes(results[:2]), ["401"] * 2)
+        self.assertEqual(self.bcrypt.started, 2)
+        # Eight more failures reach the threshold of ten: only two were counted.
+        for n in range(4):
+            results = self.flood(auth, 2)
+            self.bcrypt.release_all()
+            self.assertEqual(self.outcomes(results), ["401", "401"])
+        self.failureResultOf(auth.authenticate(basic("alice", "wonderland"), "127.0.6.6"), TooManyRequests)
+
+    def test_other_address_served_before_the_flood(self):
+        auth = self.make(pending_per_client=4, threads=1)
+        flood = self.flood(auth, 100)
+        other = auth.authenticate(basic("bob", "builder"), "10.0.0.2")
+        self.assertEqual(self.bcrypt.passwords(), [b"guess0"])
+        self.bcrypt.release()
+        # The other address's check runs next, ahead of the flood's queued ones.
+        self.assertEqual(self.bcrypt.passwords(), [b"builder"])
+        self.bcrypt.release()
+        self.assertEqual(self.successResultOf(other), "bob")
+        self.bcrypt.release_all()
+        self.assertEqual(self.outcomes(flood).count("401"), 4)
+
+    def test_verified_credentials_never_wait_for_bcrypt(self):
+        auth = self.make(pending_per_client=4, threads=1, check_interval=1.0)
+        first = auth.authenticate(basic("bob", "builder"), "10.0.0.2")
+        self.bcrypt.release()
+        self.assertEqual(self.successResultOf(first), "bob")
+        self.flood(auth, 100)
+        self.flood(auth, 100, client="127.0.6.7")
+        for _ in range(5):
+            self.clock.advance(1.5)  # the file check is due every time
+            reads = self.file_reads
+            result = auth.authenticate(basic("bob", "builder"), "10.0.0.2")
+            self.assertEqual(self.successResultOf(result), "bob")
+            self.assertEqual(self.file_reads, reads + 1)
+        self.assertEqual(len(self.bcrypt.jobs), 1)
+
+    def test_same_credentials_share_one_check(self):
+        auth = self.make(pending_per_client=1)
+        results = [auth.authenticate(basic("bob", "builder"), "10.0.0.2") for _ in range(20)]
+        wrong = [auth.authenticate(basic("bob", "wrong"), "10.0.0.2") for _ in range(3)]
+        self.assertEqual(self.outcomes(wrong), ["429"] * 3)
+        self.bcrypt.release_all()
+        self.assertEqual([self.successResultOf(d) for d in results], ["bob"] * 20)
+        self.assertEqual(self.bcrypt.started, 1)
+
+    def test_block_is_logged_when_the_attempt_is_counted(self):
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        auth = self.make(threshold=3, pending_per_client=10)
+        self.flood(auth, 3)
+        blocked = [e for e in events if "blocked" in e.get("log_format", "")]
+        self.assertEqual([(e["client"], e["seconds"]) for e in blocked], [("127.0.6.6", 30)])
+        self.bcrypt.release_all()
+
+
+class BcryptPoolTests(unittest.TestCase):
     @async_test
-    async def test_runs_off_the_reactor_thread_bounded(self):
+    async def test_bcrypt_off_the_reactor_thread_in_its_own_pool(self):
         import threading
 
         from twisted.internet import reactor
 
-        from spectroreg.auth.htpasswd import BlockingRunner
-
-        runner = BlockingRunner(reactor, limit=1, max_waiting=1)
-        release = threading.Event()
+        path = os.path.join(self.mktemp())
+        with open(path, "wb") as handle:
+            handle.write(b"alice:" + hash_password(b"wonderland") + b"\n")
         threads = []
+        real = htpasswd_module._check_password
 
-        def work(value):
-            threads.append(threading.current_thread())
-            release.wait(10)
-            return value
+        def recording(password, hashed):
+            threads.append(threading.current_thread().name)
+            return real(password, hashed)
 
-        first = runner(work, 1)
-        second = runner(work, 2)  # waits for the first
-        third = runner(work, 3)  # nobody may wait any longer
-        failure = self.failureResultOf(third, TooManyRequests)
-        self.assertEqual(failure.value.retry_after, 1)
-        release.set()
-        self.assertEqual(await first, 1)
-        self.assertEqual(await second, 2)
-        self.assertNotIn(threading.main_thread(), threads)
+        self.patch(htpasswd_module, "_check_password", recording)
+        auth = HtpasswdAuthenticator(path, "r", reactor=reactor, bcrypt_threads=1)
+        self.assertEqual(await auth.authenticate(basic("alice", "wonderland"), "c"), "alice")
+        with self.assertRaises(Unauthorized):
+            await auth.authenticate(basic("alice", "wrong"), "c")
         self.assertEqual(len(threads), 2)
+        self.assertTrue(all(name.startswith("spectroreg-bcrypt") for name in threads), threads)

@@ -3,16 +3,22 @@
 
 What it does beyond Distribution's implementation:
 
-- bcrypt runs in a bounded number of threads, never on the reactor thread,
-  and only when a credential was not verified recently: verified credentials
-  are remembered in L{VerifiedCredentials} (keyed by an HMAC under a
-  per-process key), which a changed password or a reloaded file invalidates;
+- bcrypt runs in a bounded pool of threads of its own, never on the reactor
+  thread, and only when a credential was not verified recently: verified
+  credentials are remembered in L{VerifiedCredentials} (keyed by an HMAC
+  under a per-process key), which a changed password or a reloaded file
+  invalidates;
 - the file is re-read when its mtime, size or inode changes (checked at most
   every C{check_interval} seconds, and before every bcrypt check, so a user
   just added can log in at once), or on L{HtpasswdAuthenticator.reload}
-  (SIGHUP);
+  (SIGHUP); the check runs on another pool than bcrypt, so verified
+  credentials never wait for bcrypt checks;
 - repeated failures from one client address are answered with
-  L{TooManyRequests} for a while (L{FailureThrottle});
+  L{TooManyRequests} for a while (L{FailureThrottle}); a check is counted
+  when it is submitted, not when bcrypt has finished, and one address may
+  have only a few checks pending (more are refused at once); the bcrypt
+  threads serve the addresses with work queued in turn (L{FairScheduler}),
+  so a flood from one address does not hold up other addresses' logins;
 - passwords longer than 72 bytes are refused on every bcrypt version (bcrypt
   would only look at their first 72 bytes).
 """
@@ -26,14 +32,17 @@ import bcrypt
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from spectroreg.auth.basic import MalformedCredentials, parse_basic
 from spectroreg.auth.cache import VerifiedCredentials
+from spectroreg.auth.fairqueue import FairScheduler
 from spectroreg.auth.htpasswd_file import MAX_PASSWORD_BYTES, bcrypt_cost, parse_htpasswd
 from spectroreg.auth.interfaces import IAuthenticator, TooManyRequests, Unauthorized
 from spectroreg.auth.throttle import FailureThrottle
 from spectroreg.config.errors import ConfigError
+from spectroreg.storage._threads import LazyThreadPool
 
 log = Logger(namespace="spectroreg.auth.htpasswd")
 
@@ -115,23 +124,13 @@ def ensure_htpasswd_file(path):
     return True
 
 
-class BlockingRunner:
-    """
-    Runs blocking functions on the reactor's thread pool, at most C{limit}
-    at a time; when C{max_waiting} calls already wait, new ones fail with
-    L{TooManyRequests} instead of queueing without bound.
-    """
+def _reactor_pool_runner(reactor):
+    """Runs blocking functions on the reactor's thread pool (no bcrypt goes there)."""
 
-    def __init__(self, reactor, limit=2, max_waiting=256):
-        self._reactor = reactor
-        self._semaphore = defer.DeferredSemaphore(limit)
-        self.max_waiting = max_waiting
+    def run(function, *args):
+        return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
 
-    def __call__(self, function, *args):
-        if len(self._semaphore.waiting) >= self.max_waiting:
-            return defer.fail(TooManyRequests(1))
-        pool = self._reactor.getThreadPool()
-        return self._semaphore.run(deferToThreadPool, self._reactor, pool, function, *args)
+    return run
 
 
 def _default_limit():
@@ -146,11 +145,19 @@ class HtpasswdAuthenticator:
     @param reactor: provides C{seconds()} and a thread pool; the default
         reactor when None.
     @param run_blocking: C{callable(function, *args) -> Deferred} that runs
-        blocking work (bcrypt, file reads) off the reactor thread; a
-        L{BlockingRunner} by default.
+        blocking file work (the change check, reading the file) off the
+        reactor thread; the reactor's thread pool by default. It never waits
+        for bcrypt.
+    @param run_bcrypt: the same for bcrypt checks; a pool of its own of
+        C{bcrypt_threads} threads by default (C{run_blocking} when only that
+        is given). At most C{bcrypt_threads} checks are handed to it at once.
     @param check_interval: seconds between checks of the file's mtime on
         the fast (cached) path.
     @param throttle: a L{FailureThrottle}; one on C{reactor}'s clock by default.
+    @param pending_per_client: how many bcrypt checks one client address
+        may have queued or running; more are answered L{TooManyRequests}
+        at once.
+    @param max_waiting: how many bcrypt checks may wait over all clients.
     @raise ConfigError: the file cannot be created or read.
     """
 
@@ -163,15 +170,29 @@ class HtpasswdAuthenticator:
         check_interval=1.0,
         throttle=None,
         cache_size=1024,
+        run_bcrypt=None,
+        bcrypt_threads=None,
+        pending_per_client=4,
+        max_waiting=256,
     ):
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
         self.path = path
         self.realm = realm
-        self._run = run_blocking if run_blocking is not None else BlockingRunner(
-            reactor, limit=_default_limit()
-        )
+        if bcrypt_threads is None:
+            bcrypt_threads = _default_limit()
+        if run_bcrypt is None:
+            run_bcrypt = run_blocking if run_blocking is not None else LazyThreadPool(
+                bcrypt_threads, reactor, name="spectroreg-bcrypt"
+            ).run
+        self._run = run_blocking if run_blocking is not None else _reactor_pool_runner(reactor)
+        # Per-address queues served in turn: a flood from one address waits
+        # behind everyone else's first login, not the other way round.
+        self._bcrypt = FairScheduler(run_bcrypt, bcrypt_threads, max_waiting)
+        self.pending_per_client = pending_per_client
+        self._pending = Counter()  # client -> bcrypt checks admitted, not finished
+        self._in_flight = {}  # (client, fingerprint) -> waiters for that check
         self.check_interval = check_interval
         self.throttle = throttle if throttle is not None else FailureThrottle(reactor)
         self._cache = VerifiedCredentials(cache_size)
@@ -208,17 +229,16 @@ class HtpasswdAuthenticator:
         try:
             user, password = parse_basic(authorization)
         except MalformedCredentials as error:
-            self.throttle.failure(client)
+            self._failed(client)
             return defer.fail(Unauthorized(str(error)))
-        # Fast path: no thread, no coroutine, when the credentials were
-        # verified recently and the file was checked recently.
-        if self._reactor.seconds() - self._last_check < self.check_interval:
-            hashed = self._users.get(user)
-            if hashed is not None and self._cache.lookup(
-                self._cache.fingerprint(user, password), user, hashed
-            ):
+        fingerprint = self._cache.fingerprint(user, password)
+        if self._verified(user, fingerprint):
+            # Fast path: no thread, no coroutine, when the file was checked
+            # recently.
+            if self._reactor.seconds() - self._last_check < self.check_interval:
                 return defer.succeed(user)
-        return defer.ensureDeferred(self._authenticate(user, password, client))
+            return defer.ensureDeferred(self._recheck(user, password, fingerprint, client))
+        return self._check(user, password, fingerprint, client)
 
     # Reloading
 
@@ -234,39 +254,90 @@ class HtpasswdAuthenticator:
 
     # Internals
 
-    async def _authenticate(self, user, password, client):
-        await self._refresh()
+    def _verified(self, user, fingerprint):
         hashed = self._users.get(user)
-        fingerprint = self._cache.fingerprint(user, password)
-        if hashed is not None and self._cache.lookup(fingerprint, user, hashed):
+        return hashed is not None and self._cache.lookup(fingerprint, user, hashed)
+
+    def _failed(self, client):
+        self._log_block(client, self.throttle.failure(client))
+
+    def _log_block(self, client, seconds):
+        if seconds is not None:
+            log.warn(
+                "client {client} blocked for {seconds} s after repeated failed logins",
+                client=client,
+                seconds=int(seconds),
+            )
+
+    async def _recheck(self, user, password, fingerprint, client):
+        """Credentials verified before: only the file check (never behind bcrypt) is due."""
+        await self._refresh()
+        if self._verified(user, fingerprint):
             return user
+        return await self._check(user, password, fingerprint, client)
+
+    def _check(self, user, password, fingerprint, client):
+        """
+        Credentials that need bcrypt. They are admitted, and counted by the
+        throttle, now; the check itself runs when the address's turn comes.
+        """
         if len(password) > MAX_PASSWORD_BYTES:
             # bcrypt would compare only the first 72 bytes: refuse rather
             # than let a prefix stand for the whole password.
-            self.throttle.failure(client)
+            self._failed(client)
             log.info(
                 "refused a password longer than {limit} bytes for user {user}",
                 limit=MAX_PASSWORD_BYTES,
                 user=user,
             )
-            raise Unauthorized("password longer than 72 bytes")
+            return defer.fail(Unauthorized("password longer than 72 bytes"))
+        key = (client, fingerprint)
+        waiters = self._in_flight.get(key)
+        if waiters is not None:
+            # The same credentials from the same address (a client sending
+            # several requests at once) share one check and count once.
+            waiter = defer.Deferred()
+            waiters.append(waiter)
+            return waiter
+        if self._pending[client] >= self.pending_per_client or self._bcrypt.full():
+            # Refused without costing a thread or counting as a guess.
+            return defer.fail(TooManyRequests(1))
+        self._log_block(client, self.throttle.attempt(client))
+        self._pending[client] += 1
+        self._in_flight[key] = waiters = []
+        checked = defer.ensureDeferred(self._verify(user, password, fingerprint, client))
+
+        def finished(result):
+            self._pending[client] -= 1
+            if not self._pending[client]:
+                del self._pending[client]
+            del self._in_flight[key]
+            if not isinstance(result, Failure):
+                self.throttle.success(client)
+            for waiter in waiters:
+                if isinstance(result, Failure):
+                    waiter.errback(result)
+                else:
+                    waiter.callback(result)
+            return result
+
+        checked.addBoth(finished)
+        return checked
+
+    async def _verify(self, user, password, fingerprint, client):
+        # The file is checked before every bcrypt check, so a user just
+        # added can log in at once.
+        await self._refresh()
+        hashed = self._users.get(user)
+        if hashed is not None and self._cache.lookup(fingerprint, user, hashed):
+            return user
         # Unknown users are checked against a dummy hash of the usual cost,
         # so the answer takes as long as for a known user.
         against = hashed if hashed is not None else self._dummy()
-        matched = await self._run(_check_password, password, against)
+        matched = await self._bcrypt.submit(client, _check_password, password, against)
         if matched and hashed is not None and self._users.get(user) == hashed:
             self._cache.remember(fingerprint, user, hashed)
-            self.throttle.success(client)
             return user
-        self.throttle.failure(client)
-        try:
-            self.throttle.check(client)
-        except TooManyRequests as error:
-            log.warn(
-                "client {client} blocked for {seconds} s after repeated failed logins",
-                client=client,
-                seconds=error.retry_after,
-            )
         raise Unauthorized("wrong user name or password")
 
     def _dummy(self):
@@ -283,8 +354,6 @@ class HtpasswdAuthenticator:
         changed = False
         try:
             loaded = await self._run(_load, self.path, self._stamp, dict(self._dummies))
-        except TooManyRequests:
-            raise
         except Exception as error:
             reason = str(getattr(error, "strerror", None) or error)
             # Every uncached login re-checks the file: say it once, not per request.

@@ -7,6 +7,12 @@ C{penalty} seconds, doubling with each further failure after a block, up to
 C{max_penalty}. A success clears the record. Other addresses are never
 affected. The table is bounded (least recently touched addresses are
 forgotten first), so a flood of addresses costs bounded memory.
+
+A check whose outcome is not known yet (a password waiting for bcrypt) is
+counted as a failure when it is submitted (L{FailureThrottle.attempt}) and
+forgiven if it succeeds: so an address can start at most C{threshold}
+checks per window, however many it sends at once, instead of being stopped
+only once the failures of all its pending checks have come back.
 """
 
 import math
@@ -62,8 +68,21 @@ class FailureThrottle:
         if record.blocked_until > now:
             raise TooManyRequests(max(1, int(math.ceil(record.blocked_until - now))))
 
+    def attempt(self, client):
+        """
+        Count an attempt by C{client} whose outcome is not known yet, as a
+        failure; a later L{success} forgives it.
+
+        @return: as L{failure}.
+        """
+        return self.failure(client)
+
     def failure(self, client):
-        """Count one failed attempt by C{client}."""
+        """
+        Count one failed attempt by C{client}.
+
+        @return: the seconds of the block this failure started, or None.
+        """
         now = self._clock.seconds()
         record = self._records.get(client)
         if record is None:
@@ -87,6 +106,8 @@ class FailureThrottle:
             # The next block needs only one more failure: after a block,
             # each wrong guess is answered by a longer one.
             record.failures = self.threshold - 1
+            return delay
+        return None
 
     def success(self, client):
         """C{client} proved it knows a password: forget its failures."""
