@@ -113,14 +113,38 @@ class ClientTests(unittest.TestCase):
         self.assertEqual(other.account_url, self.client.account_url)
 
     def test_account_lost_by_the_ca(self):
-        """A CA that forgot the account (pebble restarted): the next attempt registers again."""
+        """
+        A CA that forgot the account (pebble restarted): the same attempt
+        registers again and orders again, without waiting for a retry.
+        """
         self.issue()
+        before = self.client.account_url
         self.ca.accounts.clear()
+        self.ca.requests.clear()
+        self.issue()
+        self.assertEqual(len(self.ca.accounts), 1)
+        self.assertNotEqual(self.client.account_url, before)
+        paths = [url.rsplit("/", 1)[-1] for method, url in self.ca.requests if method == "POST"]
+        # The refused order, the new account, the order that worked.
+        self.assertEqual(paths[:3], ["new-order", "new-account", "new-order"])
+
+    def test_account_refused_twice_is_an_error(self):
+        """A CA that keeps refusing the account is not asked in a loop."""
+        self.issue()
+        dispatch = self.ca._dispatch
+
+        def refusing(method, url, body):
+            if url.endswith("/new-order"):
+                return self.ca._problem(400, "accountDoesNotExist", "unknown kid")
+            return dispatch(method, url, body)
+
+        self.ca._dispatch = refusing
+        self.ca.requests.clear()
         with self.assertRaises(errors.ProblemError) as caught:
             self.issue()
         self.assertEqual(caught.exception.code, "accountDoesNotExist")
-        self.issue()
-        self.assertEqual(len(self.ca.accounts), 1)
+        orders = [url for method, url in self.ca.requests if url.endswith("/new-order")]
+        self.assertEqual(len(orders), 2)
 
     def test_bad_nonce_retried(self):
         self.ca.reject_nonces = 4

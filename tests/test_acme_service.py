@@ -42,6 +42,20 @@ class RenewalTimeTests(unittest.SynchronousTestCase):
             got = certs.renewal_time(start, end)
             self.assertAlmostEqual((got - start).total_seconds(), expected, places=3, msg=lifetime)
 
+    def test_margin(self):
+        """Earlier when a failed attempt and its retry would not fit; never in the first third."""
+        start = datetime.datetime(2030, 1, 1, tzinfo=certs.UTC)
+        cases = [
+            (120.0, 10.0, 80.0),  # 40 s left at 2/3: room enough
+            (120.0, 60.0, 60.0),  # a slow CA: start with 60 s left
+            (120.0, 100.0, 40.0),  # never in the first third
+            (90 * DAY, 3600.0, 60 * DAY),
+        ]
+        for lifetime, margin, expected in cases:
+            end = start + datetime.timedelta(seconds=lifetime)
+            got = certs.renewal_time(start, end, margin)
+            self.assertAlmostEqual((got - start).total_seconds(), expected, places=3, msg=(lifetime, margin))
+
 
 class ServiceTests(unittest.TestCase):
     def setUp(self):
@@ -182,6 +196,84 @@ class ServiceTests(unittest.TestCase):
         self.ca.down = False
         self.advance(200)
         self.successResultOf(setup.issuer.when_certs_valid())
+
+    def renewal_with_two_minute_certificates(self):
+        """A host with a 2-minute certificate, and when it is renewed and expires."""
+        self.ca.validity = 120
+        setup = self.start(self.make(settings(hosts=(A,))))
+        self.advance(2)
+        first = setup.source.bundle_for(A)
+        self.assertFalse(first.fallback)
+        return setup, first
+
+    def serve_until_renewed(self, setup, first, seconds, step=0.25):
+        """Advance the clock; every moment, what is served must not have expired."""
+        expired = []
+        for _ in range(int(seconds / step)):
+            self.clock.advance(step)
+            bundle = setup.source.bundle_for(A)
+            if bundle.not_after <= self.now():
+                expired.append(self.now())
+            if bundle.leaf != first.leaf:
+                return bundle, expired
+        return None, expired
+
+    def test_retries_never_sleep_past_expiry(self):
+        """
+        The CA is down from the renewal until 5 s before expiry: backoff
+        alone (10, 20, 40 s) would sleep past it; the delays shrink with the
+        time left instead, and the certificate is renewed in time.
+        """
+        setup, first = self.renewal_with_two_minute_certificates()
+        renew_at = certs.renewal_time(first.not_before, first.not_after)
+        self.clock.advance(self._until(renew_at) - 1)
+        self.ca.down = True
+        attempts = []
+        original = self.ca.request
+
+        def counting(method, url, headers=None, body=None):
+            if url.endswith("/directory"):
+                attempts.append(self.clock.seconds())
+            return original(method, url, headers, body)
+
+        self.ca.request = counting
+        setup.issuer.client._directory = None  # each attempt starts at the directory
+        self.advance(self._until(first.not_after) - 5, step=0.25)
+        self.ca.down = False
+        renewed, expired = self.serve_until_renewed(setup, first, 10)
+        self.assertIsNotNone(renewed, attempts)
+        self.assertEqual(expired, [])
+        # Each wait was at most a third of the time then left (at least 1 s).
+        expiry = first.not_after.timestamp()
+        for before, after in zip(attempts, attempts[1:]):
+            self.assertLessEqual(after - before, max(1.0, (expiry - before) / 3) + 0.25, attempts)
+        self.assertGreater(len(attempts), 3)
+
+    def test_account_reset_at_renewal(self):
+        """
+        The CA forgot every account before the renewal: the renewal registers
+        again and gets its certificate in the same attempt, with no error and
+        no wait for a retry.
+        """
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        setup, first = self.renewal_with_two_minute_certificates()
+        account = setup.issuer.client.account_url
+        self.ca.accounts.clear()
+        renew_at = certs.renewal_time(first.not_before, first.not_after)
+        self.clock.advance(self._until(renew_at) - 1)
+        renewed, expired = self.serve_until_renewed(setup, first, 5)
+        self.assertIsNotNone(renewed)
+        self.assertEqual(expired, [])
+        self.assertLess(self.now(), renew_at + datetime.timedelta(seconds=3))
+        self.assertNotEqual(setup.issuer.client.account_url, account)
+        self.assertEqual([e for e in events if e.get("log_level") == LogLevel.error], [])
+
+    def _until(self, when):
+        return (when - self.now()).total_seconds()
 
     def test_backoff_is_capped(self):
         self.ca.down = True

@@ -223,19 +223,26 @@ class Bundle:
         return cls(key=key, chain=chain)
 
 
-def renewal_time(valid_from: datetime.datetime, valid_until: datetime.datetime):
+def renewal_time(valid_from: datetime.datetime, valid_until: datetime.datetime, margin: float = 0.0):
     """
     When to renew a certificate: at 2/3 of its lifetime or 30 days before it
     expires, whichever is sooner. The 30-day rule only applies while it falls
     after the first third of the lifetime (certificates of 45 days or more):
     a short-lived certificate (a few days, or seconds on a test CA) renews at
     2/3 rather than in a loop.
+
+    @param margin: seconds that must be left before expiry when renewal
+        starts (room for a failed attempt, its retry delay and the retry);
+        earlier when needed, but never in the first third of the lifetime.
     """
     lifetime = valid_until - valid_from
     at = valid_from + lifetime * 2 / 3
     month_before = valid_until - datetime.timedelta(days=30)
     if month_before >= valid_from + lifetime / 3:
         at = min(at, month_before)
+    if margin > 0:
+        room = valid_until - datetime.timedelta(seconds=margin)
+        at = min(at, max(room, valid_from + lifetime / 3))
     return at
 
 

@@ -356,16 +356,25 @@ class ACMEClient:
         @return: (PEM certificate chain bytes, challenge type used or None
             when the CA reused a valid authorization).
         @raise ValidationError: the CA could not validate the chosen challenge.
+
+        When the CA answers ``accountDoesNotExist``, the account is
+        registered again and the order placed again at once, once.
         """
+        account = await self.register()
         try:
             return await self._issue(host, key, responders, challenge_types)
         except ProblemError as e:
-            if e.code == "accountDoesNotExist":
-                # The CA lost or dropped the account (a wiped test CA, a
-                # deactivated account): register again on the next attempt.
-                self.log.warn("ACME account {url} is unknown to the CA; registering again", url=self.account_url)
-                self.account_url = None
-            raise
+            if e.code != "accountDoesNotExist":
+                raise
+        # The CA lost or dropped the account (its state was reset, the
+        # account was deactivated). Register again and order again now:
+        # waiting for the next retry would only bring the expiry of the
+        # certificate in service closer. A second refusal is an error.
+        self.log.warn("ACME account {url} is unknown to the CA; registering again", url=account)
+        if self.account_url == account:
+            self.account_url = None
+        await self.register()
+        return await self._issue(host, key, responders, challenge_types)
 
     async def _issue(self, host, key, responders, challenge_types):
         await self.register()

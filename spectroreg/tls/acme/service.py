@@ -3,10 +3,14 @@ The issuing service: keeps a valid certificate for every configured host.
 
 At start it loads the cache; a host without a usable cached certificate is
 served a self-signed fallback at once and issued in the background. Each
-certificate is renewed from a timer (L{certs.renewal_time}). When the CA is
-down, rate-limits us or answers errors, the attempt is retried with
-exponential backoff while the current certificate stays in service; when a
-challenge type fails validation, the next configured type is tried at once.
+certificate is renewed from a timer (L{certs.renewal_time}), early enough
+that a failed attempt, its retry delay and the retry (as long as the last
+issuance took) all fit before expiry. When the CA is down, rate-limits us or
+answers errors, the attempt is retried with exponential backoff while the
+current certificate stays in service; the delay is never more than a third
+of the time the current certificate has left, so retries come closer
+together as expiry nears instead of sleeping past it. When a challenge type
+fails validation, the next configured type is tried at once.
 """
 
 import datetime
@@ -66,6 +70,9 @@ class ACMEIssuingService(Service):
         self._running: Dict[str, defer.Deferred] = {}
         self._failures: Dict[str, int] = {}
         self._failed_types: Dict[str, set] = {}
+        # How long the slowest recent issuance took (seconds), for the margin
+        # kept before expiry.
+        self._attempt_seconds = 0.0
         self._starting: Optional[defer.Deferred] = None
         self._waiters: List[defer.Deferred] = []
         # (host, challenge type) of every certificate obtained, in order.
@@ -78,6 +85,11 @@ class ACMEIssuingService(Service):
 
     def _seconds_until(self, when: datetime.datetime) -> float:
         return max(0.0, (when - self._now()).total_seconds())
+
+    def _renewal_time(self, bundle):
+        # Room for one attempt, the first retry delay and the retry.
+        margin = 2 * self._attempt_seconds + self.retry_initial
+        return certs.renewal_time(bundle.not_before, bundle.not_after, margin)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -122,7 +134,7 @@ class ACMEIssuingService(Service):
                 self.log.warn("ACME: cached certificate for {host} is unusable: {error}", host=host, error=e)
             if bundle is not None and bundle.usable_for(host, self._now()):
                 self.source.install(host, bundle)
-                renew_at = certs.renewal_time(bundle.not_before, bundle.not_after)
+                renew_at = self._renewal_time(bundle)
                 self.log.info(
                     "ACME: using cached certificate for {host}, valid until {until}, renewal at {renew}",
                     host=host,
@@ -230,12 +242,14 @@ class ACMEIssuingService(Service):
         self._failures.pop(host, None)
         self._failed_types.pop(host, None)
         self.issued.append((host, used))
-        renew_at = certs.renewal_time(bundle.not_before, bundle.not_after)
+        elapsed = self._clock.seconds() - started
+        self._attempt_seconds = max(elapsed, self._attempt_seconds / 2)
+        renew_at = self._renewal_time(bundle)
         self.log.info(
             "ACME: certificate for {host} obtained ({challenge}, {elapsed:.1f} s), valid until {until}, renewal at {renew}",
             host=host,
             challenge=used or "authorization reused",
-            elapsed=self._clock.seconds() - started,
+            elapsed=elapsed,
             until=bundle.not_after.isoformat(),
             renew=renew_at.isoformat(),
         )
@@ -258,9 +272,16 @@ class ACMEIssuingService(Service):
         count = self._failures.get(host, 0)
         self._failures[host] = count + 1
         delay = min(self.retry_max, self.retry_initial * self.retry_factor ** count)
-        if isinstance(error, RateLimitedError) and error.retry_after:
-            delay = max(delay, error.retry_after)
         current = self.source.bundle_for(host)
+        if current is not None and not current.fallback:
+            left = self._seconds_until(current.not_after)
+            if left > 0:
+                # Never sleep past the expiry of what is served: retries come
+                # closer together as it nears.
+                delay = min(delay, max(1.0, left / 3))
+        if isinstance(error, RateLimitedError) and error.retry_after:
+            # The CA's word wins: asking earlier would only be refused again.
+            delay = max(delay, error.retry_after)
         serving = "a self-signed certificate" if current is None or current.fallback else (
             "the current certificate (valid until {})".format(current.not_after.isoformat())
         )
