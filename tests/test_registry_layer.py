@@ -479,13 +479,13 @@ class ManifestCacheBoundTests(unittest.SynchronousTestCase):
         cache = ManifestCache(max_bytes=100, max_entry_bytes=60)
         records = [ManifestRecord(bytes([n]) * 40, sha(bytes([n]) * 40), mf.OCI_MANIFEST) for n in range(3)]
         for record in records:
-            cache.put(record)
+            cache.lookup(record.digest).fill(record)
         # 120 bytes would not fit: the oldest went.
         self.assertEqual((len(cache), cache.size), (2, 80))
         self.assertIsNone(cache.get(records[0].digest))
         self.assertIs(cache.get(records[2].digest), records[2])
         big = ManifestRecord(b"x" * 61, sha(b"x" * 61), mf.OCI_MANIFEST)
-        cache.put(big)
+        cache.lookup(big.digest).fill(big)
         self.assertIsNone(cache.get(big.digest))
         cache.forget(records[2].digest)
         self.assertEqual((len(cache), cache.size), (1, 40))

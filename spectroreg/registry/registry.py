@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
-from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache
+from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache, Ticket
 from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_digest
 from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
@@ -38,6 +38,33 @@ _UPLOAD_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # Digests whose blob data a stat found missing, kept so publishing an
 # upload of them needs no second look (bounded; see finish_upload).
 _ABSENT_BLOBS = 1000
+
+
+class _NoCache:
+    """Stands in for the descriptor cache when there is none: never holds anything."""
+
+    def descriptor(self, digest):
+        return _MISS
+
+    def link(self, name, digest):
+        return _MISS
+
+    def unlink(self, name, digest):
+        pass
+
+    def forget(self, digest):
+        pass
+
+
+class _Miss(Ticket):
+    def __init__(self):
+        Ticket.__init__(self, None, None, None, None)
+
+    def fill(self, value):
+        return False
+
+
+_MISS = _Miss()
 
 
 class BlobDescriptor:
@@ -81,6 +108,7 @@ class Registry:
         self.settings = storage_settings
         self._reactor = reactor
         self.cache = BlobDescriptorCache(cache_capacity) if storage_settings.blobdescriptor_cache == "inmemory" else None
+        self._descriptors = self.cache if self.cache is not None else _NoCache()
         # Saves a storage read per manifest GET (content-addressed: always right).
         self.manifests = ManifestCache()
         # (name, upload id) -> (offset, sha256 object): the fast path that saves
@@ -163,10 +191,10 @@ class Registry:
 
     async def stat_blob_data(self, digest):
         """The global blob (no repository check). @raise RegistryError: BLOB_UNKNOWN."""
-        if self.cache is not None:
-            cached = self.cache.get(digest)
-            if cached is not None:
-                return BlobDescriptor(digest, cached[0], cached[1])
+        # The ticket is taken before storage is read: see spectroreg.registry.cache.
+        cached = self._descriptors.descriptor(digest)
+        if cached.value is not None:
+            return BlobDescriptor(digest, cached.value[0], cached.value[1])
         try:
             info = await self.driver.stat(paths.blob_data(digest))
         except PathNotFound:
@@ -175,19 +203,18 @@ class Registry:
         if info.is_dir:
             raise blob_unknown(digest)
         self._absent_blobs.pop(digest, None)
-        if self.cache is not None:
-            self.cache.put(digest, info.size, BLOB_MEDIA_TYPE)
+        cached.fill((info.size, BLOB_MEDIA_TYPE))
         return BlobDescriptor(digest, info.size)
 
     async def is_linked(self, name, digest):
         """Whether repository C{name} holds blob C{digest} (layer or manifest)."""
-        if self.cache is not None and self.cache.is_linked(name, digest):
+        cached = self._descriptors.link(name, digest)
+        if cached.value:
             return True
         for path in (paths.layer_link(name, digest), paths.revision_link(name, digest)):
             linked = await self._read_link(path)
             if linked is not None and linked == digest:
-                if self.cache is not None:
-                    self.cache.link(name, digest)
+                cached.fill(True)
                 return True
         return False
 
@@ -227,24 +254,37 @@ class Registry:
             raise blob_unknown(digest)
 
     async def link_blob(self, name, digest):
+        cached = self._descriptors.link(name, digest)
         await self._write_link(paths.layer_link(name, digest), digest)
-        if self.cache is not None:
-            self.cache.link(name, digest)
+        cached.fill(True)
+
+    async def _unlinking(self, name, digest, remove):
+        """
+        Await C{remove()}, which deletes a link of C{digest} in C{name}; the
+        cache stops answering for it before, and every lookup that read
+        storage meanwhile is kept from filling it after.
+        """
+        self._descriptors.unlink(name, digest)
+        try:
+            return await remove()
+        finally:
+            self._descriptors.unlink(name, digest)
 
     async def delete_blob(self, name, digest):
         """Unlink C{digest} from repository C{name}."""
         self.check_delete()
-        if self.cache is not None:
-            self.cache.unlink(name, digest)
-        linked = await self._read_link(paths.layer_link(name, digest))
-        if linked is None:
-            raise blob_unknown(digest)
-        await self._delete(paths.layer_dir(name, digest))
+
+        async def remove():
+            linked = await self._read_link(paths.layer_link(name, digest))
+            if linked is None:
+                raise blob_unknown(digest)
+            await self._delete(paths.layer_dir(name, digest))
+
+        await self._unlinking(name, digest, remove)
 
     def forget_blob(self, digest):
         """Tell the caches a blob's data is gone (garbage collection)."""
-        if self.cache is not None:
-            self.cache.forget(digest)
+        self._descriptors.forget(digest)
         self.manifests.forget(digest)
 
     async def mount_blob(self, name, digest, source=None):
@@ -388,8 +428,6 @@ class Registry:
             await self.driver.move(data_path, target)
         await self._delete(paths.upload_dir(name, upload_id))
         await self.link_blob(name, digest)
-        if self.cache is not None:
-            self.cache.put(digest, size, BLOB_MEDIA_TYPE)
         return BlobDescriptor(digest, size)
 
     async def cancel_upload(self, name, upload_id):
@@ -471,16 +509,16 @@ class Registry:
     async def get_manifest(self, name, reference):
         """@return: L{ManifestRecord}. @raise RegistryError: MANIFEST_UNKNOWN."""
         digest = await self.resolve(name, reference)
-        record = self.manifests.get(digest)
-        if record is not None:
-            return record
+        cached = self.manifests.lookup(digest)
+        if cached.value is not None:
+            return cached.value
         try:
             body = await self.driver.get_content(paths.blob_data(digest))
         except PathNotFound:
             self.forget_blob(digest)
             raise manifest_unknown(reference)
         record = ManifestRecord(body, digest, mf.media_type_of(body))
-        self.manifests.put(record)
+        cached.fill(record)
         return record
 
     async def put_manifest(self, name, reference, body, content_type=None):
@@ -522,9 +560,9 @@ class Registry:
             # Before the revision: an entry whose revision is missing is
             # ignored, so a crash in between leaves no hole in the index.
             await self._add_referrer(name, digest, len(body), manifest)
+        linked = self._descriptors.link(name, digest)
         await self._write_link(paths.revision_link(name, digest), digest)
-        if self.cache is not None:
-            self.cache.link(name, digest)
+        linked.fill(True)
         if not isinstance(reference, Digest):
             await self._write_link(paths.tag_index_link(name, reference, digest), digest)
             await self._write_link(paths.tag_current_link(name, reference), digest)
@@ -550,12 +588,10 @@ class Registry:
             subject = mf.parse_manifest(body).subject
         except (PathNotFound, RegistryError):
             pass
-        if self.cache is not None:
-            self.cache.unlink(name, digest)
         for tag in await self.list_tags(name, must_exist=False):
             if await self._read_link(paths.tag_current_link(name, tag)) == digest:
                 await self._delete(paths.tag_dir(name, tag))
-        await self._delete(paths.revision_dir(name, digest))
+        await self._unlinking(name, digest, lambda: self._delete(paths.revision_dir(name, digest)))
         if subject is not None:
             await self._delete(paths.referrer_entry(name, subject.digest, digest).rsplit("/", 1)[0])
 
