@@ -205,6 +205,25 @@ class RegistryLayerMixin:
         self.assertIsNotNone(await self.registry.mount_blob("auto", sha(b"shared")))
         self.assertIsNone(await self.registry.mount_blob("auto", sha(b"absent")))
 
+    @async_test
+    async def test_no_mount_of_a_blob_no_repository_links(self):
+        """The data stays until garbage collection; a mount must not bring it back."""
+        await self.upload("a/src", b"deleted")
+        await self.upload("b", b"kept")
+        await self.upload("c", b"manifest-only")
+        await self.registry.delete_blob("a/src", sha(b"deleted"))
+        await self.driver.put_content(
+            "/docker/registry/v2/repositories/c/_manifests/revisions/sha256/{}/link".format(sha(b"manifest-only").hex),
+            str(sha(b"manifest-only")).encode("ascii"))
+        await self.registry.delete_blob("c", sha(b"manifest-only"))
+        self.assertIsNone(await self.registry.mount_blob("x", sha(b"deleted")))
+        self.assertIsNone(await self.registry.mount_blob("x", sha(b"deleted"), "a/src"))
+        with self.assertRaises(RegistryError):
+            await self.registry.stat_blob("x", sha(b"deleted"))
+        self.assertIsNotNone(await self.registry.mount_blob("x", sha(b"kept")))
+        # Linked as a manifest revision only: still held by a repository.
+        self.assertIsNotNone(await self.registry.mount_blob("x", sha(b"manifest-only")))
+
 
 class InMemoryRegistryTests(RegistryLayerMixin, unittest.TestCase):
     def make_driver(self):

@@ -289,8 +289,10 @@ class Registry:
 
     async def mount_blob(self, name, digest, source=None):
         """
-        Link an existing blob into C{name} from repository C{source}, or, when
-        C{source} is None, from anywhere in the registry (automatic mount).
+        Link a blob into C{name} that repository C{source} holds, or, when
+        C{source} is None, that some repository holds (automatic mount). A
+        blob no repository links (deleted everywhere, not yet collected) is
+        not mounted: the data may still be in storage, but nobody may read it.
 
         @return: L{BlobDescriptor}, or None when there is nothing to mount.
         """
@@ -298,12 +300,31 @@ class Registry:
         if source is not None:
             if not await self.is_linked(source, digest):
                 return None
+        elif await self._linking_repository(digest) is None:
+            return None
         try:
             descriptor = await self.stat_blob_data(digest)
         except RegistryError:
             return None
         await self.link_blob(name, digest)
         return descriptor
+
+    async def _linking_repository(self, digest):
+        """The name of a repository that links C{digest}, or None."""
+        prefix = paths.REPOSITORIES + "/"
+        checked = set()
+        found = []
+
+        async def look(directory):
+            name = directory[len(prefix):].rsplit("/", 1)[0]
+            if name not in checked:
+                checked.add(name)
+                if await self.is_linked(name, digest):
+                    found.append(name)
+            return bool(found)
+
+        await self._each_repository_dir(("_layers", "_manifests"), look)
+        return found[0] if found else None
 
     # -- uploads --------------------------------------------------------
 
@@ -677,6 +698,7 @@ class Registry:
 
         async def repository_of(directory):
             names.append(directory[len(prefix):].rsplit("/", 1)[0])
+            return False
 
         await self._each_repository_dir("_manifests", repository_of)
         return sorted(names)
@@ -684,18 +706,23 @@ class Registry:
     async def _each_repository_dir(self, kind, found):
         """
         Await C{found(path)} for every ``<repository>/<kind>`` directory
-        (``_manifests``, ``_uploads``); no other underscore directory is
-        entered, so a walk never descends into layers, revisions or tags.
+        (``_layers``, ``_manifests``, ``_uploads``, or a tuple of them); no
+        other underscore directory is entered, so a walk never descends into
+        layers, revisions or tags. Once C{found} returns True nothing more
+        is visited.
 
         @return: False when there is no repository at all.
         """
+        kinds = (kind,) if isinstance(kind, str) else kind
+        stopped = []
 
         async def visit(info):
-            if not info.is_dir:
-                return None
+            if stopped or not info.is_dir:
+                return SKIP_DIR if stopped else None
             base = info.path.rsplit("/", 1)[-1]
-            if base == kind:
-                await found(info.path)
+            if base in kinds:
+                if await found(info.path):
+                    stopped.append(True)
                 return SKIP_DIR
             if base.startswith("_"):
                 return SKIP_DIR
