@@ -1,8 +1,10 @@
 """
 What repositories hold, as Distribution 2.8 answers it: cross-repository
 mounts (only of a blob the ``from`` repository still links; an empty or
-invalid ``from`` starts a plain upload). The same requests go to Debian's
-``docker-registry`` and to spectroreg, on filesystem storage.
+invalid ``from`` starts a plain upload), and which repositories the catalog
+and the tags list know (one holding only blobs, only an upload, only an
+untagged manifest, or whose tags were all deleted). The same requests go
+to Debian's ``docker-registry`` and to spectroreg, on filesystem storage.
 """
 
 import hashlib
@@ -78,6 +80,45 @@ class RepositoriesMixin:
         self.assertEqual(response.header("docker-content-digest"), shared)
         response = self.call("GET", "/v2/mounted/blobs/" + shared)
         self.assertEqual((response.status, response.body), (200, b"shared data"))
+
+    def test_catalog_and_tags_list(self):
+        self.push_blob("blobs/only", b"blob")
+        response = self.call("POST", "/v2/mounted/only/blobs/uploads/?mount={}&from=blobs/only".format(sha(b"blob")))
+        self.assertEqual(response.status, 201, response.describe())
+        self.call("POST", "/v2/upload/only/blobs/uploads/")
+        self.push_blob("image/app", b"config")
+        self.push_manifest("image/app", "v1", manifest(b"config"))
+        self.push_blob("untagged/app", b"config")
+        self.push_manifest("untagged/app", sha(manifest(b"config")), manifest(b"config"))
+        self.push_blob("emptied/app", b"config")
+        self.push_manifest("emptied/app", "v1", manifest(b"config"))
+        response = self.call("DELETE", "/v2/emptied/app/manifests/" + sha(manifest(b"config")))
+        self.assertEqual(response.status, 202, response.describe())
+        deleted = self.push_blob("deleted/blob", b"gone")
+        self.assertEqual(self.call("DELETE", "/v2/deleted/blob/blobs/" + deleted).status, 202)
+
+        response = self.call("GET", "/v2/_catalog")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(json.loads(response.body)["repositories"],
+                         ["blobs/only", "deleted/blob", "emptied/app", "image/app", "mounted/only", "untagged/app"])
+        expected = {
+            "blobs/only": (404, "NAME_UNKNOWN"),
+            "mounted/only": (404, "NAME_UNKNOWN"),
+            "upload/only": (404, "NAME_UNKNOWN"),
+            "untagged/app": (404, "NAME_UNKNOWN"),
+            "deleted/blob": (404, "NAME_UNKNOWN"),
+            "never/pushed": (404, "NAME_UNKNOWN"),
+            "image/app": (200, ["v1"]),
+            # The tags directory stays on a filesystem (Distribution: "tags": null).
+            "emptied/app": (200, []),
+        }
+        for name, answer in sorted(expected.items()):
+            response = self.call("GET", "/v2/{}/tags/list".format(name))
+            if response.status == 200:
+                got = (200, json.loads(response.body)["tags"] or [])
+            else:
+                got = (response.status, (response.error_codes() or [None])[0])
+            self.assertEqual(got, answer, name)
 
 
 class DistributionRepositoriesTests(RepositoriesMixin, unittest.TestCase):

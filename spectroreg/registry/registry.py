@@ -617,12 +617,19 @@ class Registry:
             await self._delete(paths.referrer_entry(name, subject.digest, digest).rsplit("/", 1)[0])
 
     async def list_tags(self, name, must_exist=True):
-        """Sorted tags. @raise RegistryError: NAME_UNKNOWN for an unknown repository."""
-        entries = await self._list(paths.tags(name))
-        # A repository whose every manifest was deleted still lists (no tags);
-        # on drivers with implied directories only its layers may remain.
-        if not entries and must_exist and not await self.repository_exists(name):
-            raise name_unknown(name)
+        """
+        Sorted tags. @raise RegistryError: NAME_UNKNOWN when the repository
+        has no tags directory, as in Distribution: it never had a tagged
+        manifest (only blobs, uploads or untagged manifests). A repository
+        whose tags were all deleted lists none where the directory stays
+        (filesystem), and is unknown where directories are implied (S3).
+        """
+        try:
+            entries = await self.driver.list(paths.tags(name))
+        except PathNotFound:
+            if must_exist:
+                raise name_unknown(name)
+            entries = []
         tags = []
         for entry in entries:
             tag = entry.rsplit("/", 1)[-1]
@@ -692,7 +699,11 @@ class Registry:
     # -- catalog --------------------------------------------------------
 
     async def catalog(self):
-        """Every repository name holding ``_manifests``, sorted."""
+        """
+        Every repository name holding ``_layers``, sorted: as Distribution
+        lists them, so a repository holding only blobs (pushed or mounted)
+        is listed, and one holding only an upload is not.
+        """
         names = []
         prefix = paths.REPOSITORIES + "/"
 
@@ -700,7 +711,7 @@ class Registry:
             names.append(directory[len(prefix):].rsplit("/", 1)[0])
             return False
 
-        await self._each_repository_dir("_manifests", repository_of)
+        await self._each_repository_dir("_layers", repository_of)
         return sorted(names)
 
     async def _each_repository_dir(self, kind, found):
