@@ -825,13 +825,21 @@ class ReferrerTests(APITestCase):
 
     @async_test
     async def test_rebuilt_when_index_missing(self):
-        """A tree written by Distribution has no referrers index: it is rebuilt."""
+        """
+        A tree written by Distribution has no referrers index: a GET answers
+        from the revisions without writing; the next push builds the index.
+        """
         subject, subject_digest = await self.push_image("repo", "v1")
         referrer = await self.push_referrer("repo", subject)
         await self.registry.driver.delete("/docker/registry/v2/repositories/repo/_referrers")
+        files = dict(self.registry.driver.driver._files)
         response = await self.request("GET", "repo/referrers/" + subject_digest)
         self.assertEqual([d["digest"] for d in json.loads(response.body)["manifests"]], [sha(referrer)])
+        self.assertEqual(self.registry.driver.driver._files, files)
+        await self.push_image("repo", "v2", layers=(b"another",))
         self.assertIn("/docker/registry/v2/repositories/repo/_referrers/complete", self.registry.driver.driver._files)
+        response = await self.request("GET", "repo/referrers/" + subject_digest)
+        self.assertEqual([d["digest"] for d in json.loads(response.body)["manifests"]], [sha(referrer)])
 
 
 class URLTests(APITestCase):

@@ -271,6 +271,8 @@ class FilesystemRegistryTests(RegistryLayerMixin, unittest.TestCase):
             "docker/registry/v2/repositories/ns/app/_manifests/tags/1.0/index/sha256/{}/link".format(digest.hex),
             # ``data`` comes with the first chunk; until then the upload has 0 bytes.
             "docker/registry/v2/repositories/ns/app/_uploads/{}/startedat".format(upload_id),
+            # spectroreg's referrers index (empty), in a directory Distribution ignores.
+            "docker/registry/v2/repositories/ns/app/_referrers/complete",
         }
         self.assertEqual(set(files), expected)
         self.assertEqual(self.read("repositories/ns/app/_layers/sha256/{}/link".format(layer.hex)),

@@ -28,6 +28,7 @@ from spectroreg.registry.uploads import HashingConsumer, LockReleaser, UploadWri
 from spectroreg.registry.uploads import digest_hasher
 from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.interfaces import SKIP_DIR
+from spectroreg.storage.readonly import ReadOnlyDriver
 
 log = Logger()
 
@@ -104,7 +105,9 @@ class Registry:
     """
 
     def __init__(self, driver, storage_settings, reactor=None, cache_capacity=10000):
-        self.driver = driver
+        # Read-only mode: nothing may reach storage that could change it,
+        # whatever path it comes from (writes are also refused up front).
+        self.driver = ReadOnlyDriver(driver) if storage_settings.readonly else driver
         self.settings = storage_settings
         self._reactor = reactor
         self.cache = BlobDescriptorCache(cache_capacity) if storage_settings.blobdescriptor_cache == "inmemory" else None
@@ -577,6 +580,10 @@ class Registry:
         if not await self._exists(blob_path):
             await self.driver.put_content(blob_path, body)
         self._absent_blobs.pop(digest, None)
+        # A repository's referrers index is built by its first push here
+        # (a tree Distribution wrote has none): reads never write it.
+        if not await self._exists(paths.referrers_complete(name)):
+            await self.rebuild_referrers(name)
         if manifest.subject is not None:
             # Before the revision: an entry whose revision is missing is
             # ignored, so a crash in between leaves no hole in the index.
@@ -652,9 +659,9 @@ class Registry:
         content = json.dumps(self._referrer_descriptor(digest, size, manifest), sort_keys=True)
         await self.driver.put_content(path, content.encode("utf-8"))
 
-    async def rebuild_referrers(self, name):
-        """Rebuild C{name}'s referrers index from its manifest revisions."""
-        count = 0
+    async def _revisions_with_subject(self, name):
+        """(digest, size, manifest) of each manifest revision of C{name} that has a subject; reads only."""
+        found = []
         for algorithm_dir in await self._list(paths.revisions(name)):
             algorithm = algorithm_dir.rsplit("/", 1)[-1]
             for revision in await self._list(algorithm_dir):
@@ -665,19 +672,19 @@ class Registry:
                 except (RegistryError, PathNotFound):
                     continue
                 if manifest.subject is not None:
-                    await self._add_referrer(name, digest, len(body), manifest)
-                    count += 1
-        await self.driver.put_content(paths.referrers_complete(name), b"1")
-        return count
+                    found.append((digest, len(body), manifest))
+        return found
 
-    async def referrers(self, name, digest, artifact_type=None):
-        """
-        Descriptors (dicts) of the manifests in C{name} whose subject is
-        C{digest}, optionally only those of C{artifact_type}; sorted by digest.
-        """
-        if not await self._exists(paths.referrers_complete(name)):
-            if await self._exists(paths.manifests(name)):
-                await self.rebuild_referrers(name)
+    async def rebuild_referrers(self, name):
+        """Rebuild C{name}'s referrers index from its manifest revisions (a write)."""
+        self.check_writable()
+        found = await self._revisions_with_subject(name)
+        for digest, size, manifest in found:
+            await self._add_referrer(name, digest, size, manifest)
+        await self.driver.put_content(paths.referrers_complete(name), b"1")
+        return len(found)
+
+    async def _indexed_referrers(self, name, digest):
         found = []
         for algorithm_dir in await self._list(paths.referrers_subject_dir(name, digest)):
             for entry in await self._list(algorithm_dir):
@@ -690,9 +697,27 @@ class Registry:
                 # The revision may have been deleted by a Distribution sharing the tree.
                 if await self._read_link(paths.revision_link(name, referrer)) is None:
                     continue
-                if artifact_type is not None and descriptor.get("artifactType") != artifact_type:
-                    continue
                 found.append(descriptor)
+        return found
+
+    async def referrers(self, name, digest, artifact_type=None):
+        """
+        Descriptors (dicts) of the manifests in C{name} whose subject is
+        C{digest}, optionally only those of C{artifact_type}; sorted by digest.
+
+        Reads only, so it works in read-only mode and on a read-only volume:
+        a repository without a complete index (a tree Distribution wrote)
+        is answered from its manifest revisions, and its index is built by
+        the next manifest push.
+        """
+        if await self._exists(paths.referrers_complete(name)):
+            found = await self._indexed_referrers(name, digest)
+        else:
+            found = [self._referrer_descriptor(referrer, size, manifest)
+                     for referrer, size, manifest in await self._revisions_with_subject(name)
+                     if manifest.subject.digest == digest]
+        if artifact_type is not None:
+            found = [d for d in found if d.get("artifactType") == artifact_type]
         found.sort(key=lambda d: d["digest"])
         return found
 
