@@ -737,13 +737,14 @@ class CatalogTests(APITestCase):
         for name in ("b", "a/x", "a", "c/d/e", "d"):
             await self.push_image(name, "v1")
         await self.push_blob("only-blobs", b"x")
+        await self.start_upload("only-upload")
         response = await self.request("GET", "_catalog")
         self.assertEqual(json.loads(response.body), {"repositories": ["a", "a/x", "b"]})
         self.assertEqual(self.header(response, "link"), '</v2/_catalog?last=b&n=3>; rel="next"')
         response = await self.request("GET", "_catalog?n=2&last=a/x")
         self.assertEqual(json.loads(response.body), {"repositories": ["b", "c/d/e"]})
         response = await self.request("GET", "_catalog?n=100&last=b")
-        self.assertEqual(json.loads(response.body), {"repositories": ["c/d/e", "d"]})
+        self.assertEqual(json.loads(response.body), {"repositories": ["c/d/e", "d", "only-blobs"]})
         self.assertIsNone(self.header(response, "link"))
         response = await self.request("GET", "_catalog?n=0")
         self.assertEqual(json.loads(response.body), {"repositories": []})
@@ -824,13 +825,21 @@ class ReferrerTests(APITestCase):
 
     @async_test
     async def test_rebuilt_when_index_missing(self):
-        """A tree written by Distribution has no referrers index: it is rebuilt."""
+        """
+        A tree written by Distribution has no referrers index: a GET answers
+        from the revisions without writing; the next push builds the index.
+        """
         subject, subject_digest = await self.push_image("repo", "v1")
         referrer = await self.push_referrer("repo", subject)
         await self.registry.driver.delete("/docker/registry/v2/repositories/repo/_referrers")
+        files = dict(self.registry.driver.driver._files)
         response = await self.request("GET", "repo/referrers/" + subject_digest)
         self.assertEqual([d["digest"] for d in json.loads(response.body)["manifests"]], [sha(referrer)])
+        self.assertEqual(self.registry.driver.driver._files, files)
+        await self.push_image("repo", "v2", layers=(b"another",))
         self.assertIn("/docker/registry/v2/repositories/repo/_referrers/complete", self.registry.driver.driver._files)
+        response = await self.request("GET", "repo/referrers/" + subject_digest)
+        self.assertEqual([d["digest"] for d in json.loads(response.body)["manifests"]], [sha(referrer)])
 
 
 class URLTests(APITestCase):

@@ -1,6 +1,6 @@
 """
 Pure registry and API logic, table-tested: names, tags, digests, routes,
-errors, layout paths, manifests, ranges, the descriptor cache, URLs.
+errors, layout paths, manifests, ranges, URLs (the caches: test_registry_cache).
 """
 
 import json
@@ -12,7 +12,6 @@ from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, pars
 from spectroreg.api.urls import check_upload_state, upload_state
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
-from spectroreg.registry.cache import BlobDescriptorCache
 from spectroreg.registry.digests import digest_of, parse_digest
 from spectroreg.registry.errors import CODES, RegistryError
 from spectroreg.registry.names import check_name, is_valid_name, is_valid_tag
@@ -266,27 +265,6 @@ class RangeTests(unittest.SynchronousTestCase):
         for bad in ["", "5", "9-5", "a-b", "-5"]:
             with self.assertRaises(ValueError):
                 parse_content_range(bad)
-
-
-class CacheTests(unittest.SynchronousTestCase):
-    def test_bounded_lru(self):
-        cache = BlobDescriptorCache(capacity=2)
-        cache.put("a", 1, "t")
-        cache.put("b", 2, "t")
-        cache.get("a")
-        cache.put("c", 3, "t")
-        self.assertEqual((cache.get("a"), cache.get("b"), cache.get("c")), ((1, "t"), None, (3, "t")))
-        self.assertEqual(len(cache), 2)
-
-    def test_forget_and_unlink(self):
-        cache = BlobDescriptorCache()
-        cache.put("a", 1, "t")
-        cache.link("r", "a")
-        cache.link("s", "a")
-        cache.unlink("r", "a")
-        self.assertEqual((cache.is_linked("r", "a"), cache.is_linked("s", "a")), (False, True))
-        cache.forget("a")
-        self.assertEqual((cache.get("a"), cache.is_linked("s", "a")), (None, False))
 
 
 class UploadStateTests(unittest.SynchronousTestCase):

@@ -124,8 +124,8 @@ class FilesystemSpecificTests(unittest.TestCase):
         self.assertEqual(await driver.get_content("/a"), b"file")
 
     @async_test
-    async def test_temp_files_invisible_and_stale_ones_removed(self):
-        """Crash leftovers never show; old ones go when a listing meets them."""
+    async def test_temp_files_invisible_and_left_by_reads(self):
+        """Crash leftovers never show; a listing or walk removes nothing (reads never write)."""
         driver = self.driver()
         await driver.put_content("/dir/real", b"x")
         stale = self.on_disk("/dir/" + filesystem.TEMP_PREFIX + "0123456789abcdef")
@@ -139,8 +139,10 @@ class FilesystemSpecificTests(unittest.TestCase):
         seen = []
         await driver.walk("/", lambda info: seen.append(info.path))
         self.assertEqual(seen, ["/dir", "/dir/real"])
-        self.assertFalse(os.path.exists(stale))
+        self.assertTrue(os.path.exists(stale))
         self.assertTrue(os.path.exists(fresh))
+        await driver.put_content("/dir/real", b"y")
+        self.assertFalse(os.path.exists(stale))
         await driver.delete("/dir")
         self.assertFalse(os.path.exists(fresh))
 

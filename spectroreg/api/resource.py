@@ -457,9 +457,11 @@ class RegistryAPI(resource.Resource):
         if mount is not None:
             digest = parse_digest(mount)
             source = _arg(request, "from")
-            if source is not None and not is_valid_name(source):
-                source = None
-            descriptor = await self._registry.mount_blob(name, digest, source)
+            # An empty or invalid ``from`` names no repository to mount from:
+            # a plain upload starts, as in Distribution. Only a request
+            # without ``from`` asks for an automatic mount.
+            mountable = source is None or is_valid_name(source)
+            descriptor = await self._registry.mount_blob(name, digest, source) if mountable else None
             if descriptor is not None:
                 self._send(request, 201, b"", [
                     ("Location", self._urls(request).url(name, "blobs", str(digest))),

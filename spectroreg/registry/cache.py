@@ -1,22 +1,79 @@
 """
-In-memory caches of the registry layer, all bounded.
+In-memory caches of the registry layer, all bounded, none able to bring
+back what storage no longer holds.
 
-``storage.cache.blobdescriptor: inmemory``: a bounded LRU of what blobs are.
+``storage.cache.blobdescriptor: inmemory``: L{BlobDescriptorCache}, a
+bounded LRU of what blobs are: digest -> (size, media type) for the global
+blob store, and (repository, digest) for "this repository links this blob".
 
-Two maps, both bounded: digest -> (size, media type) for the global blob
-store, and (repository, digest) for "this repository links this blob".
-Every delete through the registry evicts the entry first, so the cache
-never answers for a blob deleted here; ``forget`` lets offline or online
-garbage collection evict blobs it removed.
+L{ManifestCache}: the bytes of recently served manifests by digest. A digest
+names its content, so an entry is never wrong about the bytes; whether a
+repository still has the manifest, or a tag still points at it, is read from
+storage on every request (the links), so deletes, re-tags and other daemons
+sharing the storage are seen at once.
 
-``ManifestCache``: the bytes of recently served manifests by digest. A
-digest names its content, so an entry can never be wrong; whether a
-repository still has the manifest, or a tag still points at it, is read
-from storage on every request (the links), so deletes, re-tags and other
-daemons sharing the storage are seen at once.
+Every fill goes through a L{Ticket} taken B{before} the storage read (or
+write) whose result it caches. An invalidation (a delete, garbage
+collection, data found missing) bumps the key's generation, and a ticket
+taken before the bump cannot fill any more: a lookup that started before a
+delete, and finishes after it, cannot put back what the delete removed. The
+registry invalidates after the storage change has completed (and before it,
+so the cache stops answering at once); lookups that start in between read
+storage in either state, and their tickets are void by the time they fill.
+There is no other way to put anything into these caches.
 """
 
 from collections import OrderedDict
+
+
+class Generations:
+    """
+    Version counters for cache keys, in a fixed number of stripes (bounded
+    memory, whatever the number of keys). Keys sharing a stripe invalidate
+    each other's tickets: at worst a fill is skipped, never a stale one kept.
+    """
+
+    def __init__(self, stripes=4096):
+        self._counts = [0] * stripes
+
+    def _stripe(self, key):
+        return hash(key) % len(self._counts)
+
+    def token(self, key):
+        """The generation of C{key} now: hand it back to L{valid}."""
+        stripe = self._stripe(key)
+        return stripe, self._counts[stripe]
+
+    def valid(self, token):
+        """Whether nothing sharing the token's stripe was invalidated since."""
+        stripe, count = token
+        return self._counts[stripe] == count
+
+    def bump(self, key):
+        self._counts[self._stripe(key)] += 1
+
+
+class Ticket:
+    """
+    One lookup: C{value} is what the cache holds (None on a miss); L{fill}
+    stores what storage said, unless the key was invalidated since the
+    ticket was taken.
+    """
+
+    __slots__ = ("value", "_store", "_generations", "_token")
+
+    def __init__(self, value, store, generations, token):
+        self.value = value
+        self._store = store
+        self._generations = generations
+        self._token = token
+
+    def fill(self, value):
+        """@return: whether C{value} was kept."""
+        if not self._generations.valid(self._token):
+            return False
+        self._store(value)
+        return True
 
 
 class LRU:
@@ -49,26 +106,41 @@ class LRU:
 
 
 class BlobDescriptorCache:
-    """digest -> (size, media_type), and repository membership."""
+    """
+    digest -> (size, media_type), and repository membership. One generation
+    per digest covers both maps: unlinking a blob from one repository voids
+    the pending fills of every lookup of that digest.
+    """
 
-    def __init__(self, capacity=10000):
+    def __init__(self, capacity=10000, generations=None):
         self._global = LRU(capacity)
         self._linked = LRU(capacity)
+        self._generations = generations or Generations()
+
+    def descriptor(self, digest):
+        """A L{Ticket} for the blob's (size, media_type)."""
+        token = self._generations.token(digest)
+        return Ticket(self._global.get(digest), lambda value: self._global.put(digest, value),
+                      self._generations, token)
+
+    def link(self, name, digest):
+        """A L{Ticket} for "C{name} links C{digest}" (value True or None)."""
+        key = (name, digest)
+        token = self._generations.token(digest)
+        return Ticket(self._linked.get(key), lambda value: self._linked.put(key, True),
+                      self._generations, token)
 
     def get(self, digest):
+        """The cached (size, media_type) of C{digest}, or None (no ticket)."""
         return self._global.get(digest)
-
-    def put(self, digest, size, media_type):
-        self._global.put(digest, (size, media_type))
 
     def is_linked(self, name, digest):
         return self._linked.get((name, digest)) is not None
 
-    def link(self, name, digest):
-        self._linked.put((name, digest), True)
-
     def unlink(self, name, digest):
+        """C{name} no longer links C{digest} (or may not: a delete is under way)."""
         self._linked.pop((name, digest))
+        self._generations.bump(digest)
 
     def forget(self, digest):
         """The blob's data is gone: forget it everywhere."""
@@ -76,6 +148,7 @@ class BlobDescriptorCache:
         for key in self._linked.keys():
             if key[1] == digest:
                 self._linked.pop(key)
+        self._generations.bump(digest)
 
     def __len__(self):
         return len(self._global)
@@ -84,11 +157,17 @@ class BlobDescriptorCache:
 class ManifestCache:
     """digest -> L{spectroreg.registry.registry.ManifestRecord}, bounded in bytes."""
 
-    def __init__(self, max_bytes=16 * 1024 * 1024, max_entry_bytes=1024 * 1024):
+    def __init__(self, max_bytes=16 * 1024 * 1024, max_entry_bytes=1024 * 1024, generations=None):
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
         self._items = OrderedDict()
         self._bytes = 0
+        self._generations = generations or Generations()
+
+    def lookup(self, digest):
+        """A L{Ticket} whose value is the cached record, or None."""
+        token = self._generations.token(digest)
+        return Ticket(self.get(digest), self._put, self._generations, token)
 
     def get(self, digest):
         record = self._items.pop(digest, None)
@@ -96,21 +175,25 @@ class ManifestCache:
             self._items[digest] = record
         return record
 
-    def put(self, record):
+    def _put(self, record):
         size = len(record.body)
         if size > self.max_entry_bytes:
             return
-        self.forget(record.digest)
+        self._drop(record.digest)
         self._items[record.digest] = record
         self._bytes += size
         while self._bytes > self.max_bytes:
             _, evicted = self._items.popitem(last=False)
             self._bytes -= len(evicted.body)
 
-    def forget(self, digest):
+    def _drop(self, digest):
         record = self._items.pop(digest, None)
         if record is not None:
             self._bytes -= len(record.body)
+
+    def forget(self, digest):
+        self._drop(digest)
+        self._generations.bump(digest)
 
     def __len__(self):
         return len(self._items)

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
-from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache
+from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache, Ticket
 from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_digest
 from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
@@ -28,6 +28,7 @@ from spectroreg.registry.uploads import HashingConsumer, LockReleaser, UploadWri
 from spectroreg.registry.uploads import digest_hasher
 from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.interfaces import SKIP_DIR
+from spectroreg.storage.readonly import ReadOnlyDriver
 
 log = Logger()
 
@@ -38,6 +39,33 @@ _UPLOAD_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # Digests whose blob data a stat found missing, kept so publishing an
 # upload of them needs no second look (bounded; see finish_upload).
 _ABSENT_BLOBS = 1000
+
+
+class _NoCache:
+    """Stands in for the descriptor cache when there is none: never holds anything."""
+
+    def descriptor(self, digest):
+        return _MISS
+
+    def link(self, name, digest):
+        return _MISS
+
+    def unlink(self, name, digest):
+        pass
+
+    def forget(self, digest):
+        pass
+
+
+class _Miss(Ticket):
+    def __init__(self):
+        Ticket.__init__(self, None, None, None, None)
+
+    def fill(self, value):
+        return False
+
+
+_MISS = _Miss()
 
 
 class BlobDescriptor:
@@ -77,10 +105,13 @@ class Registry:
     """
 
     def __init__(self, driver, storage_settings, reactor=None, cache_capacity=10000):
-        self.driver = driver
+        # Read-only mode: nothing may reach storage that could change it,
+        # whatever path it comes from (writes are also refused up front).
+        self.driver = ReadOnlyDriver(driver) if storage_settings.readonly else driver
         self.settings = storage_settings
         self._reactor = reactor
         self.cache = BlobDescriptorCache(cache_capacity) if storage_settings.blobdescriptor_cache == "inmemory" else None
+        self._descriptors = self.cache if self.cache is not None else _NoCache()
         # Saves a storage read per manifest GET (content-addressed: always right).
         self.manifests = ManifestCache()
         # (name, upload id) -> (offset, sha256 object): the fast path that saves
@@ -163,10 +194,10 @@ class Registry:
 
     async def stat_blob_data(self, digest):
         """The global blob (no repository check). @raise RegistryError: BLOB_UNKNOWN."""
-        if self.cache is not None:
-            cached = self.cache.get(digest)
-            if cached is not None:
-                return BlobDescriptor(digest, cached[0], cached[1])
+        # The ticket is taken before storage is read: see spectroreg.registry.cache.
+        cached = self._descriptors.descriptor(digest)
+        if cached.value is not None:
+            return BlobDescriptor(digest, cached.value[0], cached.value[1])
         try:
             info = await self.driver.stat(paths.blob_data(digest))
         except PathNotFound:
@@ -175,19 +206,18 @@ class Registry:
         if info.is_dir:
             raise blob_unknown(digest)
         self._absent_blobs.pop(digest, None)
-        if self.cache is not None:
-            self.cache.put(digest, info.size, BLOB_MEDIA_TYPE)
+        cached.fill((info.size, BLOB_MEDIA_TYPE))
         return BlobDescriptor(digest, info.size)
 
     async def is_linked(self, name, digest):
         """Whether repository C{name} holds blob C{digest} (layer or manifest)."""
-        if self.cache is not None and self.cache.is_linked(name, digest):
+        cached = self._descriptors.link(name, digest)
+        if cached.value:
             return True
         for path in (paths.layer_link(name, digest), paths.revision_link(name, digest)):
             linked = await self._read_link(path)
             if linked is not None and linked == digest:
-                if self.cache is not None:
-                    self.cache.link(name, digest)
+                cached.fill(True)
                 return True
         return False
 
@@ -227,30 +257,45 @@ class Registry:
             raise blob_unknown(digest)
 
     async def link_blob(self, name, digest):
+        cached = self._descriptors.link(name, digest)
         await self._write_link(paths.layer_link(name, digest), digest)
-        if self.cache is not None:
-            self.cache.link(name, digest)
+        cached.fill(True)
+
+    async def _unlinking(self, name, digest, remove):
+        """
+        Await C{remove()}, which deletes a link of C{digest} in C{name}; the
+        cache stops answering for it before, and every lookup that read
+        storage meanwhile is kept from filling it after.
+        """
+        self._descriptors.unlink(name, digest)
+        try:
+            return await remove()
+        finally:
+            self._descriptors.unlink(name, digest)
 
     async def delete_blob(self, name, digest):
         """Unlink C{digest} from repository C{name}."""
         self.check_delete()
-        if self.cache is not None:
-            self.cache.unlink(name, digest)
-        linked = await self._read_link(paths.layer_link(name, digest))
-        if linked is None:
-            raise blob_unknown(digest)
-        await self._delete(paths.layer_dir(name, digest))
+
+        async def remove():
+            linked = await self._read_link(paths.layer_link(name, digest))
+            if linked is None:
+                raise blob_unknown(digest)
+            await self._delete(paths.layer_dir(name, digest))
+
+        await self._unlinking(name, digest, remove)
 
     def forget_blob(self, digest):
         """Tell the caches a blob's data is gone (garbage collection)."""
-        if self.cache is not None:
-            self.cache.forget(digest)
+        self._descriptors.forget(digest)
         self.manifests.forget(digest)
 
     async def mount_blob(self, name, digest, source=None):
         """
-        Link an existing blob into C{name} from repository C{source}, or, when
-        C{source} is None, from anywhere in the registry (automatic mount).
+        Link a blob into C{name} that repository C{source} holds, or, when
+        C{source} is None, that some repository holds (automatic mount). A
+        blob no repository links (deleted everywhere, not yet collected) is
+        not mounted: the data may still be in storage, but nobody may read it.
 
         @return: L{BlobDescriptor}, or None when there is nothing to mount.
         """
@@ -258,12 +303,31 @@ class Registry:
         if source is not None:
             if not await self.is_linked(source, digest):
                 return None
+        elif await self._linking_repository(digest) is None:
+            return None
         try:
             descriptor = await self.stat_blob_data(digest)
         except RegistryError:
             return None
         await self.link_blob(name, digest)
         return descriptor
+
+    async def _linking_repository(self, digest):
+        """The name of a repository that links C{digest}, or None."""
+        prefix = paths.REPOSITORIES + "/"
+        checked = set()
+        found = []
+
+        async def look(directory):
+            name = directory[len(prefix):].rsplit("/", 1)[0]
+            if name not in checked:
+                checked.add(name)
+                if await self.is_linked(name, digest):
+                    found.append(name)
+            return bool(found)
+
+        await self._each_repository_dir(("_layers", "_manifests"), look)
+        return found[0] if found else None
 
     # -- uploads --------------------------------------------------------
 
@@ -388,8 +452,6 @@ class Registry:
             await self.driver.move(data_path, target)
         await self._delete(paths.upload_dir(name, upload_id))
         await self.link_blob(name, digest)
-        if self.cache is not None:
-            self.cache.put(digest, size, BLOB_MEDIA_TYPE)
         return BlobDescriptor(digest, size)
 
     async def cancel_upload(self, name, upload_id):
@@ -471,16 +533,16 @@ class Registry:
     async def get_manifest(self, name, reference):
         """@return: L{ManifestRecord}. @raise RegistryError: MANIFEST_UNKNOWN."""
         digest = await self.resolve(name, reference)
-        record = self.manifests.get(digest)
-        if record is not None:
-            return record
+        cached = self.manifests.lookup(digest)
+        if cached.value is not None:
+            return cached.value
         try:
             body = await self.driver.get_content(paths.blob_data(digest))
         except PathNotFound:
             self.forget_blob(digest)
             raise manifest_unknown(reference)
         record = ManifestRecord(body, digest, mf.media_type_of(body))
-        self.manifests.put(record)
+        cached.fill(record)
         return record
 
     async def put_manifest(self, name, reference, body, content_type=None):
@@ -518,13 +580,17 @@ class Registry:
         if not await self._exists(blob_path):
             await self.driver.put_content(blob_path, body)
         self._absent_blobs.pop(digest, None)
+        # A repository's referrers index is built by its first push here
+        # (a tree Distribution wrote has none): reads never write it.
+        if not await self._exists(paths.referrers_complete(name)):
+            await self.rebuild_referrers(name)
         if manifest.subject is not None:
             # Before the revision: an entry whose revision is missing is
             # ignored, so a crash in between leaves no hole in the index.
             await self._add_referrer(name, digest, len(body), manifest)
+        linked = self._descriptors.link(name, digest)
         await self._write_link(paths.revision_link(name, digest), digest)
-        if self.cache is not None:
-            self.cache.link(name, digest)
+        linked.fill(True)
         if not isinstance(reference, Digest):
             await self._write_link(paths.tag_index_link(name, reference, digest), digest)
             await self._write_link(paths.tag_current_link(name, reference), digest)
@@ -550,22 +616,27 @@ class Registry:
             subject = mf.parse_manifest(body).subject
         except (PathNotFound, RegistryError):
             pass
-        if self.cache is not None:
-            self.cache.unlink(name, digest)
         for tag in await self.list_tags(name, must_exist=False):
             if await self._read_link(paths.tag_current_link(name, tag)) == digest:
                 await self._delete(paths.tag_dir(name, tag))
-        await self._delete(paths.revision_dir(name, digest))
+        await self._unlinking(name, digest, lambda: self._delete(paths.revision_dir(name, digest)))
         if subject is not None:
             await self._delete(paths.referrer_entry(name, subject.digest, digest).rsplit("/", 1)[0])
 
     async def list_tags(self, name, must_exist=True):
-        """Sorted tags. @raise RegistryError: NAME_UNKNOWN for an unknown repository."""
-        entries = await self._list(paths.tags(name))
-        # A repository whose every manifest was deleted still lists (no tags);
-        # on drivers with implied directories only its layers may remain.
-        if not entries and must_exist and not await self.repository_exists(name):
-            raise name_unknown(name)
+        """
+        Sorted tags. @raise RegistryError: NAME_UNKNOWN when the repository
+        has no tags directory, as in Distribution: it never had a tagged
+        manifest (only blobs, uploads or untagged manifests). A repository
+        whose tags were all deleted lists none where the directory stays
+        (filesystem), and is unknown where directories are implied (S3).
+        """
+        try:
+            entries = await self.driver.list(paths.tags(name))
+        except PathNotFound:
+            if must_exist:
+                raise name_unknown(name)
+            entries = []
         tags = []
         for entry in entries:
             tag = entry.rsplit("/", 1)[-1]
@@ -588,9 +659,9 @@ class Registry:
         content = json.dumps(self._referrer_descriptor(digest, size, manifest), sort_keys=True)
         await self.driver.put_content(path, content.encode("utf-8"))
 
-    async def rebuild_referrers(self, name):
-        """Rebuild C{name}'s referrers index from its manifest revisions."""
-        count = 0
+    async def _revisions_with_subject(self, name):
+        """(digest, size, manifest) of each manifest revision of C{name} that has a subject; reads only."""
+        found = []
         for algorithm_dir in await self._list(paths.revisions(name)):
             algorithm = algorithm_dir.rsplit("/", 1)[-1]
             for revision in await self._list(algorithm_dir):
@@ -601,19 +672,19 @@ class Registry:
                 except (RegistryError, PathNotFound):
                     continue
                 if manifest.subject is not None:
-                    await self._add_referrer(name, digest, len(body), manifest)
-                    count += 1
-        await self.driver.put_content(paths.referrers_complete(name), b"1")
-        return count
+                    found.append((digest, len(body), manifest))
+        return found
 
-    async def referrers(self, name, digest, artifact_type=None):
-        """
-        Descriptors (dicts) of the manifests in C{name} whose subject is
-        C{digest}, optionally only those of C{artifact_type}; sorted by digest.
-        """
-        if not await self._exists(paths.referrers_complete(name)):
-            if await self._exists(paths.manifests(name)):
-                await self.rebuild_referrers(name)
+    async def rebuild_referrers(self, name):
+        """Rebuild C{name}'s referrers index from its manifest revisions (a write)."""
+        self.check_writable()
+        found = await self._revisions_with_subject(name)
+        for digest, size, manifest in found:
+            await self._add_referrer(name, digest, size, manifest)
+        await self.driver.put_content(paths.referrers_complete(name), b"1")
+        return len(found)
+
+    async def _indexed_referrers(self, name, digest):
         found = []
         for algorithm_dir in await self._list(paths.referrers_subject_dir(name, digest)):
             for entry in await self._list(algorithm_dir):
@@ -626,40 +697,68 @@ class Registry:
                 # The revision may have been deleted by a Distribution sharing the tree.
                 if await self._read_link(paths.revision_link(name, referrer)) is None:
                     continue
-                if artifact_type is not None and descriptor.get("artifactType") != artifact_type:
-                    continue
                 found.append(descriptor)
+        return found
+
+    async def referrers(self, name, digest, artifact_type=None):
+        """
+        Descriptors (dicts) of the manifests in C{name} whose subject is
+        C{digest}, optionally only those of C{artifact_type}; sorted by digest.
+
+        Reads only, so it works in read-only mode and on a read-only volume:
+        a repository without a complete index (a tree Distribution wrote)
+        is answered from its manifest revisions, and its index is built by
+        the next manifest push.
+        """
+        if await self._exists(paths.referrers_complete(name)):
+            found = await self._indexed_referrers(name, digest)
+        else:
+            found = [self._referrer_descriptor(referrer, size, manifest)
+                     for referrer, size, manifest in await self._revisions_with_subject(name)
+                     if manifest.subject.digest == digest]
+        if artifact_type is not None:
+            found = [d for d in found if d.get("artifactType") == artifact_type]
         found.sort(key=lambda d: d["digest"])
         return found
 
     # -- catalog --------------------------------------------------------
 
     async def catalog(self):
-        """Every repository name holding ``_manifests``, sorted."""
+        """
+        Every repository name holding ``_layers``, sorted: as Distribution
+        lists them, so a repository holding only blobs (pushed or mounted)
+        is listed, and one holding only an upload is not.
+        """
         names = []
         prefix = paths.REPOSITORIES + "/"
 
         async def repository_of(directory):
             names.append(directory[len(prefix):].rsplit("/", 1)[0])
+            return False
 
-        await self._each_repository_dir("_manifests", repository_of)
+        await self._each_repository_dir("_layers", repository_of)
         return sorted(names)
 
     async def _each_repository_dir(self, kind, found):
         """
         Await C{found(path)} for every ``<repository>/<kind>`` directory
-        (``_manifests``, ``_uploads``); no other underscore directory is
-        entered, so a walk never descends into layers, revisions or tags.
+        (``_layers``, ``_manifests``, ``_uploads``, or a tuple of them); no
+        other underscore directory is entered, so a walk never descends into
+        layers, revisions or tags. Once C{found} returns True nothing more
+        is visited.
 
         @return: False when there is no repository at all.
         """
+        kinds = (kind,) if isinstance(kind, str) else kind
+        stopped = []
 
         async def visit(info):
-            if not info.is_dir:
-                return None
+            if stopped or not info.is_dir:
+                return SKIP_DIR if stopped else None
             base = info.path.rsplit("/", 1)[-1]
-            if base == kind:
-                await found(info.path)
+            if base in kinds:
+                if await found(info.path):
+                    stopped.append(True)
                 return SKIP_DIR
             if base.startswith("_"):
                 return SKIP_DIR

@@ -13,8 +13,10 @@ the old content or the new one, never a partial file. Writers (uploads)
 append to their file directly and fsync on ``close``/``commit``; the registry
 publishes finished uploads with ``move``. Temporary files are named
 ``.spectroreg~<random>``: the ``~`` is not allowed in storage paths, so they
-can never clash with a real file, ``list``/``walk`` never show them, and
-stale ones (left by a crash) are removed when a listing comes across them.
+can never clash with a real file, and ``list``/``walk`` never show them.
+Stale ones (left by a crash) are removed by the next put into the same
+directory, or by ``remove_stale_temp_files``; never by a read, so reads
+work on a read-only tree and change nothing.
 
 All blocking work runs in a bounded thread pool (``maxthreads``); the reactor
 thread only moves bytes between the pool and consumers.
@@ -235,8 +237,7 @@ class FilesystemDriver:
         """
         Remove every stale temporary file (a crash's leftovers) in the tree.
 
-        Listings and puts already remove those they come across; this sweeps
-        the whole tree, e.g. once at startup.
+        Puts already remove those beside them; this sweeps the whole tree.
 
         @return: Deferred firing with the number of files removed.
         """
@@ -331,7 +332,6 @@ class FilesystemDriver:
         full = self._full(path)
         prefix = "" if path == "/" else path
         infos = []
-        now = time.time()
         try:
             entries = list(os.scandir(full))
         except FileNotFoundError:
@@ -340,16 +340,11 @@ class FilesystemDriver:
             raise
         for entry in entries:
             name = entry.name
+            if not _is_visible(name):
+                continue
             try:
                 st = entry.stat()
             except FileNotFoundError:
-                continue
-            if not _is_visible(name):
-                if self._is_stale_temp(name, st.st_mtime, now):
-                    try:
-                        os.unlink(entry.path)
-                    except OSError:
-                        pass
                 continue
             infos.append(_file_info(prefix + "/" + name, st))
         infos.sort(key=lambda info: info.path)
