@@ -414,7 +414,7 @@ class PageTests(ResourceTestCase):
         self.assertEqual(response.code, 200)
         self.assertIn("docker pull reg.example:5000/team/app:v1", response.text)
         self.assertIn(pages.human_size(image.config.size + sum(layer.size for layer in image.layers)), response.text)
-        self.assertIn("2026-01-01 00:00 UTC", response.text)
+        self.assertIn('<span class="nw">2026-01-01</span> <span class="nw">00:00 UTC</span>', response.text)
         response = await self.request("GET", "/ui/r/team/app?n=1")
         self.assertIn('href="/ui/r/team/app?last=v1"', response.text)
         self.assertNotIn(">v2<", response.text)

@@ -3,8 +3,9 @@ The web pages in headless Chromium (Debian's ``chromium``), against the real
 daemon: the browser's Basic login, what the pages show, a delete through
 the page, read-only mode, and no Content-Security-Policy violation.
 
-Set ``SPECTROREG_UI_SCREENSHOTS=DIR`` to keep the screenshots of the three
-pages in DIR (docs/images holds the ones the README shows).
+Set ``SPECTROREG_UI_SCREENSHOTS=DIR`` (relative to the checkout) to keep the
+screenshots of the three pages in DIR (docs/images holds the ones the README
+shows).
 """
 
 import os
@@ -16,7 +17,7 @@ from twisted.trial import unittest
 from spectroreg.ui.pages import human_size
 from tests.support import pushing
 from tests.support.chromium import Browser, find_chromium
-from tests.support.daemon import start_daemon
+from tests.support.daemon import REPO_ROOT, start_daemon
 from tests.support.images import Image, Index
 from tests.test_auth_daemon import basic, write_htpasswd
 
@@ -75,6 +76,8 @@ class _BrowserTestCase(unittest.TestCase):
         path = page.screenshot(os.path.join(self.workdir, name))
         target = os.environ.get("SPECTROREG_UI_SCREENSHOTS")
         if target:
+            # Relative to the checkout (trial runs in its own directory).
+            target = os.path.join(REPO_ROOT, target)
             os.makedirs(target, exist_ok=True)
             shutil.copy(path, os.path.join(target, name))
         return path
@@ -134,6 +137,8 @@ class BrowseTests(_BrowserTestCase):
     def test_pages_and_delete(self):
         daemon = start_daemon(self, self.config())
         referrer = self.push_all(daemon)
+        # An index beside the image, so the repository page shows both kinds.
+        pushing.push_index(daemon, "team/app", "2.0", MULTI, {"Authorization": basic(USER, PASSWORD)})
         base = daemon.url
         browser = self.browser()
         page = browser.new_page(credentials=(USER, PASSWORD))
@@ -155,7 +160,7 @@ class BrowseTests(_BrowserTestCase):
         self.assertEqual(page.goto(base + "/ui/r/team/app"), 200)
         text = page.text()
         image_size = APP.config.size + sum(layer.size for layer in APP.layers)
-        for expected in ("1.0", "latest", APP.digest[:19], human_size(image_size), "2026-01-01 00:00 UTC",
+        for expected in ("1.0", "latest", "2.0", APP.digest[:19], human_size(image_size), "2026-01-01 00:00 UTC",
                          "docker pull {}/team/app:1.0".format(daemon.netloc),
                          "docker pull {}/team/app:latest".format(daemon.netloc), "image"):
             self.assertIn(expected, text)
@@ -196,7 +201,7 @@ class BrowseTests(_BrowserTestCase):
         self.assertEqual(page.url(), base + "/ui/r/team/app?deleted=latest")
         self.assertIn("Deleted latest.", page.text())
         auth = {"Authorization": basic(USER, PASSWORD)}
-        self.assertEqual(pushing.tags_of(daemon, "team/app", auth), ["1.0"])
+        self.assertEqual(pushing.tags_of(daemon, "team/app", auth), ["1.0", "2.0"])
         # A manifest by digest: its tags go with it.
         page.goto(base + "/ui/m/multi/2.1")
         page.click_and_wait("a.danger")

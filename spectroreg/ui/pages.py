@@ -78,6 +78,14 @@ def short_time(text):
     return text
 
 
+def _time_cell(text):
+    """Date and time, each kept on one line, free to wrap between them."""
+    date, sep, rest = text.partition(" ")
+    if not sep:
+        return escape(text)
+    return html('<span class="nw">{d}</span> <span class="nw">{r}</span>', d=date, r=rest)
+
+
 def short_digest(digest):
     text = str(digest)
     algorithm, _, hex_ = text.partition(":")
@@ -140,7 +148,7 @@ def index_page(links, summaries, total, q, last, more):
         partial = Markup(" <abbr title=\"from the first tags only\">\u2265</abbr>") if s.partial else Markup("")
         rows.append(html(
             '<tr><td><a href="{href}">{name}</a></td><td class="num">{tags}</td>'
-            '<td>{pushed}</td><td class="num">{partial}{size}</td></tr>',
+            '<td class="time">{pushed}</td><td class="num">{partial}{size}</td></tr>',
             href=links.repository(s.name), name=s.name, tags=s.tag_count,
             pushed=human_time(s.pushed), partial=partial if s.size is not None else Markup(""),
             size=human_size(s.size),
@@ -197,25 +205,28 @@ def repository_page(links, name, rows, tag_count, pull_host, last, more, can_del
     out = []
     for row in rows:
         view = row.view
-        actions = _delete_button(links, name, row.tag, "delete tag") if can_delete else Markup("")
+        actions = html('<div class="row-actions">{b}</div>', b=_delete_button(links, name, row.tag, "delete")) \
+            if can_delete else Markup("")
         out.append(html(
-            '<tr><td class="tag"><a href="{mhref}">{tag}</a></td><td>{digest}</td><td>{kind}</td>'
-            '<td>{platforms}</td><td class="num" title="{bytes}">{size}</td><td>{created}</td><td>{pushed}</td>'
-            '<td class="pull">{pull}</td>{actions}</tr>',
+            '<tr><td class="tag"><a href="{mhref}">{tag}</a>{actions}</td><td>{digest}</td><td>{kind}</td>'
+            '<td>{platforms}</td><td class="num" title="{bytes}">{size}</td><td class="time">{created}</td>'
+            '<td class="time">{pushed}</td>'
+            '<td class="pull">{pull}</td></tr>',
             mhref=links.manifest(name, row.tag), tag=row.tag,
             digest=digest_html(view.digest, links.manifest(name, view.digest)),
             kind=_kind_html(view), platforms=_platforms_html(view),
             bytes="" if view.size is None else "{} bytes".format(view.size), size=human_size(view.size),
-            created=short_time(row.created), pushed=human_time(row.pushed),
+            created=_time_cell(short_time(row.created)), pushed=_time_cell(human_time(row.pushed)),
             pull=command_html("docker pull {}/{}:{}".format(pull_host, name, row.tag)),
-            actions=html("<td>{a}</td>", a=actions) if can_delete else Markup(""),
+            actions=actions,
         ))
     if out:
         table = html(
-            '<table class="list tags"><thead><tr><th>Tag</th><th>Digest</th><th>Type</th><th>Platforms</th>'
-            '<th class="num">Size</th><th>Created</th><th>Pushed</th><th>Pull</th>{extra}</tr></thead>'
-            "<tbody>{rows}</tbody></table>",
-            extra=Markup("<th></th>") if can_delete else Markup(""), rows=join(out),
+            '<div class="scroll"><table class="list tags"><thead><tr><th>Tag</th><th>Digest</th><th>Type</th>'
+            '<th>Platforms</th>'
+            '<th class="num">Size</th><th>Created</th><th>Pushed</th><th>Pull</th></tr></thead>'
+            "<tbody>{rows}</tbody></table></div>",
+            rows=join(out),
         )
     else:
         table = html('<p class="empty">{t}</p>', t="No tags.")
