@@ -167,7 +167,7 @@ def index_page(links, summaries, total, q, last, more):
         "<h1>Repositories</h1>"
         '<form class="filter" method="get" action="{action}" role="search">'
         '<label for="q">Filter</label> <input id="q" name="q" type="search" value="{q}" '
-        'placeholder="part of a name" autocomplete="off"> <button type="submit">Filter</button></form>'
+        'placeholder="part of a name" autocomplete="off"> <button type="submit">Apply</button></form>'
         '<p class="count">{count}</p>{table}{pager}',
         action=links.home(), q=q or "",
         count="{} repositor{}{}".format(total, "y" if total == 1 else "ies",
