@@ -138,6 +138,13 @@ def _pager(next_href, first_href):
     return html('<nav class="pager">{p}</nav>', p=join(parts, " "))
 
 
+def _count_text(total, q):
+    text = "{} repositor{}".format(total, "y" if total == 1 else "ies")
+    if q:
+        text += " match{} \u201c{}\u201d".format("es" if total == 1 else "", q)
+    return text
+
+
 def index_page(links, summaries, total, q, last, more):
     """
     @param summaries: L{RepositorySummary}s of this page.
@@ -170,8 +177,7 @@ def index_page(links, summaries, total, q, last, more):
         'placeholder="part of a name" autocomplete="off"> <button type="submit">Apply</button></form>'
         '<p class="count">{count}</p>{table}{pager}',
         action=links.home(), q=q or "",
-        count="{} repositor{}{}".format(total, "y" if total == 1 else "ies",
-                                          " match" + ("es" if total == 1 else "") + " \u201c" + q + "\u201d" if q else ""),
+        count=_count_text(total, q),
         table=table, pager=_pager(next_href, first_href),
     )
     return layout(links, "Repositories", body)
