@@ -404,7 +404,7 @@ class PageTests(ResourceTestCase):
         self.assertIn("team/app", response.text)
         self.assertNotIn(">multi<", response.text)
         response = await self.request("GET", "/ui/?n=1")
-        self.assertIn('href="/ui/?last=multi"', response.text)
+        self.assertIn('href="/ui/?n=1&amp;last=multi"', response.text)
         self.assertNotIn("team/app", response.text)
         response = await self.request("GET", "/ui/?last=multi")
         self.assertIn("team/app", response.text)
@@ -416,7 +416,7 @@ class PageTests(ResourceTestCase):
         self.assertIn(pages.human_size(image.config.size + sum(layer.size for layer in image.layers)), response.text)
         self.assertIn('<span class="nw">2026-01-01</span> <span class="nw">00:00 UTC</span>', response.text)
         response = await self.request("GET", "/ui/r/team/app?n=1")
-        self.assertIn('href="/ui/r/team/app?last=v1"', response.text)
+        self.assertIn('href="/ui/r/team/app?n=1&amp;last=v1"', response.text)
         self.assertNotIn(">v2<", response.text)
 
         response = await self.request("GET", "/ui/r/multi")
@@ -643,3 +643,78 @@ class ConfigTests(unittest.SynchronousTestCase):
         self.assertIn("http.ui.enabled: expected a boolean", str(error))
         settings = self.load("http:\n  ui:\n    colour: blue\n")
         self.assertTrue(any("http.ui.colour" in w for w in settings.warnings), settings.warnings)
+
+
+class CountingDriver:
+    """Passes every call to C{driver}, counting them by method and by kind of path."""
+
+    def __init__(self, driver):
+        self._driver = driver
+        self.calls = []
+
+    def __getattr__(self, name):
+        target = getattr(self._driver, name)
+        if name not in ("get_content", "stat", "list", "walk", "read"):
+            return target
+
+        def counted(path, *args, **kwargs):
+            self.calls.append((name, path))
+            return target(path, *args, **kwargs)
+
+        return counted
+
+    def count(self, method, contains=""):
+        return len([1 for name, path in self.calls if name == method and contains in path])
+
+
+class PageCostTests(ResourceTestCase):
+    """The pages read a bounded part of a big registry, and manifests once."""
+
+    REPOSITORIES = 55
+    TAGS = 24
+
+    @async_test
+    async def test_bounded_reads(self):
+        from spectroreg.storage.base import ValidatingDriver
+        from spectroreg.storage.inmemory import InMemoryDriver
+
+        self.driver = CountingDriver(ValidatingDriver(InMemoryDriver(reactor=self.clock)))
+        self.build(self.storage, registry=make_registry(make_settings(storage=self.storage), driver=self.driver,
+                                                        reactor=self.clock))
+        config = Blob(b'{"architecture":"amd64","os":"linux"}', "application/vnd.oci.image.config.v1+json")
+        for r in range(self.REPOSITORIES):
+            name = "repo{:03d}".format(r)
+            await self.registry.put_blob(name, parse_digest(config.digest), config.data)
+            for t in range(self.TAGS):
+                document = {"schemaVersion": 2, "mediaType": mf.OCI_MANIFEST, "config": config.descriptor(),
+                            "layers": [], "annotations": {"n": "{}-{}".format(r, t)}}
+                await self.registry.put_manifest(name, "t{:02d}".format(t), canonical_json(document), mf.OCI_MANIFEST)
+        self.registry.manifests = type(self.registry.manifests)()  # as after a restart
+        self.driver.calls = []
+
+        response = await self.request("GET", "/ui/")
+        self.assertEqual(response.code, 200)
+        self.assertIn("repo049", response.text)
+        self.assertNotIn("repo050", response.text)  # 50 a page
+        self.assertIn("\u2265", response.text)  # more tags than looked at
+        shown, summary_tags = 50, 20
+        self.assertEqual(self.driver.count("walk"), 1)
+        self.assertEqual(self.driver.count("list", "/_manifests/tags"), shown)
+        self.assertEqual(self.driver.count("stat", "/current/link"), shown * summary_tags)
+        self.assertEqual(self.driver.count("get_content", "/current/link"), shown * summary_tags)
+        self.assertEqual(self.driver.count("get_content", "/blobs/"), shown * summary_tags)
+        self.assertLessEqual(len(self.driver.calls), 1 + shown * (1 + 3 * summary_tags) + shown)
+
+        # Again: the manifests come from memory.
+        self.driver.calls = []
+        await self.request("GET", "/ui/")
+        self.assertEqual(self.driver.count("get_content", "/blobs/"), 0)
+
+        # A repository page: its tags on this page only, plus their configs once.
+        self.driver.calls = []
+        response = await self.request("GET", "/ui/r/repo054?n=10")
+        self.assertIn('href="/ui/r/repo054?n=10&amp;last=t09"', response.text)  # the size is kept
+        self.assertEqual(self.driver.count("list"), 1)
+        self.assertEqual(self.driver.count("stat", "/current/link"), 10)
+        self.assertEqual(self.driver.count("get_content", "/blobs/"), 10 + 1)  # manifests + the shared config
+        self.assertNotIn("walk", [name for name, _ in self.driver.calls])

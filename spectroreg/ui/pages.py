@@ -31,12 +31,12 @@ class Links:
         query = [(k, v) for k, v in query if v not in (None, "")]
         return path + ("?" + urlencode(query) if query else "")
 
-    def home(self, q=None, last=None):
-        return self._with(self.base, [("q", q), ("last", last)])
+    def home(self, q=None, last=None, n=None):
+        return self._with(self.base, [("q", q), ("n", n), ("last", last)])
 
-    def repository(self, name, last=None, deleted=None):
+    def repository(self, name, last=None, deleted=None, n=None):
         path = self.base + "r/" + url_path(*name.split("/"))
-        return self._with(path, [("last", last), ("deleted", deleted)])
+        return self._with(path, [("n", n), ("last", last), ("deleted", deleted)])
 
     def manifest(self, name, reference, raw=False):
         path = self.base + "m/" + url_path(*name.split("/")) + "/" + url_path(str(reference))
@@ -145,10 +145,11 @@ def _count_text(total, q):
     return text
 
 
-def index_page(links, summaries, total, q, last, more):
+def index_page(links, summaries, total, q, last, more, n=None):
     """
     @param summaries: L{RepositorySummary}s of this page.
     @param total: how many repositories match the filter.
+    @param n: the page size asked for (kept in the pager's links), or None.
     """
     rows = []
     for s in summaries:
@@ -168,8 +169,8 @@ def index_page(links, summaries, total, q, last, more):
         )
     else:
         table = html('<p class="empty">{t}</p>', t="No repository matches." if q else "No repositories yet.")
-    next_href = links.home(q=q, last=summaries[-1].name) if more and summaries else None
-    first_href = links.home(q=q) if last else None
+    next_href = links.home(q=q, last=summaries[-1].name, n=n) if more and summaries else None
+    first_href = links.home(q=q, n=n) if last else None
     body = html(
         "<h1>Repositories</h1>"
         '<form class="filter" method="get" action="{action}" role="search">'
@@ -203,7 +204,7 @@ def _delete_button(links, name, reference, label):
                 href=links.delete(name, str(reference)), label=label)
 
 
-def repository_page(links, name, rows, tag_count, pull_host, last, more, can_delete, notice=None):
+def repository_page(links, name, rows, tag_count, pull_host, last, more, can_delete, notice=None, n=None):
     """
     @param rows: L{TagRow}s of this page.
     @param pull_host: ``host[:port]`` for pull commands.
@@ -236,8 +237,8 @@ def repository_page(links, name, rows, tag_count, pull_host, last, more, can_del
         )
     else:
         table = html('<p class="empty">{t}</p>', t="No tags.")
-    next_href = links.repository(name, last=rows[-1].tag) if more and rows else None
-    first_href = links.repository(name) if last else None
+    next_href = links.repository(name, last=rows[-1].tag, n=n) if more and rows else None
+    first_href = links.repository(name, n=n) if last else None
     body = html(
         '<h1 class="name">{name}</h1><p class="count">{count}</p>{table}{pager}',
         name=name, count="{} tag{}".format(tag_count, "" if tag_count == 1 else "s"),

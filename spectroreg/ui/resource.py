@@ -89,10 +89,12 @@ def _client(request):
 
 
 def _page_size(request, default):
+    """(the page size, what the pager's links keep: the size asked for, or None)."""
     raw = _arg(request, "n")
     if raw and raw.isdigit():
-        return max(1, min(int(raw), MAX_PAGE))
-    return default
+        n = max(1, min(int(raw), MAX_PAGE))
+        return n, str(n)
+    return default, None
 
 
 def _reference(text):
@@ -292,20 +294,22 @@ class WebUI(resource.Resource):
         if q:
             needle = q.lower()
             names = [name for name in names if needle in name.lower()]
-        page, more = page_after(names, last, _page_size(request, INDEX_PAGE))
+        n, asked = _page_size(request, INDEX_PAGE)
+        page, more = page_after(names, last, n)
         summaries = await self._reader.summaries(page)
-        self._send(request, 200, pages.index_page(self._links, summaries, len(names), q, last, more))
+        self._send(request, 200, pages.index_page(self._links, summaries, len(names), q, last, more, asked))
 
     async def _repository(self, request, name):
         tags = await self._reader.tags(name)
         last = _arg(request, "last")
-        page, more = page_after(tags, last, _page_size(request, TAGS_PAGE))
+        n, asked = _page_size(request, TAGS_PAGE)
+        page, more = page_after(tags, last, n)
         rows = await self._reader.tag_rows(name, page)
         deleted = _arg(request, "deleted")
         notice = "Deleted {}.".format(deleted) if deleted and _reference(deleted) is not None else None
         self._send(request, 200, pages.repository_page(
             self._links, name, rows, len(tags), self._pull_host(request), last, more,
-            self._can_delete(), notice))
+            self._can_delete(), notice, asked))
 
     async def _manifest(self, request, name, text):
         reference = _reference(text)
