@@ -241,6 +241,14 @@ class RenderingTests(unittest.SynchronousTestCase):
         self.assertIn(str(escape(EVIL)), out)
         self.assertIn("delete manifest", out)
 
+    def test_many_referrers(self):
+        view = self.hostile_image()
+        referrers = [{"digest": "sha256:{:064x}".format(i), "mediaType": mf.OCI_MANIFEST, "size": 1}
+                     for i in range(pages.MAX_REFERRERS + 5)]
+        out = pages.manifest_page(self.links, "a", "v1", view, None, referrers, "h", False)
+        self.assertEqual(out.count('<td class="artifact-type">'), pages.MAX_REFERRERS)
+        self.assertIn("The first {} of {}".format(pages.MAX_REFERRERS, pages.MAX_REFERRERS + 5), out)
+
     def test_index_manifest(self):
         index = Index("evil", platforms=(("linux", "amd64", None), (EVIL, "arm", EVIL)), layer_sizes=(10,))
         view = _view(json.loads(index.manifest.data))

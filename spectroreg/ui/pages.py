@@ -12,6 +12,9 @@ from urllib.parse import urlencode
 
 from spectroreg.ui.markup import Markup, escape, html, join, url_path
 
+# Referrers listed on a manifest page (signatures can pile up).
+MAX_REFERRERS = 200
+
 KINDS = {"image": "image", "index": "multi-platform index", "artifact": "artifact", "other": "manifest"}
 
 
@@ -326,7 +329,7 @@ def manifest_page(links, name, reference, view, config, referrers, pull_host, ca
         sections.append(html("<h2>Annotations</h2>{t}", t=_map_table(view.annotations, "annotations")))
     if referrers:
         rows = []
-        for descriptor in referrers:
+        for descriptor in referrers[:MAX_REFERRERS]:
             annotations = descriptor.get("annotations") if isinstance(descriptor.get("annotations"), dict) else {}
             rows.append(html(
                 '<tr><td class="artifact-type">{a}</td><td>{d}</td><td><code>{t}</code></td>'
@@ -341,7 +344,9 @@ def manifest_page(links, name, reference, view, config, referrers, pull_host, ca
         sections.append(html(
             '<h2>Referrers</h2><table class="list referrers"><thead><tr><th>Artifact type</th><th>Digest</th>'
             '<th>Media type</th><th class="num">Size</th><th>Annotations</th></tr></thead>'
-            "<tbody>{rows}</tbody></table>", rows=join(rows)))
+            "<tbody>{rows}</tbody></table>{more}", rows=join(rows),
+            more=html('<p class="count">{m}</p>', m="The first {} of {}; all of them: GET /v2/{}/referrers/{}".format(
+                MAX_REFERRERS, len(referrers), name, digest)) if len(referrers) > MAX_REFERRERS else Markup("")))
     actions = [html('<a class="button" href="{h}">raw JSON</a>', h=links.manifest(name, digest, raw=True))]
     if can_delete:
         actions.append(_delete_button(links, name, digest, "delete manifest"))

@@ -323,7 +323,7 @@ class Page:
                 if "Content Security Policy" in entry.get("text", "") or "Content-Security-Policy" in entry.get("text", "")]
 
     def errors(self):
-        return [entry for entry in self.console if entry.get("level") in ("error", "warning")]
+        return [entry for entry in self.console if entry.get("level") == "error"]
 
 
 __all__ = ["Browser", "Page", "BrowserError", "find_chromium"]
