@@ -193,6 +193,14 @@ class BrowseTests(_BrowserTestCase):
         browser.pump(0.3)
         self.assertNoCSPViolations(page)
 
+        # The configured headers are on every page and file, as on every answer.
+        auth = {"Authorization": basic(USER, PASSWORD), "Accept": "text/html"}
+        for path in ("/", "/ui/r/team/app", "/ui/m/team/app/1.0", "/ui/static/ui.css", "/ui/static/ui.js",
+                     "/ui/r/nothing", "/ui/delete?repository=team/app&reference=latest"):
+            response = daemon.request("GET", path, auth)
+            for name, values in HEADERS.items():
+                self.assertEqual(response.header_values(name), values, (path, name))
+
         # Delete the tag "latest" through the page: link, confirmation, form.
         self.assertEqual(page.goto(base + "/ui/r/team/app"), 200)
         page.click_and_wait("a.danger[href*='reference=latest']")
