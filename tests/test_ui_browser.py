@@ -10,7 +10,6 @@ shows).
 
 import os
 import shutil
-from urllib.parse import quote
 
 from twisted.trial import unittest
 

@@ -6,7 +6,7 @@ at the registry some other way (a browser, the catalog).
 
 import json
 
-from tests.support.images import OCI_MANIFEST, Blob, canonical_json, sha256_digest
+from tests.support.images import OCI_MANIFEST, Blob, canonical_json
 
 
 def _check(response, expected, what):
@@ -76,4 +76,4 @@ def tags_of(daemon, name, headers=None):
     return json.loads(response.body.decode("utf-8")).get("tags") or []
 
 
-__all__ = ["push_blob", "put_manifest", "push_image", "push_index", "push_referrer", "tags_of", "sha256_digest"]
+__all__ = ["push_blob", "put_manifest", "push_image", "push_index", "push_referrer", "tags_of"]
