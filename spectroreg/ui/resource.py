@@ -184,6 +184,7 @@ class WebUI(resource.Resource):
         elif error.status < 500:
             self._error(request, error.status, error.message)
         else:
+            log.warn("web page {path}: {error}", path=request.path, error=str(error))
             self._error(request, 503, "Storage is not available.")
 
     async def _authenticate(self, request):
