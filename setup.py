@@ -33,7 +33,7 @@ setup(
     # with Twisted itself; the plugin cache is rebuilt by the installer
     # (Debian's trigger), never from here.
     packages=find_packages(include=["spectroreg", "spectroreg.*"]) + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["spectroreg_plugin.py"]},
+    package_data={"twisted.plugins": ["spectroreg_plugin.py"], "spectroreg.ui": ["static/*"]},
     install_requires=[
         "Twisted[tls]>=22.4",
         "PyYAML>=5.4",

@@ -403,8 +403,13 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
     from spectroreg.web.site import RegistrySite
 
     http_settings = settings.http
+    ui = None
+    if top.registry is not None:
+        from spectroreg.ui import make_ui
+
+        ui = make_ui(top.registry, settings, top.authenticator, reactor)
     site = RegistrySite(
-        RootResource(api_resource, http_settings.prefix),
+        RootResource(api_resource, http_settings.prefix, ui=ui),
         request_factory=request_factory,
         headers=http_settings.headers,
         access_log=not settings.log.accesslog_disabled,

@@ -129,6 +129,7 @@ HTTP = {
     },
     "http2": {"disabled": BOOL},
     "h2c": {"enabled": BOOL},
+    "ui": {"enabled": BOOL},  # spectroreg's web pages (not in Distribution)
 }
 
 LOG = {

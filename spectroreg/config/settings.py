@@ -119,6 +119,7 @@ class HTTPSettings:
     headers: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
     tls: Optional[TLSSettings] = None
     debug: Optional[DebugSettings] = None
+    ui_enabled: bool = True  # http.ui.enabled: the web pages at / and <prefix>/ui/
 
 
 @dataclass(frozen=True)

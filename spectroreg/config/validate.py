@@ -556,6 +556,8 @@ def _http(check, tree):
         sub = check.mapping(section.get(name), path + (name,))
         check.known(sub, path + (name,))
         check.boolean(sub, path + (name,), key, False)
+    ui = check.mapping(section.get("ui"), path + ("ui",))
+    check.known(ui, path + ("ui",))
     return s.HTTPSettings(
         addr=addr,
         net=net,
@@ -567,6 +569,7 @@ def _http(check, tree):
         headers=headers,
         tls=tls,
         debug=debug,
+        ui_enabled=check.boolean(ui, path + ("ui",), "enabled", True),
     )
 
 

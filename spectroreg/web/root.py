@@ -48,9 +48,11 @@ class RootResource(_Folder):
     @param api: the IResource serving ``/v2`` and below.
     @param prefix: ``http.prefix``, normalised: "" or "/a/b" without a
         trailing slash.
+    @param ui: the web pages (L{spectroreg.ui.WebUI}) served as
+        ``<prefix>/ui`` and, for a browser's GET, at ``/``; or None.
     """
 
-    def __init__(self, api, prefix=""):
+    def __init__(self, api, prefix="", ui=None):
         super().__init__()
         self.api = api
         self.prefix = prefix
@@ -60,10 +62,17 @@ class RootResource(_Folder):
             node.putChild(segment.encode("utf-8"), child)
             node = child
         node.putChild(b"v2", api)
+        self._ui = ui
+        if ui is not None:
+            node.putChild(b"ui", ui)
         self._liveness = Liveness()
 
     def getChild(self, path, request):
         if path == b"" and not request.postpath:
+            if self._ui is not None:
+                request.setHeader(b"vary", b"Accept")
+                if self._ui.wants(request):
+                    return self._ui
             return self._liveness
         return NotFound()
 
