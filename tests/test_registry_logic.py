@@ -7,15 +7,20 @@ import json
 
 from twisted.trial import unittest
 
+from twisted.internet.address import IPv4Address
+from twisted.web.http_headers import Headers
+
 from spectroreg.api import routes
+from spectroreg.api.headers import MalformedHeader, decode_header, header_text, header_text_or_none, is_host, is_scheme
+from spectroreg.api.numbers import INT64_MAX, parse_decimal
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
-from spectroreg.api.urls import check_upload_state, upload_state
+from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
 from spectroreg.registry.cache import BlobDescriptorCache
 from spectroreg.registry.digests import digest_of, parse_digest
 from spectroreg.registry.errors import CODES, RegistryError
-from spectroreg.registry.names import check_name, is_valid_name, is_valid_tag
+from spectroreg.registry.names import check_name, is_valid_name, is_valid_tag, is_valid_upload_id
 
 SHA = "sha256:" + "a" * 64
 SHA512 = "sha512:" + "b" * 128
@@ -254,7 +259,9 @@ class RangeTests(unittest.SynchronousTestCase):
 
     def test_unsatisfiable(self):
         for header in ["bytes=10-", "bytes=10-20", "bytes=5-2", "bytes=-0", "bytes=-", "bytes=a-b",
-                       "items=0-1", "bytes", "bytes=0-1-2"]:
+                       "items=0-1", "bytes", "bytes=0-1-2", "bytes=-" + "9" * 5000, "bytes=" + "9" * 5000 + "-",
+                       "bytes=0-" + "9" * 5000, "bytes=-9223372036854775808", "bytes=\u0663-", "bytes=0-1\n",
+                       "bytes=1_0-"]:
             with self.assertRaises(RangeNotSatisfiable):
                 parse_range(header, 10)
 
@@ -263,7 +270,8 @@ class RangeTests(unittest.SynchronousTestCase):
         self.assertEqual(parse_content_range("0-99"), (0, 99))
         self.assertEqual(parse_content_range("bytes 100-199/*"), (100, 199))
         self.assertEqual(parse_content_range("bytes=5-9"), (5, 9))
-        for bad in ["", "5", "9-5", "a-b", "-5"]:
+        for bad in ["", "5", "9-5", "a-b", "-5", "0-" + "9" * 5000, "9" * 30 + "-" + "9" * 31, "0-1\n",
+                    "\u0663-\u0664", "1_0-20"]:
             with self.assertRaises(ValueError):
                 parse_content_range(bad)
 
@@ -299,3 +307,105 @@ class UploadStateTests(unittest.SynchronousTestCase):
         for name, upload, state in [("a", "v", token), ("b", "u", token), ("a", "u", None), ("a", "u", "x")]:
             self.assertFalse(check_upload_state("secret", name, upload, state))
         self.assertNotEqual(token, upload_state("other", "a", "u"))
+
+
+class TrailingNewlineTests(unittest.SynchronousTestCase):
+    """``$`` matches before a final newline; every pattern must take the whole value."""
+
+    def test_names_tags_upload_ids(self):
+        for suffix in ["\n", "\r", "\x00", "\n\n", " "]:
+            self.assertFalse(is_valid_name("base/app" + suffix), repr(suffix))
+            with self.assertRaises(RegistryError):
+                check_name("base/app" + suffix)
+            self.assertFalse(is_valid_tag("v1" + suffix), repr(suffix))
+            self.assertFalse(is_valid_upload_id("abc" + suffix), repr(suffix))
+        self.assertTrue(is_valid_upload_id("5b8c7d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e"))
+        for bad in ["", ".", "..", "a/b", "a" * 129]:
+            self.assertFalse(is_valid_upload_id(bad), bad)
+
+    def test_digests(self):
+        for text in [SHA + "\n", SHA512 + "\n", "sha256\n:" + "a" * 64, SHA + "\x00"]:
+            with self.assertRaises(RegistryError) as caught:
+                parse_digest(text)
+            self.assertEqual(caught.exception.code, "DIGEST_INVALID", repr(text))
+
+    def test_long_names_are_refused_before_matching(self):
+        with self.assertRaises(RegistryError) as caught:
+            check_name("a" * 16000)
+        self.assertIn("must not exceed", caught.exception.detail["reason"])
+
+
+class DecimalTests(unittest.SynchronousTestCase):
+    def test_table(self):
+        table = [
+            ("0", 0), ("7", 7), ("007", 7), (str(INT64_MAX), INT64_MAX), ("0" * 5000 + "1", 1),
+            (str(INT64_MAX + 1), None), ("9" * 5000, None), ("", None), ("-1", None), ("+1", None),
+            (" 1", None), ("1 ", None), ("1_0", None), ("1\n", None), ("\u0663", None), ("1.0", None),
+            (None, None), (b"1", None),
+        ]
+        for text, expected in table:
+            self.assertEqual(parse_decimal(text), expected, repr(text)[:40])
+
+
+class HeaderTests(unittest.SynchronousTestCase):
+    def test_decode(self):
+        self.assertEqual(decode_header(b"bytes=0-1\t x"), "bytes=0-1\t x")
+        for bad in [b"\xff", b"caf\xc3\xa9", b"a\x00b", b"a\x7fb", b"a\x1bb"]:
+            with self.assertRaises(MalformedHeader):
+                decode_header(bad, "range")
+
+    def test_request_header_by_bytes_name(self):
+        request = FakeRequest({b"range": [b"bytes=\xff-"], b"host": [b"a:1", b"b:2"]})
+        with self.assertRaises(MalformedHeader):
+            header_text(request, "range")
+        self.assertIsNone(header_text_or_none(request, "range"))
+        self.assertEqual(header_text(request, "host"), "b:2")
+        self.assertIsNone(header_text(request, "x-missing"))
+
+    def test_hosts_and_schemes(self):
+        for host in ["example.com", "example.com:5000", "127.0.0.1:1", "[::1]:5000", "[::1]", "a_b.local"]:
+            self.assertTrue(is_host(host), host)
+        for host in ["", "a b", "a/b", "a\x00", "a:b:c:port", "x" * 2000, "a:123456", None]:
+            self.assertFalse(is_host(host), host)
+        for scheme in ["http", "https", "git+ssh"]:
+            self.assertTrue(is_scheme(scheme), scheme)
+        for scheme in ["", "1http", "ht tp", "h\u00e9", "http:"]:
+            self.assertFalse(is_scheme(scheme), scheme)
+
+
+class FakeRequest:
+    """What URLBuilder and the header helpers read from a request."""
+
+    def __init__(self, headers, secure=False):
+        self.requestHeaders = Headers(headers)
+        self.prepath = [b"v2"]
+        self._secure = secure
+
+    def isSecure(self):
+        return self._secure
+
+    def getHost(self):
+        return IPv4Address("TCP", "10.0.0.1", 5000)
+
+
+class URLBuilderTests(unittest.SynchronousTestCase):
+    def test_malformed_headers_are_ignored(self):
+        table = [
+            ({b"host": [b"reg.example:5000"]}, "http://reg.example:5000/v2"),
+            ({b"host": [b"\xff"]}, "http://10.0.0.1:5000/v2"),
+            ({b"host": [b"a b"]}, "http://10.0.0.1:5000/v2"),
+            ({b"host": [b"h"], b"x-forwarded-host": [b"\xff"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-host": [b"a/b, c"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-host": [b"p.example, c"]}, "http://p.example/v2"),
+            ({b"host": [b"h"], b"x-forwarded-proto": [b"\xff"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-proto": [b"ht tp"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-proto": [b"https"]}, "https://h/v2"),
+            ({b"host": [b"h"], b"forwarded": [b"host=\xff;proto=https"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"forwarded": [b"host=a/b;proto=1x"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"forwarded": [b'host="f.example";proto=https']}, "https://f.example/v2"),
+            ({b"host": [b"h"], b"x-forwarded-port": [b"9" * 5000]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-port": [b"\xd9\xa3"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-port": [b"8443"]}, "http://h:8443/v2"),
+        ]
+        for headers, expected in table:
+            self.assertEqual(URLBuilder(FakeRequest(headers), None).root, expected, headers)
