@@ -304,7 +304,8 @@ class UploadStateTests(unittest.SynchronousTestCase):
         token = upload_state("secret", "a", "u")
         self.assertEqual(token, upload_state("secret", "a", "u"))
         self.assertTrue(check_upload_state("secret", "a", "u", token))
-        for name, upload, state in [("a", "v", token), ("b", "u", token), ("a", "u", None), ("a", "u", "x")]:
+        for name, upload, state in [("a", "v", token), ("b", "u", token), ("a", "u", None), ("a", "u", "x"),
+                                    ("a", "u", "\u00e9"), ("a", "u", "\ufffd" * 24), ("a", "u", token + "\n")]:
             self.assertFalse(check_upload_state("secret", name, upload, state))
         self.assertNotEqual(token, upload_state("other", "a", "u"))
 

@@ -134,4 +134,6 @@ def check_upload_state(secret, name, upload_id, state):
     expected = upload_state(secret, name, upload_id)
     if expected is None:
         return True
-    return state is not None and hmac.compare_digest(expected, state)
+    # As bytes: compare_digest refuses str holding anything but ASCII, and
+    # the token comes from the query string as the client sent it.
+    return state is not None and hmac.compare_digest(expected.encode("ascii"), state.encode("utf-8", "replace"))
