@@ -199,6 +199,113 @@ class ManifestTests(unittest.SynchronousTestCase):
             self.assertEqual(mf.parse_manifest(body, content_type).media_type, expected)
             self.assertEqual(mf.media_type_of(body), expected)
 
+    def test_served_as_validated(self):
+        """The type a body is validated as is the type it is served with."""
+        both = {"config": _desc("application/vnd.oci.image.config.v1+json"), "layers": [_desc()],
+                "manifests": [_desc(mf.OCI_MANIFEST, SHA512)]}
+        table = [
+            (_index(None, manifests=[]), mf.OCI_INDEX, mf.OCI_INDEX),
+            (_image(None, manifests=None), None, mf.OCI_MANIFEST),
+            (_image(None, annotations=None, subject=None, artifactType=None), mf.OCI_MANIFEST, mf.OCI_MANIFEST),
+            (_image(layers=[_desc(data="aGk=", urls=None, annotations={"a": "b"})]), None, mf.OCI_MANIFEST),
+            (_index(manifests=[_desc(mf.OCI_MANIFEST, platform={
+                "architecture": "arm64", "os": "linux", "os.version": "1", "os.features": ["a"],
+                "variant": "v8", "features": []})]), None, mf.OCI_INDEX),
+            (_index(mf.DOCKER_LIST, manifests=[_desc(mf.DOCKER_MANIFEST, platform=None)]), mf.DOCKER_LIST,
+             mf.DOCKER_LIST),
+        ]
+        for body, content_type, expected in table:
+            self.assertEqual(mf.parse_manifest(body, content_type).media_type, expected, body)
+            self.assertEqual(mf.media_type_of(body), expected, body)
+        # Refused, whatever the Content-Type: both an image and an index.
+        for media_type in (None, mf.OCI_MANIFEST, mf.OCI_INDEX, mf.DOCKER_MANIFEST, mf.DOCKER_LIST):
+            document = dict(both, schemaVersion=2)
+            if media_type:
+                document["mediaType"] = media_type
+            for content_type in (None, mf.OCI_MANIFEST, mf.OCI_INDEX, media_type):
+                with self.assertRaises(RegistryError, msg=(media_type, content_type)):
+                    mf.parse_manifest(json.dumps(document).encode(), content_type)
+
+    def test_strict_json_and_types(self):
+        nan = float("nan")
+        table = [
+            _image(annotations={"x": nan}),
+            _image(annotations={"x": float("inf")}),
+            _image(annotations={"x": -float("inf")}),
+            _image(annotations={"x": {"y": 1}}),
+            _image(annotations={"x": 1}),
+            _image(annotations={"x": None}),
+            _image(annotations={"x": ["y"]}),
+            _image(annotations=["x"]),
+            _image(annotations="x"),
+            _image(layers=[_desc(annotations={"x": 1})]),
+            _image(layers=[_desc(annotations={"x": nan})]),
+            _image(layers=[_desc(size=2 ** 63)]),
+            _image(layers=[_desc(size=1.0)]),
+            _image(layers=[_desc(size=True)]),
+            _image(layers=[_desc(size=None)]),
+            _image(layers=[_desc(size=nan)]),
+            _image(layers=[_desc(digest=SHA + "\n")]),
+            _image(layers=[_desc(digest=None)]),
+            _image(layers=[_desc(media_type=None)]),
+            _image(layers=[_desc(media_type=5)]),
+            _image(layers=[_desc(media_type="")]),
+            _image(layers=[_desc(urls="http://x")]),
+            _image(layers=[_desc(urls=[1])]),
+            _image(layers=[_desc(data="not base64!")]),
+            _image(layers=[_desc(data=5)]),
+            _image(layers=[_desc(artifactType=5)]),
+            _image(config=_desc(platform="linux")),
+            _image(layers=["x"]),
+            _image(layers=None, mediaType=mf.DOCKER_MANIFEST),
+            _image(schemaVersion=2.0),
+            _image(schemaVersion=True),
+            _image(schemaVersion="2"),
+            _image(mediaType=5),
+            _image(artifactType=5),
+            _image(artifactType=""),
+            _image(subject=_desc(mf.OCI_MANIFEST, SHA512, annotations={"x": nan})),
+            _image(subject="x"),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform={"architecture": 1, "os": "linux"})]),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform={"architecture": "a", "os": None or 5})]),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform={"os.features": "x"})]),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform={"features": [1]})]),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform={"variant": {}})]),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform=[])]),
+            _index(manifests="x"),
+            _index(mf.DOCKER_LIST, manifests=[_desc(mf.DOCKER_MANIFEST, platform={"os.version": 1})]),
+            _index(annotations={"x": 1}),
+            _index(config=_desc()),
+            _index(layers=[]),
+            _image(manifests=[]),
+            _image(mf.DOCKER_MANIFEST, manifests=[]),
+            _index(mf.DOCKER_LIST, layers=[]),
+            b'{"schemaVersion": 2, "config": {"mediaType": "a/b", "digest": "' + SHA.encode()
+            + b'", "size": 1e400}, "layers": []}',
+            b'{"schemaVersion": 2, "config": {"mediaType": "a/b", "digest": "' + SHA.encode()
+            + b'", "size": 1}, "layers": [], "x": -Infinity}',
+            b'{"schemaVersion": 2, "x": NaN, "manifests": []}',
+            b'{"schemaVersion": 2, "manifests": []}\x00',
+        ]
+        for body in table:
+            with self.assertRaises(RegistryError, msg=body) as caught:
+                mf.parse_manifest(body)
+            self.assertEqual(caught.exception.code, "MANIFEST_INVALID", body)
+
+    def test_content_type_must_agree(self):
+        table = [
+            (_image(None), mf.OCI_INDEX),
+            (_index(None), mf.OCI_MANIFEST),
+            (_index(None), mf.DOCKER_LIST),
+            (_image(mf.DOCKER_MANIFEST), mf.OCI_MANIFEST),
+            (_image(), mf.DOCKER_MANIFEST),
+            (_index(mf.DOCKER_LIST), mf.OCI_INDEX),
+            (_index(), mf.DOCKER_LIST),
+        ]
+        for body, content_type in table:
+            with self.assertRaises(RegistryError, msg=(body, content_type)):
+                mf.parse_manifest(body, content_type)
+
     def test_references(self):
         manifest = mf.parse_manifest(_image(layers=[_desc(size=5), _desc(digest=SHA512, urls=["http://x"])]))
         self.assertEqual([str(d.digest) for d in manifest.references()], [SHA, SHA])
