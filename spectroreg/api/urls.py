@@ -20,7 +20,7 @@ import hashlib
 import hmac
 from urllib.parse import quote, urlencode, urlsplit
 
-from spectroreg.api.headers import header_text_or_none, is_host, is_scheme
+from spectroreg.web.headers import header_text_or_none, is_host, is_scheme
 
 
 def _header(request, name):
