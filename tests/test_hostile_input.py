@@ -25,6 +25,7 @@ TAG = "v1"
 SECRET = "hostile-input-secret"
 
 HUGE = b"9" * 5000
+NO_LENGTH = object()
 LONG = b"a" * 10000
 
 # Pieces of a request line: percent-encoded (Twisted decodes them into the
@@ -88,13 +89,17 @@ class HostileRequests:
         self.count = 0
         self.failures = []
 
-    def send(self, method, target, headers=(), body=b""):
+    def send(self, method, target, headers=(), body=b"", content_length=None):
         lines = [method + b" " + target + b" HTTP/1.1", b"Host: " + self.daemon.netloc.encode()]
         names = {name.lower() for name, _ in headers}
         lines = [line for line in lines if not (line.startswith(b"Host:") and b"host" in names)]
         for name, value in headers:
             lines.append(name + b": " + value)
-        if body or method in (b"PUT", b"PATCH", b"POST"):
+        if content_length is NO_LENGTH:
+            pass
+        elif content_length is not None:
+            lines.append(b"Content-Length: " + content_length)
+        elif body or method in (b"PUT", b"PATCH", b"POST"):
             lines.append(b"Content-Length: " + str(len(body)).encode())
         lines.append(b"Connection: close")
         data = b"\r\n".join(lines) + b"\r\n\r\n" + body
@@ -266,6 +271,35 @@ class HostileInputTests(unittest.TestCase):
                     headers = [(n, v) for n, v in base if n.lower() != header.lower().encode()]
                     headers.append((header.encode(), value))
                     self.hostile.send(method, target, headers, body)
+        self.hostile.check()
+
+
+    def test_new_manifest_under_hostile_tags(self):
+        """A manifest not stored yet, pushed under a hostile tag, is not stored at all."""
+        manifest = json.loads(self.manifest)
+        manifest["annotations"] = {"pushed": "under a hostile tag"}
+        body = json.dumps(manifest).encode()
+        headers = [(b"Content-Type", b"application/vnd.oci.image.manifest.v1+json")]
+        for value in PATH_VALUES + [b"v2%0A", b"v2%0D", b"v2%00", b"v2%FF", b"v2%20"]:
+            status = self.hostile.send(b"PUT", b"/v2/" + NAME.encode() + b"/manifests/" + value, headers, body)
+            if status not in (400, 404, 414):
+                self.hostile.failures.append("PUT under tag {}: {}".format(short(value), status))
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        response = request(self.daemon, "GET", "/v2/{}/manifests/{}".format(NAME, digest))
+        self.assertEqual(response.status, 404, response.describe())
+        self.hostile.check()
+
+    def test_framing_and_other_paths(self):
+        """Content-Length, Transfer-Encoding, and paths outside the API."""
+        upload = self.upload.encode()
+        for value in [HUGE, b"-1", b"\xff", b"1_0", b" 20", b"20, 20", b"+20", b"0x14", b"\xd9\xa3"]:
+            self.hostile.send(b"PATCH", upload, (), b"x" * 20, content_length=value)
+        for value in [b"\xff", b"chunked\x00", b"gzip, chunked, chunked", LONG]:
+            self.hostile.send(b"PATCH", upload, [(b"Transfer-Encoding", value)], b"0\r\n\r\n",
+                              content_length=NO_LENGTH)
+        for value in PATH_VALUES:
+            for prefix in (b"/", b"/v2", b"/v2/", b"/x/"):
+                self.hostile.send(b"GET", prefix + value)
         self.hostile.check()
 
 
