@@ -12,7 +12,7 @@ from twisted.web.http_headers import Headers
 
 from spectroreg.api import routes
 from spectroreg.web.headers import MalformedHeader, decode_header, header_text, header_text_or_none, is_host, is_scheme
-from spectroreg.api.numbers import INT64_MAX, parse_decimal
+from spectroreg.web.numbers import INT64_MAX, parse_decimal
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
 from spectroreg.registry import manifests as mf

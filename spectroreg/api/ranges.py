@@ -1,13 +1,13 @@
 """
 HTTP byte ranges: ``Range`` on blob GETs and ``Content-Range`` on PATCH.
 
-Numbers are read as Go reads them (L{spectroreg.api.numbers}): a value
+Numbers are read as Go reads them (L{spectroreg.web.numbers}): a value
 that is not a 64-bit count makes the header malformed, never a 500.
 """
 
 import re
 
-from spectroreg.api.numbers import parse_decimal
+from spectroreg.web.numbers import parse_decimal
 
 # ASCII only: Python's \d and \s also match other scripts' digits and spaces.
 _RANGE = re.compile(r"[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*", re.ASCII)

@@ -20,7 +20,7 @@ from twisted.web import resource, server
 from spectroreg.api import routes
 from spectroreg.api.errors import JSON, as_registry_error, internal_error
 from spectroreg.web.headers import MalformedHeader, header_text
-from spectroreg.api.numbers import parse_decimal
+from spectroreg.web.numbers import parse_decimal
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from spectroreg.api.request import StreamTarget
 from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
