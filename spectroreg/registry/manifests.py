@@ -233,6 +233,22 @@ def _descriptor(value, where):
     return Descriptor(media_type, digest, size, artifact_type, annotations, value)
 
 
+def load_descriptor(content):
+    """
+    A stored descriptor (bytes of JSON, e.g. a referrers entry) as a dict,
+    read and checked as a pushed manifest's descriptors are, so nothing
+    written before these checks existed reaches a client.
+
+    @raise ValueError: not JSON Go could read, or not a descriptor.
+    """
+    try:
+        value = json.loads(content.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float)
+        _descriptor(value, "descriptor")
+    except (UnicodeDecodeError, RecursionError, RegistryError) as e:
+        raise ValueError(str(e))
+    return value
+
+
 # -- the manifest -------------------------------------------------------
 
 

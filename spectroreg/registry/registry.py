@@ -616,7 +616,9 @@ class Registry:
             for entry in await self._list(algorithm_dir):
                 try:
                     content = await self.driver.get_content(entry + "/descriptor")
-                    descriptor = json.loads(content.decode("utf-8"))
+                    # Strictly: an entry written from a manifest accepted before
+                    # manifests were read strictly may hold NaN or Infinity.
+                    descriptor = mf.load_descriptor(content)
                     referrer = parse_digest(descriptor["digest"])
                 except (PathNotFound, ValueError, KeyError, RegistryError):
                     continue
