@@ -198,7 +198,10 @@ def accepted_kinds(content):
     untyped_image = encode({"schemaVersion": 2, "config": config, "layers": [layer]})
     docker = encode({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
                      "config": content.descriptor(DOCKER_CONFIG, content.config),
-                     "layers": [content.descriptor(DOCKER_LAYER, content.layer)]})
+                     "layers": [content.descriptor(DOCKER_LAYER, content.layer),
+                                {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                                 "digest": sha256(b"foreign"), "size": 7,
+                                 "urls": ["https://example.com/foreign"]}]})
     platform = {"architecture": "arm64", "os": "linux", "os.version": "6.1", "os.features": ["f"],
                 "variant": "v8", "features": ["g"]}
     image_descriptor = {"mediaType": OCI_MANIFEST, "digest": sha256(image), "size": len(image)}
@@ -211,7 +214,8 @@ def accepted_kinds(content):
     empty_index = encode({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
     docker_list = encode({"schemaVersion": 2, "mediaType": DOCKER_LIST,
                           "manifests": [{"mediaType": DOCKER_MANIFEST, "digest": sha256(docker), "size": len(docker),
-                                         "platform": {"architecture": "amd64", "os": "linux"}}]})
+                                         "platform": {"architecture": "arm", "os": "linux", "variant": "v7",
+                                                      "features": ["sse4"], "os.features": []}}]})
     artifact = encode({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example+type",
                        "config": empty, "layers": [layer]})
     referrer = encode({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sig",
