@@ -297,6 +297,11 @@ class HostileInputTests(unittest.TestCase):
         for value in [b"\xff", b"chunked\x00", b"gzip, chunked, chunked", LONG]:
             self.hostile.send(b"PATCH", upload, [(b"Transfer-Encoding", value)], b"0\r\n\r\n",
                               content_length=NO_LENGTH)
+        for value in [b"\xff", b"a b", b"a/b", b"a\x00b", b"caf\xc3\xa9"]:
+            # Go's server refuses a Host it would not put in a URL.
+            status = self.hostile.send(b"GET", b"/v2/", [(b"Host", value)])
+            if status != 400:
+                self.hostile.failures.append("Host {}: {}, not 400".format(short(value), status))
         for value in PATH_VALUES:
             for prefix in (b"/", b"/v2", b"/v2/", b"/x/"):
                 self.hostile.send(b"GET", prefix + value)

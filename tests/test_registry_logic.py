@@ -11,7 +11,8 @@ from twisted.internet.address import IPv4Address
 from twisted.web.http_headers import Headers
 
 from spectroreg.api import routes
-from spectroreg.web.headers import MalformedHeader, decode_header, header_text, header_text_or_none, is_host, is_scheme
+from spectroreg.web.headers import (MalformedHeader, decode_header, header_text, header_text_or_none, is_host, is_scheme,
+                                    is_valid_host_header)
 from spectroreg.web.numbers import INT64_MAX, parse_decimal
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
@@ -469,6 +470,12 @@ class HeaderTests(unittest.SynchronousTestCase):
         self.assertIsNone(header_text_or_none(request, "range"))
         self.assertEqual(header_text(request, "host"), "b:2")
         self.assertIsNone(header_text(request, "x-missing"))
+
+    def test_host_header_bytes(self):
+        for value in [b"", b"reg.example", b"reg.example:5000", b"[::1]:5000", b"a_b-c~d", b"%41"]:
+            self.assertTrue(is_valid_host_header(value), value)
+        for value in [b"\xff", b"a b", b"a/b", b"a\x00", b"a\tb", b"caf\xc3\xa9", b"a@b", b'a"b']:
+            self.assertFalse(is_valid_host_header(value), value)
 
     def test_hosts_and_schemes(self):
         for host in ["example.com", "example.com:5000", "127.0.0.1:1", "[::1]:5000", "[::1]", "a_b.local"]:

@@ -29,6 +29,15 @@ _HOST = re.compile(r"(?:[A-Za-z0-9._~%!$&'()*+,;=-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}", re.ASCII)
 
 
+# The bytes Go's HTTP server accepts in a Host header (httpguts.ValidHostHeader).
+_HOST_BYTES = re.compile(rb"[A-Za-z0-9!$%&'()*+,\-.:;=\[\]_~]*")
+
+
+def is_valid_host_header(value):
+    """Whether C{value} (bytes) is a Host header Go's server would take (else 400)."""
+    return _HOST_BYTES.fullmatch(value) is not None
+
+
 def _name(name):
     return name if isinstance(name, bytes) else name.encode("ascii")
 
