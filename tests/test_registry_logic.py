@@ -1,19 +1,16 @@
 """
 Pure registry and API logic, table-tested: names, tags, digests, routes,
-errors, layout paths, manifests, ranges, the descriptor cache, URLs.
+errors, layout paths, manifests, ranges, the descriptor cache, URLs, and the
+reading of client input (decimals, headers, hosts).
 """
 
 import json
 
-from twisted.trial import unittest
-
 from twisted.internet.address import IPv4Address
+from twisted.trial import unittest
 from twisted.web.http_headers import Headers
 
 from spectroreg.api import routes
-from spectroreg.web.headers import (MalformedHeader, decode_header, header_text, header_text_or_none, is_host, is_scheme,
-                                    is_valid_host_header)
-from spectroreg.web.numbers import INT64_MAX, parse_decimal
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
 from spectroreg.registry import manifests as mf
@@ -22,6 +19,9 @@ from spectroreg.registry.cache import BlobDescriptorCache
 from spectroreg.registry.digests import digest_of, parse_digest
 from spectroreg.registry.errors import CODES, RegistryError
 from spectroreg.registry.names import check_name, is_valid_name, is_valid_tag, is_valid_upload_id
+from spectroreg.web.headers import (MalformedHeader, decode_header, header_text, header_text_or_none, is_host,
+                                    is_scheme, is_valid_host_header)
+from spectroreg.web.numbers import INT64_MAX, parse_decimal
 
 SHA = "sha256:" + "a" * 64
 SHA512 = "sha512:" + "b" * 128

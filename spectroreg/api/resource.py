@@ -19,8 +19,6 @@ from twisted.web import resource, server
 
 from spectroreg.api import routes
 from spectroreg.api.errors import JSON, as_registry_error, internal_error
-from spectroreg.web.headers import MalformedHeader, header_text
-from spectroreg.web.numbers import parse_decimal
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from spectroreg.api.request import StreamTarget
 from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
@@ -28,6 +26,8 @@ from spectroreg.registry import manifests as mf
 from spectroreg.registry.digests import looks_like_digest, parse_digest
 from spectroreg.registry.errors import RegistryError, upload_unknown
 from spectroreg.registry.names import is_valid_name, is_valid_tag
+from spectroreg.web.headers import MalformedHeader, header_text
+from spectroreg.web.numbers import parse_decimal
 
 log = Logger()
 
