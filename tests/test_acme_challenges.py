@@ -175,3 +175,29 @@ class TLSALPN01DaemonListenerTests(TLSALPN01ListenerTests):
 
         return reactor.listenTCP(0, ServerTLS(self.source).wrap_factory(site), interface="127.0.0.1")
 
+
+
+class RedirectHostTests(unittest.TestCase):
+    """The plain-HTTP listener's redirect over a real socket: a Host no URL can carry is a 400."""
+
+    @async_test
+    async def test_malformed_host(self):
+        from tests.support.rawhttp import exchange
+
+        site = server.Site(http01_root(HTTP01Resource(HTTP01Responder()), https_port=5443))
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+
+        def get(host):
+            data = b"GET /v2/x HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+            return exchange("127.0.0.1", number, data, timeout=10)
+
+        for host in [b"\xff", b"caf\xc3\xa9", b"a b", b"a\x00b", b"a/b", b"a" * 2000]:
+            status, headers, body, _ = await threads.deferToThread(get, host)
+            self.assertEqual(status, 400, host[:40])
+            self.assertNotIn("location", headers)
+        for host, location in [(b"registry.example:80", b"https://registry.example:5443/v2/x"),
+                               (b"[::1]:80", b"https://[::1]:5443/v2/x")]:
+            status, headers, body, _ = await threads.deferToThread(get, host)
+            self.assertEqual((status, headers.get("location")), (301, location), host)

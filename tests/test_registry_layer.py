@@ -178,6 +178,32 @@ class RegistryLayerMixin:
         self.assertEqual(await self.registry.referrers("r", sha(subject), "other/type"), [])
 
     @async_test
+    async def test_referrers_skip_what_go_cannot_read(self):
+        """Entries and manifests stored before strict parsing never reach the referrers list."""
+        await self.upload("r", b"c")
+        subject = manifest_body(b"c", [])
+        await self.registry.put_manifest("r", "s", subject, mf.OCI_MANIFEST)
+        about = {"mediaType": mf.OCI_MANIFEST, "digest": str(sha(subject)), "size": len(subject)}
+        good = manifest_body(b"c", [], subject=about, annotations={"x": "1"})
+        await self.registry.put_manifest("r", sha(good), good, mf.OCI_MANIFEST)
+        # As an older version stored them: the manifest and its entry.
+        bad = manifest_body(b"c", [], subject=about).replace(b'"subject"', b'"annotations": {"x": Infinity}, "subject"')
+        root = "/docker/registry/v2"
+        await self.driver.put_content(root + "/blobs/sha256/{0}/{1}/data".format(sha(bad).hex[:2], sha(bad).hex), bad)
+        await self.driver.put_content(root + "/repositories/r/_manifests/revisions/sha256/{}/link".format(
+            sha(bad).hex), str(sha(bad)).encode())
+        entry = b'{"annotations": {"x": Infinity}, "digest": "' + str(sha(bad)).encode() + \
+            b'", "mediaType": "' + mf.OCI_MANIFEST.encode() + b'", "size": ' + str(len(bad)).encode() + b"}"
+        await self.driver.put_content(root + "/repositories/r/_referrers/subjects/sha256/{}/sha256/{}/descriptor".format(
+            sha(subject).hex, sha(bad).hex), entry)
+        found = await self.registry.referrers("r", sha(subject))
+        self.assertEqual([d["digest"] for d in found], [str(sha(good))])
+        json.dumps(found, allow_nan=False)
+        await self.driver.delete(root + "/repositories/r/_referrers")
+        found = await self.registry.referrers("r", sha(subject))
+        self.assertEqual([d["digest"] for d in found], [str(sha(good))])
+
+    @async_test
     async def test_purge_uploads(self):
         old = await self.registry.start_upload("a/b")
         self.clock.advance(3600)

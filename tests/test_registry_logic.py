@@ -1,20 +1,26 @@
 """
 Pure registry and API logic, table-tested: names, tags, digests, routes,
-errors, layout paths, manifests, ranges, URLs (the caches: test_registry_cache).
+errors, layout paths, manifests, ranges, URLs, and the reading of client
+input (decimals, headers, hosts) (the caches: test_registry_cache).
 """
 
 import json
 
+from twisted.internet.address import IPv4Address
 from twisted.trial import unittest
+from twisted.web.http_headers import Headers
 
 from spectroreg.api import routes
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
-from spectroreg.api.urls import check_upload_state, upload_state
+from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
 from spectroreg.registry.digests import digest_of, parse_digest
 from spectroreg.registry.errors import CODES, RegistryError
-from spectroreg.registry.names import check_name, is_valid_name, is_valid_tag
+from spectroreg.registry.names import check_name, is_valid_name, is_valid_tag, is_valid_upload_id
+from spectroreg.web.headers import (MalformedHeader, decode_header, header_text, header_text_or_none, is_host,
+                                    is_scheme, is_valid_host_header)
+from spectroreg.web.numbers import INT64_MAX, parse_decimal
 
 SHA = "sha256:" + "a" * 64
 SHA512 = "sha512:" + "b" * 128
@@ -193,6 +199,113 @@ class ManifestTests(unittest.SynchronousTestCase):
             self.assertEqual(mf.parse_manifest(body, content_type).media_type, expected)
             self.assertEqual(mf.media_type_of(body), expected)
 
+    def test_served_as_validated(self):
+        """The type a body is validated as is the type it is served with."""
+        both = {"config": _desc("application/vnd.oci.image.config.v1+json"), "layers": [_desc()],
+                "manifests": [_desc(mf.OCI_MANIFEST, SHA512)]}
+        table = [
+            (_index(None, manifests=[]), mf.OCI_INDEX, mf.OCI_INDEX),
+            (_image(None, manifests=None), None, mf.OCI_MANIFEST),
+            (_image(None, annotations=None, subject=None, artifactType=None), mf.OCI_MANIFEST, mf.OCI_MANIFEST),
+            (_image(layers=[_desc(data="aGk=", urls=None, annotations={"a": "b"})]), None, mf.OCI_MANIFEST),
+            (_index(manifests=[_desc(mf.OCI_MANIFEST, platform={
+                "architecture": "arm64", "os": "linux", "os.version": "1", "os.features": ["a"],
+                "variant": "v8", "features": []})]), None, mf.OCI_INDEX),
+            (_index(mf.DOCKER_LIST, manifests=[_desc(mf.DOCKER_MANIFEST, platform=None)]), mf.DOCKER_LIST,
+             mf.DOCKER_LIST),
+        ]
+        for body, content_type, expected in table:
+            self.assertEqual(mf.parse_manifest(body, content_type).media_type, expected, body)
+            self.assertEqual(mf.media_type_of(body), expected, body)
+        # Refused, whatever the Content-Type: both an image and an index.
+        for media_type in (None, mf.OCI_MANIFEST, mf.OCI_INDEX, mf.DOCKER_MANIFEST, mf.DOCKER_LIST):
+            document = dict(both, schemaVersion=2)
+            if media_type:
+                document["mediaType"] = media_type
+            for content_type in (None, mf.OCI_MANIFEST, mf.OCI_INDEX, media_type):
+                with self.assertRaises(RegistryError, msg=(media_type, content_type)):
+                    mf.parse_manifest(json.dumps(document).encode(), content_type)
+
+    def test_strict_json_and_types(self):
+        nan = float("nan")
+        table = [
+            _image(annotations={"x": nan}),
+            _image(annotations={"x": float("inf")}),
+            _image(annotations={"x": -float("inf")}),
+            _image(annotations={"x": {"y": 1}}),
+            _image(annotations={"x": 1}),
+            _image(annotations={"x": None}),
+            _image(annotations={"x": ["y"]}),
+            _image(annotations=["x"]),
+            _image(annotations="x"),
+            _image(layers=[_desc(annotations={"x": 1})]),
+            _image(layers=[_desc(annotations={"x": nan})]),
+            _image(layers=[_desc(size=2 ** 63)]),
+            _image(layers=[_desc(size=1.0)]),
+            _image(layers=[_desc(size=True)]),
+            _image(layers=[_desc(size=None)]),
+            _image(layers=[_desc(size=nan)]),
+            _image(layers=[_desc(digest=SHA + "\n")]),
+            _image(layers=[_desc(digest=None)]),
+            _image(layers=[_desc(media_type=None)]),
+            _image(layers=[_desc(media_type=5)]),
+            _image(layers=[_desc(media_type="")]),
+            _image(layers=[_desc(urls="http://x")]),
+            _image(layers=[_desc(urls=[1])]),
+            _image(layers=[_desc(data="not base64!")]),
+            _image(layers=[_desc(data=5)]),
+            _image(layers=[_desc(artifactType=5)]),
+            _image(config=_desc(platform="linux")),
+            _image(layers=["x"]),
+            _image(layers=None, mediaType=mf.DOCKER_MANIFEST),
+            _image(schemaVersion=2.0),
+            _image(schemaVersion=True),
+            _image(schemaVersion="2"),
+            _image(mediaType=5),
+            _image(artifactType=5),
+            _image(artifactType=""),
+            _image(subject=_desc(mf.OCI_MANIFEST, SHA512, annotations={"x": nan})),
+            _image(subject="x"),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform={"architecture": 1, "os": "linux"})]),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform={"architecture": "a", "os": None or 5})]),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform={"os.features": "x"})]),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform={"features": [1]})]),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform={"variant": {}})]),
+            _index(manifests=[_desc(mf.OCI_MANIFEST, platform=[])]),
+            _index(manifests="x"),
+            _index(mf.DOCKER_LIST, manifests=[_desc(mf.DOCKER_MANIFEST, platform={"os.version": 1})]),
+            _index(annotations={"x": 1}),
+            _index(config=_desc()),
+            _index(layers=[]),
+            _image(manifests=[]),
+            _image(mf.DOCKER_MANIFEST, manifests=[]),
+            _index(mf.DOCKER_LIST, layers=[]),
+            b'{"schemaVersion": 2, "config": {"mediaType": "a/b", "digest": "' + SHA.encode()
+            + b'", "size": 1e400}, "layers": []}',
+            b'{"schemaVersion": 2, "config": {"mediaType": "a/b", "digest": "' + SHA.encode()
+            + b'", "size": 1}, "layers": [], "x": -Infinity}',
+            b'{"schemaVersion": 2, "x": NaN, "manifests": []}',
+            b'{"schemaVersion": 2, "manifests": []}\x00',
+        ]
+        for body in table:
+            with self.assertRaises(RegistryError, msg=body) as caught:
+                mf.parse_manifest(body)
+            self.assertEqual(caught.exception.code, "MANIFEST_INVALID", body)
+
+    def test_content_type_must_agree(self):
+        table = [
+            (_image(None), mf.OCI_INDEX),
+            (_index(None), mf.OCI_MANIFEST),
+            (_index(None), mf.DOCKER_LIST),
+            (_image(mf.DOCKER_MANIFEST), mf.OCI_MANIFEST),
+            (_image(), mf.DOCKER_MANIFEST),
+            (_index(mf.DOCKER_LIST), mf.OCI_INDEX),
+            (_index(), mf.DOCKER_LIST),
+        ]
+        for body, content_type in table:
+            with self.assertRaises(RegistryError, msg=(body, content_type)):
+                mf.parse_manifest(body, content_type)
+
     def test_references(self):
         manifest = mf.parse_manifest(_image(layers=[_desc(size=5), _desc(digest=SHA512, urls=["http://x"])]))
         self.assertEqual([str(d.digest) for d in manifest.references()], [SHA, SHA])
@@ -253,7 +366,9 @@ class RangeTests(unittest.SynchronousTestCase):
 
     def test_unsatisfiable(self):
         for header in ["bytes=10-", "bytes=10-20", "bytes=5-2", "bytes=-0", "bytes=-", "bytes=a-b",
-                       "items=0-1", "bytes", "bytes=0-1-2"]:
+                       "items=0-1", "bytes", "bytes=0-1-2", "bytes=-" + "9" * 5000, "bytes=" + "9" * 5000 + "-",
+                       "bytes=0-" + "9" * 5000, "bytes=-9223372036854775808", "bytes=\u0663-", "bytes=0-1\n",
+                       "bytes=1_0-"]:
             with self.assertRaises(RangeNotSatisfiable):
                 parse_range(header, 10)
 
@@ -262,7 +377,8 @@ class RangeTests(unittest.SynchronousTestCase):
         self.assertEqual(parse_content_range("0-99"), (0, 99))
         self.assertEqual(parse_content_range("bytes 100-199/*"), (100, 199))
         self.assertEqual(parse_content_range("bytes=5-9"), (5, 9))
-        for bad in ["", "5", "9-5", "a-b", "-5"]:
+        for bad in ["", "5", "9-5", "a-b", "-5", "0-" + "9" * 5000, "9" * 30 + "-" + "9" * 31, "0-1\n",
+                    "\u0663-\u0664", "1_0-20"]:
             with self.assertRaises(ValueError):
                 parse_content_range(bad)
 
@@ -274,6 +390,115 @@ class UploadStateTests(unittest.SynchronousTestCase):
         token = upload_state("secret", "a", "u")
         self.assertEqual(token, upload_state("secret", "a", "u"))
         self.assertTrue(check_upload_state("secret", "a", "u", token))
-        for name, upload, state in [("a", "v", token), ("b", "u", token), ("a", "u", None), ("a", "u", "x")]:
+        for name, upload, state in [("a", "v", token), ("b", "u", token), ("a", "u", None), ("a", "u", "x"),
+                                    ("a", "u", "\u00e9"), ("a", "u", "\ufffd" * 24), ("a", "u", token + "\n")]:
             self.assertFalse(check_upload_state("secret", name, upload, state))
         self.assertNotEqual(token, upload_state("other", "a", "u"))
+
+
+class TrailingNewlineTests(unittest.SynchronousTestCase):
+    """``$`` matches before a final newline; every pattern must take the whole value."""
+
+    def test_names_tags_upload_ids(self):
+        for suffix in ["\n", "\r", "\x00", "\n\n", " "]:
+            self.assertFalse(is_valid_name("base/app" + suffix), repr(suffix))
+            with self.assertRaises(RegistryError):
+                check_name("base/app" + suffix)
+            self.assertFalse(is_valid_tag("v1" + suffix), repr(suffix))
+            self.assertFalse(is_valid_upload_id("abc" + suffix), repr(suffix))
+        self.assertTrue(is_valid_upload_id("5b8c7d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e"))
+        for bad in ["", ".", "..", "a/b", "a" * 129]:
+            self.assertFalse(is_valid_upload_id(bad), bad)
+
+    def test_digests(self):
+        for text in [SHA + "\n", SHA512 + "\n", "sha256\n:" + "a" * 64, SHA + "\x00"]:
+            with self.assertRaises(RegistryError) as caught:
+                parse_digest(text)
+            self.assertEqual(caught.exception.code, "DIGEST_INVALID", repr(text))
+
+    def test_long_names_are_refused_before_matching(self):
+        with self.assertRaises(RegistryError) as caught:
+            check_name("a" * 16000)
+        self.assertIn("must not exceed", caught.exception.detail["reason"])
+
+
+class DecimalTests(unittest.SynchronousTestCase):
+    def test_table(self):
+        table = [
+            ("0", 0), ("7", 7), ("007", 7), (str(INT64_MAX), INT64_MAX), ("0" * 5000 + "1", 1),
+            (str(INT64_MAX + 1), None), ("9" * 5000, None), ("", None), ("-1", None), ("+1", None),
+            (" 1", None), ("1 ", None), ("1_0", None), ("1\n", None), ("\u0663", None), ("1.0", None),
+            (None, None), (b"1", None),
+        ]
+        for text, expected in table:
+            self.assertEqual(parse_decimal(text), expected, repr(text)[:40])
+
+
+class HeaderTests(unittest.SynchronousTestCase):
+    def test_decode(self):
+        self.assertEqual(decode_header(b"bytes=0-1\t x"), "bytes=0-1\t x")
+        for bad in [b"\xff", b"caf\xc3\xa9", b"a\x00b", b"a\x7fb", b"a\x1bb"]:
+            with self.assertRaises(MalformedHeader):
+                decode_header(bad, "range")
+
+    def test_request_header_by_bytes_name(self):
+        request = FakeRequest({b"range": [b"bytes=\xff-"], b"host": [b"a:1", b"b:2"]})
+        with self.assertRaises(MalformedHeader):
+            header_text(request, "range")
+        self.assertIsNone(header_text_or_none(request, "range"))
+        self.assertEqual(header_text(request, "host"), "b:2")
+        self.assertIsNone(header_text(request, "x-missing"))
+
+    def test_host_header_bytes(self):
+        for value in [b"", b"reg.example", b"reg.example:5000", b"[::1]:5000", b"a_b-c~d", b"%41"]:
+            self.assertTrue(is_valid_host_header(value), value)
+        for value in [b"\xff", b"a b", b"a/b", b"a\x00", b"a\tb", b"caf\xc3\xa9", b"a@b", b'a"b']:
+            self.assertFalse(is_valid_host_header(value), value)
+
+    def test_hosts_and_schemes(self):
+        for host in ["example.com", "example.com:5000", "127.0.0.1:1", "[::1]:5000", "[::1]", "a_b.local"]:
+            self.assertTrue(is_host(host), host)
+        for host in ["", "a b", "a/b", "a\x00", "a:b:c:port", "x" * 2000, "a:123456", None]:
+            self.assertFalse(is_host(host), host)
+        for scheme in ["http", "https", "git+ssh"]:
+            self.assertTrue(is_scheme(scheme), scheme)
+        for scheme in ["", "1http", "ht tp", "h\u00e9", "http:"]:
+            self.assertFalse(is_scheme(scheme), scheme)
+
+
+class FakeRequest:
+    """What URLBuilder and the header helpers read from a request."""
+
+    def __init__(self, headers, secure=False):
+        self.requestHeaders = Headers(headers)
+        self.prepath = [b"v2"]
+        self._secure = secure
+
+    def isSecure(self):
+        return self._secure
+
+    def getHost(self):
+        return IPv4Address("TCP", "10.0.0.1", 5000)
+
+
+class URLBuilderTests(unittest.SynchronousTestCase):
+    def test_malformed_headers_are_ignored(self):
+        table = [
+            ({b"host": [b"reg.example:5000"]}, "http://reg.example:5000/v2"),
+            ({b"host": [b"\xff"]}, "http://10.0.0.1:5000/v2"),
+            ({b"host": [b"a b"]}, "http://10.0.0.1:5000/v2"),
+            ({b"host": [b"h"], b"x-forwarded-host": [b"\xff"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-host": [b"a/b, c"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-host": [b"p.example, c"]}, "http://p.example/v2"),
+            ({b"host": [b"h"], b"x-forwarded-proto": [b"\xff"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-proto": [b"ht tp"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-proto": [b"https"]}, "https://h/v2"),
+            ({b"host": [b"h"], b"forwarded": [b"host=\xff;proto=https"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"forwarded": [b"host=a/b;proto=1x"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"forwarded": [b'host="f.example";proto=https']}, "https://f.example/v2"),
+            ({b"host": [b"h"], b"x-forwarded-port": [b"9" * 5000]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-port": [b"\xd9\xa3"]}, "http://h/v2"),
+            ({b"host": [b"h"], b"x-forwarded-port": [b"8443"]}, "http://h:8443/v2"),
+        ]
+        for headers, expected in table:
+            self.assertEqual(URLBuilder(FakeRequest(headers), None).root, expected, headers)

@@ -1,11 +1,18 @@
 """
 HTTP byte ranges: ``Range`` on blob GETs and ``Content-Range`` on PATCH.
+
+Numbers are read as Go reads them (L{spectroreg.web.numbers}): a value
+that is not a 64-bit count makes the header malformed, never a 500.
 """
 
 import re
 
-_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
-_CONTENT_RANGE = re.compile(r"^\s*(?:bytes[ =])?\s*(\d+)\s*-\s*(\d+)\s*(?:/\s*(?:\d+|\*))?\s*$")
+from spectroreg.web.numbers import parse_decimal
+
+# ASCII only: Python's \d and \s also match other scripts' digits and spaces.
+_RANGE = re.compile(r"[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*", re.ASCII)
+_CONTENT_RANGE = re.compile(
+    r"[ \t]*(?:bytes[ =])?[ \t]*([0-9]+)[ \t]*-[ \t]*([0-9]+)[ \t]*(?:/[ \t]*(?:[0-9]+|\*))?[ \t]*", re.ASCII)
 
 
 class RangeNotSatisfiable(Exception):
@@ -22,29 +29,32 @@ def parse_range(header, size):
     """
     if header is None:
         return None
-    header = header.strip()
+    header = header.strip(" \t")
     unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or not spec:
+    if unit.strip(" \t").lower() != "bytes" or not spec:
         raise RangeNotSatisfiable(header)
     if "," in spec:
         # Multipart ranges are not worth serving for blobs; the whole blob is.
         return None
-    match = _RANGE.match(spec)
+    match = _RANGE.fullmatch(spec)
     if match is None:
         raise RangeNotSatisfiable(header)
     first, last = match.groups()
     if first == "" and last == "":
         raise RangeNotSatisfiable(header)
     if first == "":
-        suffix = int(last)
-        if suffix == 0:
+        suffix = parse_decimal(last)
+        if suffix is None or suffix == 0:
             raise RangeNotSatisfiable(header)
         suffix = min(suffix, size)
         return size - suffix, suffix
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if start >= size or (last != "" and int(last) < start):
+    start = parse_decimal(first)
+    end = None if last == "" else parse_decimal(last)
+    if start is None or (last != "" and end is None):
         raise RangeNotSatisfiable(header)
+    if start >= size or (end is not None and end < start):
+        raise RangeNotSatisfiable(header)
+    end = size - 1 if end is None else min(end, size - 1)
     return start, end - start + 1
 
 
@@ -58,10 +68,10 @@ def parse_content_range(header):
     """
     if header is None:
         return None
-    match = _CONTENT_RANGE.match(header)
+    match = _CONTENT_RANGE.fullmatch(header)
     if match is None:
         raise ValueError(header)
-    start, end = int(match.group(1)), int(match.group(2))
-    if end < start:
+    start, end = parse_decimal(match.group(1)), parse_decimal(match.group(2))
+    if start is None or end is None or end < start:
         raise ValueError(header)
     return start, end

@@ -26,6 +26,8 @@ from spectroreg.registry import manifests as mf
 from spectroreg.registry.digests import looks_like_digest, parse_digest
 from spectroreg.registry.errors import RegistryError, upload_unknown
 from spectroreg.registry.names import is_valid_name, is_valid_tag
+from spectroreg.web.headers import MalformedHeader, header_text
+from spectroreg.web.numbers import parse_decimal
 
 log = Logger()
 
@@ -43,11 +45,12 @@ def _arg(request, name):
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _header(request, name):
-    value = request.getHeader(name)
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    return value
+def _header(request, name, error):
+    """Header C{name} as text (None when absent); C{error} when it is not text."""
+    try:
+        return header_text(request, name)
+    except MalformedHeader:
+        raise error
 
 
 def _segments(request):
@@ -69,11 +72,8 @@ def _parse_n(request, maximum=None):
     raw = _arg(request, "n")
     if raw is None or raw == "":
         return None
-    try:
-        n = int(raw)
-    except ValueError:
-        raise RegistryError("UNSUPPORTED", status=400, detail="n must be a non-negative integer")
-    if n < 0:
+    n = parse_decimal(raw)
+    if n is None:
         raise RegistryError("UNSUPPORTED", status=400, detail="n must be a non-negative integer")
     if maximum is not None:
         n = min(n, maximum)
@@ -301,7 +301,8 @@ class RegistryAPI(resource.Resource):
         body = self._small_body(request, mf.MAX_MANIFEST_SIZE)
         if body is None:
             raise RegistryError("MANIFEST_INVALID", status=413, detail="manifest exceeds 4 MiB")
-        content_type = _header(request, "content-type")
+        content_type = _header(request, "content-type",
+                               RegistryError("MANIFEST_INVALID", detail="malformed Content-Type"))
         digest, manifest = await self._registry.put_manifest(route.repository, reference, body, content_type)
         headers = [
             ("Location", self._urls(request).url(route.repository, "manifests", str(digest))),
@@ -347,14 +348,15 @@ class RegistryAPI(resource.Resource):
             ("Cache-Control", "max-age=31536000"),
             ("Content-Type", OCTET_STREAM),
         ]
+        unsatisfiable = RegistryError(
+            "SIZE_INVALID", status=416, detail="requested range not satisfiable",
+            message="requested range not satisfiable",
+            headers=[("Content-Range", "bytes */{}".format(descriptor.size))],
+        )
         try:
-            span = parse_range(_header(request, "range"), descriptor.size)
+            span = parse_range(_header(request, "range", unsatisfiable), descriptor.size)
         except RangeNotSatisfiable:
-            raise RegistryError(
-                "SIZE_INVALID", status=416, detail="requested range not satisfiable",
-                message="requested range not satisfiable",
-                headers=[("Content-Range", "bytes */{}".format(descriptor.size))],
-            )
+            raise unsatisfiable
         status, offset, length = 200, 0, descriptor.size
         if span is not None:
             status, (offset, length) = 206, span
@@ -404,14 +406,15 @@ class RegistryAPI(resource.Resource):
             # The digest is checked before any byte is stored.
             parse_digest(_arg(request, "digest") or "")
         offset = None
-        raw_range = _header(request, "content-range")
+        invalid_range = RegistryError("BLOB_UPLOAD_INVALID", status=416, detail="invalid Content-Range")
+        raw_range = _header(request, "content-range", invalid_range)
         if raw_range is not None:
             try:
                 start, end = parse_content_range(raw_range)
             except ValueError:
-                raise RegistryError("BLOB_UPLOAD_INVALID", status=416, detail="invalid Content-Range")
-            length = request.getHeader("content-length")
-            if length is not None and int(length) != end - start + 1:
+                raise invalid_range
+            length = _header(request, "content-length", invalid_range)
+            if length is not None and parse_decimal(length) != end - start + 1:
                 raise RegistryError("BLOB_UPLOAD_INVALID", status=416,
                                     detail="Content-Range does not match Content-Length")
             offset = start

@@ -20,14 +20,12 @@ import hashlib
 import hmac
 from urllib.parse import quote, urlencode, urlsplit
 
+from spectroreg.web.headers import header_text_or_none, is_host, is_scheme
+
 
 def _header(request, name):
-    value = request.getHeader(name)
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    return value
+    # A value that is not ASCII text is ignored, like an absent one.
+    return header_text_or_none(request, name)
 
 
 def _forwarded(request):
@@ -39,18 +37,23 @@ def _forwarded(request):
         for pair in first.split(";"):
             key, _, item = pair.strip().partition("=")
             item = item.strip().strip('"')
-            if key.lower() == "proto" and item:
+            if key.lower() == "proto" and is_scheme(item):
                 proto = item
-            elif key.lower() == "host" and item:
+            elif key.lower() == "host" and is_host(item):
                 host = item
     return proto, host
 
 
-def _first(value):
-    """The first of a comma-separated list of values, as proxies append."""
+def _first(value, valid):
+    """The first of a comma-separated list of values, as proxies append, if C{valid}."""
     if not value:
         return None
-    return value.split(",", 1)[0].strip() or None
+    first = value.split(",", 1)[0].strip()
+    return first if valid(first) else None
+
+
+def _is_port(value):
+    return len(value) <= 5 and value.isdigit() and value.isascii()
 
 
 def _has_port(host):
@@ -86,17 +89,23 @@ class URLBuilder:
             return path
         # Distribution's order: X-Forwarded-* first, then Forwarded.
         forwarded_proto, forwarded_host = _forwarded(self._request)
-        proto = _first(_header(self._request, "x-forwarded-proto")) or forwarded_proto
-        host = _first(_header(self._request, "x-forwarded-host")) or forwarded_host
+        proto = _first(_header(self._request, "x-forwarded-proto"), is_scheme) or forwarded_proto
+        host = _first(_header(self._request, "x-forwarded-host"), is_host) or forwarded_host
         if not proto:
             proto = "https" if self._request.isSecure() else "http"
         if not host:
             host = _header(self._request, "host")
+            if not is_host(host):
+                host = None
         if not host:
             address = self._request.getHost()
-            host = "{}:{}".format(address.host, address.port)
-        port = _first(_header(self._request, "x-forwarded-port"))
-        if port and port.isdigit() and not _has_port(host):
+            if getattr(address, "port", None) is None:
+                host = "localhost"  # a unix socket: no address to name
+            else:
+                literal = "[{}]" if ":" in address.host else "{}"
+                host = (literal + ":{}").format(address.host, address.port)
+        port = _first(_header(self._request, "x-forwarded-port"), _is_port)
+        if port and not _has_port(host):
             host = "{}:{}".format(host, port)
         return "{}://{}{}".format(proto, host, path)
 
@@ -125,4 +134,6 @@ def check_upload_state(secret, name, upload_id, state):
     expected = upload_state(secret, name, upload_id)
     if expected is None:
         return True
-    return state is not None and hmac.compare_digest(expected, state)
+    # As bytes: compare_digest refuses str holding anything but ASCII, and
+    # the token comes from the query string as the client sent it.
+    return state is not None and hmac.compare_digest(expected.encode("ascii"), state.encode("utf-8", "replace"))

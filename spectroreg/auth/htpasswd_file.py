@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Dict, Tuple
 
 # $2?$ + two-digit cost + 22 characters of salt + 31 of hash, bcrypt's base64.
-_BCRYPT = re.compile(rb"^\$2[aby]\$(?P<cost>\d\d)\$[./A-Za-z0-9]{53}$")
+_BCRYPT = re.compile(rb"\$2[aby]\$(?P<cost>[0-9]{2})\$[./A-Za-z0-9]{53}")
 
 _KNOWN_FORMATS = (
     (b"$apr1$", "Apache MD5 ($apr1$)"),
@@ -53,7 +53,7 @@ def describe_format(hashed):
 
 def bcrypt_cost(hashed):
     """The cost factor of a valid bcrypt hash, or None."""
-    match = _BCRYPT.match(hashed)
+    match = _BCRYPT.fullmatch(hashed)
     return int(match.group("cost")) if match else None
 
 
@@ -81,7 +81,7 @@ def parse_htpasswd(data, filename="htpasswd"):
             warnings.append("{}: not a user:hash line; ignored".format(where))
             continue
         hashed = hashed.strip()
-        if _BCRYPT.match(hashed) is None:
+        if _BCRYPT.fullmatch(hashed) is None:
             warnings.append(
                 "{}: user {!r} has a {} password hash; only bcrypt ($2a$, $2b$, $2y$) "
                 "is accepted, so this user cannot log in (re-create it with "

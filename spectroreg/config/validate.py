@@ -64,7 +64,7 @@ OBJECT_ACLS = (
 # Go's cipher suite names, as spectroreg.tls.ciphers maps them to OpenSSL's.
 GO_CIPHER_SUITES = tuple(_ciphers.TLS12_SUITES) + tuple(_ciphers.TLS13_SUITES)
 
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _MISSING = object()
 
 
@@ -592,7 +592,7 @@ def _headers(check, section, path):
     seen = {}
     for name in raw:
         where = headers_path + (name,)
-        if not _HEADER_NAME.match(name):
+        if not _HEADER_NAME.fullmatch(name):
             check.fail(where, "invalid header name {!r}".format(name))
         values = check.strings(raw, headers_path, name)
         for index, value in enumerate(values):

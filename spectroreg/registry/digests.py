@@ -13,11 +13,12 @@ import re
 
 from spectroreg.registry.errors import RegistryError
 
-DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+# Applied with fullmatch: ``$`` would let a trailing newline through.
+DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 
 ALGORITHMS = {
-    "sha256": (re.compile(r"^[a-f0-9]{64}$"), hashlib.sha256),
-    "sha512": (re.compile(r"^[a-f0-9]{128}$"), hashlib.sha512),
+    "sha256": (re.compile(r"[a-f0-9]{64}"), hashlib.sha256),
+    "sha512": (re.compile(r"[a-f0-9]{128}"), hashlib.sha512),
 }
 
 CANONICAL = "sha256"
@@ -61,12 +62,12 @@ def parse_digest(value):
             value = value.decode("ascii")
         except UnicodeDecodeError:
             raise RegistryError("DIGEST_INVALID", detail="digest is not ASCII")
-    if not isinstance(value, str) or not DIGEST_RE.match(value):
+    if not isinstance(value, str) or DIGEST_RE.fullmatch(value) is None:
         raise RegistryError("DIGEST_INVALID", detail="invalid digest: {!r}".format(value))
     algorithm, encoded = value.split(":", 1)
     if algorithm not in ALGORITHMS:
         raise RegistryError("DIGEST_INVALID", detail="unsupported digest algorithm: {}".format(algorithm))
-    if not ALGORITHMS[algorithm][0].match(encoded):
+    if ALGORITHMS[algorithm][0].fullmatch(encoded) is None:
         raise RegistryError("DIGEST_INVALID", detail="invalid {} digest: {!r}".format(algorithm, value))
     return Digest(algorithm, encoded)
 

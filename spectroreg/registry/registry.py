@@ -11,7 +11,6 @@ storage, or this one after a restart, can continue them.
 
 import collections
 import json
-import re
 import uuid as uuidlib
 
 from twisted.internet import defer
@@ -23,7 +22,7 @@ from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache, Ticket
 from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_digest
 from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
-from spectroreg.registry.names import is_valid_tag
+from spectroreg.registry.names import is_valid_tag, is_valid_upload_id
 from spectroreg.registry.uploads import HashingConsumer, LockReleaser, UploadWriter, format_rfc3339, parse_rfc3339
 from spectroreg.registry.uploads import digest_hasher
 from spectroreg.storage.errors import PathNotFound
@@ -33,8 +32,6 @@ from spectroreg.storage.readonly import ReadOnlyDriver
 log = Logger()
 
 BLOB_MEDIA_TYPE = "application/octet-stream"
-
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 # Digests whose blob data a stat found missing, kept so publishing an
 # upload of them needs no second look (bounded; see finish_upload).
@@ -363,7 +360,7 @@ class Registry:
         return upload_id
 
     async def upload_exists(self, name, upload_id):
-        if not _UPLOAD_ID.match(upload_id) or upload_id in (".", ".."):
+        if not is_valid_upload_id(upload_id):
             # Not an id we (or Distribution) hand out, and no storage path.
             return False
         return await self._exists(paths.upload_startedat(name, upload_id))
@@ -690,7 +687,9 @@ class Registry:
             for entry in await self._list(algorithm_dir):
                 try:
                     content = await self.driver.get_content(entry + "/descriptor")
-                    descriptor = json.loads(content.decode("utf-8"))
+                    # Strictly: an entry written from a manifest accepted before
+                    # manifests were read strictly may hold NaN or Infinity.
+                    descriptor = mf.load_descriptor(content)
                     referrer = parse_digest(descriptor["digest"])
                 except (PathNotFound, ValueError, KeyError, RegistryError):
                     continue

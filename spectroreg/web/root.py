@@ -6,6 +6,8 @@ and Go-style 404s for everything else.
 
 from twisted.web.resource import Resource
 
+from spectroreg.web.headers import MalformedHeader, decode_header, is_host
+
 
 class Liveness(Resource):
     """``/``: 200 with an empty body, as Distribution's ``alive`` handler."""
@@ -115,9 +117,17 @@ class _Redirect(Resource):
         self.https_port = https_port
 
     def render(self, request):
-        host = (request.getRequestHostname() or b"localhost").decode("ascii", "replace")
+        try:
+            host = decode_header(request.getRequestHostname() or b"localhost", "host")
+        except MalformedHeader:
+            host = ""
         if ":" in host and not host.startswith("["):
             host = "[" + host + "]"  # a bare IPv6 literal
+        if not is_host(host):
+            # Go's answer to a Host no URL can carry.
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"400 Bad Request: malformed Host header"
         port = self.https_port() if callable(self.https_port) else self.https_port
         if port not in (None, 443):
             host = "{}:{}".format(host, port)

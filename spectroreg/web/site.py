@@ -23,7 +23,9 @@ from twisted.web import http, server
 from twisted.web.http_headers import Headers
 
 from spectroreg.logging import ACCESS_NAMESPACE
+from spectroreg.web.headers import is_valid_host_header
 from spectroreg.web.limits import DEFAULT_LIMITS
+from spectroreg.web.numbers import parse_decimal
 
 _log = Logger(namespace="spectroreg.web")
 _access = Logger(namespace=ACCESS_NAMESPACE)
@@ -185,6 +187,15 @@ class RegistryChannel(http.HTTPChannel):
         self.reject(414 if self._awaiting_request_line else 431)
 
     def headerReceived(self, line):
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip()
+        if name == b"content-length" and parse_decimal(value.decode("latin-1")) is None:
+            # As Go does; Twisted 26 would int() it, and 5000 digits raise there.
+            self.reject(400)
+            return False
+        if name == b"host" and not is_valid_host_header(value):
+            self.reject(400)  # Go: "400 Bad Request: malformed Host header"
+            return False
         ok = super().headerReceived(line)
         if not ok:
             return ok

@@ -92,3 +92,33 @@ def download(server, path, chunk_size=1024 * 1024, timeout=60.0):
                 {k.lower(): v for k, v in response.getheaders()})
     finally:
         connection.close()
+
+
+def exchange(host, port, data, timeout=30.0):
+    """
+    Send C{data} (the whole request, bytes, as it should appear on the wire)
+    on a new connection and read until the server closes it; send
+    ``Connection: close`` in C{data}. Returns (status or None, headers as
+    {lower-case name: bytes}, body, raw bytes received).
+    """
+    import socket
+
+    with socket.create_connection((host, port), timeout=timeout) as connection:
+        connection.sendall(data)
+        received = b""
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = None
+    parts = lines[0].split(b" ", 2)
+    if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
+        status = int(parts[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower().decode("latin-1")] = value.strip()
+    return status, headers, body, received

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 
 # Virtual-hosted addressing needs a bucket name that is a DNS label (and,
 # over TLS, has no dot: the certificate is for *.s3.<region>.amazonaws.com).
-_DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_DNS_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 
 
 def quote_key(key):
@@ -107,6 +107,6 @@ def endpoint_from_settings(settings):
             host, _, given = host.partition(":")
             port = int(given)
         return Endpoint(scheme, host, port, True)
-    path_style = settings.forcepathstyle or not _DNS_BUCKET.match(settings.bucket) or (
+    path_style = settings.forcepathstyle or not _DNS_BUCKET.fullmatch(settings.bucket) or (
         scheme == "https" and "." in settings.bucket)
     return Endpoint(scheme, aws_host(settings.region), None, path_style)
