@@ -214,7 +214,9 @@ class BrowseTests(_BrowserTestCase):
         page.click_and_wait("a.danger")
         page.click_and_wait("form.confirm button[type=submit]")
         self.assertIn("Deleted {}.".format(MULTI.digest), page.text())
-        self.assertEqual(pushing.tags_of(daemon, "multi", auth), [])
+        # No tags left: an empty list, or (where storage has no directories
+        # of its own) an unknown name, as Distribution answers.
+        self.assertIn(pushing.tags_of(daemon, "multi", auth), ([], None))
         self.assertEqual(daemon.request("GET", "/v2/multi/manifests/" + MULTI.digest, auth).status, 404)
 
         browser.pump(0.3)

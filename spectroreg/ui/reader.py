@@ -225,8 +225,19 @@ class RegistryReader:
         return await self._registry.catalog()
 
     async def tags(self, name):
-        """Sorted tags. @raise RegistryError: NAME_UNKNOWN."""
-        return await self._registry.list_tags(name)
+        """
+        Sorted tags. A repository whose tags were all deleted has none (the
+        API's tags list may call it unknown, as Distribution does where
+        directories are implied); the page still shows it.
+
+        @raise RegistryError: NAME_UNKNOWN when there is no such repository.
+        """
+        try:
+            return await self._registry.list_tags(name)
+        except RegistryError as error:
+            if error.code != "NAME_UNKNOWN" or not await self._registry.repository_exists(name):
+                raise
+            return []
 
     async def view(self, name, reference, children=True):
         """
