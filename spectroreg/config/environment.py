@@ -131,7 +131,7 @@ def parse_value(name, text, schema):
     strings (see L{Provenance}).
     """
     try:
-        value = parse_scalar_text(text)
+        value = parse_scalar_text(text, name)
     except yaml.YAMLError as error:
         if schema is STR or (isinstance(schema, ListOf) and schema.item is STR):
             return text, None
