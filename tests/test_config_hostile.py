@@ -110,6 +110,11 @@ ERRORS = [
     ("blob descriptor cache size of 5000 digits",
      "version: 0.1\nstorage:\n  inmemory:\n  cache:\n    blobdescriptorsize: " + HUGE + "\n", {},
      "{path}:5: storage.cache.blobdescriptorsize: must be at most 9223372036854775807, got a number of 5000 digits"),
+    ("a listening port of 5000 digits", http("addr", "127.0.0.1:" + HUGE), {},
+     "{path}:4: http.addr: invalid port '" + "9" * 40 + "'... (5000 characters) in address '127.0.0.1:"
+     + "9" * 30 + "'... (5010 characters); expected 0-65535"),
+    ("a list index of 5000 digits in a variable", MINIMAL_YAML, {"REGISTRY_HTTP_TLS_CLIENTCAS_" + HUGE: "/ca.pem"},
+     "REGISTRY_HTTP_TLS_CLIENTCAS_" + "9" * 52 + "...: list index of 5000 digits; indices count up from 0"),
     ("an alias bomb in a variable", MINIMAL_YAML, {"REGISTRY_LOG_FIELDS": "&a [*a]"},
      "REGISTRY_LOG_FIELDS: not valid YAML: anchor 'a' value contains itself"),
     ("a drain timeout of 5000 digits in a variable", MINIMAL_YAML, {"REGISTRY_HTTP_DRAINTIMEOUT": HUGE + "s"},
