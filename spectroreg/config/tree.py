@@ -268,8 +268,8 @@ class _Builder:
                 line = key_node.start_mark.line + 1
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise ConfigError(
-                        "{}:{}: {}: a key must be a plain name, not a list or mapping".format(
-                            filename, line, dotted(path)
+                        "{}: {}: a key must be a plain name, not a list or mapping".format(
+                            "{}:{}".format(filename, line) if self.located else filename, dotted(path)
                         )
                     )
                 # The literal text: `on:` or `1:` stay the names written.
