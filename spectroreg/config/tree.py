@@ -172,6 +172,9 @@ class _Builder:
     def _count(self, node):
         if not self.budget.count():
             alias = self.outermost
+            if alias is None:
+                # Past 400,000 nodes the allowed share shrinks as the document grows.
+                self._fail(node.start_mark, "document contains excessive aliasing")
             self._fail(
                 alias.start_mark,
                 "document contains excessive aliasing (expanding *{})".format(alias.anchor),
