@@ -56,6 +56,12 @@ def main(argv=None, prog=None):
         if prog in ("__main__.py", "-m", "-c", ""):
             prog = "spectroreg"
     args = _parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command in ("serve", "config"):
+        from spectroreg.dependencies import FOR_CONFIG, REQUIRED, install_hint, missing_packages
+
+        missing = missing_packages(REQUIRED if args.command == "serve" else FOR_CONFIG)
+        if missing:
+            return _fail(prog, install_hint(missing))
     if args.command == "serve":
         return serve(args.config, prog)
     if args.command == "config":

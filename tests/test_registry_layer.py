@@ -13,10 +13,12 @@ from twisted.trial import unittest
 from spectroreg.config.settings import StorageSettings
 from spectroreg.registry import Registry
 from spectroreg.registry import manifests as mf
+from spectroreg.registry import paths
 from spectroreg.registry.digests import parse_digest
 from spectroreg.registry.errors import RegistryError
 from spectroreg.registry.uploads import format_rfc3339, parse_rfc3339
 from spectroreg.storage.base import ValidatingDriver
+from spectroreg.storage.errors import StorageError
 from spectroreg.storage.inmemory import InMemoryDriver
 from tests.support.asynctest import async_test
 
@@ -254,6 +256,64 @@ class RegistryLayerMixin:
         self.assertIsNotNone(await self.registry.mount_blob("x", sha(b"manifest-only")))
 
 
+    @async_test
+    async def test_finish_safe_to_retry_at_every_step(self):
+        """
+        Storage fails after each operation of a finish in turn (the k-th,
+        k = 0, 1, ... until a finish needs no more). The client retries as
+        clients do: it asks how much the upload holds, sends what is missing
+        (nothing, once the content is in: a PUT without a body) and PUTs
+        again. The retry always publishes the exact content, links it and
+        removes the upload.
+        """
+        faulty = FaultyDriver(self.driver)
+        registry = Registry(faulty, self.settings, reactor=self.clock)
+        bodiless = 0
+        for k in range(100):
+            data = os.urandom(70000) + str(k).encode("ascii")
+            upload_id = await registry.start_upload("retry/me")
+            writer = await registry.open_upload("retry/me", upload_id, 0)
+            await writer.write(data[:50000])
+            await writer.close()
+            writer = await registry.open_upload("retry/me", upload_id, 50000)
+            await writer.write(data[50000:])
+            faulty.fail_after(k)
+            try:
+                descriptor = await registry.finish_upload("retry/me", upload_id, sha(data), writer)
+                failed = False
+            except StorageError:
+                failed = True
+            faulty.fail_after(None)
+            if failed:
+                size = await registry.upload_size("retry/me", upload_id)
+                if size in (0, len(data)):
+                    # All there, or already moved to the blob: nothing to send.
+                    bodiless += 1
+                    descriptor = await registry.finish_upload("retry/me", upload_id, sha(data))
+                else:
+                    writer = await registry.open_upload("retry/me", upload_id, size)
+                    await writer.write(data[size:])
+                    descriptor = await registry.finish_upload("retry/me", upload_id, sha(data), writer)
+            self.assertEqual((descriptor.digest, descriptor.size), (sha(data), len(data)), k)
+            self.assertEqual(await self.driver.get_content(registry.blob_path(sha(data))), data, k)
+            self.assertTrue(await self.registry.is_linked("retry/me", sha(data)), k)
+            self.assertFalse(await self.registry.upload_exists("retry/me", upload_id), k)
+            if not failed:
+                break
+        self.assertGreater(bodiless, 2)
+        self.assertEqual(await self.registry._list(paths.uploads("retry/me")), [])
+
+    @async_test
+    async def test_retry_does_not_link_what_it_did_not_verify(self):
+        """An upload that never held the content cannot claim a blob that exists."""
+        await self.upload("owner/app", b"private layer")
+        upload_id = await self.registry.start_upload("other/app")
+        with self.assertRaises(RegistryError) as caught:
+            await self.registry.finish_upload("other/app", upload_id, sha(b"private layer"))
+        self.assertEqual(caught.exception.code, "DIGEST_INVALID")
+        self.assertFalse(await self.registry.is_linked("other/app", sha(b"private layer")))
+
+
 class InMemoryRegistryTests(RegistryLayerMixin, unittest.TestCase):
     def make_driver(self):
         return ValidatingDriver(InMemoryDriver(reactor=self.clock))
@@ -344,6 +404,71 @@ class FailingWriteTests(unittest.TestCase):
         await writer.write(b"!")
         descriptor = await registry.finish_upload("r", upload_id, sha(b"kept!"), writer)
         self.assertEqual(descriptor.size, 5)
+
+
+class FaultyDriver:
+    """
+    Passes calls to C{driver} (and to the writers it opens) until
+    C{fail_after(k)} has let k more through; every later call fails with a
+    StorageError until C{fail_after(None)}.
+    """
+
+    OPERATIONS = (
+        "get_content", "put_content", "read", "writer", "stat", "list", "move", "delete", "walk")
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.left = None
+
+    def fail_after(self, count):
+        self.left = count
+
+    def _spend(self, name):
+        if self.left is not None:
+            if self.left <= 0:
+                raise StorageError("injected fault before {}".format(name))
+            self.left -= 1
+
+    def __getattr__(self, name):
+        attribute = getattr(self.driver, name)
+        if name not in self.OPERATIONS:
+            return attribute
+
+        def call(*args, **kwargs):
+            try:
+                self._spend(name)
+            except StorageError as error:
+                return defer.fail(error)
+            d = attribute(*args, **kwargs)
+            if name == "writer":
+                d.addCallback(lambda writer: _FaultyWriter(self, writer))
+            return d
+
+        return call
+
+
+class _FaultyWriter:
+    def __init__(self, faults, writer):
+        self._faults = faults
+        self._writer = writer
+
+    @property
+    def size(self):
+        return self._writer.size
+
+    def __getattr__(self, name):
+        attribute = getattr(self._writer, name)
+        if name not in ("write", "close", "commit", "cancel"):
+            return attribute
+
+        def call(*args):
+            try:
+                self._faults._spend("writer." + name)
+            except StorageError as error:
+                return defer.fail(error)
+            return attribute(*args)
+
+        return call
 
 
 class CountingDriver:

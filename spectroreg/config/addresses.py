@@ -1,5 +1,7 @@
 """Listening addresses as Go writes them: ``:5000``, ``host:5000``, ``[::1]:5000``."""
 
+from spectroreg.config.durations import shorten
+
 
 def split_host_port(addr):
     """
@@ -14,21 +16,22 @@ def split_host_port(addr):
         end = addr.find("]")
         if end < 0 or addr[end + 1 : end + 2] != ":":
             raise ValueError(
-                "invalid address {!r}; an IPv6 address is written [::1]:5000".format(addr)
+                "invalid address {}; an IPv6 address is written [::1]:5000".format(shorten(addr))
             )
         host, port = addr[1:end], addr[end + 2 :]
         if not host:
-            raise ValueError("invalid address {!r}: empty IPv6 host".format(addr))
+            raise ValueError("invalid address {}: empty IPv6 host".format(shorten(addr)))
     else:
         host, sep, port = addr.rpartition(":")
         if not sep:
-            raise ValueError("missing port in address {!r}; expected e.g. :5000".format(addr))
+            raise ValueError("missing port in address {}; expected e.g. :5000".format(shorten(addr)))
         if ":" in host:
             raise ValueError(
-                "invalid address {!r}; an IPv6 address is written [::1]:5000".format(addr)
+                "invalid address {}; an IPv6 address is written [::1]:5000".format(shorten(addr))
             )
     if any(character.isspace() for character in host):
-        raise ValueError("invalid host in address {!r}".format(addr))
-    if not port.isdigit() or int(port) > 65535:
-        raise ValueError("invalid port {!r} in address {!r}; expected 0-65535".format(port, addr))
+        raise ValueError("invalid host in address {}".format(shorten(addr)))
+    # The length first: int() refuses strings of over 4300 digits.
+    if not port.isdigit() or len(port.lstrip("0")) > 5 or int(port) > 65535:
+        raise ValueError("invalid port {} in address {}; expected 0-65535".format(shorten(port), shorten(addr)))
     return host, int(port)

@@ -9,57 +9,90 @@ decimal numbers each followed by a unit (``ns``, ``us``/``µs``, ``ms``, ``s``,
 
 import re
 
+# Nanoseconds per unit, as Go counts them.
 _UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "\u00b5s": 1e-6,  # micro sign
-    "\u03bcs": 1e-6,  # Greek mu
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
+    "ns": 1,
+    "us": 1000,
+    "\u00b5s": 1000,  # micro sign
+    "\u03bcs": 1000,  # Greek mu
+    "ms": 1000 ** 2,
+    "s": 1000 ** 3,
+    "m": 60 * 1000 ** 3,
+    "h": 3600 * 1000 ** 3,
 }
 
-_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([a-z\u00b5\u03bc]+)")
+# Go's time.Duration is an int64 of nanoseconds: about 292 years.
+MAX_NANOSECONDS = 2 ** 63 - 1
+MAX_SECONDS = MAX_NANOSECONDS / 1e9
+MAX_TEXT = "2562047h47m16.854775807s"
+
+_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([a-z\u00b5\u03bc]+)")
+
+
+def shorten(text, limit=40):
+    """C{repr(text)}, cut to C{limit} characters with its length when longer (for messages)."""
+    if len(text) <= limit:
+        return repr(text)
+    return "{!r}... ({} characters)".format(text[:limit], len(text))
 
 
 def parse_duration(text):
     """
     Seconds (a float) for the Go duration C{text}.
 
+    Counted in whole nanoseconds as Go counts them, so a value Go refuses for
+    overflowing its int64 of nanoseconds is refused here too, however many
+    digits it has.
+
     @raise ValueError: C{text} is not a Go duration; the message says what is
         wrong but not where the value came from (the caller knows that).
     """
     if not isinstance(text, str):
-        raise ValueError("expected a duration such as 60s or 1h30m, got {!r}".format(text))
+        raise ValueError("expected a duration such as 60s or 1h30m, got {}".format(shorten(str(text))))
     original = text
     text = text.strip()
-    sign = 1.0
+    sign = 1
     if text[:1] in ("+", "-"):
-        sign = -1.0 if text[0] == "-" else 1.0
+        sign = -1 if text[0] == "-" else 1
         text = text[1:]
     if text == "0":
         return 0.0
     if not text:
         raise ValueError("empty duration; expected e.g. 60s or 1h30m")
-    total = 0.0
+    total = 0
     position = 0
     while position < len(text):
         match = _PART.match(text, position)
-        if match is None or match.group(1) in ("", "."):
+        if match is None or match.group(1) + (match.group(2) or "") == "":
             raise ValueError(
-                "invalid duration {!r}; expected e.g. 60s, 1h30m, 300ms".format(original)
+                "invalid duration {}; expected e.g. 60s, 1h30m, 300ms".format(shorten(original))
             )
-        number, unit = match.groups()
+        whole, fraction, unit = match.groups()
         if unit not in _UNITS:
             raise ValueError(
-                "unknown unit {!r} in duration {!r}; use ns, us, ms, s, m or h".format(
-                    unit, original
+                "unknown unit {} in duration {}; use ns, us, ms, s, m or h".format(
+                    shorten(unit), shorten(original)
                 )
             )
-        total += float(number) * _UNITS[unit]
+        scale = _UNITS[unit]
+        whole = whole.lstrip("0")
+        # Checked before int(): Python refuses to convert over 4300 digits.
+        if len(whole) > len(str(MAX_NANOSECONDS)):
+            total = MAX_NANOSECONDS + 1
+            break
+        total += int(whole or "0") * scale
+        # Digits past the nanosecond change nothing (Go drops them too).
+        fraction = (fraction or "")[:len(str(scale))]
+        if fraction:
+            total += int(fraction) * scale // 10 ** len(fraction)
+        if total > MAX_NANOSECONDS:
+            break
         position = match.end()
-    return sign * total
+    if total > MAX_NANOSECONDS:
+        raise ValueError(
+            "duration {} is out of range (at most {})".format(shorten(original), MAX_TEXT)
+        )
+    return sign * total / 1e9
 
 
 def format_duration(seconds):

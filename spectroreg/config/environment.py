@@ -43,7 +43,32 @@ _ONE_OF = {
 def _sort_key(name):
     # Segment-wise with numbers compared as numbers: a section's own variable
     # comes before its keys, and HOSTS_2 before HOSTS_10.
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in name.split("_")]
+    # Compared as (length, digits), not int(): a 5000-digit index is more
+    # than Python's int() reads.
+    keys = []
+    for part in name.split("_"):
+        if part.isdigit():
+            digits = part.lstrip("0")
+            keys.append((0, len(digits), digits))
+        else:
+            keys.append((1, 0, part))
+    return keys
+
+
+# The longest list index a variable may give: far past any list, and within
+# what int() reads.
+_MAX_INDEX_DIGITS = 9
+
+
+def _index(name, segment):
+    """The list index variable C{name} gives as C{segment} (digits)."""
+    if len(segment.lstrip("0")) > _MAX_INDEX_DIGITS:
+        raise ConfigError(
+            "{}: list index of {} digits; indices count up from 0".format(
+                name if len(name) <= 80 else name[:80] + "...", len(segment)
+            )
+        )
+    return int(segment)
 
 
 def is_service_link(name):
@@ -90,14 +115,14 @@ def _resolve(name, tree):
         elif isinstance(schema, ListOf):
             if not segment.isdigit():
                 return None
-            key = int(segment)
+            key = _index(name, segment)
             child_schema = schema.item
         elif isinstance(schema, MapOf) or schema is ANY:
             existing = _match(segment, node) if isinstance(node, dict) else None
             if existing is not None:
                 key = existing
             elif segment.isdigit() and not isinstance(node, dict):
-                key = int(segment)
+                key = _index(name, segment)
             elif isinstance(schema, MapOf) and schema.header_names:
                 key = canonical_header(segment)
                 invented = True
@@ -131,7 +156,7 @@ def parse_value(name, text, schema):
     strings (see L{Provenance}).
     """
     try:
-        value = parse_scalar_text(text)
+        value = parse_scalar_text(text, name)
     except yaml.YAMLError as error:
         if schema is STR or (isinstance(schema, ListOf) and schema.item is STR):
             return text, None

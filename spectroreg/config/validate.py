@@ -10,7 +10,7 @@ import re
 
 from spectroreg.config import settings as s
 from spectroreg.config.addresses import split_host_port
-from spectroreg.config.durations import parse_duration
+from spectroreg.config.durations import MAX_SECONDS, format_duration, parse_duration, shorten
 from spectroreg.config.errors import ConfigError
 from spectroreg.config.schema import (
     AUTH_PROVIDERS,
@@ -64,6 +64,13 @@ OBJECT_ACLS = (
 # Go's cipher suite names, as spectroreg.tls.ciphers maps them to OpenSSL's.
 GO_CIPHER_SUITES = tuple(_ciphers.TLS12_SUITES) + tuple(_ciphers.TLS13_SUITES)
 
+# Go's int, which Distribution reads integer keys into.
+GO_INT_MAX = 2 ** 63 - 1
+# The shortest upload purging interval and age: purging lists every upload in
+# storage, and at a nanosecond it would do nothing else.
+MIN_PURGE_SECONDS = 1.0
+
+_DIGITS = re.compile(r"[-+]?[0-9]+")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _MISSING = object()
 
@@ -154,13 +161,33 @@ class Checker:
             )
         return value
 
-    def integer(self, mapping, path, key, default, minimum=None, maximum=None, digits_ok=False):
+    def integer(self, mapping, path, key, default, minimum=None, maximum=GO_INT_MAX, digits_ok=False):
+        """
+        An integer within [C{minimum}, C{maximum}]; by default at most Go's
+        int64, which is what Distribution reads these keys into.
+        """
         where = tuple(path) + (key,)
         value = mapping.get(key)
         if value is None:
             return default
-        if digits_ok and isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
+        if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+            text = value.strip()
+            digits = text.lstrip("+-").lstrip("0")
+            # A number too long for Go's YAML is text there; too long for
+            # Python's int() (4300 digits) it is too big for every key anyway.
+            if len(digits) > len(str(GO_INT_MAX)):
+                negative = text.startswith("-")
+                bound = minimum if negative else maximum
+                if bound is None:
+                    self.fail(where, "expected an integer, got a number of {} digits".format(len(digits)))
+                self.fail(
+                    where,
+                    "must be at {} {}, got a number of {} digits".format(
+                        "least" if negative else "most", _size_text(bound), len(digits)
+                    ),
+                )
+            if digits_ok:
+                value = int(text)
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(where, "expected an integer, got {}".format(_describe(value, self._raw(where, value))))
         if minimum is not None and value < minimum:
@@ -169,7 +196,11 @@ class Checker:
             self.fail(where, "must be at most {}, got {}".format(_size_text(maximum), value))
         return value
 
-    def duration(self, mapping, path, key, default, positive=False):
+    def duration(self, mapping, path, key, default, minimum=0.0, maximum=MAX_SECONDS):
+        """
+        Seconds from a Go duration, within [C{minimum}, C{maximum}] seconds;
+        the upper bound by default is Go's (an int64 of nanoseconds).
+        """
         where = tuple(path) + (key,)
         value = mapping.get(key)
         if value is None:
@@ -182,8 +213,11 @@ class Checker:
                 seconds = parse_duration(text)
             except ValueError as error:
                 self.fail(where, str(error))
-        if seconds < 0 or (positive and seconds == 0):
-            self.fail(where, "must be {}, got {}".format("positive" if positive else "zero or more", value))
+        written = shorten(value if isinstance(value, str) else self._raw(where, value))
+        if seconds < minimum or (minimum == 0 and seconds < 0):
+            self.fail(where, "must be at least {}, got {}".format(format_duration(minimum), written))
+        if seconds > maximum:
+            self.fail(where, "must be at most {}, got {}".format(format_duration(maximum), written))
         return seconds
 
     def choice(self, mapping, path, key, default, choices, what, fold=str.lower):
@@ -235,7 +269,7 @@ def _describe(value, raw=None):
         return "a list"
     if isinstance(value, (int, float)):
         return "a number ({})".format(raw if raw is not None else value)
-    return "{!r}".format(raw if raw is not None else value)
+    return shorten(str(raw if raw is not None else value))
 
 
 def _size_text(number):
@@ -392,8 +426,12 @@ def _storage(check, tree):
     enabled = check.boolean(purging, purging_path, "enabled", defaults.enabled)
     uploadpurging = s.UploadPurgingSettings(
         enabled=enabled,
-        age=check.duration(purging, purging_path, "age", defaults.age, positive=enabled),
-        interval=check.duration(purging, purging_path, "interval", defaults.interval, positive=enabled),
+        age=check.duration(
+            purging, purging_path, "age", defaults.age, minimum=MIN_PURGE_SECONDS if enabled else 0.0
+        ),
+        interval=check.duration(
+            purging, purging_path, "interval", defaults.interval, minimum=MIN_PURGE_SECONDS if enabled else 0.0
+        ),
         dryrun=check.boolean(purging, purging_path, "dryrun", defaults.dryrun),
     )
     readonly_path = maintenance_path + ("readonly",)

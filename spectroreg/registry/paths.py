@@ -85,6 +85,11 @@ def upload_startedat(name, upload_id):
     return upload_dir(name, upload_id) + "/startedat"
 
 
+def upload_verified(name, upload_id):
+    """A link to the digest the upload's content was verified as, written before its data is moved to the blob."""
+    return upload_dir(name, upload_id) + "/spectroreg/verified"
+
+
 def referrers(name):
     return repository(name) + "/_referrers"
 

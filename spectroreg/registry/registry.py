@@ -413,13 +413,24 @@ class Registry:
     async def _hash_stored(self, path, digest):
         hasher = digest.hasher()
         consumer = HashingConsumer(hasher)
-        await self.driver.read(path, consumer)
+        try:
+            await self.driver.read(path, consumer)
+        except PathNotFound:
+            pass  # no data: the digest of nothing
         return Digest(digest.algorithm, hasher.hexdigest()), consumer.size
 
     async def finish_upload(self, name, upload_id, digest, writer=None):
         """
-        Complete an upload: verify C{digest}, publish the blob, link it.
-        On a digest mismatch the upload is cancelled (nothing is stored).
+        Complete an upload: verify C{digest}, publish the blob, link it, and
+        only then remove the upload. On a digest mismatch the upload is
+        cancelled (nothing is stored).
+
+        Any step may fail (storage unreachable, a full disk, a kill) and the
+        client retry the PUT, so each is safe to repeat and the upload
+        outlives them all. Before its data is moved to the blob, the upload
+        gets a marker naming the digest its content was verified as; a
+        retry for that digest whose content is no longer in the upload (the
+        move went through) but whose blob is in place just links it.
 
         @param writer: the L{UploadWriter} holding the last chunk, if any.
         @return: L{BlobDescriptor}.
@@ -430,26 +441,45 @@ class Registry:
         size, hasher = await writer._commit()
         self._forget_hash(name, upload_id)
         data_path = paths.upload_data(name, upload_id)
+        target = paths.blob_data(digest)
         if digest.algorithm == CANONICAL and hasher is not None:
             actual = Digest(CANONICAL, hasher.hexdigest())
         else:
             actual, size = await self._hash_stored(data_path, digest)
         if actual != digest:
-            await self._delete(paths.upload_dir(name, upload_id))
-            raise RegistryError(
-                "DIGEST_INVALID", detail="digest {} does not match the content ({})".format(digest, actual)
-            )
-        target = paths.blob_data(digest)
-        # A blob a stat of this process found missing (the client's HEAD
-        # before pushing it) is published without looking again: if another
-        # push published it meanwhile, the move replaces it atomically with
-        # the same bytes. Otherwise an existing blob is kept as it is.
-        known_absent = self._absent_blobs.pop(digest, None) is not None
-        if known_absent or not await self._exists(target):
-            await self.driver.move(data_path, target)
-        await self._delete(paths.upload_dir(name, upload_id))
+            published = await self._published(name, upload_id, digest)
+            if published is None:
+                await self._delete(paths.upload_dir(name, upload_id))
+                raise RegistryError(
+                    "DIGEST_INVALID", detail="digest {} does not match the content ({})".format(digest, actual)
+                )
+            size = published
+        else:
+            # A blob a stat of this process found missing (the client's HEAD
+            # before pushing it) is published without looking again: if
+            # another push published it meanwhile, the move replaces it
+            # atomically with the same bytes. Otherwise an existing blob is
+            # kept as it is.
+            known_absent = self._absent_blobs.pop(digest, None) is not None
+            if known_absent or not await self._exists(target):
+                await self._write_link(paths.upload_verified(name, upload_id), digest)
+                await self.driver.move(data_path, target)
         await self.link_blob(name, digest)
+        await self._delete(paths.upload_dir(name, upload_id))
         return BlobDescriptor(digest, size)
+
+    async def _published(self, name, upload_id, digest):
+        """
+        The size of blob C{digest} when an earlier finish of this upload
+        verified its content as C{digest} and published it; None otherwise.
+        """
+        if await self._read_link(paths.upload_verified(name, upload_id)) != digest:
+            return None
+        try:
+            info = await self.driver.stat(paths.blob_data(digest))
+        except PathNotFound:
+            return None
+        return None if info.is_dir else info.size
 
     async def cancel_upload(self, name, upload_id):
         """Delete an upload. @raise RegistryError: BLOB_UPLOAD_UNKNOWN."""
