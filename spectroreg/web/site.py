@@ -24,6 +24,7 @@ from twisted.web.http_headers import Headers
 
 from spectroreg.logging import ACCESS_NAMESPACE
 from spectroreg.web.limits import DEFAULT_LIMITS
+from spectroreg.web.status import reason_phrase
 
 _log = Logger(namespace="spectroreg.web")
 _access = Logger(namespace=ACCESS_NAMESPACE)
@@ -33,13 +34,6 @@ _access = Logger(namespace=ACCESS_NAMESPACE)
 _VISIBLE_QUERY = frozenset(
     ["n", "last", "digest", "mount", "from", "artifactType", "tag", "ns"]
 )
-
-_REASONS = {
-    400: b"Bad Request",
-    408: b"Request Timeout",
-    414: b"URI Too Long",
-    431: b"Request Header Fields Too Large",
-}
 
 
 def safe_uri(uri):
@@ -215,7 +209,7 @@ class RegistryChannel(http.HTTPChannel):
             return
         self._rejected = True
         self._cancel_deadline()
-        reason = _REASONS.get(code, b"Error")
+        reason = reason_phrase(code)
         head = (
             b"HTTP/1.1 %d %s\r\n" % (code, reason)
             + b"Content-Length: 0\r\nConnection: close\r\n"
@@ -268,6 +262,11 @@ class SiteRequest(server.Request):
     """The Site's requests: Twisted's, without its Server header."""
 
     configured_server_header = None
+
+    def setResponseCode(self, code, message=None):
+        if message is None:
+            message = reason_phrase(code)
+        server.Request.setResponseCode(self, code, message)
 
     def write(self, data):
         if not self.startedWriting:
