@@ -22,6 +22,7 @@ from spectroreg.api.testing import make_api_resource, make_registry, make_root, 
 from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.inmemory import InMemoryDriver
 from spectroreg.storage.interfaces import IFileWriter
+from spectroreg.web.site import RegistrySite
 from tests.support.asynctest import async_test
 
 MiB = 1024 * 1024
@@ -113,10 +114,11 @@ class StreamingTestCase(unittest.TestCase):
         self.registry = make_registry(self.settings, driver=ValidatingDriver(self.driver))
         self.api = make_api_resource(self.registry, self.settings)
         root = make_root(self.api)
-        self.site = server.Site(root)
-        self.site.requestFactory = RegistryRequest
+        self.site = RegistrySite(root, request_factory=RegistryRequest, access_log=False)
         self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
+        # Connections still lingering after a cut body.
+        self.addCleanup(self.site.drain, 0)
         self.base = "http://127.0.0.1:{}/v2/".format(self.port.getHost().port)
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.streams = []

@@ -15,6 +15,12 @@ asks the resource that will handle it, as soon as the headers are in
   larger body is not kept; the resource answers 413, and a resource that
   does not know about caps gets a 413 from here.
 
+Once the answer is decided without the body (the writer could not be
+opened: authentication failed, unknown upload, bad ``Content-Range``…; a
+capped body is over its cap; storage failed), the rest of the body is
+dropped: the channel reads up to a bound, or cuts the connection after the
+answer (L{spectroreg.web.site.RegistryChannel.discard_body}).
+
 A client that disconnects mid-body leaves the upload at what was durably
 written (resumable) or, for a single-request upload, no upload at all;
 never a partial blob.
@@ -28,7 +34,7 @@ from twisted.web import server
 from twisted.web.http import parse_qs, unquote
 
 from spectroreg.registry.errors import error_body
-from spectroreg.web.site import SiteRequest
+from spectroreg.web.site import IRequestBodyControl, SiteRequest
 
 log = Logger()
 
@@ -39,6 +45,37 @@ _UNKNOWN = object()
 
 # Methods whose requests no resource takes a body for.
 _NO_BODY_METHODS = frozenset([b"GET", b"HEAD"])
+
+
+class _PlainChannelBodies:
+    """
+    L{IRequestBodyControl} for a channel that is not ours (treq's in-memory
+    C{StubTreq} in tests): pauses through Twisted's producer methods and
+    drops an unwanted body to its end.
+    """
+
+    def __init__(self, channel):
+        self._channel = channel
+
+    def pause_reading(self):
+        self._channel.pauseProducing()
+
+    def resume_reading(self):
+        self._channel.resumeProducing()
+
+    def discard_body(self, request):
+        # Read on: the bytes are dropped by the request.
+        self._channel.resumeProducing()
+
+
+def body_control(request):
+    """The L{IRequestBodyControl} of C{request}'s connection, None once it finished."""
+    # A finished request has no channel attribute at all.
+    channel = getattr(request, "channel", None)
+    if channel is None:
+        return None
+    control = IRequestBodyControl(channel, None)
+    return control if control is not None else _PlainChannelBodies(channel)
 
 
 class StreamTarget:
@@ -79,18 +116,18 @@ class BodyStream:
     # transport control
 
     def _pause(self):
-        # A finished request has no channel attribute at all.
-        channel = getattr(self._request, "channel", None)
-        if not self._paused and channel is not None:
+        # A finished request wants nothing more from the client.
+        control = body_control(self._request)
+        if not self._paused and control is not None:
             self._paused = True
-            channel.pauseProducing()
+            control.pause_reading()
 
     def _resume(self):
-        channel = getattr(self._request, "channel", None)
+        control = body_control(self._request)
         if self._paused:
             self._paused = False
-            if channel is not None:
-                channel.resumeProducing()
+            if control is not None:
+                control.resume_reading()
 
     # lifecycle
 
@@ -114,8 +151,9 @@ class BodyStream:
         self._error = failure
         self._queue.clear()
         self._fire(self._open_waiters, None)
-        # Keep reading so the answer can be sent; the bytes are dropped.
-        self._resume()
+        # The answer is decided: the rest of the body is not wanted.
+        self._paused = False
+        self._request.discard_body()
         self._check_done()
 
     def feed(self, data):
@@ -163,7 +201,8 @@ class BodyStream:
         if writer is not None:
             d = defer.ensureDeferred(self._target.abandon(writer))
             d.addErrback(lambda f: log.failure("closing an upload after a failed write", f))
-        self._resume()
+        self._paused = False
+        self._request.discard_body()
         self._check_done()
 
     def end(self):
@@ -234,6 +273,19 @@ class RegistryRequest(SiteRequest):
     _body_cap = None
     _body_size = 0
     _body_claimed = False
+    _discarding = False
+
+    def discard_body(self):
+        """
+        The rest of this request's body will not be used: stop keeping it
+        and let the channel drop it (or cut the connection after the answer).
+        """
+        if self._discarding:
+            return
+        self._discarding = True
+        control = body_control(self)
+        if control is not None:
+            control.discard_body(self)
 
     def _claimed_body(self):
         """What the resource that will render this request wants done with its body."""
@@ -283,21 +335,24 @@ class RegistryRequest(SiteRequest):
             return
         self._body_cap = policy if isinstance(policy, int) else DEFAULT_BODY_CAP
         if length is not None and length > self._body_cap:
-            self.body_too_large = True
-            self.content = io.BytesIO()
+            self._too_large()
             return
         server.Request.gotLength(self, length)
 
+    def _too_large(self):
+        self.body_too_large = True
+        self.content = io.BytesIO()
+        self.discard_body()
+
     def handleContentChunk(self, data):
+        if self._discarding:
+            return
         if self.spectroreg_stream is not None:
             self.spectroreg_stream.feed(data)
             return
-        if self.body_too_large:
-            return
         self._body_size += len(data)
         if self._body_cap is not None and self._body_size > self._body_cap:
-            self.body_too_large = True
-            self.content = io.BytesIO()
+            self._too_large()
             return
         server.Request.handleContentChunk(self, data)
 
