@@ -10,6 +10,7 @@ its 401 at once, without the daemon reading it.
 
 import base64
 import hashlib
+import http.client
 import os
 import re
 import socket
@@ -313,3 +314,28 @@ class UnreadBodyTests(unittest.TestCase):
         elapsed, sent = self.answer_while_sending(endless())
         self.assertLess(elapsed, 10.0)
         self.assertLess(sent, 256 * MiB)
+
+    def whole_body_then_answer(self, method, path, body, headers=None):
+        """As Python's http.client (and curl): the whole body is written before the answer is read."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            response.read()
+            return response.status, response.getheader("connection")
+        finally:
+            connection.close()
+
+    def test_answer_reaches_a_client_still_writing(self):
+        # After a cut body the daemon reads and drops what the client still
+        # sends for a moment before closing: a close with the client's bytes
+        # unread would break its write before it reads the answer.
+        for size in (8 * MiB, 32 * MiB):
+            self.assertEqual(self.whole_body_then_answer("PATCH", "/v2/a/b/blobs/uploads/x", b"z" * size),
+                             (401, "close"))
+        # The same for requests refused by the channel itself.
+        self.assertEqual(
+            self.whole_body_then_answer("PATCH", "/v2/a/b/blobs/uploads/x", b"z" * (8 * MiB),
+                                        {"X-Big": "h" * (70 * KiB)}),
+            (431, "close"),
+        )

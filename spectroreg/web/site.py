@@ -268,7 +268,7 @@ class RegistryChannel(http.HTTPChannel):
             )
         if self.transport is not None:
             self.transport.write(head)
-            self.transport.loseConnection()
+            self._close_lingering()
 
     # -- request bodies ----------------------------------------------------
 
@@ -371,11 +371,17 @@ class RegistryChannel(http.HTTPChannel):
     def loseConnection(self):
         if not self._cut:
             return super().loseConnection()
-        # After a cut body the client may still be sending. Closing with its
-        # bytes unread makes the kernel answer with a reset, which can
-        # destroy our answer before the client reads it: send our end of
-        # the stream first, read and drop until the client closes, and close
-        # for good when that takes too long.
+        self._close_lingering()
+
+    def _close_lingering(self):
+        """
+        Close after what was written, when the client may still be sending
+        (a cut body, a refused request). Closing with its bytes unread makes
+        the kernel answer with a reset, which can destroy our answer before
+        the client reads it: send our end of the stream first, read and drop
+        until the client closes, and close for good when that takes longer
+        than C{Limits.linger_timeout}.
+        """
         self._networkProducer.unregisterProducer()
         half_close = getattr(self.transport, "loseWriteConnection", None)
         if half_close is None:
@@ -385,7 +391,7 @@ class RegistryChannel(http.HTTPChannel):
             half_close()
             self._linger(self.transport.abortConnection)
         self._reading_paused = False
-        self.transport.resumeProducing()
+        self._networkProducer.resumeProducing()
 
     # -- draining ----------------------------------------------------------
 
