@@ -315,6 +315,29 @@ class UnreadBodyTests(unittest.TestCase):
         self.assertLess(elapsed, 10.0)
         self.assertLess(sent, 256 * MiB)
 
+    def test_answered_before_the_body_is_sent(self):
+        # Only the head and a little of a 3 MiB body are sent: the answer
+        # comes without waiting for the rest, whatever the body was for.
+        targets = [
+            (b"PATCH", b"/v2/a/b/blobs/uploads/x"),
+            (b"PUT", b"/v2/a/b/blobs/uploads/x?digest=" + ZERO_DIGEST),
+            (b"POST", b"/v2/a/b/blobs/uploads/?digest=" + ZERO_DIGEST),
+            (b"PUT", b"/v2/a/b/manifests/v1"),
+            (b"POST", b"/v2/a/b/blobs/uploads/"),
+            (b"POST", b"/v2/nothing-here"),
+        ]
+        for method, path in targets:
+            connection = Connection(self.daemon.port)
+            self.addCleanup(connection.close)
+            connection.send([b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (method, path, 3 * MiB)
+                             + b"x" * (10 * KiB)])
+            try:
+                status, headers, _ = connection.response()
+            except socket.timeout:
+                self.fail("{} {}: no answer before the body".format(method, path))
+            self.assertEqual((status, headers.get(b"connection")), (401, b"close"), (method, path))
+            connection.close()
+
     def whole_body_then_answer(self, method, path, body, headers=None):
         """As Python's http.client (and curl): the whole body is written before the answer is read."""
         connection = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=30)

@@ -13,7 +13,9 @@ asks the resource that will handle it, as soon as the headers are in
   has a write pending;
 - an int: a cap on the body (manifests 4 MiB, everything else small). A
   larger body is not kept; the resource answers 413, and a resource that
-  does not know about caps gets a 413 from here.
+  does not know about caps gets a 413 from here;
+- a L{CappedBody}: the same, with a check (authentication) that must pass
+  before any byte of the body is read.
 
 Once the answer is decided without the body (the writer could not be
 opened: authentication failed, unknown upload, bad ``Content-Range``…; a
@@ -30,6 +32,7 @@ import collections
 import io
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import parse_qs, unquote
 
@@ -76,6 +79,20 @@ def body_control(request):
         return None
     control = IRequestBodyControl(channel, None)
     return control if control is not None else _PlainChannelBodies(channel)
+
+
+class CappedBody:
+    """
+    A small body, read into memory up to C{cap} bytes once C{check} passed.
+
+    @ivar cap: bytes kept at most (int).
+    @ivar check: no-argument coroutine function; when it raises, the body
+        is not read (the resource answers with the same error).
+    """
+
+    def __init__(self, cap, check):
+        self.cap = cap
+        self.check = check
 
 
 class StreamTarget:
@@ -274,6 +291,41 @@ class RegistryRequest(SiteRequest):
     _body_size = 0
     _body_claimed = False
     _discarding = False
+    _checking = None
+
+    def body_checked(self):
+        """
+        A Deferred firing (with None, never failing) once what had to happen
+        before the body is read has happened: the upload writer opened or
+        refused, the L{CappedBody} check passed or failed.
+        """
+        if self.spectroreg_stream is not None:
+            return self.spectroreg_stream.opened()
+        if self._checking is None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._checking.append(d)
+        return d
+
+    def _check_body(self, check):
+        # Nothing is read until the check is done.
+        self._checking = []
+        control = body_control(self)
+        if control is not None:
+            control.pause_reading()
+        d = defer.ensureDeferred(check())
+        d.addBoth(self._body_check_done)
+
+    def _body_check_done(self, result):
+        waiters, self._checking = self._checking, None
+        if isinstance(result, Failure):
+            self.discard_body()
+        else:
+            control = body_control(self)
+            if control is not None:
+                control.resume_reading()
+        for d in waiters:
+            d.callback(None)
 
     def discard_body(self):
         """
@@ -333,11 +385,17 @@ class RegistryRequest(SiteRequest):
             self.spectroreg_stream = BodyStream(self, policy)
             self.spectroreg_stream.start()
             return
-        self._body_cap = policy if isinstance(policy, int) else DEFAULT_BODY_CAP
+        check = None
+        if isinstance(policy, CappedBody):
+            self._body_cap, check = policy.cap, policy.check
+        else:
+            self._body_cap = policy if isinstance(policy, int) else DEFAULT_BODY_CAP
         if length is not None and length > self._body_cap:
             self._too_large()
             return
         server.Request.gotLength(self, length)
+        if check is not None and length != 0:
+            self._check_body(check)
 
     def _too_large(self):
         self.body_too_large = True
@@ -379,4 +437,4 @@ class RegistryRequest(SiteRequest):
         SiteRequest.connectionLost(self, reason)
 
 
-__all__ = ["RegistryRequest", "StreamTarget", "BodyStream"]
+__all__ = ["RegistryRequest", "StreamTarget", "CappedBody", "BodyStream"]
