@@ -338,6 +338,31 @@ class UnreadBodyTests(unittest.TestCase):
             self.assertEqual((status, headers.get(b"connection")), (401, b"close"), (method, path))
             connection.close()
 
+    def test_expect_100_continue(self):
+        head = (b"PATCH %s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 20\r\n%s\r\n")
+        # Refused: the answer comes instead of "100 Continue", the body is
+        # never asked for, and the connection closes.
+        connection = Connection(self.daemon.port)
+        self.addCleanup(connection.close)
+        connection.sock.sendall(head % (b"/v2/a/b/blobs/uploads/x", b""))
+        status, headers, _ = connection.response()
+        self.assertEqual((status, headers.get(b"connection")), (401, b"close"))
+        self.assertIsNone(connection.response())
+        # Accepted: asked for once authenticated, then stored.
+        connection = Connection(self.daemon.port)
+        self.addCleanup(connection.close)
+        authorization = CREDENTIALS + b"\r\n"
+        connection.sock.sendall(b"POST /v2/a/b/blobs/uploads/ HTTP/1.1\r\nHost: x\r\n%sContent-Length: 0\r\n\r\n"
+                                % authorization)
+        status, headers, _ = connection.response()
+        self.assertEqual(status, 202)
+        location = re.sub(rb"^https?://[^/]+", b"", headers[b"location"])
+        connection.sock.sendall(head % (location, authorization))
+        self.assertEqual(connection.response()[0], 100)
+        connection.sock.sendall(b"y" * 20)
+        status, headers, _ = connection.response()
+        self.assertEqual((status, headers.get(b"range")), (202, b"0-19"))
+
     def whole_body_then_answer(self, method, path, body, headers=None):
         """As Python's http.client (and curl): the whole body is written before the answer is read."""
         connection = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=30)

@@ -132,6 +132,8 @@ class RegistryChannel(http.HTTPChannel):
     _discarded = 0
     _cut = False
     _linger_call = None
+    _continue_pending = False
+    _continue_refused = False
 
     def connectionMade(self):
         limits = self.factory.limits
@@ -284,10 +286,25 @@ class RegistryChannel(http.HTTPChannel):
 
     def resume_reading(self):
         """Undo L{pause_reading}."""
+        if self._continue_pending:
+            self._continue_pending = False
+            http.HTTPChannel._send100Continue(self)
         if self._reading_paused:
             self._reading_paused = False
             if not self._waitingForTransport:
                 self._networkProducer.resumeProducing()
+
+    def _send100Continue(self):
+        # "Expect: 100-continue": the client sends its body only once asked.
+        # Ask when the request wants it (Twisted asks at once), never when it
+        # was answered without it: then the connection closes after the
+        # answer, as the body would otherwise be read as the next request.
+        if self._discarding is not None:
+            self._continue_refused = True
+        elif self._reading_paused:
+            self._continue_pending = True
+        else:
+            super()._send100Continue()
 
     def resumeProducing(self):
         # Our send buffer drained; a request still waiting for its body
@@ -309,6 +326,9 @@ class RegistryChannel(http.HTTPChannel):
             return
         self._discarding = request
         self._discarded = 0
+        if self._continue_pending:
+            self._continue_pending = False
+            self._continue_refused = True
         self.resume_reading()
         if not self._parsing:
             self._check_discard()
@@ -321,6 +341,7 @@ class RegistryChannel(http.HTTPChannel):
     def allContentReceived(self):
         # The body is complete (or cut): nothing left to drop.
         self._discarding = None
+        self._continue_pending = self._continue_refused = False
         super().allContentReceived()
 
     def _check_discard(self):
@@ -331,7 +352,11 @@ class RegistryChannel(http.HTTPChannel):
             return
         limit = self.factory.limits.max_discard
         remaining = getattr(self._transferDecoder, "contentLength", None)
-        if self._discarded > limit or (remaining is not None and remaining > limit - self._discarded):
+        if (
+            self._continue_refused
+            or self._discarded > limit
+            or (remaining is not None and remaining > limit - self._discarded)
+        ):
             self._cut_body(request)
 
     def _cut_body(self, request):
@@ -364,6 +389,7 @@ class RegistryChannel(http.HTTPChannel):
     def requestDone(self, request):
         # A finished request wants no more of its body.
         self._reading_paused = False
+        self._continue_pending = self._continue_refused = False
         if self._discarding is request:
             self._discarding = None
         super().requestDone(request)
