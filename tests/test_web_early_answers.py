@@ -14,6 +14,7 @@ import http.client
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 
@@ -387,3 +388,56 @@ class UnreadBodyTests(unittest.TestCase):
                                         {"X-Big": "h" * (70 * KiB)}),
             (431, "close"),
         )
+
+
+class TLSEarlyAnswerTests(unittest.TestCase):
+    """The same over TLS, whose close differs (no half-close under TLS)."""
+
+    def setUp(self):
+        from tests.test_service_daemon import make_certificate
+
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        cert, key, _ = make_certificate(work, "early")
+        self.daemon = start_daemon(self, minimal_config(http={"tls": {"certificate": cert, "key": key}}),
+                                   workdir=work, scheme="https")
+        self.context = ssl.create_default_context()
+        self.context.check_hostname = False
+        self.context.verify_mode = ssl.CERT_NONE
+
+    def request(self, size):
+        connection = http.client.HTTPSConnection("127.0.0.1", self.daemon.port, timeout=30, context=self.context)
+        try:
+            connection.request("PATCH", "/elsewhere", body=b"z" * size)
+            response = connection.getresponse()
+            response.read()
+            status = response.status, response.getheader("connection")
+            if status[1] != "close":
+                connection.request("GET", "/")
+                second = connection.getresponse()
+                second.read()
+                status += (second.status,)
+            return status
+        finally:
+            connection.close()
+
+    def test_cut_and_discarded_bodies(self):
+        self.assertEqual(self.request(100 * KiB), (413, None, 200))
+        self.assertEqual(self.request(8 * MiB), (413, "close"))
+
+    def test_closed_with_tls_close_notify(self):
+        # The close after a cut body is TLS's own (close_notify), not a bare
+        # TCP close under it, which TLS clients take for a truncation attack.
+        raw = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=30)
+        tls = self.context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+        self.addCleanup(tls.close)
+        tls.sendall(b"PATCH /elsewhere HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (8 * MiB)
+                    + b"z" * (64 * KiB))
+        received = b""
+        while True:
+            chunk = tls.recv(65536)  # SSLEOFError without close_notify
+            if not chunk:
+                break
+            received += chunk
+        self.assertTrue(received.startswith(b"HTTP/1.1 413 "), received[:100])
+        self.assertIn(b"\r\nConnection: close\r\n", received)

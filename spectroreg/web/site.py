@@ -409,9 +409,11 @@ class RegistryChannel(http.HTTPChannel):
         than C{Limits.linger_timeout}.
         """
         self._networkProducer.unregisterProducer()
-        half_close = getattr(self.transport, "loseWriteConnection", None)
+        # Twisted's TLS layer passes unknown attributes on to the TCP
+        # connection under it: half-closing that would skip TLS's own close.
+        half_close = None if self.isSecure() else getattr(self.transport, "loseWriteConnection", None)
         if half_close is None:
-            # TLS: the answer asked the client to close; give it the time.
+            # The answer asked the client to close; give it the time.
             self._linger(self.transport.loseConnection)
         else:
             half_close()
