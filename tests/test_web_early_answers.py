@@ -21,6 +21,7 @@ import time
 from twisted.trial import unittest
 
 from tests.support.daemon import minimal_config, start_daemon
+from tests.support.reference import start_reference
 from tests.test_auth_daemon import write_htpasswd
 
 KiB = 1024
@@ -145,21 +146,19 @@ class Connection:
             self.sender.join(30)
 
 
-class EarlyAnswerTests(unittest.TestCase):
+class EarlyAnswerChecks:
+    """The checks, for any registry listening on C{self.port} with htpasswd (alice)."""
+
     def setUp(self):
         self.work = os.path.abspath(self.mktemp())
         os.makedirs(self.work)
-        htpasswd = os.path.join(self.work, "htpasswd")
-        write_htpasswd(htpasswd, {"alice": "wonderland"})
+        self.htpasswd = os.path.join(self.work, "htpasswd")
+        write_htpasswd(self.htpasswd, {"alice": "wonderland"})
         self.root = os.path.join(self.work, "storage")
-        config = minimal_config(
-            storage={"filesystem": {"rootdirectory": self.root}},
-            auth={"htpasswd": {"realm": "early", "path": htpasswd}},
-        )
-        self.daemon = start_daemon(self, config, workdir=self.work)
+        self.port = self.start()
 
     def connect(self):
-        connection = Connection(self.daemon.port)
+        connection = Connection(self.port)
         self.addCleanup(connection.close)
         return connection
 
@@ -212,22 +211,40 @@ class EarlyAnswerTests(unittest.TestCase):
         for body in bodies:
             self.exchange(method, path() if callable(path) else path, headers, body, expected)
 
+    def stored(self):
+        """Every file under the storage root with its content."""
+        files = {}
+        for directory, _, names in os.walk(self.root):
+            for name in names:
+                with open(os.path.join(directory, name), "rb") as f:
+                    files[os.path.join(directory, name)] = f.read()
+        return files
+
     def test_401_without_credentials(self):
         upload = self.start_upload()
+        before = self.stored()
         self.each_body(b"PATCH", upload, [], 401)
         self.each_body(b"PUT", with_digest(upload), [], 401)
         self.each_body(b"POST", b"/v2/a/b/blobs/uploads/?digest=" + ZERO_DIGEST, [], 401)
         self.each_body(b"PUT", b"/v2/a/b/manifests/v1", [b"Content-Type: application/vnd.oci.image.manifest.v1+json"],
                        401)
-        # Nothing of any of those bodies reached storage.
-        written = [os.path.join(d, f) for d, _, files in os.walk(self.root) for f in files
-                   if not f.startswith("startedat")]
-        self.assertEqual([w for w in written if os.path.getsize(w)], [])
+        # Nothing of any of those requests reached storage.
+        self.assertEqual(self.stored(), before)
 
     def test_404(self):
         self.each_body(b"PATCH", UNKNOWN_UPLOAD, [CREDENTIALS], 404)
         self.each_body(b"PUT", UNKNOWN_UPLOAD + b"?digest=" + ZERO_DIGEST, [CREDENTIALS], 404)
         self.each_body(b"POST", b"/v2/nothing-here", [CREDENTIALS], 404)
+
+
+
+class EarlyAnswerTests(EarlyAnswerChecks, unittest.TestCase):
+    def start(self):
+        config = minimal_config(
+            storage={"filesystem": {"rootdirectory": self.root}},
+            auth={"htpasswd": {"realm": "early", "path": self.htpasswd}},
+        )
+        return start_daemon(self, config, workdir=self.work).port
 
     def test_413(self):
         big = [body for body in BODIES if body.size > 4 * MiB]
@@ -266,6 +283,19 @@ class EarlyAnswerTests(unittest.TestCase):
         connection.send([b"".join(requests)])
         statuses = [connection.response()[0] for _ in requests]
         self.assertEqual(statuses, [401, 416, 404, 200])
+
+
+
+class ReferenceEarlyAnswerTests(EarlyAnswerChecks, unittest.TestCase):
+    """
+    The same checks against Debian's docker-registry (Distribution 2.8 on
+    Go's net/http): what this module expects is what Go's server does.
+    """
+
+    def start(self):
+        server = start_reference(self.root, workdir=self.work, htpasswd=self.htpasswd)
+        self.addCleanup(server.kill)
+        return server.port
 
 
 class UnreadBodyTests(unittest.TestCase):
