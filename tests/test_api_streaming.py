@@ -20,8 +20,10 @@ from spectroreg.api import request as api_request
 from spectroreg.api.request import RegistryRequest
 from spectroreg.api.testing import make_api_resource, make_registry, make_root, make_settings
 from spectroreg.storage.base import ValidatingDriver
+from spectroreg.storage.errors import StorageError
 from spectroreg.storage.inmemory import InMemoryDriver
 from spectroreg.storage.interfaces import IFileWriter
+from spectroreg.web.site import RegistrySite
 from tests.support.asynctest import async_test
 
 MiB = 1024 * 1024
@@ -35,9 +37,10 @@ def sha(data):
 class SlowWriter:
     """A writer whose writes complete a little later, like a remote backend."""
 
-    def __init__(self, writer, delay):
+    def __init__(self, writer, delay, fail_after=None):
         self._writer = writer
         self._delay = delay
+        self._fail_after = fail_after
         self.writes = []
 
     @property
@@ -46,6 +49,8 @@ class SlowWriter:
 
     def write(self, data):
         self.writes.append(len(data))
+        if self._fail_after is not None and sum(self.writes) > self._fail_after:
+            return defer.fail(OSError("the disk broke"))
         d = self._writer.write(data)
         return d.addCallback(lambda _: task.deferLater(reactor, self._delay, lambda: None))
 
@@ -61,6 +66,7 @@ class SlowWriter:
 
 class SlowDriver(InMemoryDriver):
     delay = 0.0005
+    fail_after = None  # bytes an upload writer takes before its writes fail
 
     def __init__(self):
         InMemoryDriver.__init__(self)
@@ -70,7 +76,7 @@ class SlowDriver(InMemoryDriver):
         d = InMemoryDriver.writer(self, path, append)
 
         def wrap(writer):
-            slow = SlowWriter(writer, self.delay)
+            slow = SlowWriter(writer, self.delay, self.fail_after)
             self.writers.append(slow)
             return slow
 
@@ -113,10 +119,11 @@ class StreamingTestCase(unittest.TestCase):
         self.registry = make_registry(self.settings, driver=ValidatingDriver(self.driver))
         self.api = make_api_resource(self.registry, self.settings)
         root = make_root(self.api)
-        self.site = server.Site(root)
-        self.site.requestFactory = RegistryRequest
+        self.site = RegistrySite(root, request_factory=RegistryRequest, access_log=False)
         self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
+        # Connections still lingering after a cut body.
+        self.addCleanup(self.site.drain, 0)
         self.base = "http://127.0.0.1:{}/v2/".format(self.port.getHost().port)
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.streams = []
@@ -250,6 +257,22 @@ class StreamingTests(StreamingTestCase):
         self.assertEqual(response.code, 202, response.body)
         response = await self.http("PUT", location + "?digest=" + sha(stored + rest))
         self.assertEqual(response.code, 201, response.body)
+
+    @async_test
+    async def test_storage_failure_mid_body_answered_at_once(self):
+        # The answer (500) is decided when storage fails: the rest of an
+        # 8 MiB body is not waited for; the connection closes after it.
+        location = await self.start_upload()
+        path = location.split(str(self.port.getHost().port), 1)[1]
+        self.driver.fail_after = 256 * 1024
+        answer = await self.raw(b"PATCH " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 8388608\r\n\r\n"
+                                + b"f" * MiB)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 500 "), answer[:200])
+        self.assertIn(b"\r\nConnection: close\r\n", answer)
+        self.flushLoggedErrors(StorageError, OSError)
+        self.driver.fail_after = None
+        response = await self.http("GET", location)
+        self.assertEqual(response.code, 204)
 
     @async_test
     async def test_disconnect_mid_monolithic_post_leaves_nothing(self):

@@ -13,7 +13,15 @@ asks the resource that will handle it, as soon as the headers are in
   has a write pending;
 - an int: a cap on the body (manifests 4 MiB, everything else small). A
   larger body is not kept; the resource answers 413, and a resource that
-  does not know about caps gets a 413 from here.
+  does not know about caps gets a 413 from here;
+- a L{CappedBody}: the same, with a check (authentication) that must pass
+  before any byte of the body is read.
+
+Once the answer is decided without the body (the writer could not be
+opened: authentication failed, unknown upload, bad ``Content-Range``…; a
+capped body is over its cap; storage failed), the rest of the body is
+dropped: the channel reads up to a bound, or cuts the connection after the
+answer (L{spectroreg.web.site.RegistryChannel.discard_body}).
 
 A client that disconnects mid-body leaves the upload at what was durably
 written (resumable) or, for a single-request upload, no upload at all;
@@ -24,11 +32,12 @@ import collections
 import io
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import parse_qs, unquote
 
 from spectroreg.registry.errors import error_body
-from spectroreg.web.site import SiteRequest
+from spectroreg.web.site import IRequestBodyControl, SiteRequest
 
 log = Logger()
 
@@ -39,6 +48,51 @@ _UNKNOWN = object()
 
 # Methods whose requests no resource takes a body for.
 _NO_BODY_METHODS = frozenset([b"GET", b"HEAD"])
+
+
+class _PlainChannelBodies:
+    """
+    L{IRequestBodyControl} for a channel that is not ours (treq's in-memory
+    C{StubTreq} in tests): pauses through Twisted's producer methods and
+    drops an unwanted body to its end.
+    """
+
+    def __init__(self, channel):
+        self._channel = channel
+
+    def pause_reading(self):
+        self._channel.pauseProducing()
+
+    def resume_reading(self):
+        self._channel.resumeProducing()
+
+    def discard_body(self, request):
+        # Read on: the bytes are dropped by the request.
+        self._channel.resumeProducing()
+
+
+def body_control(request):
+    """The L{IRequestBodyControl} of C{request}'s connection, None once it finished."""
+    # A finished request has no channel attribute at all.
+    channel = getattr(request, "channel", None)
+    if channel is None:
+        return None
+    control = IRequestBodyControl(channel, None)
+    return control if control is not None else _PlainChannelBodies(channel)
+
+
+class CappedBody:
+    """
+    A small body, read into memory up to C{cap} bytes once C{check} passed.
+
+    @ivar cap: bytes kept at most (int).
+    @ivar check: no-argument coroutine function; when it raises, the body
+        is not read (the resource answers with the same error).
+    """
+
+    def __init__(self, cap, check):
+        self.cap = cap
+        self.check = check
 
 
 class StreamTarget:
@@ -79,18 +133,18 @@ class BodyStream:
     # transport control
 
     def _pause(self):
-        # A finished request has no channel attribute at all.
-        channel = getattr(self._request, "channel", None)
-        if not self._paused and channel is not None:
+        # A finished request wants nothing more from the client.
+        control = body_control(self._request)
+        if not self._paused and control is not None:
             self._paused = True
-            channel.pauseProducing()
+            control.pause_reading()
 
     def _resume(self):
-        channel = getattr(self._request, "channel", None)
+        control = body_control(self._request)
         if self._paused:
             self._paused = False
-            if channel is not None:
-                channel.resumeProducing()
+            if control is not None:
+                control.resume_reading()
 
     # lifecycle
 
@@ -114,8 +168,9 @@ class BodyStream:
         self._error = failure
         self._queue.clear()
         self._fire(self._open_waiters, None)
-        # Keep reading so the answer can be sent; the bytes are dropped.
-        self._resume()
+        # The answer is decided: the rest of the body is not wanted.
+        self._paused = False
+        self._request.discard_body()
         self._check_done()
 
     def feed(self, data):
@@ -163,7 +218,8 @@ class BodyStream:
         if writer is not None:
             d = defer.ensureDeferred(self._target.abandon(writer))
             d.addErrback(lambda f: log.failure("closing an upload after a failed write", f))
-        self._resume()
+        self._paused = False
+        self._request.discard_body()
         self._check_done()
 
     def end(self):
@@ -234,6 +290,54 @@ class RegistryRequest(SiteRequest):
     _body_cap = None
     _body_size = 0
     _body_claimed = False
+    _discarding = False
+    _checking = None
+
+    def body_checked(self):
+        """
+        A Deferred firing (with None, never failing) once what had to happen
+        before the body is read has happened: the upload writer opened or
+        refused, the L{CappedBody} check passed or failed.
+        """
+        if self.spectroreg_stream is not None:
+            return self.spectroreg_stream.opened()
+        if self._checking is None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._checking.append(d)
+        return d
+
+    def _check_body(self, check):
+        # Nothing is read until the check is done.
+        self._checking = []
+        control = body_control(self)
+        if control is not None:
+            control.pause_reading()
+        d = defer.ensureDeferred(check())
+        d.addBoth(self._body_check_done)
+
+    def _body_check_done(self, result):
+        waiters, self._checking = self._checking, None
+        if isinstance(result, Failure):
+            self.discard_body()
+        else:
+            control = body_control(self)
+            if control is not None:
+                control.resume_reading()
+        for d in waiters:
+            d.callback(None)
+
+    def discard_body(self):
+        """
+        The rest of this request's body will not be used: stop keeping it
+        and let the channel drop it (or cut the connection after the answer).
+        """
+        if self._discarding:
+            return
+        self._discarding = True
+        control = body_control(self)
+        if control is not None:
+            control.discard_body(self)
 
     def _claimed_body(self):
         """What the resource that will render this request wants done with its body."""
@@ -281,23 +385,32 @@ class RegistryRequest(SiteRequest):
             self.spectroreg_stream = BodyStream(self, policy)
             self.spectroreg_stream.start()
             return
-        self._body_cap = policy if isinstance(policy, int) else DEFAULT_BODY_CAP
+        check = None
+        if isinstance(policy, CappedBody):
+            self._body_cap, check = policy.cap, policy.check
+        else:
+            self._body_cap = policy if isinstance(policy, int) else DEFAULT_BODY_CAP
         if length is not None and length > self._body_cap:
-            self.body_too_large = True
-            self.content = io.BytesIO()
+            self._too_large()
             return
         server.Request.gotLength(self, length)
+        if check is not None and length != 0:
+            self._check_body(check)
+
+    def _too_large(self):
+        self.body_too_large = True
+        self.content = io.BytesIO()
+        self.discard_body()
 
     def handleContentChunk(self, data):
+        if self._discarding:
+            return
         if self.spectroreg_stream is not None:
             self.spectroreg_stream.feed(data)
             return
-        if self.body_too_large:
-            return
         self._body_size += len(data)
         if self._body_cap is not None and self._body_size > self._body_cap:
-            self.body_too_large = True
-            self.content = io.BytesIO()
+            self._too_large()
             return
         server.Request.handleContentChunk(self, data)
 
@@ -324,4 +437,4 @@ class RegistryRequest(SiteRequest):
         SiteRequest.connectionLost(self, reason)
 
 
-__all__ = ["RegistryRequest", "StreamTarget", "BodyStream"]
+__all__ = ["RegistryRequest", "StreamTarget", "CappedBody", "BodyStream"]

@@ -20,7 +20,7 @@ from twisted.web import resource, server
 from spectroreg.api import routes
 from spectroreg.api.errors import JSON, as_registry_error, internal_error
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
-from spectroreg.api.request import StreamTarget
+from spectroreg.api.request import CappedBody, StreamTarget
 from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
 from spectroreg.registry import manifests as mf
 from spectroreg.registry.digests import looks_like_digest, parse_digest
@@ -122,23 +122,29 @@ class RegistryAPI(resource.Resource):
     def request_body_policy(self, request):
         """
         Asked by L{spectroreg.api.request.RegistryRequest} once the headers
-        are in: a L{StreamTarget} for blob bodies, else a size cap.
+        are in: a L{StreamTarget} for blob bodies, else a size cap. Either
+        way no byte of the body is read before authentication passed.
         """
         try:
             route = routes.match(_segments(request))
         except RegistryError:
-            return COPY_CHUNK
+            return self._capped(request, COPY_CHUNK)
         method = request.method.decode("ascii", "replace")
         if route is None:
-            return COPY_CHUNK
+            return self._capped(request, COPY_CHUNK)
         if route.name == routes.MANIFEST and method == "PUT":
-            return mf.MAX_MANIFEST_SIZE
+            return self._capped(request, mf.MAX_MANIFEST_SIZE)
         if self._streams(route, method, request):
             return StreamTarget(
                 lambda: self._open_body_writer(request, route),
                 lambda writer: self._abandon_body_writer(request, route, writer),
             )
-        return COPY_CHUNK
+        return self._capped(request, COPY_CHUNK)
+
+    def _capped(self, request, cap):
+        if self._authenticator is None:
+            return cap
+        return CappedBody(cap, lambda: self._authenticate(request))
 
     @staticmethod
     def _streams(route, method, request):
@@ -170,9 +176,9 @@ class RegistryAPI(resource.Resource):
     async def _handle(self, request):
         request.setHeader(*API_VERSION)
         try:
-            stream = getattr(request, "spectroreg_stream", None)
-            if stream is not None:
-                await stream.opened()
+            checked = getattr(request, "body_checked", None)
+            if checked is not None:
+                await checked()
             await self._authenticate(request)
             route = routes.match(_segments(request))
             if route is None:

@@ -13,6 +13,11 @@ replace our select callback, and on pyOpenSSL >= 26.2 would try to change an
 already-used context). We select ``http/1.1``, or ``acme-tls/1`` together
 with the challenge certificate when the source has a TLS-ALPN-01 challenge
 pending for the SNI name (RFC 8737).
+
+Plain HTTP sent to the TLS port is answered as Go's server answers it
+(``400``, "Client sent an HTTP request to an HTTPS server."), so a client
+configured with the wrong scheme learns why instead of seeing the
+connection drop.
 """
 
 import weakref
@@ -131,6 +136,54 @@ class _WithoutNegotiation(Factory):
         return prefix() if prefix is not None else self.wrapped.__class__.__name__
 
 
+# Go's answer, byte for byte (net/http's server, on a TLS record header
+# that reads like an HTTP request).
+PLAIN_HTTP_ANSWER = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+
+# A TLS record starts with its content type (20-24); an HTTP request with
+# its method, in capitals.
+_SNIFF_LENGTH = 5
+_REQUEST_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ /")
+
+
+def looks_like_http(head):
+    """
+    True when C{head}, the first bytes of a connection (at least five, or
+    all there are), read as the start of an HTTP request rather than a TLS
+    record: a method in capital letters and then its target.
+    """
+    head = head[:_SNIFF_LENGTH]
+    return bool(head) and head[:1].isupper() and all(byte in _REQUEST_START for byte in head)
+
+
+class _AnswerPlainHTTP:
+    """
+    Mixed into Twisted's TLS protocol: looks at the first bytes of the
+    connection before they go to OpenSSL, and answers plain HTTP itself.
+    """
+
+    _sniffed = b""
+
+    def dataReceived(self, data):
+        if self._sniffed is not None:
+            data = self._sniffed + data
+            if len(data) < _SNIFF_LENGTH and looks_like_http(data):
+                self._sniffed = data
+                return
+            self._sniffed = None
+            if looks_like_http(data):
+                self.transport.write(PLAIN_HTTP_ANSWER)
+                self.transport.loseConnection()
+                return
+        super().dataReceived(data)
+
+
+class _ServerTLSFactory(TLSMemoryBIOFactory):
+    # Twisted's TLS protocol class differs between versions; extend whichever
+    # this one uses.
+    protocol = type("ServerTLSProtocol", (_AnswerPlainHTTP, TLSMemoryBIOFactory.protocol), {})
+
+
 class ServerTLS:
     """
     What the service wires into a TLS listener.
@@ -148,7 +201,7 @@ class ServerTLS:
 
     def wrap_factory(self, factory):
         """A factory serving C{factory}'s protocol over TLS."""
-        return TLSMemoryBIOFactory(self.connection_creator, False, _WithoutNegotiation(factory))
+        return _ServerTLSFactory(self.connection_creator, False, _WithoutNegotiation(factory))
 
     def reload(self):
         """

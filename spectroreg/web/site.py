@@ -11,6 +11,14 @@ On top of twisted.web's HTTP/1.1 server this adds:
   keep a connection forever (the idle timeout alone is reset by every byte);
 - one access log line per request, without query secrets and never with the
   ``Authorization`` header;
+- request bodies under the request's control: reading pauses while the
+  request is not ready for more (storage behind, authentication pending),
+  and a body nobody will use is dropped, up to ``Limits.max_discard``, so
+  the connection can carry the next request; with more left it is cut:
+  the request is answered at once with ``Connection: close`` and the
+  connection closes after the answer, still reading and dropping what the
+  client sends for a moment (so the client can read the answer before the
+  kernel resets the connection);
 - draining: stop taking requests on connections, let the ones in flight
   finish up to a timeout, then close everything.
 """
@@ -21,11 +29,13 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import http, server
 from twisted.web.http_headers import Headers
+from zope.interface import Interface, implementer
 
 from spectroreg.logging import ACCESS_NAMESPACE
 from spectroreg.web.headers import is_valid_host_header
 from spectroreg.web.limits import DEFAULT_LIMITS
 from spectroreg.web.numbers import parse_decimal
+from spectroreg.web.status import reason_phrase
 
 _log = Logger(namespace="spectroreg.web")
 _access = Logger(namespace=ACCESS_NAMESPACE)
@@ -35,13 +45,6 @@ _access = Logger(namespace=ACCESS_NAMESPACE)
 _VISIBLE_QUERY = frozenset(
     ["n", "last", "digest", "mount", "from", "artifactType", "tag", "ns"]
 )
-
-_REASONS = {
-    400: b"Bad Request",
-    408: b"Request Timeout",
-    414: b"URI Too Long",
-    431: b"Request Header Fields Too Large",
-}
 
 
 def safe_uri(uri):
@@ -95,6 +98,26 @@ def _encode_headers(headers):
 _TLS_HANDSHAKE_RECORD = b"\x16"
 
 
+class IRequestBodyControl(Interface):
+    """
+    What a request may ask of its connection about its own body (the
+    request streaming into storage, or answered without it).
+    """
+
+    def pause_reading():
+        """Read nothing more from the client until L{resume_reading}."""
+
+    def resume_reading():
+        """Read again after L{pause_reading}."""
+
+    def discard_body(request):
+        """
+        C{request} will not use the rest of its body: drop it, within a
+        bound, or close the connection after C{request}'s answer.
+        """
+
+
+@implementer(IRequestBodyControl)
 class RegistryChannel(http.HTTPChannel):
     """An HTTP/1.1 channel with the limits and deadlines of L{Limits}."""
 
@@ -105,6 +128,14 @@ class RegistryChannel(http.HTTPChannel):
     _rejected = False
     _draining = False
     _local_address = None
+    _parsing = 0
+    _reading_paused = False
+    _discarding = None
+    _discarded = 0
+    _cut = False
+    _linger_call = None
+    _continue_pending = False
+    _continue_refused = False
 
     def connectionMade(self):
         limits = self.factory.limits
@@ -125,6 +156,7 @@ class RegistryChannel(http.HTTPChannel):
 
     def connectionLost(self, reason):
         self._cancel_deadline()
+        self._cancel_linger()
         try:
             super().connectionLost(reason)
         finally:
@@ -151,7 +183,9 @@ class RegistryChannel(http.HTTPChannel):
         self.reject(408)
 
     def dataReceived(self, data):
-        if self._rejected:
+        if self._rejected or self._cut:
+            # Nothing more is parsed on this connection; reading on keeps
+            # the client's unread bytes from turning our close into a reset.
             return
         if self.line_mode and not self._head_started:
             if self._awaiting_request_line and data[:1] == _TLS_HANDSHAKE_RECORD:
@@ -162,7 +196,12 @@ class RegistryChannel(http.HTTPChannel):
                 self.reject(400)
                 return
             self._start_head()
-        super().dataReceived(data)
+        self._parsing += 1
+        try:
+            super().dataReceived(data)
+        finally:
+            self._parsing -= 1
+        self._check_discard()
 
     def lineReceived(self, line):
         if self._rejected:
@@ -226,7 +265,7 @@ class RegistryChannel(http.HTTPChannel):
             return
         self._rejected = True
         self._cancel_deadline()
-        reason = _REASONS.get(code, b"Error")
+        reason = reason_phrase(code)
         head = (
             b"HTTP/1.1 %d %s\r\n" % (code, reason)
             + b"Content-Length: 0\r\nConnection: close\r\n"
@@ -242,7 +281,156 @@ class RegistryChannel(http.HTTPChannel):
             )
         if self.transport is not None:
             self.transport.write(head)
-            self.transport.loseConnection()
+            self._close_lingering()
+
+    # -- request bodies ----------------------------------------------------
+
+    def pause_reading(self):
+        """
+        Read nothing more from the client until L{resume_reading}: the
+        request cannot take more of its body yet. Independent of Twisted's
+        own pausing while the client does not read our answers.
+        """
+        if not self._reading_paused:
+            self._reading_paused = True
+            self._networkProducer.pauseProducing()
+
+    def resume_reading(self):
+        """Undo L{pause_reading}."""
+        if self._continue_pending:
+            self._continue_pending = False
+            http.HTTPChannel._send100Continue(self)
+        if self._reading_paused:
+            self._reading_paused = False
+            if not self._waitingForTransport:
+                self._networkProducer.resumeProducing()
+
+    def _send100Continue(self):
+        # "Expect: 100-continue": the client sends its body only once asked.
+        # Ask when the request wants it (Twisted asks at once), never when it
+        # was answered without it: then the connection closes after the
+        # answer, as the body would otherwise be read as the next request.
+        if self._discarding is not None:
+            self._continue_refused = True
+        elif self._reading_paused:
+            self._continue_pending = True
+        else:
+            super()._send100Continue()
+
+    def resumeProducing(self):
+        # Our send buffer drained; a request still waiting for its body
+        # to be wanted keeps reading paused.
+        super().resumeProducing()
+        if self._reading_paused:
+            self._networkProducer.pauseProducing()
+
+    def discard_body(self, request):
+        """
+        C{request} was answered without the rest of its body: drop it. Up
+        to C{Limits.max_discard} bytes are read (the connection then goes on
+        with the next request); a body with more left is cut (see the
+        module docstring). Nothing happens when the body is complete.
+        """
+        if self._transferDecoder is None or not self.requests or self.requests[-1] is not request:
+            return
+        if self._discarding is request:
+            return
+        self._discarding = request
+        self._discarded = 0
+        if self._continue_pending:
+            self._continue_pending = False
+            self._continue_refused = True
+        self.resume_reading()
+        if not self._parsing:
+            self._check_discard()
+
+    def rawDataReceived(self, data):
+        if self._discarding is not None and not self._handlingRequest:
+            self._discarded += len(data)
+        super().rawDataReceived(data)
+
+    def allContentReceived(self):
+        # The body is complete (or cut): nothing left to drop.
+        self._discarding = None
+        self._continue_pending = self._continue_refused = False
+        super().allContentReceived()
+
+    def _check_discard(self):
+        # Outside the parser only: cutting a body ends it, which the parser
+        # must not do a second time.
+        request = self._discarding
+        if request is None or self._transferDecoder is None or self._rejected:
+            return
+        limit = self.factory.limits.max_discard
+        remaining = getattr(self._transferDecoder, "contentLength", None)
+        if (
+            self._continue_refused
+            or self._discarded > limit
+            or (remaining is not None and remaining > limit - self._discarded)
+        ):
+            self._cut_body(request)
+
+    def _cut_body(self, request):
+        """Give up on the rest of C{request}'s body; see the module docstring."""
+        self._cut = True
+        self.persistent = False
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        self.resume_reading()
+        self._linger(self._stop_dropping)
+        # Twisted's end of a body: the request is processed now, and the
+        # connection closes after its answer (not persistent).
+        self.allContentReceived()
+
+    def _linger(self, then):
+        self._cancel_linger()
+        self._linger_call = self.callLater(self.factory.limits.linger_timeout, then)
+
+    def _cancel_linger(self):
+        if self._linger_call is not None:
+            if self._linger_call.active():
+                self._linger_call.cancel()
+            self._linger_call = None
+
+    def _stop_dropping(self):
+        # The answer takes long: stop reading until it is out.
+        self._linger_call = None
+        self._reading_paused = True
+        self._networkProducer.pauseProducing()
+
+    def requestDone(self, request):
+        # A finished request wants no more of its body.
+        self._reading_paused = False
+        self._continue_pending = self._continue_refused = False
+        if self._discarding is request:
+            self._discarding = None
+        super().requestDone(request)
+
+    def loseConnection(self):
+        if not self._cut:
+            return super().loseConnection()
+        self._close_lingering()
+
+    def _close_lingering(self):
+        """
+        Close after what was written, when the client may still be sending
+        (a cut body, a refused request). Closing with its bytes unread makes
+        the kernel answer with a reset, which can destroy our answer before
+        the client reads it: send our end of the stream first, read and drop
+        until the client closes, and close for good when that takes longer
+        than C{Limits.linger_timeout}.
+        """
+        self._networkProducer.unregisterProducer()
+        # Twisted's TLS layer passes unknown attributes on to the TCP
+        # connection under it: half-closing that would skip TLS's own close.
+        half_close = None if self.isSecure() else getattr(self.transport, "loseWriteConnection", None)
+        if half_close is None:
+            # The answer asked the client to close; give it the time.
+            self._linger(self.transport.loseConnection)
+        else:
+            half_close()
+            self._linger(self.transport.abortConnection)
+        self._reading_paused = False
+        self._networkProducer.resumeProducing()
 
     # -- draining ----------------------------------------------------------
 
@@ -279,6 +467,11 @@ class SiteRequest(server.Request):
     """The Site's requests: Twisted's, without its Server header."""
 
     configured_server_header = None
+
+    def setResponseCode(self, code, message=None):
+        if message is None:
+            message = reason_phrase(code)
+        server.Request.setResponseCode(self, code, message)
 
     def write(self, data):
         if not self.startedWriting:
