@@ -45,6 +45,16 @@ class DaemonFailed(AssertionError):
     """The daemon did not come up (or not down) as expected; carries its log."""
 
 
+def _default_sigint():
+    """
+    In the daemon's process, before exec: SIGINT handled by default, as from
+    a terminal. A shell without job control starts background commands with
+    SIGINT ignored, and an ignored signal stays ignored across exec (Twisted
+    then leaves it so): the tests must not depend on how trial was started.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port(host="127.0.0.1"):
     """A TCP port nothing listens on right now (bound to 0, then released)."""
     probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -235,6 +245,7 @@ class RegistryDaemon:
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
+            preexec_fn=_default_sigint,
         )
         return self.process
 
