@@ -8,6 +8,7 @@ from (``file:line`` or the variable) and the key path.
 
 import re
 
+from spectroreg.config import operations
 from spectroreg.config import settings as s
 from spectroreg.config.addresses import split_host_port
 from spectroreg.config.durations import parse_duration
@@ -272,8 +273,11 @@ def build_settings(tree, provenance, warnings, source):
     http = _http(check, tree)
     auth = _auth(check, tree)
     catalog = _catalog(check, tree)
-    kept = {}
-    for name in ("notifications", "redis", "health", "proxy", "validation", "middleware"):
+    kept = {
+        "health": operations.health_settings(check, tree),
+        "notifications": operations.notification_settings(check, tree),
+    }
+    for name in ("redis", "proxy", "validation", "middleware"):
         kept[name] = dict(check.mapping(tree.get(name), (name,)))
     for name in ("reporting", "compatibility"):
         check.mapping(tree.get(name), (name,))
