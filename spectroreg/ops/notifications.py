@@ -79,6 +79,7 @@ class DeliveryFailed(Exception):
     """The endpoint did not accept an envelope."""
 
 
+@implementer(IEventSink)
 class Endpoint:
     """
     One endpoint: its queue, its sender and its counters (read by the
