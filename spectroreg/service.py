@@ -411,7 +411,7 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
     if top.registry is not None:
         from spectroreg.ui import make_ui
 
-        ui = make_ui(top.registry, settings, top.authenticator, reactor)
+        ui = make_ui(top.registry, settings, top.authenticator, reactor, events=top.operations.events)
     site = RegistrySite(
         top.operations.gate(RootResource(api_resource, http_settings.prefix, ui=ui)),
         request_factory=request_factory,

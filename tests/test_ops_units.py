@@ -23,6 +23,9 @@ from spectroreg.ops.events import NULL_EVENTS, RegistryEvents
 from spectroreg.ops.notifications import Broadcaster, Endpoint
 from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.inmemory import InMemoryDriver
+from spectroreg.ui import make_ui
+from spectroreg.web.root import RootResource
+from tests import test_ui as ui_tests
 from tests.support.asynctest import async_test
 
 BASE = "version: 0.1\nstorage: inmemory\n"
@@ -358,3 +361,41 @@ class GateTests(unittest.TestCase):
         response = await client.post("http://registry/v2/r/blobs/uploads/?digest=" + digest, data=b"foo")
         self.assertEqual(response.code, 201)
         self.assertEqual(await registry.catalog(), ["r"])
+
+
+class _Recorder:
+    """An IRegistryEvents that keeps (method, repository, what, actor) of every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        def record(request, route, *args):
+            outcome = getattr(request, "_spectroreg_auth", None)
+            self.calls.append((name, route.repository, str(args[0]), outcome[1] if outcome else None))
+        return record
+
+
+class UIDeleteEventTests(ui_tests.ResourceTestCase):
+    """Deletes from the web pages are reported like the API's."""
+
+    def build(self, storage, http=None, registry=None):
+        super().build(storage, http, registry)
+        self.events = _Recorder()
+        api = make_api_resource(self.registry, self.settings, authenticator=self.authenticator)
+        self.ui = make_ui(self.registry, self.settings, self.authenticator, reactor=self.clock, events=self.events)
+        self.client = stub_client(RootResource(api, self.settings.http.prefix, ui=self.ui))
+
+    @async_test
+    async def test_tag_and_manifest_delete_events(self):
+        image = ui_tests.Image("d", layer_sizes=(10,))
+        await self.push_image("a", "v1", image)
+        await self.push_image("a", "v2", image)
+        response = await self.post_delete("a", "v1", await self.token("a", "v1"))
+        self.assertEqual(response.code, 303)
+        response = await self.post_delete("a", image.digest, await self.token("a", image.digest))
+        self.assertEqual(response.code, 303)
+        self.assertEqual(self.events.calls, [
+            ("tag_deleted", "a", "v1", None),
+            ("manifest_deleted", "a", image.digest, None),
+        ])

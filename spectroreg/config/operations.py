@@ -5,7 +5,7 @@ endpoints), checked into typed settings the way Distribution reads them.
 """
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple
+from typing import Mapping, Tuple
 
 from spectroreg.config.addresses import split_host_port
 
