@@ -349,7 +349,9 @@ class GateTests(unittest.TestCase):
         settings = make_settings()
         registry = make_registry(settings)
         health = _Toggle()
-        client = stub_client(HealthGate(make_root(make_api_resource(registry, settings)), health))
+        metrics = Metrics(task.Clock())
+        client = stub_client(HealthGate(make_root(make_api_resource(registry, settings, metrics=metrics)), health,
+                                        metrics))
         health.failing = {"check": "down"}
         digest = "sha256:" + "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
         response = await client.post("http://registry/v2/r/blobs/uploads/?digest=" + digest, data=b"foo")
@@ -357,10 +359,17 @@ class GateTests(unittest.TestCase):
         body = json.loads(await response.content())
         self.assertEqual(body["errors"][0]["code"], "UNAVAILABLE")
         self.assertEqual(await registry.catalog(), [])
+        counted = {"route": "unavailable", "method": "POST", "status": "503"}
+        self.assertEqual(metrics.registry.get_sample_value("spectroreg_http_requests_total", counted), 1)
         health.failing = {}
         response = await client.post("http://registry/v2/r/blobs/uploads/?digest=" + digest, data=b"foo")
         self.assertEqual(response.code, 201)
         self.assertEqual(await registry.catalog(), ["r"])
+        counted = {"route": "upload_start", "method": "POST", "status": "201"}
+        self.assertEqual(metrics.registry.get_sample_value("spectroreg_http_requests_total", counted), 1)
+        self.assertEqual(metrics.registry.get_sample_value("spectroreg_http_request_bytes_total",
+                                                           {"route": "upload_start", "method": "POST"}), 3)
+        self.assertEqual(metrics.registry.get_sample_value("spectroreg_uploads_in_progress"), 0)
 
 
 class _Recorder:
@@ -399,3 +408,43 @@ class UIDeleteEventTests(ui_tests.ResourceTestCase):
             ("tag_deleted", "a", "v1", None),
             ("manifest_deleted", "a", image.digest, None),
         ])
+
+
+class _Authenticator:
+    realm = "r"
+
+    def challenge(self):
+        return [("WWW-Authenticate", 'Basic realm="r"')]
+
+    def authenticate(self, authorization, client):
+        from spectroreg.auth.interfaces import TooManyRequests, Unauthorized
+
+        if authorization == b"Basic many":
+            return defer.fail(TooManyRequests(5))
+        if authorization != b"Basic good":
+            return defer.fail(Unauthorized())
+        return defer.succeed("alice")
+
+
+class RequestMetricsTests(unittest.TestCase):
+    @async_test
+    async def test_auth_failures_and_throttled(self):
+        settings = make_settings()
+        metrics = Metrics(task.Clock())
+        api = make_api_resource(make_registry(settings), settings, authenticator=_Authenticator(), metrics=metrics)
+        client = stub_client(make_root(api))
+        for authorization, status in ((None, 401), ("Basic bad", 401), ("Basic many", 429), ("Basic good", 200)):
+            headers = {"Authorization": authorization} if authorization else {}
+            response = await client.get("http://registry/v2/", headers=headers)
+            self.assertEqual(response.code, status, authorization)
+            await response.content()
+        # The first, credential-less request is how every client starts: not a failure.
+        self.assertEqual(metrics.registry.get_sample_value("spectroreg_auth_failures_total"), 1)
+        self.assertEqual(metrics.registry.get_sample_value("spectroreg_auth_throttled_total"), 1)
+        for status, count in (("401", 2), ("429", 1), ("200", 1)):
+            labels = {"route": "base", "method": "GET", "status": status}
+            self.assertEqual(metrics.registry.get_sample_value("spectroreg_http_requests_total", labels), count)
+        response = await client.request("BREW", "http://registry/v2/", headers={"Authorization": "Basic good"})
+        await response.content()
+        labels = {"route": "base", "method": "other", "status": str(response.code)}
+        self.assertEqual(metrics.registry.get_sample_value("spectroreg_http_requests_total", labels), 1)

@@ -74,7 +74,14 @@ class Unavailable(resource.Resource):
 
     isLeaf = True
 
+    def __init__(self, metrics=None):
+        super().__init__()
+        self._metrics = metrics
+
     def render(self, request):
+        if self._metrics is not None:
+            method = request.method.decode("latin-1")
+            request.notifyFinish().addBoth(lambda _: self._metrics.request_done(request, "unavailable", method))
         body = error_body("UNAVAILABLE", "service unavailable", UNAVAILABLE_DETAIL)
         request.setResponseCode(503)
         request.setHeader(b"content-type", JSON)
@@ -91,11 +98,11 @@ class HealthGate(resource.Resource):
     then never claimed by an upload, so nothing reaches storage.
     """
 
-    def __init__(self, wrapped, health):
+    def __init__(self, wrapped, health, metrics=None):
         super().__init__()
         self._wrapped = wrapped
         self._health = health
-        self._unavailable = Unavailable()
+        self._unavailable = Unavailable(metrics)
 
     def getChildWithDefault(self, name, request):
         if not self._health.healthy():

@@ -69,7 +69,7 @@ class Operations:
             return root
         from spectroreg.ops.debug import HealthGate
 
-        return HealthGate(root, self.health)
+        return HealthGate(root, self.health, self.metrics)
 
     def services(self):
         """Services to run beside the listeners (health checks, notification senders)."""
