@@ -147,6 +147,56 @@ class HealthTests(unittest.TestCase):
         self.assertEqual(daemon.request("GET", "/v2/").status, 503)
 
 
+class Backend:
+    """An HTTP server answering HEAD with C{status} (changeable), recording the request headers."""
+
+    def __init__(self, testcase):
+        self.status = 200
+        self.headers = []
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self):
+                backend.headers.append(dict(self.headers))
+                self.send_response(backend.status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        testcase.addCleanup(self.server.server_close)
+        testcase.addCleanup(self.server.shutdown)
+
+
+class HTTPCheckTests(unittest.TestCase):
+    def test_http_check_follows_backend_status(self):
+        backend = Backend(self)
+        debug_port = free_port()
+        uri = "http://127.0.0.1:{}/ping".format(backend.port)
+        config = minimal_config(
+            http={"debug": {"addr": "127.0.0.1:{}".format(debug_port)}},
+            health={"http": [{"uri": uri, "statuscode": 204, "interval": "100ms", "timeout": "2s",
+                              "headers": {"X-Check": ["spectroreg"]}}]},
+        )
+        backend.status = 204
+        daemon = start_daemon(self, config)
+        self.assertEqual(get(debug_port, "/debug/health")[0], 200)
+        wait_for(lambda: backend.headers, what="the first check")
+        self.assertEqual(backend.headers[0].get("X-Check"), "spectroreg")
+        backend.status = 500
+        wait_for(lambda: get(debug_port, "/debug/health")[0] == 503, what="http check failing")
+        self.assertEqual(json.loads(get(debug_port, "/debug/health")[2]),
+                         {uri: uri + ": downstream service returned unexpected status: 500"})
+        self.assertEqual(daemon.request("GET", "/v2/").status, 503)
+        backend.status = 204
+        wait_for(lambda: get(debug_port, "/debug/health")[0] == 200, what="http check passing")
+        self.assertEqual(daemon.request("GET", "/v2/").status, 200)
+
+
 class MetricsTests(unittest.TestCase):
     def test_scrape_after_push_and_pull(self):
         debug_port = free_port()

@@ -128,6 +128,11 @@ notifications:
                 self.load(BASE + text)
             self.assertIn(expected, str(caught.exception), text)
 
+    def test_metrics_without_debug_addr_warn(self):
+        settings = self.load(BASE + "http:\n  debug:\n    prometheus:\n      enabled: true\n")
+        self.assertEqual([w.split(": ", 2)[1:] for w in settings.warnings],
+                         [["http.debug.prometheus.enabled", "ignored without http.debug.addr (metrics are served there)"]])
+
     def test_unknown_keys_warn(self):
         settings = self.load(BASE + "health:\n  files: []\nnotifications:\n  endpoints:\n"
                              "    - {name: a, url: 'http://x/', retries: 3}\nhttp:\n  debug:\n    pprof:\n"

@@ -556,6 +556,8 @@ def _http(check, tree):
             prometheus_enabled=check.boolean(prometheus, prometheus_path, "enabled", False),
             prometheus_path=metrics_path,
         )
+        if debug.prometheus_enabled and debug_addr is None:
+            check.warn(prometheus_path + ("enabled",), "ignored without http.debug.addr (metrics are served there)")
     for name, key in (("http2", "disabled"), ("h2c", "enabled")):
         sub = check.mapping(section.get(name), path + (name,))
         check.known(sub, path + (name,))

@@ -27,7 +27,8 @@ class Operations:
         self.settings = settings
         self._reactor = reactor
         debug = settings.http.debug
-        self.metrics_enabled = bool(debug is not None and debug.prometheus_enabled)
+        # Collected only where they can be scraped.
+        self.metrics_enabled = bool(debug is not None and debug.addr and debug.prometheus_enabled)
         if self.metrics_enabled:
             from spectroreg.ops.metrics import Metrics
 
