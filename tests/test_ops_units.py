@@ -453,3 +453,68 @@ class RequestMetricsTests(unittest.TestCase):
         await response.content()
         labels = {"route": "base", "method": "other", "status": str(response.code)}
         self.assertEqual(metrics.registry.get_sample_value("spectroreg_http_requests_total", labels), 1)
+
+
+class _Request:
+    method = b"PUT"
+
+    def __init__(self, user=None):
+        self._spectroreg_auth = (True, user) if user else None
+
+    def getHeader(self, name):
+        return {b"host": b"reg.example:5000", b"user-agent": b"agent/1"}.get(name)
+
+    def getClientAddress(self):
+        from twisted.internet.address import IPv6Address
+
+        return IPv6Address("TCP", "::1", 4242)
+
+
+class EventBuildingTests(unittest.TestCase):
+    def test_manifest_push_with_references(self):
+        from spectroreg.api.routes import MANIFEST, Route
+        from spectroreg.config.settings import HTTPSettings
+        from spectroreg.registry.manifests import parse_manifest
+        from tests.support.images import Image
+
+        image = Image("refs", layer_sizes=(10, 20))
+        written = []
+
+        class Sink:
+            def write(self, event):
+                written.append(event)
+
+        clock = task.Clock()
+        clock.advance(1800000000.25)
+        ids = iter(str(n) for n in range(100))
+        events = RegistryEvents(Sink(), HTTPSettings(host="https://reg.example"), clock, source_addr="node:5000",
+                                include_references=True, new_id=lambda: next(ids))
+        request = _Request(user="alice")
+        manifest = parse_manifest(image.manifest.data, image.media_type)
+        events.manifest_pushed(request, Route(MANIFEST, "app", "v1"), image.digest, image.media_type,
+                               len(image.manifest.data), manifest)
+        events.tag_deleted(request, Route(MANIFEST, "app", "v1"), "v1")
+        push, delete = written
+        self.assertEqual(push, {
+            "id": "1",
+            "timestamp": "2027-01-15T08:00:00.250000Z",
+            "action": "push",
+            "target": {
+                "mediaType": image.media_type,
+                "digest": image.digest,
+                "size": len(image.manifest.data),
+                "length": len(image.manifest.data),
+                "repository": "app",
+                "url": "https://reg.example/v2/app/manifests/" + image.digest,
+                "tag": "v1",
+                "references": [{"mediaType": b.media_type, "digest": b.digest, "size": len(b.data)}
+                               for b in image.blobs()],
+            },
+            "request": {"id": "2", "addr": "[::1]:4242", "host": "reg.example:5000", "method": "PUT",
+                        "useragent": "agent/1"},
+            "actor": {"name": "alice"},
+            "source": {"addr": "node:5000", "instanceID": "0"},
+        })
+        # One request, one request id.
+        self.assertEqual(delete["request"]["id"], "2")
+        self.assertEqual(delete["target"], {"repository": "app", "tag": "v1"})
