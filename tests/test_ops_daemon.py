@@ -44,7 +44,7 @@ def wait_for(predicate, timeout=20.0, what="condition"):
 class Sink:
     """A real HTTP server in the test that records every envelope POSTed to it."""
 
-    def __init__(self, testcase):
+    def __init__(self, testcase, port=0):
         self.envelopes = []
         self.content_types = []
         self.headers = []
@@ -64,7 +64,7 @@ class Sink:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         thread.start()
@@ -376,3 +376,37 @@ class NotificationTests(unittest.TestCase):
             text = log.read()
         self.assertIn("notification endpoint stuck: queue full", text)
         self.assertEqual(text.count("queue full"), 1)
+
+    def test_dead_endpoint_retried_until_it_answers(self):
+        """Connection refused: counted as failures, logged, retried with backoff; delivered once it is up."""
+        port = free_port()
+        debug_port = free_port()
+        config = minimal_config(
+            http={"debug": {"addr": "127.0.0.1:{}".format(debug_port), "prometheus": {"enabled": True}}},
+            notifications={"endpoints": [{
+                "name": "later",
+                "url": "http://127.0.0.1:{}/hook?token=sesame".format(port),
+                "threshold": 2,
+                "backoff": "200ms",
+            }]},
+        )
+        daemon = start_daemon(self, config)
+        image = Image("dead", layer_sizes=(256,))
+        push_image(daemon, "app", "v1", image)
+        wait_for(lambda: scrape(debug_port)['spectroreg_notifications_failed_total{endpoint="later"}'] >= 3,
+                 what="failed deliveries")
+        samples = scrape(debug_port)
+        self.assertEqual(samples['spectroreg_notifications_pending{endpoint="later"}'], 3)
+        self.assertEqual(samples['spectroreg_notifications_sent_total{endpoint="later"}'], 0)
+        sink = Sink(self, port)
+        wait_for(lambda: len(sink.events) == 3, what="the events, once the endpoint is up")
+        self.assertEqual([e["action"] for e in sink.events], ["push"] * 3)
+        self.assertEqual(sink.events[-1]["target"]["tag"], "v1")
+        wait_for(lambda: scrape(debug_port)['spectroreg_notifications_sent_total{endpoint="later"}'] == 3,
+                 what="sent counted")
+        self.assertEqual(scrape(debug_port)['spectroreg_notifications_pending{endpoint="later"}'], 0)
+        with open(daemon.log_path, encoding="utf-8") as log:
+            text = log.read()
+        self.assertIn("notification endpoint later (http://127.0.0.1:{}/hook): delivery failed".format(port), text)
+        self.assertIn("notification endpoint later: delivering again", text)
+        self.assertNotIn("sesame", text)
