@@ -518,3 +518,16 @@ class EventBuildingTests(unittest.TestCase):
         # One request, one request id.
         self.assertEqual(delete["request"]["id"], "2")
         self.assertEqual(delete["target"], {"repository": "app", "tag": "v1"})
+
+
+class EventFailureTests(unittest.TestCase):
+    def test_event_that_cannot_be_built_is_logged_not_raised(self):
+        from spectroreg.api.routes import BLOB, Route
+
+        class Sink:
+            def write(self, event):
+                raise RuntimeError("broken sink")
+
+        events = RegistryEvents(Sink(), None, task.Clock(), source_addr="h:1")
+        events.blob_deleted(_Request(), Route(BLOB, "app", "sha256:x"), "sha256:x")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -7,12 +7,16 @@ handler already has: no storage access, no I/O.
 """
 
 import datetime
+import functools
 import socket
 import uuid
 
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from spectroreg.ops.interfaces import IRegistryEvents
+
+log = Logger(namespace="spectroreg.notifications")
 
 EVENTS_MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
 
@@ -59,6 +63,20 @@ def _actor(request):
     if isinstance(outcome, tuple) and len(outcome) == 2 and outcome[0] is True and isinstance(outcome[1], str):
         return {"name": outcome[1]}
     return {}
+
+
+def _guarded(method):
+    """An event that cannot be built is logged; the request it reports on is not disturbed."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, route, *args):
+        try:
+            method(self, request, route, *args)
+        except Exception:
+            log.failure("building a {what} event for {repository}", what=method.__name__,
+                        repository=getattr(route, "repository", None))
+
+    return wrapper
 
 
 def _is_tag(reference):
@@ -138,6 +156,7 @@ class RegistryEvents:
 
     # -- IRegistryEvents ---------------------------------------------------------
 
+    @_guarded
     def manifest_pushed(self, request, route, digest, media_type, size, manifest=None):
         target = self._content(request, route, "manifests", media_type, digest, size)
         if _is_tag(route.argument):
@@ -146,6 +165,7 @@ class RegistryEvents:
             target["references"] = _references(manifest)
         self._write(request, PUSH, target)
 
+    @_guarded
     def manifest_pulled(self, request, route, record):
         target = self._content(request, route, "manifests", record.media_type, record.digest, record.size)
         if _is_tag(route.argument):
@@ -159,24 +179,30 @@ class RegistryEvents:
                 target["references"] = []
         self._write(request, PULL, target)
 
+    @_guarded
     def manifest_deleted(self, request, route, digest):
         self._write(request, DELETE, {"digest": str(digest), "repository": route.repository})
 
+    @_guarded
     def tag_deleted(self, request, route, tag):
         self._write(request, DELETE, {"repository": route.repository, "tag": tag})
 
+    @_guarded
     def blob_pushed(self, request, route, descriptor):
         self._write(request, PUSH, self._blob(request, route, descriptor))
 
+    @_guarded
     def blob_pulled(self, request, route, descriptor):
         self._write(request, PULL, self._blob(request, route, descriptor))
 
+    @_guarded
     def blob_mounted(self, request, route, descriptor, source):
         target = self._blob(request, route, descriptor)
         if source:
             target["fromRepository"] = source
         self._write(request, MOUNT, target)
 
+    @_guarded
     def blob_deleted(self, request, route, digest):
         self._write(request, DELETE, {"digest": str(digest), "repository": route.repository})
 
