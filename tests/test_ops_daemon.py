@@ -410,3 +410,38 @@ class NotificationTests(unittest.TestCase):
         self.assertIn("notification endpoint later (http://127.0.0.1:{}/hook): delivery failed".format(port), text)
         self.assertIn("notification endpoint later: delivering again", text)
         self.assertNotIn("sesame", text)
+
+
+class SkopeoNotificationTests(unittest.TestCase):
+    """A real client's push and pull (HEAD probes, chunked uploads, concurrent blobs): exactly one event per blob and manifest."""
+
+    def test_skopeo_push_and_pull(self):
+        from tests.support import images
+        from tests.support.skopeo import Skopeo
+
+        skopeo = Skopeo(os.path.abspath(self.mktemp()))
+        sink = Sink(self)
+        daemon = start_daemon(self, minimal_config(notifications={"endpoints": [{
+            "name": "sink", "url": "http://127.0.0.1:{}/".format(sink.port)}]}))
+        image = images.Image("skopeo-events", layer_sizes=(4096, 300 * 1024))
+        layout = os.path.abspath(self.mktemp())
+        images.write_oci_layout(layout, image, "v1")
+        skopeo.copy("oci:{}:v1".format(layout), "docker://{}/team/app:v1".format(daemon.netloc))
+        out = os.path.abspath(self.mktemp())
+        skopeo.copy("docker://{}/team/app:v1".format(daemon.netloc), "oci:{}:v1".format(out))
+
+        def summary(action):
+            return sorted((e["target"]["digest"], e["target"].get("tag"), e["target"]["mediaType"],
+                           e["target"]["size"], e["target"]["repository"])
+                          for e in sink.events if e["action"] == action)
+
+        blobs = [(b.digest, None, "application/octet-stream", len(b.data), "team/app") for b in image.blobs()]
+        manifest = (image.digest, "v1", image.media_type, len(image.manifest.data), "team/app")
+        expected = sorted(blobs + [manifest])
+        wait_for(lambda: len(sink.events) >= 2 * len(expected), what="push and pull events")
+        time.sleep(0.5)
+        self.assertEqual(summary("push"), expected)
+        self.assertEqual(summary("pull"), expected)
+        self.assertEqual(len(sink.events), 2 * len(expected))
+        for event in sink.events:
+            self.assertIn("skopeo", event["request"]["useragent"])
