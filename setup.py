@@ -45,6 +45,7 @@ setup(
         "josepy>=1.13",
         "botocore>=1.29",
         "treq>=22.2",
+        "prometheus-client>=0.16",
         "zope.interface>=5.4",
     ],
     entry_points={

@@ -289,6 +289,7 @@ class RegistryService(MultiService):
         self.registry = None
         self.authenticator = None
         self.server_tls = None
+        self.operations = None  # spectroreg.ops.wiring.Operations
         self._previous_sighup = None
 
     def setServiceParent(self, parent):
@@ -419,6 +420,9 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
         reactor = default_reactor
     limits = limits or DEFAULT_LIMITS
     top = RegistryService(settings, reactor)
+    from spectroreg.ops.wiring import Operations
+
+    top.operations = Operations(settings, reactor)
 
     if api_resource is None:
         api_resource, request_factory = _build_api(settings, top, reactor)
@@ -433,9 +437,9 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
     if top.registry is not None:
         from spectroreg.ui import make_ui
 
-        ui = make_ui(top.registry, settings, top.authenticator, reactor)
+        ui = make_ui(top.registry, settings, top.authenticator, reactor, events=top.operations.events)
     site = RegistrySite(
-        RootResource(api_resource, http_settings.prefix, ui=ui),
+        top.operations.gate(RootResource(api_resource, http_settings.prefix, ui=ui)),
         request_factory=request_factory,
         headers=http_settings.headers,
         access_log=not settings.log.accesslog_disabled,
@@ -474,10 +478,20 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
             for endpoint, description in endpoints_for(letsencrypt.httpaddr, "tcp", reactor):
                 ListenerService(endpoint, plain, description, "http").setServiceParent(top)
 
+    # Before the listeners: the checks' first run decides the first answers,
+    # and events of requests drained at shutdown are still queued.
+    for child in top.operations.services():
+        child.setServiceParent(top)
     for endpoint, description in endpoints_for(http_settings.addr, http_settings.net, reactor):
         listener = ListenerService(endpoint, factory, description, scheme)
         listener.setServiceParent(top)
         top.listeners.append(listener)
+
+    debug_root = top.operations.debug_root()
+    if debug_root is not None:
+        debug_site = RegistrySite(debug_root, access_log=False, limits=limits, reactor=reactor)
+        for endpoint, description in endpoints_for(http_settings.debug.addr, "tcp", reactor):
+            ListenerService(endpoint, debug_site, description, "http").setServiceParent(top)
 
     purging = settings.storage.uploadpurging
     # As in Distribution, a read-only registry leaves uploads alone.
@@ -529,12 +543,14 @@ def _build_api(settings, top, reactor):
     from spectroreg.registry import Registry
     from spectroreg.storage.factory import driver_from_settings
 
-    driver = driver_from_settings(settings.storage, reactor=reactor)
+    operations = top.operations
+    driver = driver_from_settings(settings.storage, reactor=reactor, observer=operations.storage_observer)
     # Added before the listeners, so it stops after them: the driver's pools
     # are released once no request can reach it any more.
     _CloseStorage(driver).setServiceParent(top)
     registry = Registry(driver, settings.storage, reactor=reactor)
     top.registry = registry
+    operations.attach(registry)
     authenticator = None
     auth = settings.auth
     if auth is not None:
@@ -549,7 +565,8 @@ def _build_api(settings, top, reactor):
                 "auth.{}: this authentication provider is not supported".format(auth.provider)
             )
     top.authenticator = authenticator
-    api = make_api_resource(registry, settings, authenticator=authenticator, reactor=reactor)
+    api = make_api_resource(registry, settings, authenticator=authenticator, reactor=reactor,
+                            metrics=operations.metrics, events=operations.events)
     return api, RegistryRequest
 
 

@@ -378,7 +378,7 @@ class PitfallTests(ConfigTestCase):
         self.assertEqual(settings.warnings, ())
         self.assertEqual(settings.auth.htpasswd.path, "/auth/htpasswd-basic")
         self.assertEqual(settings.storage.driver, "filesystem")
-        self.assertEqual(settings.notifications, {})
+        self.assertEqual(settings.notifications.endpoints, ())
         self.assertEqual(settings.log.fields, {"service": "registry"})
 
     def test_service_link_shaped_key_still_applies(self):

@@ -8,7 +8,7 @@ from spectroreg.api.request import RegistryRequest
 from spectroreg.api.resource import RegistryAPI
 
 
-def make_api_resource(registry, settings, authenticator=None, reactor=None):
+def make_api_resource(registry, settings, authenticator=None, reactor=None, metrics=None, events=None):
     """
     The ``/v2`` resource.
 
@@ -17,9 +17,11 @@ def make_api_resource(registry, settings, authenticator=None, reactor=None):
         ``catalog`` are read).
     @param authenticator: L{spectroreg.auth.interfaces.IAuthenticator} or
         None for an open registry.
+    @param metrics: an L{spectroreg.ops.interfaces.IRequestObserver} or None.
+    @param events: an L{spectroreg.ops.interfaces.IRegistryEvents} or None.
     @return: an C{IResource}.
     """
-    return RegistryAPI(registry, settings, authenticator, reactor)
+    return RegistryAPI(registry, settings, authenticator, reactor, metrics=metrics, events=events)
 
 
 __all__ = ["make_api_resource", "RegistryRequest", "RegistryAPI"]

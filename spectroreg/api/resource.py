@@ -22,6 +22,8 @@ from spectroreg.api.errors import JSON, as_registry_error, internal_error
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from spectroreg.api.request import CappedBody, StreamTarget
 from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
+from spectroreg.ops.events import NULL_EVENTS
+from spectroreg.ops.metrics import NULL_METRICS
 from spectroreg.registry import manifests as mf
 from spectroreg.registry.digests import looks_like_digest, parse_digest
 from spectroreg.registry.errors import RegistryError, upload_unknown
@@ -80,6 +82,17 @@ def _parse_n(request, maximum=None):
     return n
 
 
+def _route_name(request, route):
+    """The route's name for metrics; matched again only when the request failed before routing."""
+    if route is not None:
+        return route.name
+    try:
+        found = routes.match(_segments(request))
+    except RegistryError:
+        return None
+    return found.name if found is not None else None
+
+
 def _page(items, n, last):
     """(page, more) for sorted C{items} after C{last} (exclusive), at most C{n}."""
     if last:
@@ -100,8 +113,11 @@ class RegistryAPI(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, registry, settings, authenticator=None, reactor=None):
+    def __init__(self, registry, settings, authenticator=None, reactor=None, metrics=None, events=None):
         super().__init__()
+        # spectroreg.ops: per-request metrics and notification events (null when off).
+        self._metrics = metrics or NULL_METRICS
+        self._events = events or NULL_EVENTS
         self._registry = registry
         self._settings = settings
         self._http = settings.http if settings is not None else None
@@ -135,6 +151,7 @@ class RegistryAPI(resource.Resource):
         if route.name == routes.MANIFEST and method == "PUT":
             return self._capped(request, mf.MAX_MANIFEST_SIZE)
         if self._streams(route, method, request):
+            self._metrics.upload_started(request)
             return StreamTarget(
                 lambda: self._open_body_writer(request, route),
                 lambda writer: self._abandon_body_writer(request, route, writer),
@@ -175,6 +192,7 @@ class RegistryAPI(resource.Resource):
 
     async def _handle(self, request):
         request.setHeader(*API_VERSION)
+        route = None
         try:
             checked = getattr(request, "body_checked", None)
             if checked is not None:
@@ -195,6 +213,8 @@ class RegistryAPI(resource.Resource):
                             method=request.method, path=request.path)
                 error = internal_error()
             self._send_error(request, error)
+        finally:
+            self._metrics.request_done(request, _route_name(request, route), request.method.decode("latin-1"))
 
     def _finished(self, request):
         return getattr(request, "finished", False) or getattr(request, "_disconnected", False)
@@ -298,6 +318,8 @@ class RegistryAPI(resource.Resource):
             ("Etag", '"{}"'.format(record.digest)),
         ]
         self._send(request, 200, record.body, headers, record.media_type)
+        if request.method == b"GET":
+            self._events.manifest_pulled(request, route, record)
 
     async def _manifest_put(self, request, route):
         self._check_writable()
@@ -317,6 +339,7 @@ class RegistryAPI(resource.Resource):
         if manifest.subject is not None:
             headers.append(("OCI-Subject", str(manifest.subject.digest)))
         self._send(request, 201, b"", headers)
+        self._events.manifest_pushed(request, route, digest, manifest.media_type, len(body), manifest)
 
     def _small_body(self, request, cap):
         """The (capped) body of a non-blob request, or None when over C{cap}."""
@@ -335,6 +358,10 @@ class RegistryAPI(resource.Resource):
         reference = self._reference(route)
         await self._registry.delete_manifest(route.repository, reference)
         self._send(request, 202)
+        if isinstance(reference, str):
+            self._events.tag_deleted(request, route, reference)
+        else:
+            self._events.manifest_deleted(request, route, reference)
 
     # -- blobs (end-2, end-10) ------------------------------------------
 
@@ -346,6 +373,7 @@ class RegistryAPI(resource.Resource):
             url = await self._registry.blob_redirect_url(digest)
             if url:
                 self._send(request, 307, b"", [("Location", url), ("Docker-Content-Digest", str(digest))])
+                self._events.blob_pulled(request, route, descriptor)
                 return
         headers = [
             ("Docker-Content-Digest", str(digest)),
@@ -388,12 +416,14 @@ class RegistryAPI(resource.Resource):
             raise
         if not self._finished(request):
             request.finish()
+            self._events.blob_pulled(request, route, descriptor)
 
     async def _blob_delete(self, request, route):
         self._registry.check_delete()
         digest = parse_digest(route.argument)
         await self._registry.delete_blob(route.repository, digest)
         self._send(request, 202)
+        self._events.blob_deleted(request, route, digest)
 
     # -- uploads (end-4 … end-6, end-11, end-13, cancel) ----------------
 
@@ -476,6 +506,7 @@ class RegistryAPI(resource.Resource):
                     ("Location", self._urls(request).url(name, "blobs", str(digest))),
                     ("Docker-Content-Digest", str(digest)),
                 ])
+                self._events.blob_mounted(request, route, descriptor, source if mountable else None)
                 return
         elif _arg(request, "digest") is not None:
             writer = await self._body_writer(request, route)
@@ -485,6 +516,7 @@ class RegistryAPI(resource.Resource):
                 ("Location", self._urls(request).url(name, "blobs", str(descriptor.digest))),
                 ("Docker-Content-Digest", str(descriptor.digest)),
             ])
+            self._events.blob_pushed(request, route, descriptor)
             return
         upload_id = await self._registry.start_upload(name)
         self._send(request, 202, b"", [
@@ -518,6 +550,7 @@ class RegistryAPI(resource.Resource):
             ("Location", self._urls(request).url(route.repository, "blobs", str(descriptor.digest))),
             ("Docker-Content-Digest", str(descriptor.digest)),
         ])
+        self._events.blob_pushed(request, route, descriptor)
 
     async def _upload_delete(self, request, route):
         self._check_state(request, route)

@@ -11,6 +11,8 @@ when absent.
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
+from spectroreg.config.operations import HealthSettings, NotificationSettings
+
 LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 
 
@@ -149,10 +151,10 @@ class Settings:
     http: HTTPSettings
     auth: Optional[AuthSettings] = None
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     # Sections parsed and checked for shape but not acted on yet, kept as given.
-    notifications: Mapping[str, Any] = field(default_factory=dict)
     redis: Mapping[str, Any] = field(default_factory=dict)
-    health: Mapping[str, Any] = field(default_factory=dict)
     proxy: Mapping[str, Any] = field(default_factory=dict)
     validation: Mapping[str, Any] = field(default_factory=dict)
     middleware: Mapping[str, Any] = field(default_factory=dict)

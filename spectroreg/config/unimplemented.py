@@ -7,9 +7,7 @@ key has that (scalar) value. Remove an entry when its feature lands.
 """
 
 NOT_ACTED_ON = {
-    "notifications": "webhooks are not implemented yet",
     "redis": "redis is not used yet; caches are kept in memory",
-    "health": "storage, file, http and tcp health checks are not implemented yet",
     "proxy": "pull-through cache (proxy) mode is not implemented yet",
     "validation": "manifest validation rules (urls allow/deny, indexes) are not applied yet",
     "middleware": "registry, repository and storage middleware is not implemented yet",
@@ -17,7 +15,7 @@ NOT_ACTED_ON = {
     "compatibility": "schema1 manifests are not supported",
     "log.hooks": "log hooks (mail) are not implemented",
     "log.reportcaller": "caller reporting in log lines is not implemented",
-    "http.debug": "the debug listener (metrics, pprof) is not implemented yet",
+    "http.debug.pprof": "Go's profiler has no counterpart here",
     "http.http2": "HTTP/2 settings are not applied",
     "http.h2c": "cleartext HTTP/2 (h2c) is not implemented",
     "storage.cache.blobdescriptor=redis": "the redis blob descriptor cache is not implemented yet",

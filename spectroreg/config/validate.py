@@ -8,6 +8,7 @@ from (``file:line`` or the variable) and the key path.
 
 import re
 
+from spectroreg.config import operations
 from spectroreg.config import settings as s
 from spectroreg.config.addresses import split_host_port
 from spectroreg.config.durations import MAX_SECONDS, format_duration, parse_duration, shorten
@@ -306,8 +307,11 @@ def build_settings(tree, provenance, warnings, source):
     http = _http(check, tree)
     auth = _auth(check, tree)
     catalog = _catalog(check, tree)
-    kept = {}
-    for name in ("notifications", "redis", "health", "proxy", "validation", "middleware"):
+    kept = {
+        "health": operations.health_settings(check, tree),
+        "notifications": operations.notification_settings(check, tree),
+    }
+    for name in ("redis", "proxy", "validation", "middleware"):
         kept[name] = dict(check.mapping(tree.get(name), (name,)))
     for name in ("reporting", "compatibility"):
         check.mapping(tree.get(name), (name,))
@@ -590,6 +594,8 @@ def _http(check, tree):
             prometheus_enabled=check.boolean(prometheus, prometheus_path, "enabled", False),
             prometheus_path=metrics_path,
         )
+        if debug.prometheus_enabled and debug_addr is None:
+            check.warn(prometheus_path + ("enabled",), "ignored without http.debug.addr (metrics are served there)")
     for name, key in (("http2", "disabled"), ("h2c", "enabled")):
         sub = check.mapping(section.get(name), path + (name,))
         check.known(sub, path + (name,))

@@ -112,22 +112,33 @@ class BlobDescriptorCache:
     the pending fills of every lookup of that digest.
     """
 
+    # Lookups through tickets, for the metrics (read when scraped).
+    hits = 0
+    misses = 0
+
     def __init__(self, capacity=10000, generations=None):
         self._global = LRU(capacity)
         self._linked = LRU(capacity)
         self._generations = generations or Generations()
 
+    def _counted(self, value):
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
     def descriptor(self, digest):
         """A L{Ticket} for the blob's (size, media_type)."""
         token = self._generations.token(digest)
-        return Ticket(self._global.get(digest), lambda value: self._global.put(digest, value),
+        return Ticket(self._counted(self._global.get(digest)), lambda value: self._global.put(digest, value),
                       self._generations, token)
 
     def link(self, name, digest):
         """A L{Ticket} for "C{name} links C{digest}" (value True or None)."""
         key = (name, digest)
         token = self._generations.token(digest)
-        return Ticket(self._linked.get(key), lambda value: self._linked.put(key, True),
+        return Ticket(self._counted(self._linked.get(key)), lambda value: self._linked.put(key, True),
                       self._generations, token)
 
     def get(self, digest):
@@ -164,10 +175,18 @@ class ManifestCache:
         self._bytes = 0
         self._generations = generations or Generations()
 
+    hits = 0
+    misses = 0
+
     def lookup(self, digest):
         """A L{Ticket} whose value is the cached record, or None."""
         token = self._generations.token(digest)
-        return Ticket(self.get(digest), self._put, self._generations, token)
+        record = self.get(digest)
+        if record is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return Ticket(record, self._put, self._generations, token)
 
     def get(self, digest):
         record = self._items.pop(digest, None)

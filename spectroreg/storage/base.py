@@ -4,7 +4,8 @@ The layer every driver is used through: path validation and error normalisation.
 ``ValidatingDriver`` wraps any ``IStorageDriver`` (the factory returns one),
 so drivers may assume valid paths and offsets and need not care which
 exceptions leak out of their libraries: anything that is not already a
-``StorageError`` becomes one that names the path.
+``StorageError`` becomes one that names the path. Given an observer, it
+also reports each operation's latency and failure (the storage metrics).
 """
 
 import functools
@@ -15,7 +16,7 @@ from twisted.internet.error import ConnectionClosed
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from spectroreg.storage.errors import InvalidOffset, InvalidPath, StorageError
+from spectroreg.storage.errors import InvalidOffset, InvalidPath, PathNotFound, StorageError
 from spectroreg.storage.interfaces import IFileWriter, IStorageDriver
 
 PATH_PATTERN = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
@@ -83,8 +84,19 @@ class ValidatingDriver:
     @ivar driver: the wrapped driver.
     """
 
-    def __init__(self, driver):
+    # An IStorageObserver (spectroreg.ops.interfaces) told the latency and
+    # outcome of every operation; None: nothing is measured.
+    observer = None
+
+    def __init__(self, driver, observer=None):
         self.driver = driver
+        self.observer = observer
+
+    def _call(self, operation, path, function, *args):
+        d = _call(operation, path, function, *args)
+        if self.observer is not None:
+            _measure(d, self.observer, self.driver.name, operation)
+        return d
 
     @property
     def name(self):
@@ -101,13 +113,13 @@ class ValidatingDriver:
 
     @_validated()
     def get_content(self, path):
-        return _call("get_content", path, self.driver.get_content, path)
+        return self._call("get_content", path, self.driver.get_content, path)
 
     @_validated()
     def put_content(self, path, content):
         if not isinstance(content, (bytes, bytearray, memoryview)):
             return defer.fail(StorageError("content must be bytes", path))
-        return _call("put_content", path, self.driver.put_content, path, bytes(content))
+        return self._call("put_content", path, self.driver.put_content, path, bytes(content))
 
     @_validated()
     def read(self, path, consumer, offset=0, length=None):
@@ -115,21 +127,21 @@ class ValidatingDriver:
             return defer.fail(InvalidOffset(path, offset))
         if length is not None and (not isinstance(length, int) or length < 0):
             return defer.fail(StorageError("invalid length {!r}".format(length), path))
-        return _call("read", path, self.driver.read, path, consumer, offset, length)
+        return self._call("read", path, self.driver.read, path, consumer, offset, length)
 
     @_validated()
     def writer(self, path, append=False):
-        d = _call("writer", path, self.driver.writer, path, append)
-        d.addCallback(_ValidatingWriter, path)
+        d = self._call("writer", path, self.driver.writer, path, append)
+        d.addCallback(_ValidatingWriter, path, self.observer, self.driver.name)
         return d
 
     @_validated(directory=True)
     def stat(self, path):
-        return _call("stat", path, self.driver.stat, path)
+        return self._call("stat", path, self.driver.stat, path)
 
     @_validated(directory=True)
     def list(self, path):
-        return _call("list", path, self.driver.list, path)
+        return self._call("list", path, self.driver.list, path)
 
     def move(self, source, destination):
         try:
@@ -137,18 +149,18 @@ class ValidatingDriver:
             check_path(destination)
         except InvalidPath:
             return defer.fail()
-        return _call("move", source, self.driver.move, source, destination)
+        return self._call("move", source, self.driver.move, source, destination)
 
     @_validated(directory=True)
     def delete(self, path):
-        return _call("delete", path, self.driver.delete, path)
+        return self._call("delete", path, self.driver.delete, path)
 
     def close(self):
         return self.driver.close()
 
     @_validated()
     def redirect_url(self, path, method="GET"):
-        return _call("redirect_url", path, self.driver.redirect_url, path, method)
+        return self._call("redirect_url", path, self.driver.redirect_url, path, method)
 
     @_validated(directory=True)
     def walk(self, path, visit):
@@ -176,6 +188,17 @@ class ValidatingDriver:
         return d
 
 
+def _measure(d, observer, driver, operation):
+    started = observer.now()
+
+    def done(result):
+        failed = isinstance(result, Failure) and not result.check(PathNotFound)
+        observer.observe(driver, operation, observer.now() - started, failed)
+        return result
+
+    d.addBoth(done)
+
+
 def _remember(failure, raised):
     raised.append(failure.value)
     return failure
@@ -185,10 +208,18 @@ def _remember(failure, raised):
 class _ValidatingWriter:
     """Normalises a driver's writer: errors, argument types, use after the end."""
 
-    def __init__(self, writer, path):
+    def __init__(self, writer, path, observer=None, driver_name=None):
         self._writer = writer
         self._path = path
         self._ended = None
+        self._observer = observer
+        self._driver_name = driver_name
+
+    def _call(self, operation, function, *args):
+        d = _call(operation, self._path, function, *args)
+        if self._observer is not None:
+            _measure(d, self._observer, self._driver_name, operation)
+        return d
 
     @property
     def size(self):
@@ -209,7 +240,7 @@ class _ValidatingWriter:
                 raise StorageError("data must be bytes", self._path)
         except StorageError:
             return defer.fail()
-        return _call("write", self._path, self._writer.write, bytes(data))
+        return self._call("write", self._writer.write, bytes(data))
 
     def _end(self, how, operation):
         try:
@@ -217,7 +248,7 @@ class _ValidatingWriter:
         except StorageError:
             return defer.fail()
         self._ended = how
-        return _call(operation, self._path, getattr(self._writer, operation))
+        return self._call(operation, getattr(self._writer, operation))
 
     def close(self):
         return self._end("closed", "close")

@@ -18,12 +18,14 @@ log = Logger()
 MIN_FILESYSTEM_THREADS = 25
 
 
-def driver_from_settings(storage_settings, reactor=None):
+def driver_from_settings(storage_settings, reactor=None, observer=None):
     """
     The driver C{storage_settings} (a L{StorageSettings}) describes.
 
     @param reactor: the reactor the driver schedules on (default: the
         global one, imported lazily by each driver).
+    @param observer: an L{spectroreg.ops.interfaces.IStorageObserver} told
+        every operation's latency and outcome (the storage metrics), or None.
     @return: an L{IStorageDriver} (a L{ValidatingDriver}).
     @raise ConfigError: for an unknown driver name.
     """
@@ -57,4 +59,4 @@ def driver_from_settings(storage_settings, reactor=None):
         )
     else:
         raise ConfigError("storage: unknown driver {!r} (inmemory, filesystem or s3)".format(kind))
-    return ValidatingDriver(driver)
+    return ValidatingDriver(driver, observer=observer)

@@ -118,9 +118,11 @@ class WebUI(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, registry, settings, authenticator=None, reactor=None, static=None):
+    def __init__(self, registry, settings, authenticator=None, reactor=None, static=None, events=None):
         super().__init__()
         self._registry = registry
+        # Deletes are reported to the notification endpoints as the API's are.
+        self._events = events
         self._reader = RegistryReader(registry)
         self._http = settings.http
         self._authenticator = authenticator
@@ -385,9 +387,23 @@ class WebUI(resource.Resource):
         await self._registry.delete_manifest(name, reference)
         log.info("web page: {user} deleted {name} {reference}", user=user or "-", name=name,
                  reference=str(reference))
+        if self._events is not None:
+            _report_delete(self._events, request, user, name, reference)
         location = self._links.repository(name, deleted=str(reference))
         request.setHeader(b"location", location.encode("ascii"))
         self._send(request, 303, pages.error_page(self._links, 303, "Deleted."))
+
+
+def _report_delete(events, request, user, name, reference):
+    from spectroreg.api.routes import MANIFEST, Route
+
+    if user and getattr(request, "_spectroreg_auth", None) is None:
+        request._spectroreg_auth = (True, user)  # the event's actor (and the access log's user)
+    route = Route(MANIFEST, name, str(reference))
+    if isinstance(reference, str):
+        events.tag_deleted(request, route, reference)
+    else:
+        events.manifest_deleted(request, route, reference)
 
 
 __all__ = ["WebUI", "load_static"]
