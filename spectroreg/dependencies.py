@@ -48,6 +48,7 @@ REQUIRED = (
     Requirement("josepy", "josepy>=1.13", "python3-josepy"),
     Requirement("botocore", "botocore>=1.29", "python3-botocore"),
     Requirement("treq", "treq>=22.2", "python3-treq"),
+    Requirement("prometheus_client", "prometheus-client>=0.16", "python3-prometheus-client"),
     Requirement("zope.interface", "zope.interface>=5.4", "python3-zope.interface"),
 )
 
