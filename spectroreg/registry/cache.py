@@ -18,6 +18,16 @@ daemons sharing the storage are seen at once.
 
 from collections import OrderedDict
 
+from twisted.logger import Logger
+
+from spectroreg.logging import debug_enabled
+
+log = Logger()
+
+
+def _debug_lookup(cache, key, hit):
+    log.debug("cache {cache} {key}: {outcome}", cache=cache, key=key, outcome="hit" if hit else "miss")
+
 
 class LRU:
     def __init__(self, capacity):
@@ -56,13 +66,19 @@ class BlobDescriptorCache:
         self._linked = LRU(capacity)
 
     def get(self, digest):
-        return self._global.get(digest)
+        found = self._global.get(digest)
+        if debug_enabled():
+            _debug_lookup("blobdescriptor", digest, found is not None)
+        return found
 
     def put(self, digest, size, media_type):
         self._global.put(digest, (size, media_type))
 
     def is_linked(self, name, digest):
-        return self._linked.get((name, digest)) is not None
+        linked = self._linked.get((name, digest)) is not None
+        if debug_enabled():
+            _debug_lookup("blobdescriptor", "{}@{}".format(name, digest), linked)
+        return linked
 
     def link(self, name, digest):
         self._linked.put((name, digest), True)
@@ -94,6 +110,8 @@ class ManifestCache:
         record = self._items.pop(digest, None)
         if record is not None:
             self._items[digest] = record
+        if debug_enabled():
+            _debug_lookup("manifest", digest, record is not None)
         return record
 
     def put(self, record):
