@@ -14,6 +14,11 @@ The daemon's log output: one twisted.logger observer that honours the
 The observer writes to a stream it is given (stdout by default); the caller
 decides how it is installed (``spectroreg serve`` begins logging to it,
 ``twistd`` picks it up as the application's ``ILogObserver``).
+
+Debug events (what the registry decides: auth outcomes, storage operations,
+cache hits, upload states) are made on busy paths, so they are only made
+at all once an observer at level ``debug`` exists in the process: code
+guards them with ``if debug_enabled():``.
 """
 
 import json
@@ -41,6 +46,14 @@ _LEVEL_NAMES = {
     LogLevel.info: "info",
     LogLevel.debug: "debug",
 }
+
+
+_debug = [False]
+
+
+def debug_enabled():
+    """Whether any L{RegistryLogObserver} of this process writes debug events."""
+    return _debug[0]
 
 
 def _timestamp(seconds):
@@ -91,6 +104,8 @@ class RegistryLogObserver:
         self.formatter = formatter
         self.fields = dict(fields or {})
         self._min_level = LEVELS[level]
+        if self._min_level <= LogLevel.debug:
+            _debug[0] = True
         self._stream = stream
         self._clock = clock
 

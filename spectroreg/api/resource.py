@@ -22,6 +22,7 @@ from spectroreg.api.errors import JSON, as_registry_error, internal_error
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from spectroreg.api.request import CappedBody, StreamTarget
 from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
+from spectroreg.logging import debug_enabled
 from spectroreg.ops.events import NULL_EVENTS
 from spectroreg.ops.metrics import NULL_METRICS
 from spectroreg.registry import manifests as mf
@@ -68,6 +69,20 @@ def _client(request):
     except AttributeError:
         return "unknown"
     return str(getattr(address, "host", address))
+
+
+def _debug_auth(request, outcome):
+    # The user name and the reason, never the credentials (the reasons are
+    # written not to hold them).
+    ok, value = outcome
+    if ok:
+        decision = "accepted user {}".format(value)
+    else:
+        reason = str(value) or type(value).__name__
+        decision = "refused ({}: {})".format(type(value).__name__, reason)
+    log.debug("auth for {client} {method} {path}: {decision}", client=_client(request),
+              method=request.method.decode("ascii", "replace"),
+              path=request.path.decode("ascii", "replace"), decision=decision)
 
 
 def _parse_n(request, maximum=None):
@@ -185,6 +200,8 @@ class RegistryAPI(resource.Resource):
             except Exception as exception:
                 outcome = (False, exception)
             request._spectroreg_auth = outcome
+            if debug_enabled():
+                _debug_auth(request, outcome)
         ok, value = outcome
         if not ok:
             raise value

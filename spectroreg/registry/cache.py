@@ -25,6 +25,16 @@ There is no other way to put anything into these caches.
 
 from collections import OrderedDict
 
+from twisted.logger import Logger
+
+from spectroreg.logging import debug_enabled
+
+log = Logger()
+
+
+def _debug_lookup(cache, key, hit):
+    log.debug("cache {cache} {key}: {outcome}", cache=cache, key=key, outcome="hit" if hit else "miss")
+
 
 class Generations:
     """
@@ -121,32 +131,40 @@ class BlobDescriptorCache:
         self._linked = LRU(capacity)
         self._generations = generations or Generations()
 
-    def _counted(self, value):
+    def _counted(self, key, value):
         if value is None:
             self.misses += 1
         else:
             self.hits += 1
+        if debug_enabled():
+            _debug_lookup("blobdescriptor", key, value is not None)
         return value
 
     def descriptor(self, digest):
         """A L{Ticket} for the blob's (size, media_type)."""
         token = self._generations.token(digest)
-        return Ticket(self._counted(self._global.get(digest)), lambda value: self._global.put(digest, value),
+        return Ticket(self._counted(digest, self._global.get(digest)), lambda value: self._global.put(digest, value),
                       self._generations, token)
 
     def link(self, name, digest):
         """A L{Ticket} for "C{name} links C{digest}" (value True or None)."""
         key = (name, digest)
         token = self._generations.token(digest)
-        return Ticket(self._counted(self._linked.get(key)), lambda value: self._linked.put(key, True),
+        return Ticket(self._counted("{}@{}".format(name, digest), self._linked.get(key)), lambda value: self._linked.put(key, True),
                       self._generations, token)
 
     def get(self, digest):
         """The cached (size, media_type) of C{digest}, or None (no ticket)."""
-        return self._global.get(digest)
+        found = self._global.get(digest)
+        if debug_enabled():
+            _debug_lookup("blobdescriptor", digest, found is not None)
+        return found
 
     def is_linked(self, name, digest):
-        return self._linked.get((name, digest)) is not None
+        linked = self._linked.get((name, digest)) is not None
+        if debug_enabled():
+            _debug_lookup("blobdescriptor", "{}@{}".format(name, digest), linked)
+        return linked
 
     def unlink(self, name, digest):
         """C{name} no longer links C{digest} (or may not: a delete is under way)."""
@@ -192,6 +210,8 @@ class ManifestCache:
         record = self._items.pop(digest, None)
         if record is not None:
             self._items[digest] = record
+        if debug_enabled():
+            _debug_lookup("manifest", digest, record is not None)
         return record
 
     def _put(self, record):

@@ -24,7 +24,7 @@ from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unk
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
 from spectroreg.registry.names import is_valid_tag, is_valid_upload_id
 from spectroreg.registry.uploads import HashingConsumer, LockReleaser, UploadWriter, format_rfc3339, parse_rfc3339
-from spectroreg.registry.uploads import digest_hasher
+from spectroreg.registry.uploads import debug_upload_state, digest_hasher
 from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.interfaces import SKIP_DIR
 from spectroreg.storage.readonly import ReadOnlyDriver
@@ -357,6 +357,7 @@ class Registry:
         # (upload_size), and its first chunk creates ``data``.
         await self.driver.put_content(paths.upload_startedat(name, upload_id), format_rfc3339(self._now()).encode("ascii"))
         self._remember_hash(name, upload_id, 0, digest_hasher())
+        debug_upload_state(name, upload_id, "started", 0)
         return upload_id
 
     async def upload_exists(self, name, upload_id):
@@ -450,6 +451,7 @@ class Registry:
             published = await self._published(name, upload_id, digest)
             if published is None:
                 await self._delete(paths.upload_dir(name, upload_id))
+                debug_upload_state(name, upload_id, "removed, content is {}, not {}".format(actual, digest), size)
                 raise RegistryError(
                     "DIGEST_INVALID", detail="digest {} does not match the content ({})".format(digest, actual)
                 )
@@ -466,6 +468,7 @@ class Registry:
                 await self.driver.move(data_path, target)
         await self.link_blob(name, digest)
         await self._delete(paths.upload_dir(name, upload_id))
+        debug_upload_state(name, upload_id, "published as " + str(digest), size)
         return BlobDescriptor(digest, size)
 
     async def _published(self, name, upload_id, digest):
@@ -488,6 +491,7 @@ class Registry:
             raise upload_unknown(upload_id)
         self._forget_hash(name, upload_id)
         await self._delete(paths.upload_dir(name, upload_id))
+        debug_upload_state(name, upload_id, "deleted")
 
     async def put_blob(self, name, digest, data):
         """Store small content C{data} (bytes) as blob C{digest} in C{name}."""

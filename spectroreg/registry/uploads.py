@@ -7,9 +7,20 @@ RFC 3339 timestamps of ``startedat``.
 import datetime
 
 from twisted.internet.interfaces import IConsumer
+from twisted.logger import Logger
 from zope.interface import implementer
 
+from spectroreg.logging import debug_enabled
 from spectroreg.registry.digests import CANONICAL, Digest
+
+log = Logger()
+
+
+def debug_upload_state(name, upload_id, state, size=None):
+    """A debug line for a change of an upload's state (C{size}: bytes held, if known)."""
+    if debug_enabled():
+        log.debug("upload {upload_id} in {name}: {state}{at}", name=name, upload_id=upload_id,
+                  state=state, at="" if size is None else " at {} bytes".format(size))
 
 
 def format_rfc3339(when):
@@ -78,6 +89,7 @@ class UploadWriter:
         self._lock = lock
         self.start = writer.size
         self.open = True
+        debug_upload_state(name, upload_id, "opened for appending", self.start)
 
     @property
     def size(self):
@@ -104,6 +116,7 @@ class UploadWriter:
         try:
             await self._writer.close()
             self._registry._remember_hash(self.name, self.upload_id, self._writer.size, self._hasher)
+            debug_upload_state(self.name, self.upload_id, "closed, resumable", self._writer.size)
         except Exception:
             self._registry._forget_hash(self.name, self.upload_id)
             raise
@@ -114,6 +127,7 @@ class UploadWriter:
         self.open = False
         try:
             await self._writer.commit()
+            debug_upload_state(self.name, self.upload_id, "complete", self._writer.size)
             return self._writer.size, self._hasher
         finally:
             self._lock.release()
@@ -122,6 +136,7 @@ class UploadWriter:
         self.open = False
         try:
             await self._writer.cancel()
+            debug_upload_state(self.name, self.upload_id, "cancelled", self._writer.size)
         finally:
             self._lock.release()
 

@@ -12,14 +12,21 @@ can say up front whether a read would wait:
 - ``preadv2(2)`` with ``RWF_NOWAIT`` reads only data already in the page
   cache, and fails with ``EAGAIN`` instead of reading the disk.
 
+Whether a filesystem offers both is not a matter of its name: overlayfs
+opens with ``RESOLVE_CACHED`` but refuses ``RWF_NOWAIT`` (``EOPNOTSUPP``),
+and tmpfs accepts or refuses it depending on the kernel. So the reader is
+off until L{NoWaitReader.probe} has tried both calls on a file it creates
+in the tree's root itself, on the tree's own filesystem, and they worked.
+
 L{NoWaitReader.read} tries both and returns None whenever the kernel would
 have had to wait (L{NoWaitReader.stat} likewise, with an ``O_PATH`` handle
 and ``fstat``) (or anything is unusual); the caller then reads in its
-thread pool as before. It is only switched on for trees on local
-filesystems with nothing else mounted beneath them, on Linux 5.12 or later,
-and it switches itself off at the first sign the calls are unavailable
-(old kernel, seccomp filter). A root directory reached through a symlink
-is always read by the pool.
+thread pool as before. Beyond the probe, the reader stays off for a tree
+on a network filesystem (another machine's writes reach the page cache
+only after a revalidation that ``RESOLVE_CACHED`` skips), for a tree with
+another filesystem mounted beneath it (the probe tested only the root's),
+for a root reached through a symlink, and it switches itself off at the
+first sign the calls are unavailable after all (seccomp filter).
 """
 
 import ctypes
@@ -28,10 +35,10 @@ import os
 import stat as statmodule
 import sys
 
-# Trees on these can be read without a network round trip or a user-space
-# file server behind open() and read().
-LOCAL_FILESYSTEMS = frozenset(
-    ["ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "overlay", "bcachefs"]
+# Trees other machines write to: off whatever the probe says.
+NETWORK_FILESYSTEMS = frozenset(
+    ["nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "9p", "afs", "glusterfs", "lustre",
+     "gpfs", "ocfs2", "gfs2", "virtiofs", "fuse"]
 )
 
 # Larger files (big manifests) are read in a thread: a copy of megabytes is
@@ -50,6 +57,9 @@ _PATH_FLAGS = getattr(os, "O_PATH", 0) | os.O_CLOEXEC
 
 # The kernel or a sandbox does not offer the calls: stop trying.
 _UNAVAILABLE = frozenset([errno.ENOSYS, errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP, errno.E2BIG])
+
+# What the probe writes and reads back.
+_PROBE_DATA = b"spectroreg no-wait probe\n"
 
 
 class _OpenHow(ctypes.Structure):
@@ -118,17 +128,22 @@ def _beneath(path, directory):
     return path == directory or directory == "/" or path.startswith(directory.rstrip("/") + "/")
 
 
-def local_tree(root, mounts):
+def _network(fstype):
+    return fstype is None or fstype in NETWORK_FILESYSTEMS or fstype.split(".")[0] in NETWORK_FILESYSTEMS
+
+
+def one_filesystem(root, mounts):
     """
-    True when C{root} (an absolute path without symlinks) lies on a local
-    filesystem (the last mount over it is one of L{LOCAL_FILESYSTEMS}) and
-    nothing else is mounted beneath it.
+    True when C{root} (an absolute path without symlinks) lies on one
+    filesystem of this machine: the last mount over it is not a network
+    filesystem (L{NETWORK_FILESYSTEMS}, FUSE) and nothing else is mounted
+    beneath it, so a probe in C{root} speaks for the whole tree.
     """
     fstype = None
     for point, kind in mounts:  # later entries cover earlier ones
         if _beneath(root, point):
             fstype = kind
-    if fstype not in LOCAL_FILESYSTEMS:
+    if _network(fstype):
         return False
     return not any(point != root and _beneath(point, root) for point, _ in mounts)
 
@@ -136,7 +151,11 @@ def local_tree(root, mounts):
 class NoWaitReader:
     """
     @param rootdirectory: the tree read from (absolute).
-    @ivar enabled: whether reads are attempted at all.
+    @param openat2: the C{openat2} call (tests); default: the kernel's.
+    @ivar enabled: whether reads are attempted at all: only after a
+        successful L{probe}.
+    @ivar probed: whether L{probe} has decided (it cannot before the root
+        exists).
     """
 
     def __init__(self, rootdirectory, openat2=None, mountinfo_path="/proc/self/mountinfo"):
@@ -144,19 +163,80 @@ class NoWaitReader:
         self._openat2 = openat2 if openat2 is not None else _load_openat2()
         # Symlinks are refused in the path (RESOLVE_NO_SYMLINKS), so a root
         # reached through one is read by the pool, which follows it as it is now.
-        self.enabled = (
+        self._eligible = (
             self._openat2 is not None
             and os.path.realpath(self._root) == self._root
-            and self._local(mountinfo_path)
+            and self._one_filesystem(mountinfo_path)
         )
+        self.enabled = False
+        self.probed = not self._eligible
 
-    def _local(self, mountinfo_path):
+    def _one_filesystem(self, mountinfo_path):
         try:
             with open(mountinfo_path, encoding="utf-8", errors="replace") as handle:
                 mounts = parse_mountinfo(handle.read())
         except OSError:
             return False
-        return local_tree(self._root, mounts)
+        return one_filesystem(self._root, mounts)
+
+    def probe(self, name):
+        """
+        Decide whether to read without the pool: create the file C{name}
+        (a single path segment no listing shows) in the root, then open it
+        with C{RESOLVE_CACHED} and read it back with C{RWF_NOWAIT}, as
+        L{read} and L{stat} would; remove it. Blocking: call it at startup
+        or in a thread. While the root does not exist it decides nothing
+        (call again once it does).
+
+        @return: L{enabled}.
+        """
+        if self.probed:
+            return self.enabled
+        full = os.path.join(self._root, name)
+        try:
+            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:  # read-only, full, not permitted: the pool reads it
+            self.probed = True
+            return False
+        try:
+            try:
+                os.write(fd, _PROBE_DATA)
+            finally:
+                os.close(fd)
+            self.enabled = self._calls_work(full)
+        except OSError:
+            self.enabled = False
+        finally:
+            try:
+                os.unlink(full)
+            except OSError:
+                pass
+        self.probed = True
+        return self.enabled
+
+    def _calls_work(self, full):
+        path = os.fsencode(full)
+        try:
+            fd = self._openat2(path)
+        except OSError:
+            return False
+        try:
+            buffer = bytearray(len(_PROBE_DATA) + 1)
+            try:
+                count = os.preadv(fd, [buffer], 0, os.RWF_NOWAIT)
+            except OSError:
+                return False
+            if bytes(buffer[:count]) != _PROBE_DATA:
+                return False
+        finally:
+            os.close(fd)
+        try:
+            os.close(self._openat2(path, True))
+        except OSError:
+            return False
+        return True
 
     def _open(self, path, for_stat=False):
         """A descriptor, or None when the kernel would have had to wait (or refused)."""

@@ -13,11 +13,15 @@ import re
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionClosed
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from spectroreg.logging import debug_enabled
 from spectroreg.storage.errors import InvalidOffset, InvalidPath, PathNotFound, StorageError
 from spectroreg.storage.interfaces import IFileWriter, IStorageDriver
+
+log = Logger()
 
 PATH_PATTERN = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
 
@@ -58,7 +62,18 @@ def _normalise(failure, path, operation):
 def _call(operation, path, function, *args, **kwargs):
     d = defer.maybeDeferred(function, *args, **kwargs)
     d.addErrback(_normalise, path, operation)
+    if operation != "write" and debug_enabled():  # not every chunk of an upload
+        d.addBoth(_log_outcome, operation, path)
     return d
+
+
+def _log_outcome(result, operation, path):
+    if isinstance(result, Failure):
+        outcome = "{}: {}".format(result.type.__name__, result.getErrorMessage())
+    else:
+        outcome = "ok"
+    log.debug("storage {operation} {path}: {outcome}", operation=operation, path=path, outcome=outcome)
+    return result
 
 
 def _validated(directory=False):

@@ -116,7 +116,10 @@ class FilesystemDriver:
         self._reactor = reactor
         self.rootdirectory = os.path.abspath(rootdirectory)
         self._pool = LazyThreadPool(maxthreads, reactor, name="spectroreg-filesystem")
+        # Probed now, at startup, on the root's own filesystem; or, while the
+        # root does not exist yet, by the write that creates it.
         self._nowait = NoWaitReader(self.rootdirectory)
+        self._probe_nowait()
         self._chunk_size = chunk_size
         self._stale_temp_age = stale_temp_age
 
@@ -133,6 +136,15 @@ class FilesystemDriver:
         return defer.succeed(None)
 
     # helpers
+
+    def _probe_nowait(self):
+        self._nowait.probe(TEMP_PREFIX + "probe-" + secrets.token_hex(8))
+
+    def _ensure_dir(self, directory):
+        """L{_ensure_dir}, then the no-wait probe if the root was missing until now."""
+        _ensure_dir(directory)
+        if not self._nowait.probed:
+            self._probe_nowait()
 
     def _full(self, path):
         return self.rootdirectory if path == "/" else self.rootdirectory + path
@@ -190,7 +202,7 @@ class FilesystemDriver:
     def _put_content(self, path, content):
         full = self._full(path)
         directory = os.path.dirname(full)
-        _ensure_dir(directory)
+        self._ensure_dir(directory)
         temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
         # 0o666 and the kernel applies the umask: the same modes as files
         # Distribution writes.
@@ -297,7 +309,7 @@ class FilesystemDriver:
                 raise PathNotFound(path)
             created = False
         else:
-            _ensure_dir(os.path.dirname(full))
+            self._ensure_dir(os.path.dirname(full))
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
             created = True
         try:
@@ -359,7 +371,7 @@ class FilesystemDriver:
         if not os.path.lexists(full_source):
             raise PathNotFound(source)
         directory = os.path.dirname(full_destination)
-        _ensure_dir(directory)
+        self._ensure_dir(directory)
         try:
             os.replace(full_source, full_destination)
         except FileNotFoundError:
