@@ -10,7 +10,6 @@ import json
 
 from twisted.internet import defer, protocol, reactor, task
 from twisted.trial import unittest
-from twisted.web import server
 from twisted.web.client import HTTPConnectionPool
 from zope.interface import implementer
 

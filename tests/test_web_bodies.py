@@ -9,7 +9,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
-from twisted.web import resource, server
+from twisted.web import resource
 from zope.interface.verify import verifyObject
 
 from spectroreg.web.limits import Limits

@@ -31,6 +31,7 @@ from spectroreg.registry.errors import RegistryError, upload_unknown
 from spectroreg.registry.names import is_valid_name, is_valid_tag
 from spectroreg.web.headers import MalformedHeader, header_text
 from spectroreg.web.numbers import parse_decimal
+from spectroreg.web.peers import client_host
 
 log = Logger()
 
@@ -63,14 +64,6 @@ def _segments(request):
         raise RegistryError("NAME_INVALID", detail="path is not UTF-8")
 
 
-def _client(request):
-    try:
-        address = request.getClientAddress()
-    except AttributeError:
-        return "unknown"
-    return str(getattr(address, "host", address))
-
-
 def _debug_auth(request, outcome):
     # The user name and the reason, never the credentials (the reasons are
     # written not to hold them).
@@ -80,7 +73,7 @@ def _debug_auth(request, outcome):
     else:
         reason = str(value) or type(value).__name__
         decision = "refused ({}: {})".format(type(value).__name__, reason)
-    log.debug("auth for {client} {method} {path}: {decision}", client=_client(request),
+    log.debug("auth for {client} {method} {path}: {decision}", client=client_host(request),
               method=request.method.decode("ascii", "replace"),
               path=request.path.decode("ascii", "replace"), decision=decision)
 
@@ -195,7 +188,7 @@ class RegistryAPI(resource.Resource):
         if outcome is None:
             authorization = request.requestHeaders.getRawHeaders(b"authorization", [None])[0]
             try:
-                user = await self._authenticator.authenticate(authorization, _client(request))
+                user = await self._authenticator.authenticate(authorization, client_host(request))
                 outcome = (True, user)
             except Exception as exception:
                 outcome = (False, exception)

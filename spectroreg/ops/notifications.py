@@ -24,37 +24,17 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from spectroreg.ops.events import EVENTS_MEDIA_TYPE, envelope
 from spectroreg.ops.interfaces import IEventSink
+from spectroreg.web.bodies import BytesBody
 
 log = Logger(namespace="spectroreg.notifications")
 
 MAX_BATCH = 50
 ACCEPTED = frozenset([200, 201, 202, 204])
 LOG_EVERY = 60.0  # seconds between two warnings about the same endpoint
-
-
-@implementer(IBodyProducer)
-class _Body:
-    def __init__(self, data):
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer):
-        consumer.write(self._data)
-        return defer.succeed(None)
-
-    def pauseProducing(self):
-        pass
-
-    def resumeProducing(self):
-        pass
-
-    def stopProducing(self):
-        pass
 
 
 class _Discard(protocol.Protocol):
@@ -237,7 +217,7 @@ class HTTPPoster:
 
     async def __call__(self, body):
         deadline = self._reactor.seconds() + self._timeout
-        d = self._agent.request(b"POST", self._url, self._headers.copy(), _Body(body))
+        d = self._agent.request(b"POST", self._url, self._headers.copy(), BytesBody(body))
         d.addTimeout(self._timeout, self._reactor)
         response = await d
         reader = _Discard()

@@ -30,6 +30,7 @@ from spectroreg.registry.names import is_valid_name, is_valid_tag
 from spectroreg.ui import csrf, pages
 from spectroreg.ui.accept import prefers_html
 from spectroreg.ui.reader import RegistryReader, page_after
+from spectroreg.web.peers import client_host
 
 log = Logger()
 
@@ -78,14 +79,6 @@ def _header(request, name):
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     return value
-
-
-def _client(request):
-    try:
-        address = request.getClientAddress()
-    except AttributeError:
-        return "unknown"
-    return str(getattr(address, "host", address))
 
 
 def _page_size(request, default):
@@ -193,7 +186,7 @@ class WebUI(resource.Resource):
         if self._authenticator is None:
             return None
         authorization = request.requestHeaders.getRawHeaders(b"authorization", [None])[0]
-        return await self._authenticator.authenticate(authorization, _client(request))
+        return await self._authenticator.authenticate(authorization, client_host(request))
 
     def _finished(self, request):
         return getattr(request, "finished", False) or getattr(request, "_disconnected", False)

@@ -20,6 +20,8 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from spectroreg.web.bodies import BytesBody
+
 from . import certs
 from .errors import (
     ACMEError,
@@ -49,27 +51,6 @@ class HTTPResponse:
 
     def json(self):
         return json.loads(self.body.decode("utf-8"))
-
-
-class _BytesProducer:
-    """The whole body at once (FileBodyProducer would need the global cooperator)."""
-
-    def __init__(self, data):
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer):
-        consumer.write(self._data)
-        return defer.succeed(None)
-
-    def pauseProducing(self):
-        pass
-
-    def resumeProducing(self):
-        pass
-
-    def stopProducing(self):
-        pass
 
 
 def _quiet_factory():
@@ -127,7 +108,7 @@ class AgentTransport:
         raw_headers = Headers({b"User-Agent": [USER_AGENT.encode()]})
         for name, value in (headers or {}).items():
             raw_headers.setRawHeaders(name.encode("ascii"), [value.encode("ascii")])
-        producer = _BytesProducer(body) if body is not None else None
+        producer = BytesBody(body) if body is not None else None
         response = await self._agent.request(
             method.encode("ascii"), url.encode("ascii"), raw_headers, producer
         )
