@@ -32,6 +32,7 @@ from spectroreg.registry.names import is_valid_name, is_valid_tag
 from spectroreg.web.headers import MalformedHeader, header_text
 from spectroreg.web.numbers import parse_decimal
 from spectroreg.web.peers import client_host
+from spectroreg.web.query import query_arg
 
 log = Logger()
 
@@ -39,14 +40,6 @@ API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
 COPY_CHUNK = 64 * 1024
 CATALOG_DEFAULT_PAGE = 100
 OCTET_STREAM = "application/octet-stream"
-
-
-def _arg(request, name):
-    values = request.args.get(name.encode("ascii")) if request.args else None
-    if not values:
-        return None
-    value = values[0]
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _header(request, name, error):
@@ -79,7 +72,7 @@ def _debug_auth(request, outcome):
 
 
 def _parse_n(request, maximum=None):
-    raw = _arg(request, "n")
+    raw = query_arg(request, "n")
     if raw is None or raw == "":
         return None
     n = parse_decimal(raw)
@@ -176,7 +169,7 @@ class RegistryAPI(resource.Resource):
         if route.name == routes.UPLOAD and method in ("PATCH", "PUT"):
             return True
         if route.name == routes.UPLOAD_START and method == "POST":
-            return _arg(request, "digest") is not None and _arg(request, "mount") is None
+            return query_arg(request, "digest") is not None and query_arg(request, "mount") is None
         return False
 
     # -- plumbing -------------------------------------------------------
@@ -269,7 +262,7 @@ class RegistryAPI(resource.Resource):
 
     def _check_state(self, request, route):
         secret = self._http.secret if self._http is not None else None
-        if not check_upload_state(secret, route.repository, route.argument, _arg(request, "_state")):
+        if not check_upload_state(secret, route.repository, route.argument, query_arg(request, "_state")):
             raise upload_unknown(route.argument)
 
     def _check_writable(self):
@@ -286,7 +279,7 @@ class RegistryAPI(resource.Resource):
         n = _parse_n(request, self._catalog_max)
         if n is None:
             n = min(CATALOG_DEFAULT_PAGE, self._catalog_max)
-        last = _arg(request, "last")
+        last = query_arg(request, "last")
         names = await self._registry.catalog()
         page, more = _page(names, n, last)
         headers = []
@@ -299,7 +292,7 @@ class RegistryAPI(resource.Resource):
 
     async def _tags_get(self, request, route):
         n = _parse_n(request)
-        last = _arg(request, "last")
+        last = query_arg(request, "last")
         tags = await self._registry.list_tags(route.repository)
         page, more = _page(tags, n, last)
         headers = []
@@ -443,14 +436,14 @@ class RegistryAPI(resource.Resource):
         self._check_writable()
         method = request.method
         if route.name == routes.UPLOAD_START:
-            digest = parse_digest(_arg(request, "digest"))
+            digest = parse_digest(query_arg(request, "digest"))
             upload_id = await self._registry.start_upload(route.repository)
             request._spectroreg_upload = (upload_id, digest)
             return await self._registry.open_upload(route.repository, upload_id)
         self._check_state(request, route)
         if method == b"PUT":
             # The digest is checked before any byte is stored.
-            parse_digest(_arg(request, "digest") or "")
+            parse_digest(query_arg(request, "digest") or "")
         offset = None
         invalid_range = RegistryError("BLOB_UPLOAD_INVALID", status=416, detail="invalid Content-Range")
         raw_range = _header(request, "content-range", invalid_range)
@@ -502,10 +495,10 @@ class RegistryAPI(resource.Resource):
     async def _upload_start_post(self, request, route):
         self._check_writable()
         name = route.repository
-        mount = _arg(request, "mount")
+        mount = query_arg(request, "mount")
         if mount is not None:
             digest = parse_digest(mount)
-            source = _arg(request, "from")
+            source = query_arg(request, "from")
             # An empty or invalid ``from`` names no repository to mount from:
             # a plain upload starts, as in Distribution. Only a request
             # without ``from`` asks for an automatic mount.
@@ -518,7 +511,7 @@ class RegistryAPI(resource.Resource):
                 ])
                 self._events.blob_mounted(request, route, descriptor, source if mountable else None)
                 return
-        elif _arg(request, "digest") is not None:
+        elif query_arg(request, "digest") is not None:
             writer = await self._body_writer(request, route)
             upload_id, digest = request._spectroreg_upload
             descriptor = await self._registry.finish_upload(name, upload_id, digest, writer)
@@ -554,7 +547,7 @@ class RegistryAPI(resource.Resource):
 
     async def _upload_put(self, request, route):
         writer = await self._body_writer(request, route)
-        digest = parse_digest(_arg(request, "digest") or "")
+        digest = parse_digest(query_arg(request, "digest") or "")
         descriptor = await self._registry.finish_upload(route.repository, route.argument, digest, writer)
         self._send(request, 201, b"", [
             ("Location", self._urls(request).url(route.repository, "blobs", str(descriptor.digest))),
@@ -571,7 +564,7 @@ class RegistryAPI(resource.Resource):
 
     async def _referrers_get(self, request, route):
         digest = parse_digest(route.argument)
-        artifact_type = _arg(request, "artifactType")
+        artifact_type = query_arg(request, "artifactType")
         descriptors = await self._registry.referrers(route.repository, digest, artifact_type or None)
         headers = []
         if artifact_type:

@@ -1,5 +1,7 @@
 """Listening addresses as Go writes them: ``:5000``, ``host:5000``, ``[::1]:5000``."""
 
+from urllib.parse import urlsplit
+
 from spectroreg.config.durations import shorten
 
 
@@ -35,3 +37,14 @@ def split_host_port(addr):
     if not port.isdigit() or len(port.lstrip("0")) > 5 or int(port) > 65535:
         raise ValueError("invalid port {} in address {}; expected 0-65535".format(shorten(port), shorten(addr)))
     return host, int(port)
+
+
+def check_http_url(check, path, value, expected="an http(s) URL"):
+    """Fail C{check} at C{path} unless C{value} is an absolute http(s) URL with a host."""
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        check.fail(path, "expected {}, got {!r}".format(expected, value))

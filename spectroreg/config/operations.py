@@ -7,7 +7,7 @@ endpoints), checked into typed settings the way Distribution reads them.
 from dataclasses import dataclass, field
 from typing import Mapping, Tuple
 
-from spectroreg.config.addresses import split_host_port
+from spectroreg.config.addresses import check_http_url, split_host_port
 
 # Distribution's defaults (registry/handlers/app.go, notifications/endpoint.go).
 DEFAULT_CHECK_INTERVAL = 10.0
@@ -115,18 +115,6 @@ def _unknown(check, mapping, path, known):
             check.warn(path + (key,), "unknown key, ignored")
 
 
-def _http_url(check, path, value):
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        ok = False
-    if not ok:
-        check.fail(path, "expected an http(s) URL, got {!r}".format(value))
-
-
 def _headers(check, mapping, path):
     from spectroreg.config.validate import _headers as headers_of
 
@@ -167,7 +155,7 @@ def health_settings(check, tree):
     for where, item in _list_of_mappings(check, section, path, "http"):
         _unknown(check, item, where, _CHECK_KEYS["http"])
         uri = check.string(item, where, "uri", required=True)
-        _http_url(check, where + ("uri",), uri)
+        check_http_url(check, where + ("uri",), uri)
         https.append(HTTPCheckSettings(
             uri=uri,
             headers=_headers(check, item, where),
@@ -213,7 +201,7 @@ def notification_settings(check, tree):
         names.add(name)
         disabled = check.boolean(item, where, "disabled", False)
         url = check.string(item, where, "url", required=True)
-        _http_url(check, where + ("url",), url)
+        check_http_url(check, where + ("url",), url)
         ignore_path = where + ("ignore",)
         ignore = check.mapping(item.get("ignore"), ignore_path)
         _unknown(check, ignore, ignore_path, ("mediatypes", "actions"))

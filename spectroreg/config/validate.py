@@ -10,7 +10,7 @@ import re
 
 from spectroreg.config import operations
 from spectroreg.config import settings as s
-from spectroreg.config.addresses import split_host_port
+from spectroreg.config.addresses import check_http_url, split_host_port
 from spectroreg.config.durations import MAX_SECONDS, format_duration, parse_duration, shorten
 from spectroreg.config.errors import ConfigError
 from spectroreg.config.schema import (
@@ -460,7 +460,7 @@ def _s3(check, p, path):
     secure = check.boolean(p, path, "secure", defaults.secure)
     host = check.string(p, path, "host")
     if host is not None and "://" in host:
-        _check_url(check, path + ("host",), host, "a host name such as minio.example.com or an http(s) URL")
+        check_http_url(check, path + ("host",), host, "a host name such as minio.example.com or an http(s) URL")
     elif host is not None and ("/" in host or any(c.isspace() for c in host)):
         check.fail(path + ("host",), "expected a host name such as minio.example.com, got {!r}".format(host))
     port = check.integer(p, path, "port", None, minimum=1, maximum=65535, digits_ok=True)
@@ -471,7 +471,7 @@ def _s3(check, p, path):
         endpoint = endpoint.strip()
         if "://" not in endpoint:
             endpoint = ("https://" if secure else "http://") + endpoint
-        _check_url(check, path + ("regionendpoint",), endpoint, "an http(s) URL such as http://127.0.0.1:9000")
+        check_http_url(check, path + ("regionendpoint",), endpoint, "an http(s) URL such as http://127.0.0.1:9000")
     region = check.string(p, path, "region")
     if region is None:
         if endpoint is None and host is None:
@@ -568,7 +568,7 @@ def _http(check, tree):
     prefix = prefix.rstrip("/")
     host = check.string(section, path, "host")
     if host is not None:
-        _check_url(check, path + ("host",), host, "an absolute URL such as https://registry.example.com")
+        check_http_url(check, path + ("host",), host, "an absolute URL such as https://registry.example.com")
     draintimeout = check.duration(section, path, "draintimeout", defaults.draintimeout)
     headers = _headers(check, section, path)
     tls = _tls(check, section, path)
@@ -615,18 +615,6 @@ def _http(check, tree):
         debug=debug,
         ui_enabled=check.boolean(ui, path + ("ui",), "enabled", True),
     )
-
-
-def _check_url(check, path, value, expected):
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        ok = False
-    if not ok:
-        check.fail(path, "expected {}, got {!r}".format(expected, value))
 
 
 def _headers(check, section, path):
@@ -730,7 +718,7 @@ def _letsencrypt(check, tls, tls_path):
     if email is not None and ("@" not in email or any(c.isspace() for c in email)):
         check.fail(path + ("email",), "expected an e-mail address, got {!r}".format(email))
     directoryurl = check.string(le, path, "directoryurl", defaults.directoryurl)
-    _check_url(check, path + ("directoryurl",), directoryurl, "the ACME directory URL")
+    check_http_url(check, path + ("directoryurl",), directoryurl, "the ACME directory URL")
     challenges = check.strings(le, path, "challenges") if le.get("challenges") is not None else defaults.challenges
     if not challenges:
         check.fail(path + ("challenges",), "must not be empty (expected {})".format(_choices(ACME_CHALLENGES)))

@@ -31,6 +31,7 @@ from spectroreg.ui import csrf, pages
 from spectroreg.ui.accept import prefers_html
 from spectroreg.ui.reader import RegistryReader, page_after
 from spectroreg.web.peers import client_host
+from spectroreg.web.query import query_arg
 
 log = Logger()
 
@@ -66,14 +67,6 @@ def load_static(directory=STATIC_DIR):
     return files
 
 
-def _arg(request, name):
-    values = request.args.get(name.encode("ascii")) if request.args else None
-    if not values:
-        return None
-    value = values[0]
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
 def _header(request, name):
     value = request.getHeader(name)
     if isinstance(value, bytes):
@@ -83,7 +76,7 @@ def _header(request, name):
 
 def _page_size(request, default):
     """(the page size, what the pager's links keep: the size asked for, or None)."""
-    raw = _arg(request, "n")
+    raw = query_arg(request, "n")
     if raw and raw.isdigit():
         n = max(1, min(int(raw), MAX_PAGE))
         return n, str(n)
@@ -284,8 +277,8 @@ class WebUI(resource.Resource):
                    cache=b"private, max-age=31536000, immutable")
 
     async def _index(self, request):
-        q = (_arg(request, "q") or "").strip()[:256]
-        last = _arg(request, "last")
+        q = (query_arg(request, "q") or "").strip()[:256]
+        last = query_arg(request, "last")
         names = await self._reader.repositories()
         if q:
             needle = q.lower()
@@ -297,11 +290,11 @@ class WebUI(resource.Resource):
 
     async def _repository(self, request, name):
         tags = await self._reader.tags(name)
-        last = _arg(request, "last")
+        last = query_arg(request, "last")
         n, asked = _page_size(request, TAGS_PAGE)
         page, more = page_after(tags, last, n)
         rows = await self._reader.tag_rows(name, page)
-        deleted = _arg(request, "deleted")
+        deleted = query_arg(request, "deleted")
         notice = "Deleted {}.".format(deleted) if deleted and _reference(deleted) is not None else None
         self._send(request, 200, pages.repository_page(
             self._links, name, rows, len(tags), self._pull_host(request), last, more,
@@ -312,7 +305,7 @@ class WebUI(resource.Resource):
         if reference is None:
             raise _PageError(404, "No such tag or digest.")
         view = await self._reader.view(name, reference)
-        if _arg(request, "raw"):
+        if query_arg(request, "raw"):
             self._send(request, 200, pages.raw_page(self._links, name, str(view.digest), view.record.body))
             return
         config = await self._reader.config(view) if view.kind == "image" else None
@@ -338,7 +331,7 @@ class WebUI(resource.Resource):
 
     async def _confirm(self, request, user):
         self._check_delete_allowed()
-        name, reference = self._target(_arg(request, "repository"), _arg(request, "reference"))
+        name, reference = self._target(query_arg(request, "repository"), query_arg(request, "reference"))
         digest = await self._registry.resolve(name, reference)
         tags = []
         if reference == digest:
