@@ -23,6 +23,7 @@ from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache, Ticket
 from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_digest
 from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
+from spectroreg.registry.gcguard import NoGuard
 from spectroreg.registry.names import is_valid_tag
 from spectroreg.registry.uploads import HashingConsumer, LockReleaser, UploadWriter, format_rfc3339, parse_rfc3339
 from spectroreg.registry.uploads import digest_hasher
@@ -39,6 +40,10 @@ _UPLOAD_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # Digests whose blob data a stat found missing, kept so publishing an
 # upload of them needs no second look (bounded; see finish_upload).
 _ABSENT_BLOBS = 1000
+
+# Claims a manifest PUT makes before giving up (online garbage collection;
+# one is enough unless storage takes half the grace period to answer).
+_CLAIM_ATTEMPTS = 3
 
 
 class _NoCache:
@@ -119,6 +124,9 @@ class Registry:
         self._hash_states = {}
         self._upload_locks = {}
         self._absent_blobs = collections.OrderedDict()
+        # Online garbage collection's handshake (spectroreg.registry.gcguard):
+        # a StorageGuard when storage.maintenance.gc is enabled.
+        self.guard = NoGuard()
 
     # -- settings -------------------------------------------------------
 
@@ -290,6 +298,21 @@ class Registry:
         self._descriptors.forget(digest)
         self.manifests.forget(digest)
 
+    async def forget_link(self, name, digest, remove):
+        """Await C{remove()}, which deletes a link of C{digest} in C{name} (garbage collection)."""
+        return await self._unlinking(name, digest, remove)
+
+    def forget_revision(self, name, digest):
+        """Tell the caches a revision is gone (garbage collection)."""
+        self._descriptors.unlink(name, digest)
+
+    async def _data_exists(self, digest):
+        """Whether blob C{digest}'s data is in storage, asked of storage itself."""
+        if await self._exists(paths.blob_data(digest)):
+            return True
+        self.forget_blob(digest)
+        return False
+
     async def mount_blob(self, name, digest, source=None):
         """
         Link a blob into C{name} that repository C{source} holds, or, when
@@ -300,10 +323,13 @@ class Registry:
         @return: L{BlobDescriptor}, or None when there is nothing to mount.
         """
         self.check_writable()
+        await self.guard.claim([digest])
         if source is not None:
             if not await self.is_linked(source, digest):
                 return None
         elif await self._linking_repository(digest) is None:
+            return None
+        if self.guard.active and not await self._data_exists(digest):
             return None
         try:
             descriptor = await self.stat_blob_data(digest)
@@ -443,6 +469,9 @@ class Registry:
                 "DIGEST_INVALID", detail="digest {} does not match the content ({})".format(digest, actual)
             )
         target = paths.blob_data(digest)
+        # Before looking whether the blob exists: a collection deleting it
+        # meanwhile either sees the claim or is waited for.
+        await self.guard.claim([digest])
         # A blob a stat of this process found missing (the client's HEAD
         # before pushing it) is published without looking again: if another
         # push published it meanwhile, the move replaces it atomically with
@@ -567,27 +596,34 @@ class Registry:
             if not is_valid_tag(reference):
                 raise RegistryError("MANIFEST_INVALID", detail="invalid tag {!r}".format(reference))
             digest = digest_of(body)
-        missing = []
-        for descriptor in manifest.references():
-            if not await self.is_linked(name, descriptor.digest):
-                missing.append(str(descriptor.digest))
-        for descriptor in manifest.manifests:
-            if await self._read_link(paths.revision_link(name, descriptor.digest)) is None:
-                missing.append(str(descriptor.digest))
-        if missing:
-            raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": missing})
-        blob_path = paths.blob_data(digest)
-        if not await self._exists(blob_path):
-            await self.driver.put_content(blob_path, body)
-        self._absent_blobs.pop(digest, None)
-        # A repository's referrers index is built by its first push here
-        # (a tree Distribution wrote has none): reads never write it.
-        if not await self._exists(paths.referrers_complete(name)):
-            await self.rebuild_referrers(name)
-        if manifest.subject is not None:
-            # Before the revision: an entry whose revision is missing is
-            # ignored, so a crash in between leaves no hole in the index.
-            await self._add_referrer(name, digest, len(body), manifest)
+        needed = [d.digest for d in manifest.references()] + [d.digest for d in manifest.manifests]
+        indexed = False
+        for _ in range(_CLAIM_ATTEMPTS):
+            # Claimed before anything is looked at: see spectroreg.registry.gcguard.
+            claimed_at = await self.guard.claim(needed + [digest])
+            await self._check_needed(name, manifest)
+            blob_path = paths.blob_data(digest)
+            if not await self._exists(blob_path):
+                await self.driver.put_content(blob_path, body)
+            self._absent_blobs.pop(digest, None)
+            if not indexed:
+                # A repository's referrers index is built by its first push here
+                # (a tree Distribution wrote has none): reads never write it.
+                if not await self._exists(paths.referrers_complete(name)):
+                    await self.rebuild_referrers(name)
+                if manifest.subject is not None:
+                    # Before the revision: an entry whose revision is missing is
+                    # ignored, so a crash in between leaves no hole in the index.
+                    await self._add_referrer(name, digest, len(body), manifest)
+                indexed = True
+            # The revision makes the blobs referenced: written only while the
+            # claim still protects them, or claimed and checked again.
+            if self.guard.still_fresh(claimed_at):
+                break
+        else:
+            raise RegistryError(
+                "TOOMANYREQUESTS", status=503, detail="storage too slow to store the manifest safely; retry"
+            )
         linked = self._descriptors.link(name, digest)
         await self._write_link(paths.revision_link(name, digest), digest)
         linked.fill(True)
@@ -595,6 +631,26 @@ class Registry:
             await self._write_link(paths.tag_index_link(name, reference, digest), digest)
             await self._write_link(paths.tag_current_link(name, reference), digest)
         return digest, manifest
+
+    async def _check_needed(self, name, manifest):
+        """
+        @raise RegistryError: MANIFEST_BLOB_UNKNOWN when a blob or manifest
+            C{manifest} references is not in repository C{name}.
+        """
+        missing = []
+        for descriptor in manifest.references():
+            if not await self.is_linked(name, descriptor.digest):
+                missing.append(str(descriptor.digest))
+            elif self.guard.active and not await self._data_exists(descriptor.digest):
+                # Collected since a cache saw it (here or on another daemon).
+                missing.append(str(descriptor.digest))
+        for descriptor in manifest.manifests:
+            if await self._read_link(paths.revision_link(name, descriptor.digest)) is None:
+                missing.append(str(descriptor.digest))
+            elif self.guard.active and not await self._data_exists(descriptor.digest):
+                missing.append(str(descriptor.digest))
+        if missing:
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": missing})
 
     async def delete_manifest(self, name, reference):
         """
