@@ -157,6 +157,17 @@ class RaceTests(unittest.TestCase):
         verifyObject(IBlobGuard, StorageGuard(self.memory, GRACE, self.clock))
 
     @async_test
+    async def test_refused_requests_leave_no_claim(self):
+        """A manifest PUT refused, a mount that finds nothing: no marker stays in storage."""
+        missing = b"never pushed"
+        body = manifest(b"{}", [missing])
+        with self.assertRaises(RegistryError):
+            await self.registry.put_manifest("r", "t", body)
+        self.assertIsNone(await self.registry.mount_blob("r", sha(missing), "elsewhere"))
+        with self.assertRaises(PathNotFound):
+            await self.memory.list(INUSE)
+
+    @async_test
     async def test_young_blob_waits_for_its_manifest(self):
         """A blob pushed moments ago, its manifest not yet: the grace period keeps it."""
         data = b"just pushed"

@@ -55,6 +55,21 @@ def new_token():
     return uuid.uuid4().hex
 
 
+class Claim:
+    """
+    What L{IBlobGuard.claim} recorded.
+
+    @ivar at: when (POSIX seconds, the guard's clock), for L{IBlobGuard.still_fresh}.
+    @ivar paths: the marker files written (none without online collection).
+    """
+
+    __slots__ = ("at", "paths")
+
+    def __init__(self, at, paths=()):
+        self.at = at
+        self.paths = list(paths)
+
+
 class IBlobGuard(Interface):
     """The request side of the handshake (see the module docstring)."""
 
@@ -67,15 +82,21 @@ class IBlobGuard(Interface):
         Afterwards the caller must look at storage itself (no cache) to see
         whether what it needs exists.
 
-        @return: Deferred firing with the time of the claim (POSIX
-            seconds), for L{still_fresh}.
+        @return: Deferred firing with a L{Claim}.
         """
 
-    def still_fresh(claimed_at):
+    def still_fresh(claim):
         """
-        Whether a claim made at C{claimed_at} still protects: the caller
-        writes what makes its blobs referenced (a revision, a link) only
-        while it does, and claims again otherwise.
+        Whether C{claim} (a L{Claim}) still protects: the caller writes what
+        makes its blobs referenced (a revision, a link) only while it does,
+        and claims again otherwise.
+        """
+
+    def release(claim):
+        """
+        Remove C{claim}'s markers, for a request that failed or did not use
+        what it claimed (it needs no protection, and a refused request
+        leaves nothing in storage). @return: Deferred firing with None.
         """
 
 
@@ -89,10 +110,13 @@ class NoGuard:
         self._reactor = reactor
 
     def claim(self, digests):
-        return defer.succeed(0.0)
+        return defer.succeed(Claim(0.0))
 
-    def still_fresh(self, claimed_at):
+    def still_fresh(self, claim):
         return True
+
+    def release(self, claim):
+        return defer.succeed(None)
 
 
 async def _files(driver, directory):
@@ -141,11 +165,12 @@ class StorageGuard:
 
     # -- the request side -----------------------------------------------
 
-    async def _mark(self, digests):
+    async def _mark(self, digests, claim):
         token = new_token()
+        written = [inuse_dir(d) + "/" + token for d in digests]
+        claim.paths.extend(written)
         await defer.gatherResults(
-            [defer.ensureDeferred(self.driver.put_content(inuse_dir(d) + "/" + token, b""))
-             for d in digests],
+            [defer.ensureDeferred(self.driver.put_content(path, b"")) for path in written],
             consumeErrors=True,
         )
 
@@ -162,24 +187,32 @@ class StorageGuard:
 
     async def _claim(self, digests):
         digests = sorted(set(digests), key=str)
-        claimed_at = self.now()
-        started = claimed_at
-        await self._mark(digests)
+        claim = Claim(self.now())
+        started = claim.at
+        await self._mark(digests, claim)
         while True:
             waiting = await self._deleting(digests)
             if not waiting or self.now() - started > self.tombstone_lifetime:
-                return claimed_at
+                return claim
             await task.deferLater(self._reactor, self.poll_interval, lambda: None)
-            if not self.still_fresh(claimed_at):
+            if not self.still_fresh(claim):
                 # The markers written at first would not outlive the wait.
-                claimed_at = self.now()
-                await self._mark(digests)
+                claim.at = self.now()
+                await self._mark(digests, claim)
 
     def claim(self, digests):
         return defer.ensureDeferred(self._claim(digests))
 
-    def still_fresh(self, claimed_at):
-        return self.now() - claimed_at < self.grace_period / 2.0
+    def still_fresh(self, claim):
+        return self.now() - claim.at < self.grace_period / 2.0
+
+    async def _release(self, claim):
+        for path in claim.paths:
+            await _delete(self.driver, path)
+        claim.paths = []
+
+    def release(self, claim):
+        return defer.ensureDeferred(self._release(claim))
 
     # -- the collection side ----------------------------------------------
 

@@ -323,7 +323,15 @@ class Registry:
         @return: L{BlobDescriptor}, or None when there is nothing to mount.
         """
         self.check_writable()
-        await self.guard.claim([digest])
+        claim = await self.guard.claim([digest])
+        descriptor = await self._mountable(digest, source)
+        if descriptor is None:
+            await self.guard.release(claim)
+            return None
+        await self.link_blob(name, digest)
+        return descriptor
+
+    async def _mountable(self, digest, source):
         if source is not None:
             if not await self.is_linked(source, digest):
                 return None
@@ -332,11 +340,9 @@ class Registry:
         if self.guard.active and not await self._data_exists(digest):
             return None
         try:
-            descriptor = await self.stat_blob_data(digest)
+            return await self.stat_blob_data(digest)
         except RegistryError:
             return None
-        await self.link_blob(name, digest)
-        return descriptor
 
     async def _linking_repository(self, digest):
         """The name of a repository that links C{digest}, or None."""
@@ -600,8 +606,12 @@ class Registry:
         indexed = False
         for _ in range(_CLAIM_ATTEMPTS):
             # Claimed before anything is looked at: see spectroreg.registry.gcguard.
-            claimed_at = await self.guard.claim(needed + [digest])
-            await self._check_needed(name, manifest)
+            claim = await self.guard.claim(needed + [digest])
+            try:
+                await self._check_needed(name, manifest)
+            except RegistryError:
+                await self.guard.release(claim)
+                raise
             blob_path = paths.blob_data(digest)
             if not await self._exists(blob_path):
                 await self.driver.put_content(blob_path, body)
@@ -618,12 +628,10 @@ class Registry:
                 indexed = True
             # The revision makes the blobs referenced: written only while the
             # claim still protects them, or claimed and checked again.
-            if self.guard.still_fresh(claimed_at):
+            if self.guard.still_fresh(claim):
                 break
         else:
-            raise RegistryError(
-                "TOOMANYREQUESTS", status=503, detail="storage too slow to store the manifest safely; retry"
-            )
+            raise RegistryError("UNAVAILABLE", detail="storage too slow to store the manifest safely; retry")
         linked = self._descriptors.link(name, digest)
         await self._write_link(paths.revision_link(name, digest), digest)
         linked.fill(True)
