@@ -52,7 +52,7 @@ class Worker:
 
     def __init__(self, test, number):
         self.test = test
-        self.daemon = test.daemon
+        self.daemon = test.daemons[number % len(test.daemons)]
         self.number = number
         self.repo = "stress/w{}".format(number)
         self.random = random.Random(number)
@@ -155,8 +155,8 @@ class Worker:
         del self.live[d]
         self.dead.add(d)
 
-    def run(self):
-        for round_number in range(ROUNDS):
+    def run(self, rounds):
+        for round_number in range(rounds):
             self.push_image(round_number)
             self.retag(round_number)
             self.delete()
@@ -165,6 +165,10 @@ class Worker:
 
 
 class OnlineCollectionStressTests(unittest.TestCase):
+    # Daemons sharing the storage, each collecting; the workers are spread over them.
+    daemons_count = 1
+    rounds = ROUNDS
+
     def storage(self):
         self.root = os.path.abspath(self.mktemp())
         return {"filesystem": {"rootdirectory": self.root}}
@@ -178,8 +182,9 @@ class OnlineCollectionStressTests(unittest.TestCase):
                     found.add("sha256:" + hex_)
         return found
 
-    def collections(self):
-        return COLLECTED.findall(self.daemon.log_text())
+    def collections(self, daemon=None):
+        return [found for d in ([daemon] if daemon else self.daemons)
+                for found in COLLECTED.findall(d.log_text())]
 
     def test_collect_while_pushing(self):
         storage = self.storage()
@@ -189,19 +194,23 @@ class OnlineCollectionStressTests(unittest.TestCase):
             "gc": {"enabled": True, "interval": "{}s".format(INTERVAL), "graceperiod": "{}s".format(GRACE),
                    "deleteuntagged": True},
         }
-        self.daemon = start_daemon(self, {"version": 0.1, "log": {"level": "info"}, "storage": storage,
-                                          "http": {"addr": "127.0.0.1:0"}})
+        self.daemons = [
+            start_daemon(self, {"version": 0.1, "log": {"level": "info"}, "storage": storage,
+                                "http": {"addr": "127.0.0.1:0"}})
+            for _ in range(self.daemons_count)]
         self.stats = Stats()
         started = time.monotonic()
         workers = [Worker(self, n) for n in range(WORKERS)]
         with ThreadPoolExecutor(WORKERS) as pool:
-            for future in [pool.submit(worker.run) for worker in workers]:
+            for future in [pool.submit(worker.run, self.rounds) for worker in workers]:
                 future.result()
         last_operation = time.monotonic()
         during = self.collections()
 
-        # Every live manifest pulls back whole, by digest and by each tag.
-        for worker in workers:
+        # Every live manifest pulls back whole, by digest and by each tag,
+        # from every daemon.
+        for worker, daemon in [(w, d) for w in workers for d in self.daemons]:
+            worker.daemon = daemon
             for d, entry in worker.live.items():
                 for reference in [d] + sorted(entry["tags"]):
                     response = worker.request("GET", "/v2/{}/manifests/{}".format(worker.repo, reference),
@@ -216,11 +225,14 @@ class OnlineCollectionStressTests(unittest.TestCase):
         # Two collections that start after everything is past the grace
         # period leave only what live manifests reference.
         time.sleep(max(0.0, last_operation + GRACE + 0.5 - time.monotonic()))
-        seen = len(self.collections())
+        seen = [len(self.collections(daemon)) for daemon in self.daemons]
         deadline = time.monotonic() + 30.0
-        while len(self.collections()) < seen + 3 and time.monotonic() < deadline:
+        # The one running may have started earlier: two more start after.
+        while time.monotonic() < deadline and any(
+                len(self.collections(daemon)) < before + 3 for daemon, before in zip(self.daemons, seen)):
             time.sleep(0.1)
-        self.assertGreaterEqual(len(self.collections()), seen + 3, "collections stopped running")
+        for daemon, before in zip(self.daemons, seen):
+            self.assertGreaterEqual(len(self.collections(daemon)), before + 3, "collections stopped running")
         referenced = set()
         for worker in workers:
             for d, entry in worker.live.items():
@@ -229,17 +241,25 @@ class OnlineCollectionStressTests(unittest.TestCase):
         self.assertEqual(self.stored_blobs() - referenced, set())
         self.assertEqual(referenced - self.stored_blobs(), set())
 
-        log = self.daemon.log_text()
-        self.assertNotIn("Traceback", log)
-        self.assertNotIn("garbage collection failed", log)
+        for daemon in self.daemons:
+            log = daemon.log_text()
+            self.assertNotIn("Traceback", log)
+            self.assertNotIn("garbage collection failed", log)
         deleted = sum(int(blobs) for blobs, _, _ in self.collections())
         self.assertGreater(len(during), 2)
         self.assertGreater(deleted, 0)
         counts = dict(self.stats.counts)
         operations = sum(v for k, v in counts.items() if k != "requests")
-        print("\nonline GC stress: {} workers x {} rounds, {} operations ({}), {} requests, "
+        print("\nonline GC stress, {} daemon(s): {} workers x {} rounds, {} operations ({}), {} requests, "
               "{} collections during the load, {} blobs and {} manifests collected in all, {:.1f}s".format(
-                  WORKERS, ROUNDS, operations,
+                  len(self.daemons), WORKERS, self.rounds, operations,
                   ", ".join("{} {}".format(v, k) for k, v in sorted(counts.items()) if k != "requests"),
                   counts.get("requests", 0), len(during), deleted,
                   sum(int(m) for _, _, m in self.collections()), time.monotonic() - started))
+
+
+class SharedStorageStressTests(OnlineCollectionStressTests):
+    """Two daemons on one directory, both collecting, clients on both."""
+
+    daemons_count = 2
+    rounds = max(1, ROUNDS * 2 // 3)
