@@ -15,6 +15,9 @@ from spectroreg.storage.errors import PathNotFound
 
 log = Logger()
 
+# Manifests whose references an online collector remembers between runs.
+REFERENCES_KEPT = 100000
+
 
 async def _delete(driver, path):
     try:
@@ -131,6 +134,9 @@ class OnlineCollector:
         self.settings = settings
         self._reactor = reactor
         self.runs = 0
+        # What each manifest read so far references (content-addressed, so
+        # never stale): later collections read only new manifests.
+        self._references = {}
 
     def now(self):
         return self._reactor.seconds()
@@ -147,7 +153,9 @@ class OnlineCollector:
         dry_run = self.settings.dryrun
         started = self.now()
         outcome = Outcome()
-        repositories = await gcscan.repositories(self.driver)
+        if len(self._references) > REFERENCES_KEPT:
+            self._references.clear()
+        repositories = await gcscan.repositories(self.driver, self._references)
         marking = gc.mark(repositories, self.settings.deleteuntagged)
         blobs = await gcscan.blobs(self.driver)
         outcome.marked = len(marking.marked)

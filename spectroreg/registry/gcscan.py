@@ -90,13 +90,18 @@ async def current_tags(driver, name):
     return tags
 
 
-async def _references(driver, digest):
+async def _references(driver, digest, known=None):
+    if known is not None and digest in known:
+        return known[digest]
     try:
         body = await driver.get_content(paths.blob_data(digest))
     except PathNotFound:
         log.warn("garbage collection: manifest {digest} has a revision but no blob", digest=str(digest))
         return None
-    return gc.references_of(body)
+    references = gc.references_of(body)
+    if known is not None:
+        known[digest] = references
+    return references
 
 
 async def _bounded(calls, limit=READ_CONCURRENCY):
@@ -107,8 +112,14 @@ async def _bounded(calls, limit=READ_CONCURRENCY):
     )
 
 
-async def repository_state(driver, name):
-    """The L{gc.RepositoryState} of repository C{name}, with revision link times."""
+async def repository_state(driver, name, known=None):
+    """
+    The L{gc.RepositoryState} of repository C{name}, with revision link times.
+
+    @param known: a dict digest -> L{gc.References} of manifests read before
+        (bodies are content-addressed: what a digest references never
+        changes); filled with what is read.
+    """
     revisions = await linked(driver, paths.revisions(name))
     tags = await current_tags(driver, name)
     tag_index = {}
@@ -116,7 +127,7 @@ async def repository_state(driver, name):
         tag_index[tag] = set(await linked(driver, paths.tag_dir(name, tag) + "/index"))
     layers = await linked(driver, paths.layers(name))
     ordered = sorted(revisions, key=str)
-    bodies = await _bounded([lambda d=d: _references(driver, d) for d in ordered])
+    bodies = await _bounded([lambda d=d: _references(driver, d, known) for d in ordered])
     manifests = {d: refs for d, refs in zip(ordered, bodies) if refs is not None}
     times = {d: info.modified for d, info in revisions.items()}
     return gc.RepositoryState(name, revisions, tags, manifests, layers, tag_index, times)
@@ -145,11 +156,11 @@ async def repository_names(driver):
     return sorted(names)
 
 
-async def repositories(driver):
-    """A L{gc.RepositoryState} per repository, sorted by name."""
+async def repositories(driver, known=None):
+    """A L{gc.RepositoryState} per repository, sorted by name (C{known}: see L{repository_state})."""
     found = []
     for name in await repository_names(driver):
-        found.append(await repository_state(driver, name))
+        found.append(await repository_state(driver, name, known))
     return found
 
 
