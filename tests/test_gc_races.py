@@ -341,6 +341,50 @@ class RaceTests(unittest.TestCase):
         self.assertFalse(await self.revision_exists(body))
 
 
+class OnlineCollectorTests(unittest.TestCase):
+    @async_test
+    async def test_dry_run_deletes_nothing(self):
+        clock = task.Clock()
+        clock.advance(1700000000)
+        memory = InMemoryDriver(reactor=clock)
+        registry = Registry(memory, SETTINGS, reactor=clock)
+        guard = registry.guard = StorageGuard(memory, GRACE, clock)
+        settings = GarbageCollectSettings(enabled=True, graceperiod=GRACE, deleteuntagged=True, dryrun=True)
+        collector = OnlineCollector(registry, guard, settings, clock)
+        data = b"orphan"
+        await registry.put_blob("r", sha(data), data)
+        body = manifest(b"{}", [])
+        await registry.put_blob("r", sha(b"{}"), b"{}")
+        await registry.put_manifest("r", sha(body), body)
+        clock.advance(2 * GRACE)
+        before = sorted(info.path for info in await _all_files(memory) if not info.path.startswith(INUSE))
+        outcome = await collector.collect()
+        self.assertEqual(sorted(outcome.eligible, key=str), sorted([sha(data), sha(b"{}"), sha(body)], key=str))
+        self.assertEqual(outcome.manifests_deleted, [("r", sha(body))])
+        self.assertEqual(sorted(info.path for info in await _all_files(memory)), before)
+
+    @async_test
+    async def test_link_to_a_missing_blob(self):
+        """A layer link left pointing at nothing (Distribution 2.8's collector) is removed."""
+        clock = task.Clock()
+        clock.advance(1700000000)
+        one = Instance(InMemoryDriver(reactor=clock), clock)
+        data = b"gone"
+        await one.registry.put_blob("r", sha(data), data)
+        await one.registry.driver.delete(paths.blob_dir(sha(data)))
+        clock.advance(2 * GRACE)
+        outcome = await one.collector.collect()
+        self.assertEqual(outcome.links_deleted, 1)
+        with self.assertRaises(PathNotFound):
+            await one.registry.driver.stat(paths.layer_link("r", sha(data)))
+
+
+async def _all_files(driver):
+    found = []
+    await driver.walk("/", lambda info: None if info.is_dir else found.append(info))
+    return found
+
+
 class UntaggedRaceTests(unittest.TestCase):
     guarded = True
 

@@ -216,8 +216,8 @@ class OnlineCollector:
         return await self._finish(outcome)
 
     async def _finish(self, outcome):
-        if not self.settings.dryrun:
-            await self.guard.expire()
+        # Also in a dry run: requests keep writing markers.
+        await self.guard.expire()
         self.runs += 1
         return outcome
 
@@ -253,17 +253,17 @@ class OnlineCollector:
         return True
 
     async def _remove_blob(self, digest, info, names):
-        if info is not None:
-            # Re-check: published again since it was listed.
-            try:
-                current = await self.driver.stat(paths.blob_data(digest))
-            except PathNotFound:
-                current = None
-            if current is not None and not gc.is_old_enough(current.modified, self.now(), self.guard.grace_period):
-                return False
+        # Re-check: published (again) since it was listed.
+        try:
+            current = await self.driver.stat(paths.blob_data(digest))
+        except PathNotFound:
+            current = None
+        if current is not None and (info is None or not gc.is_old_enough(
+                current.modified, self.now(), self.guard.grace_period)):
+            return False
         for name in names:
             await self.registry.forget_link(name, digest, lambda n=name: _delete(self.driver, paths.layer_dir(n, digest)))
-        if info is not None:
+        if current is not None:
             await _delete(self.driver, paths.blob_dir(digest))
         self.registry.forget_blob(digest)
         return True
