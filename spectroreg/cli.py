@@ -56,6 +56,7 @@ def _parser(prog):
         help="delete manifests no tag reaches, and what only they reference",
     )
     collect.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    collect.add_argument("--version", action="version", version=prog + " " + __version__)
     return parser
 
 
