@@ -477,7 +477,7 @@ def garbage_collection_service(registry, storage_settings, reactor):
     or None when it is off or the registry is read-only. It also puts the
     registry's requests under the collection's handshake.
     """
-    from spectroreg.registry.collector import OnlineCollector, collect_step
+    from spectroreg.registry.collector import CollectionTimer, OnlineCollector
     from spectroreg.registry.gcguard import StorageGuard
 
     gc = storage_settings.gc
@@ -485,12 +485,8 @@ def garbage_collection_service(registry, storage_settings, reactor):
         return None
     guard = StorageGuard(registry.driver, gc.graceperiod, reactor)
     registry.guard = guard
-    collector = OnlineCollector(registry, guard, gc, reactor)
     # LoopingCall waits for a collection to end before counting the interval.
-    timer = TimerService(gc.interval, collect_step(collector))
-    timer.clock = reactor
-    timer.collector = collector
-    return timer
+    return CollectionTimer(OnlineCollector(registry, guard, gc, reactor), gc.interval, reactor)
 
 
 def _public_https_port(http_settings):

@@ -310,6 +310,20 @@ class RaceTests(unittest.TestCase):
         self.assertTrue(await self.exists(sha(self.layer)))
 
     @async_test
+    async def test_daemon_stopping_during_a_collection(self):
+        """The daemon stops while a collection marks: it deletes nothing more, so stopping is quick."""
+        await self.old_garbage()
+        listing = self.driver.gate("walk", lambda path: path == paths.BLOBS)
+        collecting = defer.ensureDeferred(self.one.collector.collect())
+        await listing.reached
+        self.one.collector.stop()
+        listing.release()
+        outcome = await collecting
+        self.assertTrue(outcome.stopped_early)
+        self.assertEqual(outcome.blobs_deleted, [])
+        self.assertTrue(await self.exists(sha(self.layer)))
+
+    @async_test
     async def test_tombstone_of_a_dead_collection(self):
         """Requests stop waiting for a tombstone nobody lifts; the next collection removes it."""
         await self.old_garbage()

@@ -189,6 +189,7 @@ class MakeServiceTests(unittest.TestCase):
         clock.advance(30.0)
         self.assertEqual(timers[0].collector.runs, 2)
         timers[0].stopService()
+        self.assertTrue(timers[0].collector._stopping)
         readonly = Settings(version="0.1", log=base.log, http=base.http,
                             storage=StorageSettings(driver="inmemory", gc=gc, readonly=True))
         service = makeService(readonly, reactor=clock)

@@ -7,6 +7,7 @@ while it serves (``OnlineCollector``). The marking rules live in
 collection never deletes what a request needs.
 """
 
+from twisted.application.internet import TimerService
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -137,6 +138,11 @@ class OnlineCollector:
         # What each manifest read so far references (content-addressed, so
         # never stale): later collections read only new manifests.
         self._references = {}
+        self._stopping = False
+
+    def stop(self):
+        """The daemon stops: a collection under way deletes nothing more."""
+        self._stopping = True
 
     def now(self):
         return self._reactor.seconds()
@@ -145,7 +151,7 @@ class OnlineCollector:
         # A claim protects for the grace period and a request writes its
         # references within half of it; a collection that deletes only
         # within the other half sees every claim it must see.
-        return self.now() - started < self.guard.grace_period / 2.0
+        return not self._stopping and self.now() - started < self.guard.grace_period / 2.0
 
     async def collect(self):
         """One collection. @return: L{Outcome}."""
@@ -267,6 +273,23 @@ class OnlineCollector:
             await _delete(self.driver, paths.blob_dir(digest))
         self.registry.forget_blob(digest)
         return True
+
+
+class CollectionTimer(TimerService):
+    """Runs C{collector} every C{interval} seconds on C{clock}; stopping it ends a collection early."""
+
+    def __init__(self, collector, interval, clock):
+        TimerService.__init__(self, interval, collect_step(collector))
+        self.collector = collector
+        self.clock = clock
+
+    def startService(self):
+        self.collector._stopping = False
+        TimerService.startService(self)
+
+    def stopService(self):
+        self.collector.stop()
+        return TimerService.stopService(self)
 
 
 def collect_step(collector):
