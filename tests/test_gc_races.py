@@ -298,7 +298,7 @@ class RaceTests(unittest.TestCase):
         self.assertTrue(await self.consistent(body))
 
     @async_test
-    async def test_slow_collection_stops_at_half_the_grace_period(self):
+    async def test_slow_collection_stops_in_time(self):
         await self.old_garbage()
         listing = self.driver.gate("walk", lambda path: path == paths.BLOBS)
         collecting = defer.ensureDeferred(self.one.collector.collect())

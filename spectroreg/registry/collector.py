@@ -149,9 +149,10 @@ class OnlineCollector:
 
     def _in_time(self, started):
         # A claim protects for the grace period and a request writes its
-        # references within half of it; a collection that deletes only
-        # within the other half sees every claim it must see.
-        return not self._stopping and self.now() - started < self.guard.grace_period / 2.0
+        # references within a part of it; a collection that deletes only
+        # within the same part after it started marking sees every claim
+        # it must see (spectroreg.registry.gcguard.WINDOW).
+        return not self._stopping and self.guard.in_window(started)
 
     async def collect(self):
         """One collection. @return: L{Outcome}."""
@@ -309,7 +310,7 @@ def collect_step(collector):
             manifests=len(outcome.manifests_deleted),
             verb="eligible (dry run)" if collector.settings.dryrun else "deleted",
             skipped=outcome.skipped,
-            stopped=" (stopped at half the grace period)" if outcome.stopped_early else "",
+            stopped=" (out of time: the rest next time)" if outcome.stopped_early else "",
         )
         return outcome
 

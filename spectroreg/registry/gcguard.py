@@ -41,6 +41,11 @@ DELETING = GC_ROOT + "/deleting"
 TOMBSTONE_LIFETIME = 60.0
 # How often a request looks again while a tombstone is there.
 POLL_INTERVAL = 0.2
+# A request writes its references within this fraction of the grace period
+# after claiming, and a collection deletes within it after it started
+# marking: together less than the grace period a marker counts for, the rest
+# absorbing clocks that disagree a little and S3's whole-second timestamps.
+WINDOW = 0.4
 
 
 def inuse_dir(digest):
@@ -204,7 +209,11 @@ class StorageGuard:
         return defer.ensureDeferred(self._claim(digests))
 
     def still_fresh(self, claim):
-        return self.now() - claim.at < self.grace_period / 2.0
+        return self.now() - claim.at < self.grace_period * WINDOW
+
+    def in_window(self, started):
+        """Whether a collection that started marking at C{started} may still delete."""
+        return self.now() - started < self.grace_period * WINDOW
 
     async def _release(self, claim):
         for path in claim.paths:

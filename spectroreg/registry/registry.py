@@ -42,7 +42,7 @@ _UPLOAD_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _ABSENT_BLOBS = 1000
 
 # Claims a manifest PUT makes before giving up (online garbage collection;
-# one is enough unless storage takes half the grace period to answer).
+# one is enough unless storage takes a good part of the grace period to answer).
 _CLAIM_ATTEMPTS = 3
 
 
