@@ -168,6 +168,21 @@ class RaceTests(unittest.TestCase):
             await self.memory.list(INUSE)
 
     @async_test
+    async def test_each_collection_counted(self):
+        runs = []
+
+        class Metrics:
+            def gc_run(self, blobs_deleted=0, bytes_freed=0):
+                runs.append((blobs_deleted, bytes_freed))
+
+        self.one.collector.metrics = Metrics()
+        await self.one.collector.collect()
+        await self.old_garbage()
+        await self.one.collector.collect()
+        body = manifest(self.config, [self.layer])
+        self.assertEqual(runs, [(0, 0), (3, len(self.layer) + len(self.config) + len(body))])
+
+    @async_test
     async def test_young_blob_waits_for_its_manifest(self):
         """A blob pushed moments ago, its manifest not yet: the grace period keeps it."""
         data = b"just pushed"

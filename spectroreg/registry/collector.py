@@ -126,9 +126,12 @@ class OnlineCollector:
         registry's requests claim through.
     @param settings: L{spectroreg.config.settings.GarbageCollectSettings}.
     @param reactor: IReactorTime.
+    @param metrics: None, or what counts collections: its
+        C{gc_run(blobs_deleted=, bytes_freed=)} is called after each one
+        (a dry run frees nothing).
     """
 
-    def __init__(self, registry, guard, settings, reactor):
+    def __init__(self, registry, guard, settings, reactor, metrics=None):
         self.registry = registry
         self.driver = registry.driver
         self.guard = guard
@@ -139,6 +142,7 @@ class OnlineCollector:
         # never stale): later collections read only new manifests.
         self._references = {}
         self._stopping = False
+        self.metrics = metrics
 
     def stop(self):
         """The daemon stops: a collection under way deletes nothing more."""
@@ -226,6 +230,8 @@ class OnlineCollector:
         # Also in a dry run: requests keep writing markers.
         await self.guard.expire()
         self.runs += 1
+        if self.metrics is not None:
+            self.metrics.gc_run(blobs_deleted=len(outcome.blobs_deleted), bytes_freed=outcome.bytes_freed)
         return outcome
 
     async def _guarded(self, digest, started, action):
