@@ -504,7 +504,32 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
         timer = TimerService(purging.interval, _PurgeUploads(top.registry, purging))
         timer.clock = reactor
         timer.setServiceParent(top)
+    if top.registry is not None:
+        collection = garbage_collection_service(top.registry, settings.storage, reactor, top.operations.metrics)
+        if collection is not None:
+            collection.setServiceParent(top)
     return top
+
+
+def garbage_collection_service(registry, storage_settings, reactor, metrics=None):
+    """
+    The timer running online garbage collection (``storage.maintenance.gc``),
+    or None when it is off or the registry is read-only. It also puts the
+    registry's requests under the collection's handshake.
+
+    @param metrics: None, or what counts collections (see
+        L{spectroreg.registry.collector.OnlineCollector}).
+    """
+    from spectroreg.registry.collector import CollectionTimer, OnlineCollector
+    from spectroreg.registry.gcguard import StorageGuard
+
+    gc = storage_settings.gc
+    if not gc.enabled or storage_settings.readonly:
+        return None
+    guard = StorageGuard(registry.driver, gc.graceperiod, reactor)
+    registry.guard = guard
+    # LoopingCall waits for a collection to end before counting the interval.
+    return CollectionTimer(OnlineCollector(registry, guard, gc, reactor, metrics), gc.interval, reactor)
 
 
 def _public_https_port(http_settings):

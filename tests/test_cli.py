@@ -34,7 +34,8 @@ class VersionTests(unittest.SynchronousTestCase):
 
     def test_version_everywhere(self):
         for prog in ("spectroreg", "registry"):
-            for argv in (["--version"], ["serve", "--version"], ["config", "--version"]):
+            for argv in (["--version"], ["serve", "--version"], ["config", "--version"],
+                         ["garbage-collect", "--version"]):
                 self.assertEqual(self.capture(argv, prog), "{} {}\n".format(prog, __version__))
 
     def test_module_version(self):
@@ -86,3 +87,30 @@ class ConfigCommandTests(unittest.SynchronousTestCase):
         lines = result.stderr.splitlines()
         self.assertEqual(len(lines), 1, result.stderr)
         self.assertIn("log.level", lines[0])
+
+
+class GarbageCollectCommandTests(unittest.SynchronousTestCase):
+    """The command itself; what it collects is tests.test_gc_reference's."""
+
+    def write(self, data):
+        path = os.path.abspath(self.mktemp()) + ".yml"
+        with open(path, "w") as f:
+            yaml.safe_dump(data, f)
+        return path
+
+    def test_empty_registry(self):
+        root = os.path.abspath(self.mktemp())
+        path = self.write({"version": "0.1", "storage": {"filesystem": {"rootdirectory": root}}})
+        result = run(["garbage-collect", "--dry-run", path])
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertEqual(result.stdout, "\n0 blobs marked, 0 blobs and 0 manifests eligible for deletion\n")
+        result = run(["garbage-collect", "-q", "-m", path])
+        self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "", ""))
+        self.assertFalse(os.path.exists(root))
+
+    def test_broken_config_one_line(self):
+        path = self.write({"version": "0.1", "storage": "inmemory", "log": {"level": "loud"}})
+        result = run(["garbage-collect", path])
+        self.assertEqual((result.returncode, result.stdout), (1, ""))
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("log.level", result.stderr)

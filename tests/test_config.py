@@ -222,6 +222,18 @@ class LoadTests(ConfigTestCase):
         self.assertEqual(settings.auth.provider, "silly")
         self.assertEqual(self.load(MINIMAL_YAML).storage, s.StorageSettings(driver="inmemory"))
 
+    def test_garbage_collection(self):
+        settings = self.load(MINIMAL_YAML)
+        self.assertEqual(settings.storage.gc, s.GarbageCollectSettings())
+        self.assertFalse(settings.storage.gc.enabled)
+        settings = self.load(
+            "version: 0.1\nstorage:\n  inmemory:\n  maintenance:\n    gc:\n      enabled: true\n"
+            "      interval: 10m\n      graceperiod: 2h\n      deleteuntagged: true\n      dryrun: true\n")
+        self.assertEqual(settings.storage.gc, s.GarbageCollectSettings(True, 600.0, 7200.0, True, True))
+        self.assertEqual(settings.warnings, ())
+        settings = load_settings(self.write(MINIMAL_YAML), {"REGISTRY_STORAGE_MAINTENANCE_GC_ENABLED": "true"})
+        self.assertTrue(settings.storage.gc.enabled)
+
     def test_non_acme_defaults(self):
         settings = self.load(MINIMAL_YAML)
         self.assertEqual(settings.http, s.HTTPSettings())
@@ -444,6 +456,8 @@ ERRORS = [
      "{path}:5: storage.cache.blobdescriptor: unknown blob descriptor cache 'memcached' (expected inmemory, redis)"),
     ("upload purging age", "version: 0.1\nstorage:\n  inmemory:\n  maintenance:\n    uploadpurging:\n      age: 7d\n", {},
      "{path}:6: storage.maintenance.uploadpurging.age: unknown unit 'd' in duration '7d'; use ns, us, ms, s, m or h"),
+    ("gc grace period zero", "version: 0.1\nstorage:\n  inmemory:\n  maintenance:\n    gc:\n      enabled: true\n      graceperiod: 0s\n", {},
+     "{path}:7: storage.maintenance.gc.graceperiod: must be positive, got 0s"),
     ("two auth providers", "version: 0.1\nstorage: inmemory\nauth:\n  htpasswd:\n    realm: r\n    path: /p\n  silly:\n    realm: r\n", {},
      "{path}:7: auth.silly: at most one auth provider is allowed, found htpasswd and silly"),
     ("unknown auth provider", "version: 0.1\nstorage: inmemory\nauth:\n  ldap:\n    url: x\n", {},

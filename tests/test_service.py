@@ -164,6 +164,38 @@ class MakeServiceTests(unittest.TestCase):
         )
         self.assertEqual([s for s in makeService(readonly) if isinstance(s, TimerService)], [])
 
+    def test_garbage_collection_timer(self):
+        """Off by default; when on, a timer on the given clock and requests under the handshake."""
+        from twisted.internet.task import Clock
+
+        from spectroreg.config.settings import GarbageCollectSettings
+        from spectroreg.registry.gcguard import NoGuard, StorageGuard
+
+        base = settings()
+        service = makeService(base)
+        self.assertIsInstance(service.registry.guard, NoGuard)
+        gc = GarbageCollectSettings(enabled=True, interval=30.0, graceperiod=600.0)
+        clock = Clock()
+        on = Settings(version="0.1", log=base.log, http=base.http,
+                      storage=StorageSettings(driver="inmemory", gc=gc,
+                                              uploadpurging=UploadPurgingSettings(enabled=False)))
+        service = makeService(on, reactor=clock)
+        timers = [s for s in service if isinstance(s, TimerService)]
+        self.assertEqual([(t.step, t.clock) for t in timers], [(30.0, clock)])
+        self.assertIsInstance(service.registry.guard, StorageGuard)
+        self.assertEqual(service.registry.guard.grace_period, 600.0)
+        timers[0].startService()
+        self.assertEqual(timers[0].collector.runs, 1)  # the first collection runs at start
+        clock.advance(30.0)
+        self.assertEqual(timers[0].collector.runs, 2)
+        timers[0].stopService()
+        self.assertTrue(timers[0].collector._stopping)
+        readonly = Settings(version="0.1", log=base.log, http=base.http,
+                            storage=StorageSettings(driver="inmemory", gc=gc, readonly=True))
+        service = makeService(readonly, reactor=clock)
+        self.assertEqual([s for s in service if isinstance(s, TimerService)], [])
+        self.assertIsInstance(service.registry.guard, NoGuard)
+
     @async_test
     async def test_purge_step_calls_registry(self):
         from spectroreg.service import _PurgeUploads

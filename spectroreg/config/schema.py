@@ -87,6 +87,13 @@ STORAGE = {
     "maintenance": {
         "uploadpurging": {"enabled": BOOL, "age": DURATION, "interval": DURATION, "dryrun": BOOL},
         "readonly": {"enabled": BOOL},
+        "gc": {
+            "enabled": BOOL,
+            "interval": DURATION,
+            "graceperiod": DURATION,
+            "deleteuntagged": BOOL,
+            "dryrun": BOOL,
+        },
     },
     "tag": {"concurrencylimit": INT},
 }

@@ -65,6 +65,17 @@ class UploadPurgingSettings:
 
 
 @dataclass(frozen=True)
+class GarbageCollectSettings:
+    """``storage.maintenance.gc``: online garbage collection (ours; off by default)."""
+
+    enabled: bool = False
+    interval: float = 24 * 3600.0
+    graceperiod: float = 3600.0
+    deleteuntagged: bool = False
+    dryrun: bool = False
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     driver: str  # "inmemory" | "filesystem" | "s3"
     filesystem: Optional[FilesystemSettings] = None  # set when driver == "filesystem"
@@ -74,6 +85,7 @@ class StorageSettings:
     redirect_disable: bool = False
     uploadpurging: UploadPurgingSettings = field(default_factory=UploadPurgingSettings)
     readonly: bool = False
+    gc: GarbageCollectSettings = field(default_factory=GarbageCollectSettings)
 
 
 @dataclass(frozen=True)

@@ -441,6 +441,20 @@ def _storage(check, tree):
     readonly_path = maintenance_path + ("readonly",)
     readonly = check.mapping(maintenance.get("readonly"), readonly_path)
     check.known(readonly, readonly_path)
+    gc_path = maintenance_path + ("gc",)
+    gc = check.mapping(maintenance.get("gc"), gc_path)
+    check.known(gc, gc_path)
+    gc_defaults = s.GarbageCollectSettings()
+    gc_enabled = check.boolean(gc, gc_path, "enabled", gc_defaults.enabled)
+    gc_settings = s.GarbageCollectSettings(
+        enabled=gc_enabled,
+        interval=check.duration(gc, gc_path, "interval", gc_defaults.interval, positive=gc_enabled),
+        # No grace period would let a collection delete a blob pushed a moment
+        # before its manifest.
+        graceperiod=check.duration(gc, gc_path, "graceperiod", gc_defaults.graceperiod, positive=gc_enabled),
+        deleteuntagged=check.boolean(gc, gc_path, "deleteuntagged", gc_defaults.deleteuntagged),
+        dryrun=check.boolean(gc, gc_path, "dryrun", gc_defaults.dryrun),
+    )
 
     return s.StorageSettings(
         driver=driver,
@@ -451,6 +465,7 @@ def _storage(check, tree):
         redirect_disable=check.boolean(redirect, path + ("redirect",), "disable", False),
         uploadpurging=uploadpurging,
         readonly=check.boolean(readonly, readonly_path, "enabled", False),
+        gc=gc_settings,
     )
 
 

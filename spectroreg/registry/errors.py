@@ -26,6 +26,7 @@ CODES = {
     "DENIED": ("requested access to the resource is denied", 403),
     "UNSUPPORTED": ("The operation is unsupported.", 405),
     "TOOMANYREQUESTS": ("too many requests", 429),
+    "UNAVAILABLE": ("service unavailable", 503),
     "UNKNOWN": ("unknown error", 500),
 }
 

@@ -22,6 +22,7 @@ from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache, Ticket
 from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_digest
 from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
+from spectroreg.registry.gcguard import NoGuard
 from spectroreg.registry.names import is_valid_tag, is_valid_upload_id
 from spectroreg.registry.uploads import HashingConsumer, LockReleaser, UploadWriter, format_rfc3339, parse_rfc3339
 from spectroreg.registry.uploads import debug_upload_state, digest_hasher
@@ -36,6 +37,10 @@ BLOB_MEDIA_TYPE = "application/octet-stream"
 # Digests whose blob data a stat found missing, kept so publishing an
 # upload of them needs no second look (bounded; see finish_upload).
 _ABSENT_BLOBS = 1000
+
+# Claims a manifest PUT makes before giving up (online garbage collection;
+# one is enough unless storage takes a good part of the grace period to answer).
+_CLAIM_ATTEMPTS = 3
 
 
 class _NoCache:
@@ -116,6 +121,9 @@ class Registry:
         self._hash_states = {}
         self._upload_locks = {}
         self._absent_blobs = collections.OrderedDict()
+        # Online garbage collection's handshake (spectroreg.registry.gcguard):
+        # a StorageGuard when storage.maintenance.gc is enabled.
+        self.guard = NoGuard()
 
     # -- settings -------------------------------------------------------
 
@@ -287,6 +295,21 @@ class Registry:
         self._descriptors.forget(digest)
         self.manifests.forget(digest)
 
+    async def forget_link(self, name, digest, remove):
+        """Await C{remove()}, which deletes a link of C{digest} in C{name} (garbage collection)."""
+        return await self._unlinking(name, digest, remove)
+
+    def forget_revision(self, name, digest):
+        """Tell the caches a revision is gone (garbage collection)."""
+        self._descriptors.unlink(name, digest)
+
+    async def _data_exists(self, digest):
+        """Whether blob C{digest}'s data is in storage, asked of storage itself."""
+        if await self._exists(paths.blob_data(digest)):
+            return True
+        self.forget_blob(digest)
+        return False
+
     async def mount_blob(self, name, digest, source=None):
         """
         Link a blob into C{name} that repository C{source} holds, or, when
@@ -297,17 +320,26 @@ class Registry:
         @return: L{BlobDescriptor}, or None when there is nothing to mount.
         """
         self.check_writable()
+        claim = await self.guard.claim([digest])
+        descriptor = await self._mountable(digest, source)
+        if descriptor is None:
+            await self.guard.release(claim)
+            return None
+        await self.link_blob(name, digest)
+        return descriptor
+
+    async def _mountable(self, digest, source):
         if source is not None:
             if not await self.is_linked(source, digest):
                 return None
         elif await self._linking_repository(digest) is None:
             return None
+        if self.guard.active and not await self._data_exists(digest):
+            return None
         try:
-            descriptor = await self.stat_blob_data(digest)
+            return await self.stat_blob_data(digest)
         except RegistryError:
             return None
-        await self.link_blob(name, digest)
-        return descriptor
 
     async def _linking_repository(self, digest):
         """The name of a repository that links C{digest}, or None."""
@@ -448,8 +480,12 @@ class Registry:
         else:
             actual, size = await self._hash_stored(data_path, digest)
         if actual != digest:
+            # Claimed before looking at the blob: a collection deleting it
+            # meanwhile either sees the claim or is waited for.
+            claim = await self.guard.claim([digest])
             published = await self._published(name, upload_id, digest)
             if published is None:
+                await self.guard.release(claim)
                 await self._delete(paths.upload_dir(name, upload_id))
                 debug_upload_state(name, upload_id, "removed, content is {}, not {}".format(actual, digest), size)
                 raise RegistryError(
@@ -457,6 +493,9 @@ class Registry:
                 )
             size = published
         else:
+            # Before looking whether the blob exists: a collection deleting it
+            # meanwhile either sees the claim or is waited for.
+            await self.guard.claim([digest])
             # A blob a stat of this process found missing (the client's HEAD
             # before pushing it) is published without looking again: if
             # another push published it meanwhile, the move replaces it
@@ -598,27 +637,36 @@ class Registry:
             if not is_valid_tag(reference):
                 raise RegistryError("MANIFEST_INVALID", detail="invalid tag {!r}".format(reference))
             digest = digest_of(body)
-        missing = []
-        for descriptor in manifest.references():
-            if not await self.is_linked(name, descriptor.digest):
-                missing.append(str(descriptor.digest))
-        for descriptor in manifest.manifests:
-            if await self._read_link(paths.revision_link(name, descriptor.digest)) is None:
-                missing.append(str(descriptor.digest))
-        if missing:
-            raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": missing})
-        blob_path = paths.blob_data(digest)
-        if not await self._exists(blob_path):
-            await self.driver.put_content(blob_path, body)
-        self._absent_blobs.pop(digest, None)
-        # A repository's referrers index is built by its first push here
-        # (a tree Distribution wrote has none): reads never write it.
-        if not await self._exists(paths.referrers_complete(name)):
-            await self.rebuild_referrers(name)
-        if manifest.subject is not None:
-            # Before the revision: an entry whose revision is missing is
-            # ignored, so a crash in between leaves no hole in the index.
-            await self._add_referrer(name, digest, len(body), manifest)
+        needed = [d.digest for d in manifest.references()] + [d.digest for d in manifest.manifests]
+        indexed = False
+        for _ in range(_CLAIM_ATTEMPTS):
+            # Claimed before anything is looked at: see spectroreg.registry.gcguard.
+            claim = await self.guard.claim(needed + [digest])
+            try:
+                await self._check_needed(name, manifest)
+            except RegistryError:
+                await self.guard.release(claim)
+                raise
+            blob_path = paths.blob_data(digest)
+            if not await self._exists(blob_path):
+                await self.driver.put_content(blob_path, body)
+            self._absent_blobs.pop(digest, None)
+            if not indexed:
+                # A repository's referrers index is built by its first push here
+                # (a tree Distribution wrote has none): reads never write it.
+                if not await self._exists(paths.referrers_complete(name)):
+                    await self.rebuild_referrers(name)
+                if manifest.subject is not None:
+                    # Before the revision: an entry whose revision is missing is
+                    # ignored, so a crash in between leaves no hole in the index.
+                    await self._add_referrer(name, digest, len(body), manifest)
+                indexed = True
+            # The revision makes the blobs referenced: written only while the
+            # claim still protects them, or claimed and checked again.
+            if self.guard.still_fresh(claim):
+                break
+        else:
+            raise RegistryError("UNAVAILABLE", detail="storage too slow to store the manifest safely; retry")
         linked = self._descriptors.link(name, digest)
         await self._write_link(paths.revision_link(name, digest), digest)
         linked.fill(True)
@@ -626,6 +674,26 @@ class Registry:
             await self._write_link(paths.tag_index_link(name, reference, digest), digest)
             await self._write_link(paths.tag_current_link(name, reference), digest)
         return digest, manifest
+
+    async def _check_needed(self, name, manifest):
+        """
+        @raise RegistryError: MANIFEST_BLOB_UNKNOWN when a blob or manifest
+            C{manifest} references is not in repository C{name}.
+        """
+        missing = []
+        for descriptor in manifest.references():
+            if not await self.is_linked(name, descriptor.digest):
+                missing.append(str(descriptor.digest))
+            elif self.guard.active and not await self._data_exists(descriptor.digest):
+                # Collected since a cache saw it (here or on another daemon).
+                missing.append(str(descriptor.digest))
+        for descriptor in manifest.manifests:
+            if await self._read_link(paths.revision_link(name, descriptor.digest)) is None:
+                missing.append(str(descriptor.digest))
+            elif self.guard.active and not await self._data_exists(descriptor.digest):
+                missing.append(str(descriptor.digest))
+        if missing:
+            raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": missing})
 
     async def delete_manifest(self, name, reference):
         """
