@@ -457,7 +457,7 @@ ERRORS = [
     ("upload purging age", "version: 0.1\nstorage:\n  inmemory:\n  maintenance:\n    uploadpurging:\n      age: 7d\n", {},
      "{path}:6: storage.maintenance.uploadpurging.age: unknown unit 'd' in duration '7d'; use ns, us, ms, s, m or h"),
     ("gc grace period zero", "version: 0.1\nstorage:\n  inmemory:\n  maintenance:\n    gc:\n      enabled: true\n      graceperiod: 0s\n", {},
-     "{path}:7: storage.maintenance.gc.graceperiod: must be positive, got 0s"),
+     "{path}:7: storage.maintenance.gc.graceperiod: must be at least 1s, got '0s'"),
     ("two auth providers", "version: 0.1\nstorage: inmemory\nauth:\n  htpasswd:\n    realm: r\n    path: /p\n  silly:\n    realm: r\n", {},
      "{path}:7: auth.silly: at most one auth provider is allowed, found htpasswd and silly"),
     ("unknown auth provider", "version: 0.1\nstorage: inmemory\nauth:\n  ldap:\n    url: x\n", {},

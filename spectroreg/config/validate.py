@@ -70,6 +70,10 @@ GO_INT_MAX = 2 ** 63 - 1
 # The shortest upload purging interval and age: purging lists every upload in
 # storage, and at a nanosecond it would do nothing else.
 MIN_PURGE_SECONDS = 1.0
+# The shortest collection interval and grace period: a collection lists every
+# blob and manifest, and no grace period would let it delete a blob pushed a
+# moment before its manifest.
+MIN_GC_SECONDS = 1.0
 
 _DIGITS = re.compile(r"[-+]?[0-9]+")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -448,10 +452,10 @@ def _storage(check, tree):
     gc_enabled = check.boolean(gc, gc_path, "enabled", gc_defaults.enabled)
     gc_settings = s.GarbageCollectSettings(
         enabled=gc_enabled,
-        interval=check.duration(gc, gc_path, "interval", gc_defaults.interval, positive=gc_enabled),
-        # No grace period would let a collection delete a blob pushed a moment
-        # before its manifest.
-        graceperiod=check.duration(gc, gc_path, "graceperiod", gc_defaults.graceperiod, positive=gc_enabled),
+        interval=check.duration(gc, gc_path, "interval", gc_defaults.interval,
+                                minimum=MIN_GC_SECONDS if gc_enabled else 0.0),
+        graceperiod=check.duration(gc, gc_path, "graceperiod", gc_defaults.graceperiod,
+                                   minimum=MIN_GC_SECONDS if gc_enabled else 0.0),
         deleteuntagged=check.boolean(gc, gc_path, "deleteuntagged", gc_defaults.deleteuntagged),
         dryrun=check.boolean(gc, gc_path, "dryrun", gc_defaults.dryrun),
     )
