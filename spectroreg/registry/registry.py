@@ -18,7 +18,8 @@ from twisted.logger import Logger
 
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
-from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache, Ticket
+from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache
+from spectroreg.registry.descriptors import LocalDescriptors, NoDescriptors
 from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_digest
 from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
@@ -36,33 +37,6 @@ BLOB_MEDIA_TYPE = "application/octet-stream"
 # Digests whose blob data a stat found missing, kept so publishing an
 # upload of them needs no second look (bounded; see finish_upload).
 _ABSENT_BLOBS = 1000
-
-
-class _NoCache:
-    """Stands in for the descriptor cache when there is none: never holds anything."""
-
-    def descriptor(self, digest):
-        return _MISS
-
-    def link(self, name, digest):
-        return _MISS
-
-    def unlink(self, name, digest):
-        pass
-
-    def forget(self, digest):
-        pass
-
-
-class _Miss(Ticket):
-    def __init__(self):
-        Ticket.__init__(self, None, None, None, None)
-
-    def fill(self, value):
-        return False
-
-
-_MISS = _Miss()
 
 
 class BlobDescriptor:
@@ -101,14 +75,17 @@ class Registry:
     @param reactor: IReactorTime (for upload timestamps and purging).
     """
 
-    def __init__(self, driver, storage_settings, reactor=None, cache_capacity=10000):
+    def __init__(self, driver, storage_settings, reactor=None, cache_capacity=10000, descriptors=None):
         # Read-only mode: nothing may reach storage that could change it,
         # whatever path it comes from (writes are also refused up front).
         self.driver = ReadOnlyDriver(driver) if storage_settings.readonly else driver
         self.settings = storage_settings
         self._reactor = reactor
         self.cache = BlobDescriptorCache(cache_capacity) if storage_settings.blobdescriptor_cache == "inmemory" else None
-        self._descriptors = self.cache if self.cache is not None else _NoCache()
+        # Another daemon may share the storage: see spectroreg.registry.descriptors.
+        if descriptors is None:
+            descriptors = LocalDescriptors(self.cache) if self.cache is not None else NoDescriptors()
+        self._descriptors = descriptors
         # Saves a storage read per manifest GET (content-addressed: always right).
         self.manifests = ManifestCache()
         # (name, upload id) -> (offset, sha256 object): the fast path that saves
@@ -192,7 +169,7 @@ class Registry:
     async def stat_blob_data(self, digest):
         """The global blob (no repository check). @raise RegistryError: BLOB_UNKNOWN."""
         # The ticket is taken before storage is read: see spectroreg.registry.cache.
-        cached = self._descriptors.descriptor(digest)
+        cached = await self._descriptors.descriptor(digest)
         if cached.value is not None:
             return BlobDescriptor(digest, cached.value[0], cached.value[1])
         try:
@@ -208,7 +185,7 @@ class Registry:
 
     async def is_linked(self, name, digest):
         """Whether repository C{name} holds blob C{digest} (layer or manifest)."""
-        cached = self._descriptors.link(name, digest)
+        cached = await self._descriptors.link(name, digest)
         if cached.value:
             return True
         for path in (paths.layer_link(name, digest), paths.revision_link(name, digest)):
@@ -250,11 +227,11 @@ class Registry:
         try:
             return await self.driver.read(paths.blob_data(digest), consumer, offset, length)
         except PathNotFound:
-            self.forget_blob(digest)
+            await self.forget_blob(digest)
             raise blob_unknown(digest)
 
     async def link_blob(self, name, digest):
-        cached = self._descriptors.link(name, digest)
+        cached = await self._descriptors.link(name, digest)
         await self._write_link(paths.layer_link(name, digest), digest)
         cached.fill(True)
 
@@ -264,11 +241,11 @@ class Registry:
         cache stops answering for it before, and every lookup that read
         storage meanwhile is kept from filling it after.
         """
-        self._descriptors.unlink(name, digest)
+        await self._descriptors.unlink(name, digest)
         try:
             return await remove()
         finally:
-            self._descriptors.unlink(name, digest)
+            await self._descriptors.unlink(name, digest)
 
     async def delete_blob(self, name, digest):
         """Unlink C{digest} from repository C{name}."""
@@ -283,9 +260,12 @@ class Registry:
         await self._unlinking(name, digest, remove)
 
     def forget_blob(self, digest):
-        """Tell the caches a blob's data is gone (garbage collection)."""
-        self._descriptors.forget(digest)
+        """
+        Tell the caches a blob's data is gone (garbage collection).
+        @return: a Deferred that fires once a shared cache has forgotten it.
+        """
         self.manifests.forget(digest)
+        return defer.ensureDeferred(self._descriptors.forget(digest))
 
     async def mount_blob(self, name, digest, source=None):
         """
@@ -570,7 +550,7 @@ class Registry:
         try:
             body = await self.driver.get_content(paths.blob_data(digest))
         except PathNotFound:
-            self.forget_blob(digest)
+            await self.forget_blob(digest)
             raise manifest_unknown(reference)
         record = ManifestRecord(body, digest, mf.media_type_of(body))
         cached.fill(record)
@@ -619,7 +599,7 @@ class Registry:
             # Before the revision: an entry whose revision is missing is
             # ignored, so a crash in between leaves no hole in the index.
             await self._add_referrer(name, digest, len(body), manifest)
-        linked = self._descriptors.link(name, digest)
+        linked = await self._descriptors.link(name, digest)
         await self._write_link(paths.revision_link(name, digest), digest)
         linked.fill(True)
         if not isinstance(reference, Digest):
