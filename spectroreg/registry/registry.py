@@ -86,6 +86,8 @@ class Registry:
         if descriptors is None:
             descriptors = LocalDescriptors(self.cache) if self.cache is not None else NoDescriptors()
         self._descriptors = descriptors
+        # The cache shared with other daemons (Redis), for the metrics.
+        self.shared_cache = descriptors if self.cache is None and not isinstance(descriptors, NoDescriptors) else None
         # Saves a storage read per manifest GET (content-addressed: always right).
         self.manifests = ManifestCache()
         # (name, upload id) -> (offset, sha256 object): the fast path that saves
