@@ -50,6 +50,18 @@ class ProtocolTests(unittest.SynchronousTestCase):
             self.assertEqual(len(replies), 7)
 
 
+class InterfaceTests(unittest.SynchronousTestCase):
+    def test_every_descriptor_cache(self):
+        from zope.interface.verify import verifyObject
+
+        from spectroreg.registry.cache import BlobDescriptorCache
+        from spectroreg.registry.descriptors import IDescriptorCache, LocalDescriptors, NoDescriptors
+
+        client = RedisClient(RedisSettings(addr="127.0.0.1:1"), reactor)
+        for cache in (NoDescriptors(), LocalDescriptors(BlobDescriptorCache()), RedisDescriptors(client)):
+            self.assertTrue(verifyObject(IDescriptorCache, cache))
+
+
 class _Silent(protocol.Protocol):
     """A server that accepts and never answers (a stalled Redis)."""
 

@@ -16,6 +16,7 @@ daemons may share storage with (docs/scaling.md):
    one process's memory.
 """
 
+from twisted.internet import defer
 from zope.interface import Interface, implementer
 
 from spectroreg.registry.cache import Ticket
@@ -40,11 +41,16 @@ class IDescriptorCache(Interface):
     def unlink(name, digest):
         """
         C{name} no longer links C{digest} (or may not: a delete is under
-        way). Fires once every daemon sharing the cache will miss it.
+        way). @return: a Deferred fired once every daemon sharing the cache
+        will miss it (the in-process part is done before this returns, so
+        a caller that cannot wait loses nothing in process).
         """
 
     def forget(digest):
-        """The blob's data is gone: forget it for every repository."""
+        """
+        The blob's data is gone: forget it for every repository.
+        @return: a Deferred, as L{unlink}'s.
+        """
 
 
 class _Miss(Ticket):
@@ -68,11 +74,11 @@ class NoDescriptors:
     async def link(self, name, digest):
         return MISS
 
-    async def unlink(self, name, digest):
-        pass
+    def unlink(self, name, digest):
+        return defer.succeed(None)
 
-    async def forget(self, digest):
-        pass
+    def forget(self, digest):
+        return defer.succeed(None)
 
 
 @implementer(IDescriptorCache)
@@ -93,8 +99,10 @@ class LocalDescriptors:
     async def link(self, name, digest):
         return MISS
 
-    async def unlink(self, name, digest):
+    def unlink(self, name, digest):
         self.cache.unlink(name, digest)
+        return defer.succeed(None)
 
-    async def forget(self, digest):
+    def forget(self, digest):
         self.cache.forget(digest)
+        return defer.succeed(None)

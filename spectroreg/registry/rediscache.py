@@ -191,18 +191,18 @@ class RedisDescriptors:
                 log.error("redis: too many invalidations owed while it is unavailable; "
                           "flush the cache's keys once it is back (docs/scaling.md)")
 
-    async def unlink(self, name, digest):
-        await self._invalidate([
+    def unlink(self, name, digest):
+        return defer.ensureDeferred(self._invalidate([
             ("INCR", generation_key(digest)),
             ("SREM", members_key(name), str(digest)),
             ("DEL", repository_blob_key(name, digest)),
-        ])
+        ]))
 
-    async def forget(self, digest):
-        await self._invalidate([
+    def forget(self, digest):
+        return defer.ensureDeferred(self._invalidate([
             ("INCR", generation_key(digest)),
             ("DEL", blob_key(digest)),
-        ])
+        ]))
 
     def __len__(self):
         return 0

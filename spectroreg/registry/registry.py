@@ -267,7 +267,7 @@ class Registry:
         @return: a Deferred that fires once a shared cache has forgotten it.
         """
         self.manifests.forget(digest)
-        return defer.ensureDeferred(self._descriptors.forget(digest))
+        return self._descriptors.forget(digest)
 
     async def mount_blob(self, name, digest, source=None):
         """
