@@ -1,5 +1,6 @@
 """
-Three daemons, one registry: one shared filesystem root and one Redis
+Three daemons, one registry: one shared filesystem root (and again one
+moto bucket) and one Redis
 (Debian's redis-server, storage.cache.blobdescriptor: redis) behind Debian's
 haproxy in round robin, as docs/scaling.md configures them. skopeo pushes
 and pulls through the balancer, uploads hop instances between PATCHes,
@@ -10,6 +11,8 @@ very next request, and Redis stopped mid-run changes nothing but speed.
 import hashlib
 import json
 import os
+import threading
+import time
 from urllib.parse import urlsplit
 
 from twisted.trial import unittest
@@ -19,7 +22,8 @@ from tests.support.daemon import start_daemon
 from tests.support.haproxy import HAProxy
 from tests.support.rawhttp import request
 from tests.support.redis import start_redis
-from tests.support.skopeo import Skopeo
+from tests.support.moto import fresh_bucket, registry_s3_config
+from tests.support.skopeo import Skopeo, SkopeoError
 
 NAMES = ("a", "b", "c")
 
@@ -33,17 +37,22 @@ def sha256(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-class FleetTests(unittest.TestCase):
+class FleetMixin(object):
+    """The fleet's tests; subclasses say where the shared storage is."""
+
+    def storage(self):
+        raise NotImplementedError()
+
     def setUp(self):
         self.work = os.path.abspath(self.mktemp())
         os.makedirs(self.work)
         self.redis = start_redis(self)
-        root = os.path.join(self.work, "root")
+        storage = self.storage()
+        storage.update({"delete": {"enabled": True}, "cache": {"blobdescriptor": "redis"}})
         config = {
             "version": "0.1",
             "log": {"level": "info"},
-            "storage": {"filesystem": {"rootdirectory": root}, "delete": {"enabled": True},
-                        "cache": {"blobdescriptor": "redis"}},
+            "storage": storage,
             "redis": {"addr": self.redis.addr, "dialtimeout": "500ms", "readtimeout": "500ms",
                       "writetimeout": "500ms"},
             "http": {"secret": "one-secret-for-the-whole-fleet"},
@@ -58,8 +67,6 @@ class FleetTests(unittest.TestCase):
 
     def wait_all_up(self):
         """haproxy's first checks have passed: three requests reach three instances."""
-        import time
-
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             served = {request(self.balancer, "GET", "/v2/").headers.get("x-served-by") for _ in NAMES}
@@ -177,3 +184,42 @@ class FleetTests(unittest.TestCase):
         for daemon in self.daemons.values():
             self.assertEqual(daemon.log_text().count("is unavailable"), 1, daemon.log_text()[-3000:])
             self.assertNotIn("Traceback", daemon.log_text())
+
+    def test_instance_killed_in_the_middle_of_a_push(self):
+        index = images.Index("fleet-killed", layer_sizes=(512 * 1024, 2 * 1024 * 1024))
+        victim = self.daemons["b"]
+        outcome = []
+
+        def push():
+            try:
+                self.push(index, "killed/app", "v1")
+                outcome.append(None)
+            except SkopeoError as failure:
+                outcome.append(failure)
+
+        pusher = threading.Thread(target=push)
+        pusher.start()
+        deadline = time.monotonic() + 60
+        while "PATCH" not in victim.log_text() and "PUT" not in victim.log_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertLess(time.monotonic(), deadline, "the push never reached instance b")
+        victim.kill()
+        pusher.join(300)
+        self.assertFalse(pusher.is_alive())
+        if outcome[0] is not None:
+            # The client retries the push; the balancer sends it to the others.
+            self.push(index, "killed/app", "v1")
+        self.pull_and_check(index, "killed/app", "v1")
+
+
+class FilesystemFleetTests(FleetMixin, unittest.TestCase):
+    def storage(self):
+        return {"filesystem": {"rootdirectory": os.path.join(self.work, "root")}}
+
+
+class S3FleetTests(FleetMixin, unittest.TestCase):
+    def storage(self):
+        server, bucket = fresh_bucket(self)
+        config = registry_s3_config("spectroreg", server, bucket, 0)
+        return {"s3": config["storage"]["s3"], "redirect": {"disable": True},
+                "maintenance": {"uploadpurging": {"enabled": False}}}
