@@ -1,7 +1,8 @@
 """
-Debian's ``haproxy`` in front of several registries, as docs/scaling.md
-configures it: round robin per request, health checks on ``/v2/``, and
-an ``X-Served-By`` response header naming the instance (for the tests).
+Debian's ``haproxy`` in front of several registries, configured by the very
+file docs/scaling.md shows (its ``bind`` and ``server`` lines swapped for the
+test's addresses): round robin per request, health checks on ``/v2/``, an
+``X-Served-By`` response header naming the instance.
 """
 
 import os
@@ -13,33 +14,16 @@ import time
 from tests.support.daemon import free_port
 from tests.support.requirements import require_binary
 
-CONFIG = """\
-global
-    maxconn 1024
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                    "docs", "scaling.md")
 
-defaults
-    mode http
-    option httplog
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    # A request to an instance that died is retried on another one.
-    retries 2
-    option redispatch
 
-frontend registry
-    bind 127.0.0.1:{port}
-    # Blob uploads stream: no body size limit here, the registry checks.
-    default_backend spectroreg
-
-backend spectroreg
-    balance roundrobin
-    option httpchk GET /v2/
-    # 200 without auth, 401 with auth: either means the instance answers.
-    http-check expect rstatus (200|401)
-    http-response set-header X-Served-By %s
-{servers}
-"""
+def documented_config():
+    """The haproxy.cfg of docs/scaling.md, as the documentation shows it."""
+    with open(DOCS, encoding="utf-8") as f:
+        text = f.read()
+    block = text.split("<!-- haproxy.cfg begin -->", 1)[1].split("<!-- haproxy.cfg end -->", 1)[0]
+    return block.strip().strip("`").strip("\n") + "\n"
 
 
 class HAProxy:
@@ -57,9 +41,21 @@ class HAProxy:
     host = "127.0.0.1"
 
     def config_text(self):
-        servers = "\n".join("    server {} {} check inter 500ms fall 2 rise 1".format(name, address)
-                            for name, address in self.backends)
-        return CONFIG.format(port=self.port, servers=servers)
+        """docs/scaling.md's configuration, with this test's addresses."""
+        lines = []
+        template = None
+        for line in documented_config().splitlines():
+            stripped = line.strip()
+            if stripped.startswith("bind "):
+                line = "    bind 127.0.0.1:{}".format(self.port)
+            elif stripped.startswith("server "):
+                template = template or stripped.split(None, 3)[3]
+                continue
+            lines.append(line)
+        if template is None:
+            raise AssertionError("docs/scaling.md's haproxy.cfg has no server line")
+        lines += ["    server {} {} {}".format(name, address, template) for name, address in self.backends]
+        return "\n".join(lines) + "\n"
 
     def start(self, timeout=15.0):
         path = os.path.join(self.workdir, "haproxy.cfg")
