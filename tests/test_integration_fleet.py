@@ -22,6 +22,7 @@ from tests.support.daemon import start_daemon
 from tests.support.haproxy import HAProxy
 from tests.support.rawhttp import request
 from tests.support.redis import start_redis
+from tests.support.reference import start_reference
 from tests.support.moto import fresh_bucket, registry_s3_config
 from tests.support.skopeo import Skopeo, SkopeoError
 
@@ -40,6 +41,9 @@ def sha256(data):
 class FleetMixin(object):
     """The fleet's tests; subclasses say where the shared storage is."""
 
+    # Instances that are Debian's docker-registry (Distribution 2.8) instead.
+    distribution = ()
+
     def storage(self):
         raise NotImplementedError()
 
@@ -57,8 +61,20 @@ class FleetMixin(object):
                       "writetimeout": "500ms"},
             "http": {"secret": "one-secret-for-the-whole-fleet"},
         }
-        self.daemons = {name: start_daemon(self, config, name=name, timeout=30.0,
-                                           workdir=os.path.join(self.work, name)) for name in NAMES}
+        self.daemons = {}
+        self.ours = []
+        for name in NAMES:
+            if name in self.distribution:
+                # Distribution 2.8 reads the same configuration.
+                theirs = dict(config, http=dict(config["http"], addr="127.0.0.1:0"))
+                workdir = os.path.join(self.work, name)
+                os.makedirs(workdir)
+                self.daemons[name] = start_reference(workdir=workdir, config=theirs)
+                self.addCleanup(self.daemons[name].kill)
+            else:
+                self.daemons[name] = start_daemon(self, config, name=name, timeout=30.0,
+                                                  workdir=os.path.join(self.work, name))
+                self.ours.append(self.daemons[name])
         self.balancer = HAProxy(self.work, [(name, daemon.netloc) for name, daemon in self.daemons.items()])
         self.addCleanup(self.balancer.stop)
         self.balancer.start()
@@ -132,8 +148,13 @@ class FleetMixin(object):
 
     def put_manifest(self, daemon, repository, tag, config, layer):
         for blob in (config, layer):
-            response = request(daemon, "POST", "/v2/{}/blobs/uploads/?digest={}".format(repository, sha256(blob)),
-                               blob, headers={"Content-Type": "application/octet-stream"})
+            # POST then PUT: Distribution 2.8 has no single-POST upload.
+            started = request(daemon, "POST", "/v2/{}/blobs/uploads/".format(repository))
+            self.assertEqual(started.status, 202, started.body)
+            location = path_of(started.headers["location"])
+            separator = "&" if "?" in location else "?"
+            response = request(daemon, "PUT", location + separator + "digest=" + sha256(blob), blob,
+                               headers={"Content-Type": "application/octet-stream"})
             self.assertEqual(response.status, 201, response.body)
         body = json.dumps({
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -181,7 +202,7 @@ class FleetMixin(object):
         a, b = self.daemons["a"], self.daemons["b"]
         self.assertEqual(request(a, "DELETE", "/v2/outage/app/blobs/" + layer).status, 202)
         self.assertEqual(request(b, "HEAD", "/v2/outage/app/blobs/" + layer).status, 404)
-        for daemon in self.daemons.values():
+        for daemon in self.ours:
             self.assertEqual(daemon.log_text().count("is unavailable"), 1, daemon.log_text()[-3000:])
             self.assertNotIn("Traceback", daemon.log_text())
 
@@ -223,3 +244,40 @@ class S3FleetTests(FleetMixin, unittest.TestCase):
         config = registry_s3_config("spectroreg", server, bucket, 0)
         return {"s3": config["storage"]["s3"], "redirect": {"disable": True},
                 "maintenance": {"uploadpurging": {"enabled": False}}}
+
+
+class MixedFleetTests(FleetMixin, unittest.TestCase):
+    """
+    Distribution 2.8 beside two spectroreg daemons: one root, one Redis.
+    Deletes and re-tags through either kind are seen by the other at once
+    (the shared cache's layout is the same). Uploads cannot hop between the
+    kinds yet: the signed upload state in each Location (``_state``) is not
+    in Distribution's format, so Distribution refuses ours
+    (BLOB_UPLOAD_INVALID) and the other way round.
+    """
+
+    distribution = ("c",)
+    _hops = "uploads cannot hop between spectroreg and Distribution yet: the _state tokens differ"
+
+    def test_skopeo_multi_arch_through_the_balancer(self):
+        pass
+
+    test_skopeo_multi_arch_through_the_balancer.skip = _hops
+
+    def test_upload_hops_instances(self):
+        pass
+
+    test_upload_hops_instances.skip = _hops
+
+    def test_instance_killed_in_the_middle_of_a_push(self):
+        pass
+
+    test_instance_killed_in_the_middle_of_a_push.skip = _hops
+
+    def test_redis_stopped_mid_run(self):
+        pass
+
+    test_redis_stopped_mid_run.skip = _hops
+
+    def storage(self):
+        return {"filesystem": {"rootdirectory": os.path.join(self.work, "root")}}
