@@ -7,8 +7,7 @@ storage and one Redis, and Redis failing or stalling under them.
 
 import hashlib
 
-from twisted.internet import defer, protocol, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet import protocol, reactor
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
@@ -60,6 +59,21 @@ class InterfaceTests(unittest.SynchronousTestCase):
         client = RedisClient(RedisSettings(addr="127.0.0.1:1"), reactor)
         for cache in (NoDescriptors(), LocalDescriptors(BlobDescriptorCache()), RedisDescriptors(client)):
             self.assertTrue(verifyObject(IDescriptorCache, cache))
+
+
+class MetricsTests(unittest.SynchronousTestCase):
+    def test_fallbacks_and_outages_exposed(self):
+        from spectroreg.ops.metrics import Metrics
+
+        metrics = Metrics(reactor)
+        cache = RedisDescriptors(RedisClient(RedisSettings(addr="127.0.0.1:1"), reactor))
+        cache.fallbacks, cache.outages = 7, 2
+        metrics.watch_cache("blobdescriptor", cache)
+        metrics.watch_redis(cache)
+        text = metrics.text()
+        text = text.decode() if isinstance(text, bytes) else text
+        self.assertIn("spectroreg_redis_fallbacks_total 7.0", text)
+        self.assertIn("spectroreg_redis_outages_total 2.0", text)
 
 
 class _Silent(protocol.Protocol):
