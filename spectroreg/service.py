@@ -573,7 +573,13 @@ def _build_api(settings, top, reactor):
     # Added before the listeners, so it stops after them: the driver's pools
     # are released once no request can reach it any more.
     _CloseStorage(driver).setServiceParent(top)
-    registry = Registry(driver, settings.storage, reactor=reactor)
+    descriptors = None
+    if settings.storage.blobdescriptor_cache == "redis":
+        from spectroreg.registry.rediscache import RedisDescriptors
+        from spectroreg.registry.redisclient import RedisClient
+
+        descriptors = RedisDescriptors(RedisClient(settings.redis, reactor))
+    registry = Registry(driver, settings.storage, reactor=reactor, descriptors=descriptors)
     top.registry = registry
     operations.attach(registry)
     authenticator = None

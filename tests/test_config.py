@@ -250,7 +250,7 @@ class LoadTests(ConfigTestCase):
             "validation:\n  disabled: true\nmiddleware:\n  registry: []\n"
         )
         self.assertEqual([e.url for e in settings.notifications.endpoints], ["http://x"])
-        self.assertEqual(settings.redis, {"addr": "localhost:6379"})
+        self.assertEqual(settings.redis.addr, "localhost:6379")
         self.assertEqual(settings.proxy, {"remoteurl": "https://registry-1.docker.io"})
         self.assertEqual(settings.middleware, {"registry": []})
         self.assertTrue(settings.health.storagedriver.enabled)
@@ -259,25 +259,30 @@ class LoadTests(ConfigTestCase):
         self.assertEqual(
             list(settings.warnings),
             [
-                "{}:7: redis: read but not acted on yet: {}".format(path, NOT_ACTED_ON["redis"]),
                 "{}:12: proxy: read but not acted on yet: {}".format(path, NOT_ACTED_ON["proxy"]),
                 "{}:14: validation: read but not acted on yet: {}".format(path, NOT_ACTED_ON["validation"]),
                 "{}:16: middleware: read but not acted on yet: {}".format(path, NOT_ACTED_ON["middleware"]),
             ],
         )
 
-    def test_not_acted_on_by_value(self):
-        """``storage.cache.blobdescriptor=redis`` warns for redis only."""
-        settings = self.load("version: 0.1\nstorage:\n  inmemory:\n  cache:\n    blobdescriptor: redis\n")
-        self.assertEqual(
-            list(settings.warnings),
-            [
-                "{}:5: storage.cache.blobdescriptor: read but not acted on yet: {}".format(
-                    settings.source, NOT_ACTED_ON["storage.cache.blobdescriptor=redis"]
-                )
-            ],
+    def test_redis_section(self):
+        """``storage.cache.blobdescriptor: redis`` with Distribution's ``redis`` keys, typed, no warning."""
+        settings = self.load(
+            "version: 0.1\nstorage:\n  inmemory:\n  cache:\n    blobdescriptor: redis\n"
+            "redis:\n  addr: 127.0.0.1:6380\n  username: u\n  password: p\n  db: 2\n  dialtimeout: 10ms\n"
+            "  readtimeout: 2s\n  writetimeout: 3s\n  pool:\n    maxidle: 1\n    maxactive: 2\n"
+            "    idletimeout: 1m\n  tls:\n    enabled: true\n"
         )
+        self.assertEqual(settings.warnings, ())
         self.assertEqual(settings.storage.blobdescriptor_cache, "redis")
+        self.assertEqual(settings.redis, s.RedisSettings(
+            addr="127.0.0.1:6380", username="u", password="p", db=2, dialtimeout=0.01, readtimeout=2.0,
+            writetimeout=3.0, maxidle=1, maxactive=2, idletimeout=60.0, tls=True))
+
+    def test_redis_cache_needs_an_address(self):
+        with self.assertRaises(ConfigError) as caught:
+            self.load("version: 0.1\nstorage:\n  inmemory:\n  cache:\n    blobdescriptor: redis\n")
+        self.assertIn("redis.addr: required when storage.cache.blobdescriptor is redis", str(caught.exception))
         self.assertEqual(self.load("version: 0.1\nstorage:\n  inmemory:\n  cache:\n    blobdescriptor: inmemory\n").warnings, ())
 
     def test_not_acted_on_table_is_editable(self):

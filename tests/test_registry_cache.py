@@ -286,3 +286,48 @@ class DaemonRaceTests(unittest.TestCase):
             if after != (404, 404):
                 stale.append((n, after))
         self.assertEqual(stale, [])
+
+
+class FleetTests(unittest.TestCase):
+    """
+    Two daemons with in-process caches on one storage: what one deletes,
+    the other stops answering for on its very next lookup.
+    """
+
+    def setUp(self):
+        self.clock = task.Clock()
+        shared = ValidatingDriver(InMemoryDriver(reactor=self.clock))
+        self.here = Registry(shared, CACHED, reactor=self.clock)
+        self.there = Registry(shared, CACHED, reactor=self.clock)
+
+    @async_test
+    async def test_blob_deleted_through_another_daemon(self):
+        digest = (await self.here.put_blob("r", sha(b"blob"), b"blob")).digest
+        self.assertEqual((await self.here.stat_blob("r", digest)).size, 4)
+        await self.there.delete_blob("r", digest)
+        with self.assertRaises(RegistryError) as caught:
+            await self.here.stat_blob("r", digest)
+        self.assertEqual(caught.exception.code, "BLOB_UNKNOWN")
+        self.assertIsNone(await self.here.mount_blob("s", digest, "r"))
+
+    @async_test
+    async def test_manifest_deleted_through_another_daemon(self):
+        for blob in (b"config", b"layer"):
+            await self.here.put_blob("r", sha(blob), blob)
+        digest, _ = await self.here.put_manifest("r", "v1", manifest_body(b"config", [b"layer"]), mf.OCI_MANIFEST)
+        await self.here.get_manifest("r", "v1")
+        await self.here.stat_blob("r", digest)
+        await self.there.delete_manifest("r", digest)
+        for attempt in (self.here.get_manifest("r", "v1"), self.here.get_manifest("r", digest),
+                        self.here.stat_blob("r", digest)):
+            with self.assertRaises(RegistryError):
+                await attempt
+
+    @async_test
+    async def test_retag_through_another_daemon(self):
+        for blob in (b"config", b"layer", b"other"):
+            await self.here.put_blob("r", sha(blob), blob)
+        first, _ = await self.here.put_manifest("r", "v1", manifest_body(b"config", [b"layer"]), mf.OCI_MANIFEST)
+        self.assertEqual((await self.here.get_manifest("r", "v1")).digest, first)
+        second, _ = await self.there.put_manifest("r", "v1", manifest_body(b"config", [b"other"]), mf.OCI_MANIFEST)
+        self.assertEqual((await self.here.get_manifest("r", "v1")).digest, second)

@@ -154,6 +154,18 @@ AUTH = {
     "silly": ANY,
 }
 
+REDIS = {
+    "addr": STR,
+    "username": STR,
+    "password": STR,
+    "db": INT,
+    "dialtimeout": DURATION,
+    "readtimeout": DURATION,
+    "writetimeout": DURATION,
+    "pool": {"maxidle": INT, "maxactive": INT, "idletimeout": DURATION},
+    "tls": {"enabled": BOOL},
+}
+
 SCHEMA = {
     "version": STR,
     "loglevel": STR,  # Distribution 2.x's deprecated spelling of log.level
@@ -162,7 +174,7 @@ SCHEMA = {
     "auth": AUTH,
     "http": HTTP,
     "notifications": ANY,
-    "redis": ANY,
+    "redis": REDIS,
     "health": ANY,
     "catalog": {"maxentries": INT},
     "proxy": ANY,

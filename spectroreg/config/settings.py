@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
 from spectroreg.config.operations import HealthSettings, NotificationSettings
+from spectroreg.config.redis_settings import RedisSettings
 
 LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 
@@ -165,8 +166,8 @@ class Settings:
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
     # Sections parsed and checked for shape but not acted on yet, kept as given.
-    redis: Mapping[str, Any] = field(default_factory=dict)
     proxy: Mapping[str, Any] = field(default_factory=dict)
     validation: Mapping[str, Any] = field(default_factory=dict)
     middleware: Mapping[str, Any] = field(default_factory=dict)

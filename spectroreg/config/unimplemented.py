@@ -7,7 +7,6 @@ key has that (scalar) value. Remove an entry when its feature lands.
 """
 
 NOT_ACTED_ON = {
-    "redis": "redis is not used yet; caches are kept in memory",
     "proxy": "pull-through cache (proxy) mode is not implemented yet",
     "validation": "manifest validation rules (urls allow/deny, indexes) are not applied yet",
     "middleware": "registry, repository and storage middleware is not implemented yet",
@@ -18,7 +17,6 @@ NOT_ACTED_ON = {
     "http.debug.pprof": "Go's profiler has no counterpart here",
     "http.http2": "HTTP/2 settings are not applied",
     "http.h2c": "cleartext HTTP/2 (h2c) is not implemented",
-    "storage.cache.blobdescriptor=redis": "the redis blob descriptor cache is not implemented yet",
     "storage.cache.blobdescriptorsize": "the blob descriptor cache size is not applied yet",
     "storage.tag": "tag lookup concurrency settings are not applied yet",
     "storage.s3.usedualstack": "S3 dual-stack endpoints are not implemented",

@@ -13,6 +13,7 @@ from spectroreg.config import settings as s
 from spectroreg.config.addresses import check_http_url, split_host_port
 from spectroreg.config.durations import MAX_SECONDS, format_duration, parse_duration, shorten
 from spectroreg.config.errors import ConfigError
+from spectroreg.config.redis_settings import redis_settings
 from spectroreg.config.schema import (
     AUTH_PROVIDERS,
     SCHEMA,
@@ -314,8 +315,9 @@ def build_settings(tree, provenance, warnings, source):
     kept = {
         "health": operations.health_settings(check, tree),
         "notifications": operations.notification_settings(check, tree),
+        "redis": redis_settings(check, tree, storage.blobdescriptor_cache),
     }
-    for name in ("redis", "proxy", "validation", "middleware"):
+    for name in ("proxy", "validation", "middleware"):
         kept[name] = dict(check.mapping(tree.get(name), (name,)))
     for name in ("reporting", "compatibility"):
         check.mapping(tree.get(name), (name,))

@@ -161,6 +161,10 @@ class Metrics:
         """Report C{cache}'s C{hits} and C{misses} counters as the cache named C{name}."""
         self._sources.caches[name] = cache
 
+    def watch_redis(self, cache):
+        """Count the fallbacks and outages of the shared (Redis) cache."""
+        self._sources.redis = cache
+
     def watch_endpoint(self, name, endpoint):
         """Report a notification endpoint's C{pending}, C{sent}, C{failed} and C{dropped}."""
         self._sources.endpoints[name] = endpoint
@@ -178,6 +182,7 @@ class _Sources:
     def __init__(self):
         self.caches = {}
         self.endpoints = {}
+        self.redis = None
 
     def describe(self):
         return []
@@ -191,6 +196,14 @@ class _Sources:
             misses.add_metric([name], cache.misses)
         yield hits
         yield misses
+        if self.redis is not None:
+            fallbacks = CounterMetricFamily(
+                "spectroreg_redis_fallbacks", "Cache lookups and writes that Redis failed (storage answered)")
+            fallbacks.add_metric([], self.redis.fallbacks)
+            outages = CounterMetricFamily("spectroreg_redis_outages", "Times Redis became unavailable")
+            outages.add_metric([], self.redis.outages)
+            yield fallbacks
+            yield outages
         pending = GaugeMetricFamily("spectroreg_notifications_pending", "Events queued for an endpoint",
                                     labels=["endpoint"])
         sent = CounterMetricFamily("spectroreg_notifications_sent", "Events delivered to an endpoint",
@@ -229,6 +242,9 @@ class NullMetrics:
         pass
 
     def watch_cache(self, name, cache):
+        pass
+
+    def watch_redis(self, cache):
         pass
 
     def watch_endpoint(self, name, endpoint):

@@ -62,6 +62,9 @@ class Operations:
         self.health = health_from_settings(self.settings.health, registry.driver, self._reactor)
         if registry.cache is not None:
             self.metrics.watch_cache("blobdescriptor", registry.cache)
+        elif registry.shared_cache is not None:
+            self.metrics.watch_cache("blobdescriptor", registry.shared_cache)
+            self.metrics.watch_redis(registry.shared_cache)
         self.metrics.watch_cache("manifest", registry.manifests)
 
     def gate(self, root):

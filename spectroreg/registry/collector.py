@@ -262,7 +262,7 @@ class OnlineCollector:
         if not gc.is_old_enough(info.modified, self.now(), self.guard.grace_period):
             return False
         await remove_revision(self.driver, repository, digest)
-        self.registry.forget_revision(name, digest)
+        await self.registry.forget_revision(name, digest)
         return True
 
     async def _remove_blob(self, digest, info, names):
@@ -278,7 +278,7 @@ class OnlineCollector:
             await self.registry.forget_link(name, digest, lambda n=name: _delete(self.driver, paths.layer_dir(n, digest)))
         if current is not None:
             await _delete(self.driver, paths.blob_dir(digest))
-        self.registry.forget_blob(digest)
+        await self.registry.forget_blob(digest)
         return True
 
 

@@ -18,7 +18,8 @@ from twisted.logger import Logger
 
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
-from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache, Ticket
+from spectroreg.registry.cache import BlobDescriptorCache, ManifestCache
+from spectroreg.registry.descriptors import LocalDescriptors, NoDescriptors
 from spectroreg.registry.digests import CANONICAL, Digest, digest_of, parse_digest
 from spectroreg.registry.errors import RegistryError, blob_unknown, manifest_unknown, name_unknown
 from spectroreg.registry.errors import readonly, unsupported, upload_unknown
@@ -41,33 +42,6 @@ _ABSENT_BLOBS = 1000
 # Claims a manifest PUT makes before giving up (online garbage collection;
 # one is enough unless storage takes a good part of the grace period to answer).
 _CLAIM_ATTEMPTS = 3
-
-
-class _NoCache:
-    """Stands in for the descriptor cache when there is none: never holds anything."""
-
-    def descriptor(self, digest):
-        return _MISS
-
-    def link(self, name, digest):
-        return _MISS
-
-    def unlink(self, name, digest):
-        pass
-
-    def forget(self, digest):
-        pass
-
-
-class _Miss(Ticket):
-    def __init__(self):
-        Ticket.__init__(self, None, None, None, None)
-
-    def fill(self, value):
-        return False
-
-
-_MISS = _Miss()
 
 
 class BlobDescriptor:
@@ -106,14 +80,19 @@ class Registry:
     @param reactor: IReactorTime (for upload timestamps and purging).
     """
 
-    def __init__(self, driver, storage_settings, reactor=None, cache_capacity=10000):
+    def __init__(self, driver, storage_settings, reactor=None, cache_capacity=10000, descriptors=None):
         # Read-only mode: nothing may reach storage that could change it,
         # whatever path it comes from (writes are also refused up front).
         self.driver = ReadOnlyDriver(driver) if storage_settings.readonly else driver
         self.settings = storage_settings
         self._reactor = reactor
         self.cache = BlobDescriptorCache(cache_capacity) if storage_settings.blobdescriptor_cache == "inmemory" else None
-        self._descriptors = self.cache if self.cache is not None else _NoCache()
+        # Another daemon may share the storage: see spectroreg.registry.descriptors.
+        if descriptors is None:
+            descriptors = LocalDescriptors(self.cache) if self.cache is not None else NoDescriptors()
+        self._descriptors = descriptors
+        # The cache shared with other daemons (Redis), for the metrics.
+        self.shared_cache = descriptors if self.cache is None and not isinstance(descriptors, NoDescriptors) else None
         # Saves a storage read per manifest GET (content-addressed: always right).
         self.manifests = ManifestCache()
         # (name, upload id) -> (offset, sha256 object): the fast path that saves
@@ -200,7 +179,7 @@ class Registry:
     async def stat_blob_data(self, digest):
         """The global blob (no repository check). @raise RegistryError: BLOB_UNKNOWN."""
         # The ticket is taken before storage is read: see spectroreg.registry.cache.
-        cached = self._descriptors.descriptor(digest)
+        cached = await self._descriptors.descriptor(digest)
         if cached.value is not None:
             return BlobDescriptor(digest, cached.value[0], cached.value[1])
         try:
@@ -216,7 +195,7 @@ class Registry:
 
     async def is_linked(self, name, digest):
         """Whether repository C{name} holds blob C{digest} (layer or manifest)."""
-        cached = self._descriptors.link(name, digest)
+        cached = await self._descriptors.link(name, digest)
         if cached.value:
             return True
         for path in (paths.layer_link(name, digest), paths.revision_link(name, digest)):
@@ -258,11 +237,11 @@ class Registry:
         try:
             return await self.driver.read(paths.blob_data(digest), consumer, offset, length)
         except PathNotFound:
-            self.forget_blob(digest)
+            await self.forget_blob(digest)
             raise blob_unknown(digest)
 
     async def link_blob(self, name, digest):
-        cached = self._descriptors.link(name, digest)
+        cached = await self._descriptors.link(name, digest)
         await self._write_link(paths.layer_link(name, digest), digest)
         cached.fill(True)
 
@@ -272,11 +251,11 @@ class Registry:
         cache stops answering for it before, and every lookup that read
         storage meanwhile is kept from filling it after.
         """
-        self._descriptors.unlink(name, digest)
+        await self._descriptors.unlink(name, digest)
         try:
             return await remove()
         finally:
-            self._descriptors.unlink(name, digest)
+            await self._descriptors.unlink(name, digest)
 
     async def delete_blob(self, name, digest):
         """Unlink C{digest} from repository C{name}."""
@@ -291,23 +270,29 @@ class Registry:
         await self._unlinking(name, digest, remove)
 
     def forget_blob(self, digest):
-        """Tell the caches a blob's data is gone (garbage collection)."""
-        self._descriptors.forget(digest)
+        """
+        Tell the caches a blob's data is gone (garbage collection).
+        @return: a Deferred that fires once a shared cache has forgotten it.
+        """
         self.manifests.forget(digest)
+        return self._descriptors.forget(digest)
 
     async def forget_link(self, name, digest, remove):
         """Await C{remove()}, which deletes a link of C{digest} in C{name} (garbage collection)."""
         return await self._unlinking(name, digest, remove)
 
     def forget_revision(self, name, digest):
-        """Tell the caches a revision is gone (garbage collection)."""
-        self._descriptors.unlink(name, digest)
+        """
+        Tell the caches a revision is gone (garbage collection).
+        @return: a Deferred that fires once a shared cache has forgotten it.
+        """
+        return self._descriptors.unlink(name, digest)
 
     async def _data_exists(self, digest):
         """Whether blob C{digest}'s data is in storage, asked of storage itself."""
         if await self._exists(paths.blob_data(digest)):
             return True
-        self.forget_blob(digest)
+        await self.forget_blob(digest)
         return False
 
     async def mount_blob(self, name, digest, source=None):
@@ -609,7 +594,7 @@ class Registry:
         try:
             body = await self.driver.get_content(paths.blob_data(digest))
         except PathNotFound:
-            self.forget_blob(digest)
+            await self.forget_blob(digest)
             raise manifest_unknown(reference)
         record = ManifestRecord(body, digest, mf.media_type_of(body))
         cached.fill(record)
@@ -667,7 +652,7 @@ class Registry:
                 break
         else:
             raise RegistryError("UNAVAILABLE", detail="storage too slow to store the manifest safely; retry")
-        linked = self._descriptors.link(name, digest)
+        linked = await self._descriptors.link(name, digest)
         await self._write_link(paths.revision_link(name, digest), digest)
         linked.fill(True)
         if not isinstance(reference, Digest):

@@ -180,9 +180,11 @@ def _write_config(workdir, name, config):
     return workdir, config_path
 
 
-def start_reference(root_directory=None, workdir=None, delete=True, htpasswd=None, timeout=30.0):
+def start_reference(root_directory=None, workdir=None, delete=True, htpasswd=None, timeout=30.0, config=None):
     """Start Debian's ``docker-registry`` and return its L{ServerProcess}.
 
+    C{config}: a whole configuration of the caller's (its ``http.addr``
+    should be ``127.0.0.1:0``), instead of L{reference_config}'s.
     C{root_directory}: the filesystem driver's root (None: in-memory).
     C{workdir}: where the config and the log go (a new temp dir if None).
     The caller must stop it (``addCleanup(server.kill)``); a start that
@@ -190,7 +192,7 @@ def start_reference(root_directory=None, workdir=None, delete=True, htpasswd=Non
     """
     binary = require_binary("docker-registry")
     workdir, config_path = _write_config(
-        workdir, "docker-registry", reference_config(root_directory, delete, htpasswd))
+        workdir, "docker-registry", config or reference_config(root_directory, delete, htpasswd))
     log_path = os.path.join(workdir, "docker-registry.log")
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
