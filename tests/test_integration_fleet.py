@@ -250,34 +250,12 @@ class MixedFleetTests(FleetMixin, unittest.TestCase):
     """
     Distribution 2.8 beside two spectroreg daemons: one root, one Redis.
     Deletes and re-tags through either kind are seen by the other at once
-    (the shared cache's layout is the same). Uploads cannot hop between the
-    kinds yet: the signed upload state in each Location (``_state``) is not
-    in Distribution's format, so Distribution refuses ours
-    (BLOB_UPLOAD_INVALID) and the other way round.
+    (the shared cache's layout is the same), and an upload moves between the
+    kinds between requests: both sign the upload state in each Location
+    (``_state``) the same way with the shared ``http.secret``.
     """
 
     distribution = ("c",)
-    _hops = "uploads cannot hop between spectroreg and Distribution yet: the _state tokens differ"
-
-    def test_skopeo_multi_arch_through_the_balancer(self):
-        pass
-
-    test_skopeo_multi_arch_through_the_balancer.skip = _hops
-
-    def test_upload_hops_instances(self):
-        pass
-
-    test_upload_hops_instances.skip = _hops
-
-    def test_instance_killed_in_the_middle_of_a_push(self):
-        pass
-
-    test_instance_killed_in_the_middle_of_a_push.skip = _hops
-
-    def test_redis_stopped_mid_run(self):
-        pass
-
-    test_redis_stopped_mid_run.skip = _hops
 
     def storage(self):
         return {"filesystem": {"rootdirectory": os.path.join(self.work, "root")}}

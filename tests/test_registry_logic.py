@@ -4,6 +4,10 @@ errors, layout paths, manifests, ranges, URLs, and the reading of client
 input (decimals, headers, hosts) (the caches: test_registry_cache).
 """
 
+import base64
+import calendar
+import hashlib
+import hmac
 import json
 
 from twisted.internet.address import IPv4Address
@@ -12,7 +16,7 @@ from twisted.web.http_headers import Headers
 
 from spectroreg.api import routes
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
-from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
+from spectroreg.api.urls import URLBuilder, check_upload_state, read_upload_state, upload_state
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
 from spectroreg.registry.digests import digest_of, parse_digest
@@ -394,6 +398,53 @@ class UploadStateTests(unittest.SynchronousTestCase):
                                     ("a", "u", "\u00e9"), ("a", "u", "\ufffd" * 24), ("a", "u", token + "\n")]:
             self.assertFalse(check_upload_state("secret", name, upload, state))
         self.assertNotEqual(token, upload_state("other", "a", "u"))
+
+    # Locations answered by Debian's docker-registry (Distribution 2.8)
+    # with http.secret "spectroreg-tests": after POST, and after a PATCH of
+    # 5 bytes (Offset 5, StartedAt read back from ``startedat``).
+    DISTRIBUTION_POST = (
+        "library/demo", "3dfc02cc-9a7c-4d89-9f20-88f89648f55f",
+        "AwoksA1KVPxtW4gdwAYTvLGzeLY8IxyeuohmTnrCEUd7Ik5hbWUiOiJsaWJyYXJ5L2RlbW8iLCJVVUlEIjoiM2RmYzAyY2MtOWE3Yy"
+        "00ZDg5LTlmMjAtODhmODk2NDhmNTVmIiwiT2Zmc2V0IjowLCJTdGFydGVkQXQiOiIyMDI2LTEyLTAyVDIxOjIzOjA2LjgxMTUzNzUw"
+        "NVoifQ==")
+    DISTRIBUTION_PATCH = (
+        "library/demo", "13d5214f-74b5-4890-b0c7-e6d43e69b3d7",
+        "qtbLTseQ6jCvsXrVQgIGC4bUUqypgfpdSWJ4MPxzlp57Ik5hbWUiOiJsaWJyYXJ5L2RlbW8iLCJVVUlEIjoiMTNkNTIxNGYtNzRiNS00"
+        "ODkwLWIwYzctZTZkNDNlNjliM2Q3IiwiT2Zmc2V0Ijo1LCJTdGFydGVkQXQiOiIyMDI2LTEyLTAyVDIxOjIzOjE2WiJ9")
+
+    def test_distribution_tokens_accepted(self):
+        for name, upload, token in (self.DISTRIBUTION_POST, self.DISTRIBUTION_PATCH):
+            self.assertTrue(check_upload_state("spectroreg-tests", name, upload, token))
+            self.assertFalse(check_upload_state("other-secret", name, upload, token))
+            self.assertFalse(check_upload_state("spectroreg-tests", "library/other", upload, token))
+            self.assertFalse(check_upload_state("spectroreg-tests", name, upload[:-1] + "0", token))
+            for mangled in (token[:-1], token + "\n", "\n" + token, token + "=="):
+                self.assertFalse(check_upload_state("spectroreg-tests", name, upload, mangled))
+            tampered = ("B" if token[0] == "A" else "A") + token[1:]
+            self.assertFalse(check_upload_state("spectroreg-tests", name, upload, tampered))
+        self.assertEqual(read_upload_state("spectroreg-tests", self.DISTRIBUTION_PATCH[2]), {
+            "Name": "library/demo", "UUID": "13d5214f-74b5-4890-b0c7-e6d43e69b3d7", "Offset": 5,
+            "StartedAt": "2026-12-02T21:23:16Z"})
+
+    def test_our_token_is_distributions_format(self):
+        # Distribution's check (registry/handlers/hmac.go): URL-safe base64
+        # with padding of HMAC-SHA256(secret, message) + message, the
+        # message being Go's JSON of blobUploadState.
+        name, upload, expected = self.DISTRIBUTION_PATCH
+        started = calendar.timegm((2026, 12, 2, 21, 23, 16, 0, 0, 0))
+        token = upload_state("spectroreg-tests", name, upload, 5, started)
+        self.assertEqual(token, expected)
+        raw = base64.urlsafe_b64decode(token)
+        self.assertEqual(raw[:32], hmac.new(b"spectroreg-tests", raw[32:], hashlib.sha256).digest())
+        self.assertEqual(raw[32:], b'{"Name":"library/demo","UUID":"13d5214f-74b5-4890-b0c7-e6d43e69b3d7",'
+                                   b'"Offset":5,"StartedAt":"2026-12-02T21:23:16Z"}')
+
+    def test_previous_format_still_accepted(self):
+        legacy = base64.urlsafe_b64encode(
+            hmac.new(b"secret", b"a\0u", hashlib.sha256).digest()[:18]).decode("ascii")
+        self.assertTrue(check_upload_state("secret", "a", "u", legacy))
+        self.assertFalse(check_upload_state("secret", "a", "v", legacy))
+        self.assertFalse(check_upload_state("other", "a", "u", legacy))
 
 
 class TrailingNewlineTests(unittest.SynchronousTestCase):

@@ -10,6 +10,7 @@ answered 500; client mistakes never are.
 """
 
 import json
+import time
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -254,9 +255,13 @@ class RegistryAPI(resource.Resource):
     def _urls(self, request):
         return URLBuilder(request, self._http)
 
-    def _upload_location(self, request, name, upload_id):
+    def _now(self):
+        return self._reactor.seconds() if self._reactor is not None else time.time()
+
+    def _upload_location(self, request, name, upload_id, size):
+        """The upload's URL; its ``_state`` names the upload's C{size}, as Distribution checks."""
         secret = self._http.secret if self._http is not None else None
-        state = upload_state(secret, name, upload_id)
+        state = upload_state(secret, name, upload_id, size, self._now())
         query = {"_state": state} if state else None
         return self._urls(request).url(name, "blobs", "uploads", upload_id, query=query)
 
@@ -523,14 +528,14 @@ class RegistryAPI(resource.Resource):
             return
         upload_id = await self._registry.start_upload(name)
         self._send(request, 202, b"", [
-            ("Location", self._upload_location(request, name, upload_id)),
+            ("Location", self._upload_location(request, name, upload_id, 0)),
             ("Docker-Upload-UUID", upload_id),
             ("Range", "0-0"),
         ])
 
     def _upload_headers(self, request, route, size):
         return [
-            ("Location", self._upload_location(request, route.repository, route.argument)),
+            ("Location", self._upload_location(request, route.repository, route.argument, size)),
             ("Docker-Upload-UUID", route.argument),
             ("Range", "0-{}".format(max(size - 1, 0))),
         ]
