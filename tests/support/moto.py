@@ -599,9 +599,6 @@ def start_registry_s3(kind, server, bucket, workdir, **options):
     with open(config_path, "w") as f:
         yaml.safe_dump(registry_s3_config(kind, server, bucket, port, **options), f)
     env = clean_environment()
-    for name in list(env):
-        if name.startswith("AWS_"):
-            del env[name]
     if kind == "spectroreg":
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = root

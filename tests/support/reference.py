@@ -27,13 +27,15 @@ _LISTENING = re.compile(r"listening on (?:\[?[0-9a-fA-F:.]*\]?):(\d+)")
 
 
 def clean_environment(extra=None):
-    """The environment for a registry subprocess, without any ``REGISTRY_*``.
+    """The environment for a registry subprocess, without any ``REGISTRY_*``
+    or ``AWS_*``.
 
     Both Distribution and spectroreg apply ``REGISTRY_*`` variables over the
-    configuration file; a stray one in the test environment would silently
-    change the server under test.
+    configuration file, and their S3 clients read ``AWS_*`` ones (credentials,
+    a CA bundle Distribution 2.8 cannot load over plain HTTP): a stray one in
+    the test environment would silently change the server under test.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "AWS_"))}
     env.update(extra or {})
     return env
 
