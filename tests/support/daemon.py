@@ -55,6 +55,25 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def wait_listening(process, port, name, workdir, timeout):
+    """
+    Wait until something accepts connections on 127.0.0.1:C{port}, while
+    C{process} (a Popen of program C{name}, logging in C{workdir}) runs.
+
+    @raise AssertionError: it exited, or did not listen within C{timeout} s.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise AssertionError("{} exited: see {}".format(name, workdir))
+            time.sleep(0.05)
+    raise AssertionError("{} did not come up within {}s".format(name, timeout))
+
+
 def free_port(host="127.0.0.1"):
     """A TCP port nothing listens on right now (bound to 0, then released)."""
     probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)

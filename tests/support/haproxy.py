@@ -7,11 +7,9 @@ test's addresses): round robin per request, health checks on ``/v2/``, an
 
 import os
 import signal
-import socket
 import subprocess
-import time
 
-from tests.support.daemon import free_port
+from tests.support.daemon import free_port, wait_listening
 from tests.support.requirements import require_binary
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -68,16 +66,8 @@ class HAProxy:
         with log:
             self.process = subprocess.Popen([self.program, "-db", "-f", path], stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                if self.process.poll() is not None:
-                    raise AssertionError("haproxy exited: see " + self.workdir)
-                time.sleep(0.05)
-        raise AssertionError("haproxy did not come up within {}s".format(timeout))
+        wait_listening(self.process, self.port, "haproxy", self.workdir, timeout)
+        return self
 
     def stop(self):
         if self.process is not None and self.process.poll() is None:

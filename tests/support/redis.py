@@ -10,9 +10,8 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 
-from tests.support.daemon import free_port
+from tests.support.daemon import free_port, wait_listening
 from tests.support.requirements import require_binary
 
 
@@ -36,16 +35,8 @@ class RedisServer:
         log = open(os.path.join(self.workdir, "redis-{}.log".format(self.port)), "ab")
         with log:
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                if self.process.poll() is not None:
-                    raise AssertionError("redis-server exited: see " + self.workdir)
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not come up within {}s".format(timeout))
+        wait_listening(self.process, self.port, "redis-server", self.workdir, timeout)
+        return self
 
     def pause(self):
         """Redis stops answering (a stalled server: connections hang)."""
