@@ -83,6 +83,19 @@ class ServiceTests(unittest.TestCase):
                 if d is not None:
                     self.successResultOf(d)
 
+    def count_attempts(self):
+        """From now on, the clock times of the CA's directory requests (one per attempt)."""
+        attempts = []
+        original = self.ca.request
+
+        def counting(method, url, headers=None, body=None):
+            if url.endswith("/directory"):
+                attempts.append(self.clock.seconds())
+            return original(method, url, headers, body)
+
+        self.ca.request = counting
+        return attempts
+
     def advance(self, seconds, step=0.5):
         for _ in range(int(seconds / step)):
             self.clock.advance(step)
@@ -176,15 +189,7 @@ class ServiceTests(unittest.TestCase):
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         self.ca.down = True
         setup = self.start(self.make(settings(hosts=(A,))))
-        attempts = []
-        original = self.ca.request
-
-        def counting(method, url, headers=None, body=None):
-            if url.endswith("/directory"):
-                attempts.append(self.clock.seconds())
-            return original(method, url, headers, body)
-
-        self.ca.request = counting
+        attempts = self.count_attempts()
         self.advance(160)
         gaps = [round(b - a) for a, b in zip(attempts, attempts[1:])]
         self.assertEqual(gaps[:3], [10, 20, 40])
@@ -228,15 +233,7 @@ class ServiceTests(unittest.TestCase):
         renew_at = certs.renewal_time(first.not_before, first.not_after)
         self.clock.advance(self._until(renew_at) - 1)
         self.ca.down = True
-        attempts = []
-        original = self.ca.request
-
-        def counting(method, url, headers=None, body=None):
-            if url.endswith("/directory"):
-                attempts.append(self.clock.seconds())
-            return original(method, url, headers, body)
-
-        self.ca.request = counting
+        attempts = self.count_attempts()
         setup.issuer.client._directory = None  # each attempt starts at the directory
         self.advance(self._until(first.not_after) - 5, step=0.25)
         self.ca.down = False

@@ -18,6 +18,7 @@ import bcrypt
 from twisted.trial import unittest
 
 from tests.support.daemon import minimal_config, start_daemon
+from tests.support.paths import snapshot
 from tests.support.rawhttp import exchange, path_of, request
 
 NAME = "hostile/app"
@@ -56,15 +57,6 @@ HEADER_SPECIFIC = {
 }
 
 
-def snapshot(root):
-    """{relative path: bytes} of every file under C{root}."""
-    found = {}
-    for directory, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(directory, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, root)] = f.read()
-    return found
 
 
 def describe_change(before, after):

@@ -15,6 +15,7 @@ import os
 from twisted.trial import unittest
 
 from tests.support import images
+from tests.support.paths import snapshot
 from tests.support.rawhttp import add_query, download, path_of, request
 from tests.support.reference import garbage_collect
 from tests.support.registries import start_registry
@@ -29,14 +30,7 @@ ACCEPT = (images.OCI_MANIFEST, images.OCI_INDEX, images.DOCKER_MANIFEST, images.
 
 def tree_files(root):
     """{relative path: bytes} of every file under ``ROOT/docker/registry/v2``."""
-    base = os.path.join(root, *LAYOUT_ROOT)
-    found = {}
-    for directory, _, files in os.walk(base):
-        for name in files:
-            path = os.path.join(directory, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, base)] = f.read()
-    return found
+    return snapshot(os.path.join(root, *LAYOUT_ROOT))
 
 
 def comparable(files):

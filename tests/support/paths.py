@@ -1,5 +1,6 @@
 """Filesystem paths for tests."""
 
+import os
 import shutil
 import tempfile
 
@@ -13,3 +14,14 @@ def socket_path(testcase, name="registry.sock"):
     folder = tempfile.mkdtemp(prefix="spectroreg-")
     testcase.addCleanup(shutil.rmtree, folder, True)
     return folder + "/" + name
+
+
+def snapshot(root):
+    """{relative path: bytes} of every file under C{root}."""
+    found = {}
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, root)] = f.read()
+    return found
