@@ -27,6 +27,7 @@ from collections import OrderedDict
 
 from twisted.logger import Logger
 
+from spectroreg.bounded import LRU
 from spectroreg.logging import debug_enabled
 
 log = Logger()
@@ -84,35 +85,6 @@ class Ticket:
             return False
         self._store(value)
         return True
-
-
-class LRU:
-    def __init__(self, capacity):
-        self._capacity = capacity
-        self._items = OrderedDict()
-
-    def get(self, key):
-        try:
-            value = self._items.pop(key)
-        except KeyError:
-            return None
-        self._items[key] = value
-        return value
-
-    def put(self, key, value):
-        self._items.pop(key, None)
-        self._items[key] = value
-        while len(self._items) > self._capacity:
-            self._items.popitem(last=False)
-
-    def pop(self, key):
-        self._items.pop(key, None)
-
-    def keys(self):
-        return list(self._items)
-
-    def __len__(self):
-        return len(self._items)
 
 
 class BlobDescriptorCache:

@@ -13,7 +13,7 @@ from twisted.internet import defer
 
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
-from spectroreg.registry.cache import LRU
+from spectroreg.bounded import LRU
 from spectroreg.registry.digests import parse_digest
 from spectroreg.registry.errors import RegistryError
 from spectroreg.storage.errors import PathNotFound
