@@ -6,8 +6,9 @@ storage and one Redis, and Redis failing or stalling under them.
 """
 
 import hashlib
+import os
 
-from twisted.internet import protocol, reactor
+from twisted.internet import defer, protocol, reactor
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
@@ -18,7 +19,9 @@ from spectroreg.registry import manifests as mf
 from spectroreg.registry.digests import parse_digest
 from spectroreg.registry.errors import RegistryError
 from spectroreg.registry.rediscache import RedisDescriptors
-from spectroreg.registry.redisclient import RedisClient, RedisError, RedisUnavailable, ReplyParser, encode
+from spectroreg.registry.rediscache import GENERATION_TTL, generation_key
+from spectroreg.registry.redisclient import (
+    RedisBusy, RedisClient, RedisError, RedisUnavailable, ReplyParser, encode)
 from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.inmemory import InMemoryDriver
 from tests.support.asynctest import async_test
@@ -140,6 +143,116 @@ class ClientTests(unittest.TestCase):
             await self.client().execute("PING")
 
 
+class PoolTests(unittest.TestCase):
+    """``redis.pool`` on the one pipelined connection, against redis-server."""
+
+    def setUp(self):
+        self.server = start_redis(self)
+
+    def client(self, **overrides):
+        options = dict(addr=self.server.addr, readtimeout=5.0, writetimeout=5.0, dialtimeout=5.0)
+        options.update(overrides)
+        client = RedisClient(RedisSettings(**options), reactor)
+        self.addCleanup(client.close)
+        return client
+
+    def connected(self):
+        """Clients redis-server has, besides the one asking."""
+        info = self.server.command("INFO", "clients").decode()
+        count = int(info.split("connected_clients:")[1].split()[0])
+        return count - 1
+
+    @async_test
+    async def test_maxactive_refuses_lookups_not_invalidations(self):
+        client = self.client(maxactive=1)
+        blocked = defer.ensureDeferred(client.pipeline([("BLPOP", "nothing", "1")]))
+        with self.assertRaises(RedisBusy):
+            await client.execute("PING")
+        self.assertEqual(await client.pipeline([("PING",)], limited=False), [b"PONG"])
+        self.assertEqual(await blocked, [None])
+        self.assertEqual(client.active, 0)
+        self.assertEqual(await client.execute("PING"), b"PONG")
+
+    @async_test
+    async def test_no_bound_without_maxactive(self):
+        client = self.client(maxactive=0)
+        calls = [defer.ensureDeferred(client.pipeline([("INCR", "n")])) for _ in range(200)]
+        self.assertEqual(client.active, 200)
+        replies = [(await call)[0] for call in calls]
+        self.assertEqual(sorted(replies), list(range(1, 201)))
+
+    @async_test
+    async def test_maxidle_zero_keeps_no_idle_connection(self):
+        client = self.client(maxidle=0)
+        self.assertEqual(await client.execute("PING"), b"PONG")
+        await deferLater(0.2)
+        self.assertEqual(self.connected(), 0)
+        self.assertEqual(await client.execute("PING"), b"PONG")
+
+    @async_test
+    async def test_idletimeout(self):
+        client = self.client(maxidle=4, idletimeout=0.5)
+        self.assertEqual(await client.execute("PING"), b"PONG")
+        await deferLater(0.1)
+        self.assertEqual(self.connected(), 1)
+        await deferLater(1.0)
+        self.assertEqual(self.connected(), 0)
+        self.assertEqual(await client.execute("PING"), b"PONG")
+        self.assertEqual(self.connected(), 1)
+
+    @async_test
+    async def test_connection_kept_without_idletimeout(self):
+        client = self.client(maxidle=4, idletimeout=0)
+        self.assertEqual(await client.execute("PING"), b"PONG")
+        await deferLater(0.5)
+        self.assertEqual(self.connected(), 1)
+
+
+class TLSTests(unittest.TestCase):
+    """``redis.tls.enabled``: redis-server's TLS port, its certificate checked."""
+
+    def setUp(self):
+        from tests.test_service_daemon import make_certificate
+
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        self.cert, key, _ = make_certificate(work, "redis")
+        self.server = start_redis(self, tls=(self.cert, key))
+
+    def client(self):
+        settings = RedisSettings(addr="localhost:{}".format(self.server.tls_port), tls=True,
+                                 readtimeout=5.0, writetimeout=5.0, dialtimeout=5.0)
+        client = RedisClient(settings, reactor)
+        self.addCleanup(client.close)
+        return client
+
+    def trust(self, path):
+        previous = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = path
+
+        def restore():
+            if previous is None:
+                os.environ.pop("SSL_CERT_FILE", None)
+            else:
+                os.environ["SSL_CERT_FILE"] = previous
+
+        self.addCleanup(restore)
+
+    @async_test
+    async def test_trusted_certificate(self):
+        self.trust(self.cert)
+        client = self.client()
+        self.assertEqual(await client.pipeline([("SET", "k", "v"), ("GET", "k")]), [b"OK", b"v"])
+        self.assertEqual(self.server.command("GET", "k"), b"v")
+
+    @async_test
+    async def test_untrusted_certificate_is_unavailable(self):
+        self.trust(os.path.join(os.path.dirname(self.cert), "nothing.pem"))
+        with self.assertRaises(RedisUnavailable):
+            await self.client().execute("PING")
+        self.assertIsNone(self.server.command("GET", "k"))
+
+
 def deferLater(seconds):
     from twisted.internet import task
 
@@ -206,6 +319,9 @@ class FleetTests(unittest.TestCase):
         await self.there.delete_blob("r", digest)
         await self.assert_unknown(self.here.stat_blob("r", digest))
         self.assertEqual(self.server.command("SISMEMBER", "repository::r::blobs", str(digest)), 0)
+        # The generation counter the delete bumped goes away in time.
+        ttl = self.server.command("TTL", generation_key(digest))
+        self.assertTrue(GENERATION_TTL - 60 < ttl <= GENERATION_TTL, ttl)
 
     @async_test
     async def test_fill_after_another_daemons_delete_is_refused(self):

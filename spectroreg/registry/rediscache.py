@@ -15,7 +15,8 @@ it deletes a blob from a repository, and leaves the set.
 Fills go through tickets like the in-process cache: a lookup reads
 ``spectroreg::generation::<digest>`` with the entry, and its fill is a script
 that writes only while that counter is unchanged; every invalidation bumps it
-(first, in the same pipeline). A lookup that read storage before another
+(first, in the same pipeline) and lets it expire a day after its last bump,
+so deleted digests leave nothing behind for good. A lookup that read storage before another
 daemon's delete cannot put back what the delete removed.
 
 Redis is a cache, not a dependency: when it fails or is slow, lookups miss
@@ -28,7 +29,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from spectroreg.registry.descriptors import MISS, IDescriptorCache
-from spectroreg.registry.redisclient import RedisError, RedisUnavailable
+from spectroreg.registry.redisclient import RedisBusy, RedisError, RedisUnavailable
 
 log = Logger()
 
@@ -37,6 +38,11 @@ BLOB_MEDIA_TYPE = "application/octet-stream"
 # Invalidations kept for replay while Redis is unreachable; beyond this
 # the oldest are dropped, with an error (docs/scaling.md: flush the cache).
 MAX_PENDING = 10000
+
+# How long a generation counter outlives its last bump. A ticket is good for
+# one storage read; a read that took this long would be the only way for a
+# fill to slip past a counter that expired and started again.
+GENERATION_TTL = 24 * 3600
 
 _FILL_DESCRIPTOR = """
 if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
@@ -103,11 +109,18 @@ class RedisDescriptors:
         self.fallbacks = 0
         self.outages = 0
 
-    async def _run(self, commands):
-        """Replies to C{commands}, after any invalidation still owed. @raise RedisUnavailable."""
+    async def _run(self, commands, limited=True):
+        """
+        Replies to C{commands}, after any invalidation still owed.
+        @param limited: see L{RedisClient.pipeline}.
+        @raise RedisUnavailable: Redis failed, or is busy (L{RedisBusy}).
+        """
         owed = list(self._pending)
         try:
-            replies = await self._client.pipeline(owed + list(commands))
+            replies = await self._client.pipeline(owed + list(commands), limited=limited)
+        except RedisBusy:
+            self.fallbacks += 1
+            raise
         except RedisUnavailable as failure:
             self.fallbacks += 1
             if not self.down:
@@ -183,7 +196,7 @@ class RedisDescriptors:
 
     async def _invalidate(self, commands):
         try:
-            await self._run(commands)
+            await self._run(commands, limited=False)
         except RedisUnavailable:
             self._pending.extend(commands)
             if len(self._pending) > MAX_PENDING:
@@ -194,6 +207,7 @@ class RedisDescriptors:
     def unlink(self, name, digest):
         return defer.ensureDeferred(self._invalidate([
             ("INCR", generation_key(digest)),
+            ("EXPIRE", generation_key(digest), GENERATION_TTL),
             ("SREM", members_key(name), str(digest)),
             ("DEL", repository_blob_key(name, digest)),
         ]))
@@ -201,6 +215,7 @@ class RedisDescriptors:
     def forget(self, digest):
         return defer.ensureDeferred(self._invalidate([
             ("INCR", generation_key(digest)),
+            ("EXPIRE", generation_key(digest), GENERATION_TTL),
             ("DEL", blob_key(digest)),
         ]))
 

@@ -4,6 +4,12 @@ commands pipelined (replies come back in order), every call bounded by a
 timeout on the injected reactor, reconnection on the next call after a
 failure.
 
+``redis.pool`` (Distribution's pool of connections) applied to one
+pipelined connection: ``maxactive`` bounds the calls in flight (beyond it a
+lookup is not sent and storage answers, as Distribution's pool does not wait
+either; 0: no bound), ``maxidle: 0`` closes the connection whenever nothing
+is in flight, and ``idletimeout`` closes it after that long idle (0: never).
+
 Why not ``redis`` (redis-py, Debian's python3-redis) in the thread pool: a
 thread hop per call costs more than the Redis round trip itself (see
 docs/scaling.md for the figures), takes threads the storage needs, and a
@@ -15,6 +21,9 @@ timeouts: that is what this module does, and nothing more.
 from twisted.internet import defer, error as neterror, protocol
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from spectroreg.bounded import Waiters
 
 log = Logger()
 
@@ -25,6 +34,14 @@ RETRY_AFTER = 1.0
 
 class RedisUnavailable(Exception):
     """Redis could not answer in time (down, unreachable, slow, or refused us)."""
+
+
+class RedisBusy(RedisUnavailable):
+    """
+    ``redis.pool.maxactive`` calls are already waiting for replies: this one
+    is not sent (the caller answers from storage), as Distribution's pool,
+    which does not wait for a connection either.
+    """
 
 
 class RedisError(Exception):
@@ -157,6 +174,10 @@ class RedisClient:
         self._connection = None
         self._connecting = None
         self._failed_at = None
+        # Pipelines sent and not yet answered (or failed), and the call
+        # that closes the connection once it has been idle long enough.
+        self.active = 0
+        self._idle_close = None
 
     def _make_endpoint(self):
         host, _, port = self.settings.addr.rpartition(":")
@@ -217,28 +238,57 @@ class RedisClient:
         self._connection = None
         if self._failed_at is not None and self._reactor.seconds() - self._failed_at < RETRY_AFTER:
             raise RedisUnavailable("unavailable (retrying in a moment)")
-        if self._connecting is None:
-            self._connecting = defer.ensureDeferred(self._connect())
-        connecting = self._connecting
+        # Every caller waits on a Deferred of its own: a Deferred awaited by
+        # several coroutines hands its result to the first one only.
+        first = self._connecting is None
+        if first:
+            self._connecting = Waiters()
+        waiting = self._connecting.wait()
+        if first:
+            defer.ensureDeferred(self._connect()).addBoth(self._connect_done, self._connecting)
         try:
-            connection = await connecting
+            connection = await waiting
         except RedisUnavailable:
             self._failed_at = self._reactor.seconds()
             raise
-        finally:
-            if self._connecting is connecting:
-                self._connecting = None
         self._connection = connection
         self._failed_at = None
         return connection
 
-    async def pipeline(self, commands):
+    def _connect_done(self, result, waiters):
+        if self._connecting is waiters:
+            self._connecting = None
+        if isinstance(result, Failure):
+            waiters.fail(result)
+        else:
+            waiters.fire(result)
+
+    async def pipeline(self, commands, limited=True):
         """
         Send C{commands} (tuples of str/bytes/int) at once.
+
+        @param limited: whether ``redis.pool.maxactive`` applies (lookups and
+            fills); invalidations are always sent.
         @return: their replies in order (bytes, int, list, None, or
             L{RedisError} for a command Redis refused).
         @raise RedisUnavailable: no answer within the timeouts.
+        @raise RedisBusy: C{maxactive} pipelines are already in flight.
         """
+        maxactive = self.settings.maxactive
+        if limited and maxactive and self.active >= maxactive:
+            raise RedisBusy("connection pool exhausted ({} calls in flight)".format(maxactive))
+        self.active += 1
+        if self._idle_close is not None:
+            self._idle_close.cancel()
+            self._idle_close = None
+        try:
+            return await self._send(commands)
+        finally:
+            self.active -= 1
+            if not self.active:
+                self._idle()
+
+    async def _send(self, commands):
         connection = await self._connection_ready()
         try:
             return await self._timed(connection.send(commands), self._reply_timeout(), "a reply")
@@ -249,6 +299,23 @@ class RedisClient:
             connection.transport.abortConnection()
             raise
 
+    def _idle(self):
+        """
+        Nothing in flight: ``pool.maxidle: 0`` keeps no idle connection; else
+        the connection is closed after ``pool.idletimeout`` (0: never).
+        """
+        if self._connection is None:
+            return
+        if not self.settings.maxidle:
+            self.close()
+        elif self.settings.idletimeout > 0:
+            self._idle_close = self._reactor.callLater(self.settings.idletimeout, self._closed_idle)
+
+    def _closed_idle(self):
+        self._idle_close = None
+        if not self.active:
+            self.close()
+
     async def execute(self, *command):
         """One command's reply; a RedisError reply is raised."""
         reply = (await self.pipeline([command]))[0]
@@ -258,6 +325,9 @@ class RedisClient:
 
     def close(self):
         """Drop the connection. @return: a Deferred fired when it is closed."""
+        if self._idle_close is not None:
+            self._idle_close.cancel()
+            self._idle_close = None
         connection, self._connection = self._connection, None
         if connection is None or connection.lost:
             return defer.succeed(None)

@@ -16,11 +16,15 @@ from tests.support.requirements import require_binary
 
 
 class RedisServer:
-    def __init__(self, workdir, password=None):
+    def __init__(self, workdir, password=None, tls=None):
         self.program = require_binary("redis-server")
         self.port = free_port()
         self.workdir = workdir
         self.password = password
+        # (certificate, key): clients speak TLS to tls_port; port stays plain
+        # for the test's own checks (L{command}).
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
         self.process = None
 
     @property
@@ -32,6 +36,9 @@ class RedisServer:
                 "--save", "", "--appendonly", "no", "--daemonize", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls:
+            args += ["--tls-port", str(self.tls_port), "--tls-cert-file", self.tls[0],
+                     "--tls-key-file", self.tls[1], "--tls-auth-clients", "no"]
         log = open(os.path.join(self.workdir, "redis-{}.log".format(self.port)), "ab")
         with log:
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -71,11 +78,11 @@ class RedisServer:
             return replies[-1]
 
 
-def start_redis(testcase, password=None):
+def start_redis(testcase, password=None, tls=None):
     """A running redis-server, stopped when C{testcase} ends."""
     workdir = tempfile.mkdtemp(prefix="spectroreg-redis-")
     testcase.addCleanup(shutil.rmtree, workdir, True)
-    server = RedisServer(workdir, password=password)
+    server = RedisServer(workdir, password=password, tls=tls)
     server.start()
     testcase.addCleanup(server.stop)
     return server
