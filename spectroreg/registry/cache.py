@@ -156,7 +156,7 @@ class BlobDescriptorCache:
 
 
 class ManifestCache:
-    """digest -> L{spectroreg.registry.registry.ManifestRecord}, bounded in bytes."""
+    """digest -> L{spectroreg.registry.manifeststore.ManifestRecord}, bounded in bytes."""
 
     def __init__(self, max_bytes=16 * 1024 * 1024, max_entry_bytes=1024 * 1024, generations=None):
         self.max_bytes = max_bytes
