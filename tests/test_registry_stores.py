@@ -5,6 +5,8 @@ catalog, the blob store's absent-blob memory, the shared StoreIO, and the
 facade's public surface.
 """
 
+import json
+
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
@@ -12,7 +14,7 @@ from spectroreg.config.settings import StorageSettings
 from spectroreg.registry import Registry
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
-from spectroreg.registry.errors import RegistryError, UploadOffsetMismatch
+from spectroreg.registry.errors import ManifestTooLarge, RegistryError, UploadOffsetMismatch
 from spectroreg.registry.storeio import StoreIO
 from spectroreg.registry.uploads import HashStates, UploadLocks, digest_hasher
 from spectroreg.storage.errors import PathNotFound
@@ -223,6 +225,25 @@ class ReferrerIndexTests(StoreTestCase):
         # Rebuilt from the revisions, the entry is back.
         self.assertEqual(await index.rebuild("r"), 1)
         self.assertEqual(len(await index.get("r", subject_digest)), 1)
+
+
+class ManifestStoreTests(StoreTestCase):
+    @async_test
+    async def test_the_size_limit(self):
+        await put_blob(self.registry, "r", sha(b"c"), b"c")
+        document = json.loads(manifest_body(b"c", []))
+        document["annotations"] = {"pad": ""}
+        document["annotations"]["pad"] = "x" * (mf.MAX_MANIFEST_SIZE - len(json.dumps(document)) + 1)
+        body = json.dumps(document).encode("utf-8")
+        self.assertEqual(len(body), mf.MAX_MANIFEST_SIZE + 1)
+        with self.assertRaises(ManifestTooLarge):
+            await self.registry.manifests.put("r", "big", body, mf.OCI_MANIFEST)
+        with self.assertRaises(PathNotFound):
+            await self.driver.stat(paths.blob_data(sha(body)))
+        self.assertEqual(await self.registry.tags.all("r", must_exist=False), [])
+        document["annotations"]["pad"] = document["annotations"]["pad"][1:]
+        await self.registry.manifests.put("r", "big", json.dumps(document).encode("utf-8"), mf.OCI_MANIFEST)
+        self.assertEqual((await self.registry.manifests.get("r", "big")).size, mf.MAX_MANIFEST_SIZE)
 
 
 class CatalogTests(StoreTestCase):
