@@ -328,3 +328,33 @@ class FacadeTests(unittest.SynchronousTestCase):
             "blobs", "cache", "catalog", "check_delete", "check_writable", "delete_enabled", "driver",
             "guard", "manifests", "readonly", "referrers", "settings", "shared_cache", "tags", "uploads",
         ])
+
+
+class InterfaceTests(unittest.TestCase):
+    def test_stores_provide_their_interfaces(self):
+        from zope.interface.verify import verifyObject
+
+        from spectroreg.registry import interfaces
+
+        registry = Registry(InMemoryDriver(), SETTINGS)
+        for interface, store in [
+            (interfaces.IBlobStore, registry.blobs),
+            (interfaces.IUploadStore, registry.uploads),
+            (interfaces.IManifestStore, registry.manifests),
+            (interfaces.ITagStore, registry.tags),
+            (interfaces.IReferrerIndex, registry.referrers),
+            (interfaces.ICatalog, registry.catalog),
+        ]:
+            self.assertTrue(verifyObject(interface, store), interface)
+
+    @async_test
+    async def test_upload_writer_provides_its_interface(self):
+        from zope.interface.verify import verifyObject
+
+        from spectroreg.registry.interfaces import IUploadWriter
+
+        registry = Registry(InMemoryDriver(), SETTINGS)
+        upload_id = await registry.uploads.start("r")
+        writer = await registry.uploads.open("r", upload_id)
+        self.assertTrue(verifyObject(IUploadWriter, writer))
+        await writer.cancel()

@@ -8,9 +8,12 @@ repository holds a blob through a layer link (pushed or mounted) or a
 manifest revision link.
 """
 
+from zope.interface import implementer
+
 from spectroreg.bounded import LRU
 from spectroreg.registry import paths
 from spectroreg.registry.errors import RegistryError, blob_unknown
+from spectroreg.registry.interfaces import IBlobStore
 from spectroreg.registry.storeio import repository_of
 from spectroreg.storage.errors import PathNotFound
 
@@ -33,6 +36,7 @@ class BlobDescriptor:
         return "BlobDescriptor({!r}, {!r})".format(str(self.digest), self.size)
 
 
+@implementer(IBlobStore)
 class BlobStore:
     """
     @param io: the L{spectroreg.registry.storeio.StoreIO} every store shares.

@@ -3,10 +3,14 @@ The catalog: which repositories exist, found by walking the storage tree
 as Distribution does.
 """
 
+from zope.interface import implementer
+
 from spectroreg.registry import paths
+from spectroreg.registry.interfaces import ICatalog
 from spectroreg.registry.storeio import repository_of
 
 
+@implementer(ICatalog)
 class Catalog:
     """@param io: the L{spectroreg.registry.storeio.StoreIO} every store shares."""
 

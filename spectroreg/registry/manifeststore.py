@@ -6,10 +6,13 @@ that everything it references is in the repository, indexes it under its
 subject (referrers), and tags it when pushed by tag.
 """
 
+from zope.interface import implementer
+
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
 from spectroreg.registry.digests import Digest, digest_of
 from spectroreg.registry.errors import ManifestTooLarge, RegistryError, manifest_unknown
+from spectroreg.registry.interfaces import IManifestStore
 from spectroreg.registry.names import is_valid_tag
 from spectroreg.storage.errors import PathNotFound
 
@@ -33,6 +36,7 @@ class ManifestRecord:
         return len(self.body)
 
 
+@implementer(IManifestStore)
 class ManifestStore:
     """
     @param io: the L{spectroreg.registry.storeio.StoreIO} every store shares.

@@ -8,10 +8,13 @@ revisions themselves before that (a tree Distribution wrote has none).
 
 import json
 
+from zope.interface import implementer
+
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
 from spectroreg.registry.digests import parse_digest
 from spectroreg.registry.errors import RegistryError
+from spectroreg.registry.interfaces import IReferrerIndex
 from spectroreg.storage.errors import PathNotFound
 
 
@@ -25,6 +28,7 @@ def referrer_descriptor(digest, size, manifest):
     return descriptor
 
 
+@implementer(IReferrerIndex)
 class ReferrerIndex:
     """@param io: the L{spectroreg.registry.storeio.StoreIO} every store shares."""
 

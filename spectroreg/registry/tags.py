@@ -4,12 +4,16 @@ The tag store: a repository's tags, each a link to the manifest it names
 ever named under ``index/``), as Distribution keeps them.
 """
 
+from zope.interface import implementer
+
 from spectroreg.registry import paths
 from spectroreg.registry.errors import manifest_unknown, name_unknown
+from spectroreg.registry.interfaces import ITagStore
 from spectroreg.registry.names import is_valid_tag
 from spectroreg.storage.errors import PathNotFound
 
 
+@implementer(ITagStore)
 class TagStore:
     """@param io: the L{spectroreg.registry.storeio.StoreIO} every store shares."""
 

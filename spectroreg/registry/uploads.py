@@ -23,6 +23,7 @@ from spectroreg.registry import paths
 from spectroreg.registry.blobs import BlobDescriptor
 from spectroreg.registry.digests import CANONICAL, Digest
 from spectroreg.registry.errors import RegistryError, UploadOffsetMismatch, upload_unknown
+from spectroreg.registry.interfaces import IUploadStore, IUploadWriter
 from spectroreg.registry.names import is_valid_upload_id
 from spectroreg.storage.errors import PathNotFound
 
@@ -148,6 +149,7 @@ class HashStates:
         return key in self._states
 
 
+@implementer(IUploadWriter)
 class UploadWriter:
     """
     Appends to one upload's ``data``, hashing (sha256) on the way; holds the
@@ -228,6 +230,7 @@ class UploadWriter:
             self._release()
 
 
+@implementer(IUploadStore)
 class UploadStore:
     """
     @param io: the L{spectroreg.registry.storeio.StoreIO} every store shares.
