@@ -144,6 +144,23 @@ class ErrorTests(unittest.SynchronousTestCase):
         error = APIError("BLOB_UPLOAD_INVALID", status=416, headers=[("Range", "0-1")])
         self.assertEqual((error.status, error.headers), (416, (("Range", "0-1"),)))
 
+    def test_every_code_raised_has_an_answer(self):
+        # The registry raises codes; the API's table answers them: none may be missing.
+        import os
+        import re
+
+        import spectroreg
+
+        root = os.path.dirname(spectroreg.__file__)
+        raised = set()
+        for directory, _, files in os.walk(root):
+            for name in files:
+                if name.endswith(".py"):
+                    with open(os.path.join(directory, name), encoding="utf-8") as source:
+                        raised.update(re.findall(r'(?:RegistryError|APIError|__init__)\(\s*"([A-Z_]+)"', source.read()))
+        self.assertIn("BLOB_UPLOAD_INVALID", raised)
+        self.assertEqual(sorted(raised - set(CODES)), [])
+
     def test_domain_errors_carry_no_http(self):
         # The registry layer decides codes and details; statuses and headers
         # are the API's (spectroreg.api.errors).
