@@ -47,6 +47,14 @@ class LRU:
     def pop(self, key, default=None):
         return self._items.pop(key, default)
 
+    def pop_oldest(self):
+        """
+        Remove the least recently used entry (for callers bounding by more
+        than the count, such as bytes held).
+        @return: its (key, value). @raise KeyError: when there is none.
+        """
+        return self._items.popitem(last=False)
+
     def clear(self):
         self._items.clear()
 

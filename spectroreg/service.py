@@ -390,7 +390,7 @@ class _PurgeUploads:
 
     async def _run(self):
         try:
-            count = await self.registry.purge_uploads(self.settings.age, dry_run=self.settings.dryrun)
+            count = await self.registry.uploads.purge(self.settings.age, dry_run=self.settings.dryrun)
         except Exception:
             log.failure("purging old uploads failed")
             return

@@ -991,7 +991,7 @@ class InternalErrorTests(APITestCase):
         async def broken(*args, **kwargs):
             raise RuntimeError("boom")
 
-        self.registry.catalog = broken
+        self.registry.catalog.names = broken
         response = await self.request("GET", "_catalog")
         self.assertError(response, 500, "UNKNOWN")
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

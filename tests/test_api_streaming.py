@@ -240,7 +240,7 @@ class StreamingTests(StreamingTestCase):
         await self.raw(b"PATCH " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n"
                        b"Content-Range: 1000-1049575\r\n\r\n" + partial, close_after=True)
         for _ in range(50):
-            if not self.registry._upload_locks:
+            if not self.registry.uploads.locks:
                 break
             await task.deferLater(reactor, 0.02, lambda: None)
         status = await self.http("GET", location)
@@ -423,7 +423,7 @@ class FilesystemStreamingTests(StreamingTestCase):
         await self.raw(b"PATCH " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"
                        + partial, close_after=True)
         for _ in range(100):
-            if not self.registry._upload_locks:
+            if not self.registry.uploads.locks:
                 break
             await task.deferLater(reactor, 0.02, lambda: None)
         status = await self.http("GET", location)

@@ -43,6 +43,15 @@ class LRUTests(TestCase):
         self.assertEqual(lru.pop("a", "gone"), "gone")
         self.assertEqual(lru.get("a", 0), 0)
 
+    def test_pop_oldest(self):
+        lru = LRU(3)
+        lru.put("a", 1)
+        lru.put("b", 2)
+        lru.get("a")
+        self.assertEqual(lru.pop_oldest(), ("b", 2))
+        self.assertEqual(lru.pop_oldest(), ("a", 1))
+        self.assertRaises(KeyError, lru.pop_oldest)
+
 
 class WaitersTests(TestCase):
     def test_fire_all_in_order(self):

@@ -20,6 +20,7 @@ from spectroreg.registry.gcguard import DELETING, INUSE, IBlobGuard, NoGuard, St
 from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.inmemory import InMemoryDriver
 from tests.support.asynctest import async_test
+from tests.support.stores import put_blob
 from zope.interface.verify import verifyObject
 
 GRACE = 60.0
@@ -111,11 +112,11 @@ class RaceTests(unittest.TestCase):
 
     async def old_garbage(self):
         """An image pushed, tagged, then deleted, long enough ago: its blobs are garbage."""
-        await self.registry.put_blob("r", sha(self.layer), self.layer)
-        await self.registry.put_blob("r", sha(self.config), self.config)
+        await put_blob(self.registry, "r", sha(self.layer), self.layer)
+        await put_blob(self.registry, "r", sha(self.config), self.config)
         body = manifest(self.config, [self.layer])
-        await self.registry.put_manifest("r", "t", body)
-        await self.registry.delete_manifest("r", sha(body))
+        await self.registry.manifests.put("r", "t", body)
+        await self.registry.manifests.delete("r", sha(body))
         self.clock.advance(2 * GRACE)
 
     async def exists(self, digest):
@@ -129,7 +130,7 @@ class RaceTests(unittest.TestCase):
         """A manifest with a new config and the old layer, its config pushed."""
         registry = registry or self.registry
         config = b'{"new": true}'
-        await registry.put_blob("r", sha(config), config)
+        await put_blob(registry, "r", sha(config), config)
         return manifest(config, [self.layer])
 
     async def revision_exists(self, body):
@@ -162,8 +163,8 @@ class RaceTests(unittest.TestCase):
         missing = b"never pushed"
         body = manifest(b"{}", [missing])
         with self.assertRaises(RegistryError):
-            await self.registry.put_manifest("r", "t", body)
-        self.assertIsNone(await self.registry.mount_blob("r", sha(missing), "elsewhere"))
+            await self.registry.manifests.put("r", "t", body)
+        self.assertIsNone(await self.registry.blobs.mount("r", sha(missing), "elsewhere"))
         with self.assertRaises(PathNotFound):
             await self.memory.list(INUSE)
 
@@ -186,7 +187,7 @@ class RaceTests(unittest.TestCase):
     async def test_young_blob_waits_for_its_manifest(self):
         """A blob pushed moments ago, its manifest not yet: the grace period keeps it."""
         data = b"just pushed"
-        await self.registry.put_blob("r", sha(data), data)
+        await put_blob(self.registry, "r", sha(data), data)
         self.clock.advance(GRACE / 2)
         outcome = await self.one.collector.collect()
         self.assertTrue(await self.exists(sha(data)))
@@ -194,7 +195,7 @@ class RaceTests(unittest.TestCase):
         self.clock.advance(GRACE)
         await self.one.collector.collect()
         self.assertFalse(await self.exists(sha(data)))
-        self.assertFalse(await self.registry.is_linked("r", sha(data)))
+        self.assertFalse(await self.registry.blobs.is_linked("r", sha(data)))
 
     @async_test
     async def test_manifest_put_after_the_mark(self):
@@ -204,7 +205,7 @@ class RaceTests(unittest.TestCase):
         listing = self.driver.gate("walk", lambda path: path == paths.BLOBS)
         collecting = defer.ensureDeferred(self.one.collector.collect())
         await listing.reached
-        await self.registry.put_manifest("r", "new", body)
+        await self.registry.manifests.put("r", "new", body)
         listing.release()
         await collecting
         self.assertTrue(await self.exists(sha(self.layer)))
@@ -224,7 +225,7 @@ class RaceTests(unittest.TestCase):
         unlinking = self.driver.gate("delete", lambda path: path == paths.layer_dir("r", layer))
         collecting = defer.ensureDeferred(self.one.collector.collect())
         await unlinking.reached
-        putting = defer.ensureDeferred(self.registry.put_manifest("r", "new", body))
+        putting = defer.ensureDeferred(self.registry.manifests.put("r", "new", body))
         putting.addErrback(lambda f: f.trap(RegistryError) and f.value)
         self.advance(1.0)
         self.assertFalse(putting.called)
@@ -239,8 +240,8 @@ class RaceTests(unittest.TestCase):
     @async_test
     async def test_mount_during_the_delete(self):
         await self.old_garbage()
-        await self.registry.put_manifest("r", "keep", await self.new_manifest())
-        await self.registry.delete_manifest("r", "keep")
+        await self.registry.manifests.put("r", "keep", await self.new_manifest())
+        await self.registry.manifests.delete("r", "keep")
         layer = sha(self.layer)
         # The layer is still linked in r (an untagged revision keeps it), but
         # make it garbage: delete the revision.
@@ -250,14 +251,14 @@ class RaceTests(unittest.TestCase):
         unlinking = self.driver.gate("delete", lambda path: path == paths.layer_dir("r", layer))
         collecting = defer.ensureDeferred(self.one.collector.collect())
         await unlinking.reached
-        mounting = defer.ensureDeferred(self.registry.mount_blob("other", layer, "r"))
+        mounting = defer.ensureDeferred(self.registry.blobs.mount("other", layer, "r"))
         self.advance(1.0)
         self.assertFalse(mounting.called)
         unlinking.release()
         await collecting
         self.advance(1.0)
         self.assertIsNone(await mounting)
-        self.assertFalse(await self.registry.is_linked("other", layer))
+        self.assertFalse(await self.registry.blobs.is_linked("other", layer))
 
     @async_test
     async def test_upload_finishing_during_the_delete(self):
@@ -267,7 +268,7 @@ class RaceTests(unittest.TestCase):
         unlinking = self.driver.gate("delete", lambda path: path == paths.layer_dir("r", layer))
         collecting = defer.ensureDeferred(self.one.collector.collect())
         await unlinking.reached
-        pushing = defer.ensureDeferred(self.registry.put_blob("r2", layer, self.layer))
+        pushing = defer.ensureDeferred(put_blob(self.registry, "r2", layer, self.layer))
         self.advance(1.0)
         self.assertFalse(pushing.called)
         unlinking.release()
@@ -275,7 +276,7 @@ class RaceTests(unittest.TestCase):
         self.advance(1.0)
         await pushing
         self.assertEqual(await self.memory.get_content(paths.blob_data(layer)), self.layer)
-        self.assertTrue(await self.registry.is_linked("r2", layer))
+        self.assertTrue(await self.registry.blobs.is_linked("r2", layer))
         # And the claim keeps it for the manifest that follows.
         await self.one.collector.collect()
         self.assertTrue(await self.exists(layer))
@@ -289,11 +290,11 @@ class RaceTests(unittest.TestCase):
         announcing = self.driver.gate("put_content", lambda path: path.startswith(tombstone_dir(layer)))
         collecting = defer.ensureDeferred(self.one.collector.collect())
         await announcing.reached
-        await self.registry.put_manifest("r", "new", body)
+        await self.registry.manifests.put("r", "new", body)
         announcing.release()
         outcome = await collecting
         self.assertTrue(await self.exists(layer))
-        self.assertTrue(await self.registry.is_linked("r", layer))
+        self.assertTrue(await self.registry.blobs.is_linked("r", layer))
         self.assertGreaterEqual(outcome.skipped, 1)
 
     @async_test
@@ -303,7 +304,7 @@ class RaceTests(unittest.TestCase):
         markers = INUSE + "/sha256/" + sha(self.layer).hex
         before = len(await self.memory.list(markers))
         writing = self.driver.gate("put_content", lambda path: path == paths.blob_data(sha(body)))
-        putting = defer.ensureDeferred(self.registry.put_manifest("r", "new", body))
+        putting = defer.ensureDeferred(self.registry.manifests.put("r", "new", body))
         await writing.reached
         self.clock.advance(GRACE * 0.75)
         writing.release()
@@ -344,7 +345,7 @@ class RaceTests(unittest.TestCase):
         await self.old_garbage()
         body = await self.new_manifest()
         await self.memory.put_content(tombstone_dir(sha(self.layer)) + "/dead", b"")
-        putting = defer.ensureDeferred(self.registry.put_manifest("r", "new", body))
+        putting = defer.ensureDeferred(self.registry.manifests.put("r", "new", body))
         self.advance(30.0)
         self.assertFalse(putting.called)
         self.advance(35.0)
@@ -358,14 +359,14 @@ class RaceTests(unittest.TestCase):
     async def test_another_instance_with_a_stale_cache(self):
         """A second daemon's cache says the layer is linked; its PUT looks at storage."""
         two = Instance(self.driver, self.clock, self.guarded)
-        await two.registry.put_blob("r", sha(self.layer), self.layer)
-        self.assertTrue(await two.registry.is_linked("r", sha(self.layer)))
+        await put_blob(two.registry, "r", sha(self.layer), self.layer)
+        self.assertTrue(await two.registry.blobs.is_linked("r", sha(self.layer)))
         await self.old_garbage()
         await self.one.collector.collect()
         self.assertFalse(await self.exists(sha(self.layer)))
         body = await self.new_manifest(two.registry)
         with self.assertRaises(RegistryError) as caught:
-            await two.registry.put_manifest("r", "new", body)
+            await two.registry.manifests.put("r", "new", body)
         self.assertEqual(caught.exception.code, "MANIFEST_BLOB_UNKNOWN")
         self.assertFalse(await self.revision_exists(body))
 
@@ -381,10 +382,10 @@ class OnlineCollectorTests(unittest.TestCase):
         settings = GarbageCollectSettings(enabled=True, graceperiod=GRACE, deleteuntagged=True, dryrun=True)
         collector = OnlineCollector(registry, guard, settings, clock)
         data = b"orphan"
-        await registry.put_blob("r", sha(data), data)
+        await put_blob(registry, "r", sha(data), data)
         body = manifest(b"{}", [])
-        await registry.put_blob("r", sha(b"{}"), b"{}")
-        await registry.put_manifest("r", sha(body), body)
+        await put_blob(registry, "r", sha(b"{}"), b"{}")
+        await registry.manifests.put("r", sha(body), body)
         clock.advance(2 * GRACE)
         before = sorted(info.path for info in await _all_files(memory) if not info.path.startswith(INUSE))
         outcome = await collector.collect()
@@ -399,7 +400,7 @@ class OnlineCollectorTests(unittest.TestCase):
         clock.advance(1700000000)
         one = Instance(InMemoryDriver(reactor=clock), clock)
         data = b"gone"
-        await one.registry.put_blob("r", sha(data), data)
+        await put_blob(one.registry, "r", sha(data), data)
         await one.registry.driver.delete(paths.blob_dir(sha(data)))
         clock.advance(2 * GRACE)
         outcome = await one.collector.collect()
@@ -426,24 +427,24 @@ class UntaggedRaceTests(unittest.TestCase):
         driver = GateDriver(memory)
         one = Instance(driver, clock, self.guarded, delete_untagged=True)
         layer, config = b"layer" * 10, b"{}"
-        await one.registry.put_blob("r", sha(layer), layer)
-        await one.registry.put_blob("r", sha(config), config)
+        await put_blob(one.registry, "r", sha(layer), layer)
+        await put_blob(one.registry, "r", sha(config), config)
         body = manifest(config, [layer])
-        await one.registry.put_manifest("r", sha(body), body)
+        await one.registry.manifests.put("r", sha(body), body)
         clock.advance(2 * GRACE)
         announcing = driver.gate("put_content", lambda path: path.startswith(tombstone_dir(sha(body))))
         collecting = defer.ensureDeferred(one.collector.collect())
         await announcing.reached
-        await one.registry.put_manifest("r", "again", body)
+        await one.registry.manifests.put("r", "again", body)
         announcing.release()
         outcome = await collecting
         self.assertEqual(outcome.manifests_deleted, [])
-        record = await one.registry.get_manifest("r", "again")
+        record = await one.registry.manifests.get("r", "again")
         self.assertEqual(record.body, body)
         for digest in (sha(layer), sha(config)):
-            self.assertEqual((await one.registry.stat_blob("r", digest)).digest, digest)
+            self.assertEqual((await one.registry.blobs.stat("r", digest)).digest, digest)
         # Untagged and old again: now it goes, with its blobs.
-        await one.registry.delete_manifest("r", "again")
+        await one.registry.manifests.delete("r", "again")
         clock.advance(2 * GRACE)
         outcome = await one.collector.collect()
         self.assertEqual(outcome.manifests_deleted, [("r", sha(body))])

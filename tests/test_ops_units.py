@@ -363,13 +363,13 @@ class GateTests(unittest.TestCase):
         self.assertEqual(response.code, 503)
         body = json.loads(await response.content())
         self.assertEqual(body["errors"][0]["code"], "UNAVAILABLE")
-        self.assertEqual(await registry.catalog(), [])
+        self.assertEqual(await registry.catalog.names(), [])
         counted = {"route": "unavailable", "method": "POST", "status": "503"}
         self.assertEqual(metrics.registry.get_sample_value("spectroreg_http_requests_total", counted), 1)
         health.failing = {}
         response = await client.post("http://registry/v2/r/blobs/uploads/?digest=" + digest, data=b"foo")
         self.assertEqual(response.code, 201)
-        self.assertEqual(await registry.catalog(), ["r"])
+        self.assertEqual(await registry.catalog.names(), ["r"])
         counted = {"route": "upload_start", "method": "POST", "status": "201"}
         self.assertEqual(metrics.registry.get_sample_value("spectroreg_http_requests_total", counted), 1)
         self.assertEqual(metrics.registry.get_sample_value("spectroreg_http_request_bytes_total",

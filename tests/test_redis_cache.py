@@ -26,6 +26,7 @@ from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.inmemory import InMemoryDriver
 from tests.support.asynctest import async_test
 from tests.support.redis import start_redis
+from tests.support.stores import put_blob
 from tests.test_registry_layer import manifest_body
 
 REDIS_CACHE = StorageSettings(driver="inmemory", delete_enabled=True, blobdescriptor_cache="redis")
@@ -287,8 +288,8 @@ class FleetTests(unittest.TestCase):
 
     @async_test
     async def test_distribution_layout(self):
-        digest = (await self.here.put_blob("r", sha(b"blob"), b"blob")).digest
-        await self.here.stat_blob("r", digest)
+        digest = (await put_blob(self.here, "r", sha(b"blob"), b"blob")).digest
+        await self.here.blobs.stat("r", digest)
         await self.settled()
         fields = self.server.command("HGETALL", "blobs::" + str(digest))
         self.assertEqual(dict(zip(fields[::2], fields[1::2])),
@@ -299,25 +300,25 @@ class FleetTests(unittest.TestCase):
 
     @async_test
     async def test_answers_from_what_distribution_wrote(self):
-        digest = (await self.here.put_blob("r", sha(b"blob"), b"blob")).digest
+        digest = (await put_blob(self.here, "r", sha(b"blob"), b"blob")).digest
         # As Distribution's cache writes it, with a size storage does not
         # have: the answer can only come from Redis.
         self.server.command("HSET", "blobs::" + str(digest), "digest", str(digest), "size", "99",
                             "mediatype", "application/x-test")
         self.server.command("SADD", "repository::r::blobs", str(digest))
-        descriptor = await self.there.stat_blob("r", digest)
+        descriptor = await self.there.blobs.stat("r", digest)
         self.assertEqual((descriptor.size, descriptor.media_type), (99, "application/x-test"))
         # Distribution's delete clears the global hash and leaves the set.
         self.server.command("HDEL", "blobs::" + str(digest), "digest", "size", "mediatype")
-        self.assertEqual((await self.there.stat_blob("r", digest)).size, 4)
+        self.assertEqual((await self.there.blobs.stat("r", digest)).size, 4)
 
     @async_test
     async def test_delete_through_another_daemon(self):
-        digest = (await self.here.put_blob("r", sha(b"blob"), b"blob")).digest
-        await self.here.stat_blob("r", digest)
+        digest = (await put_blob(self.here, "r", sha(b"blob"), b"blob")).digest
+        await self.here.blobs.stat("r", digest)
         await self.settled()
-        await self.there.delete_blob("r", digest)
-        await self.assert_unknown(self.here.stat_blob("r", digest))
+        await self.there.blobs.delete("r", digest)
+        await self.assert_unknown(self.here.blobs.stat("r", digest))
         self.assertEqual(self.server.command("SISMEMBER", "repository::r::blobs", str(digest)), 0)
         # The generation counter the delete bumped goes away in time.
         ttl = self.server.command("TTL", generation_key(digest))
@@ -325,9 +326,9 @@ class FleetTests(unittest.TestCase):
 
     @async_test
     async def test_fill_after_another_daemons_delete_is_refused(self):
-        digest = (await self.here.put_blob("r", sha(b"blob"), b"blob")).digest
+        digest = (await put_blob(self.here, "r", sha(b"blob"), b"blob")).digest
         ticket = await self.caches[0].link("r", digest)
-        await self.there.delete_blob("r", digest)
+        await self.there.blobs.delete("r", digest)
         ticket.fill(True)  # read storage before the delete, answered after it
         await self.settled()
         self.assertEqual(self.server.command("SISMEMBER", "repository::r::blobs", str(digest)), 0)
@@ -335,15 +336,15 @@ class FleetTests(unittest.TestCase):
     @async_test
     async def test_manifest_delete_and_retag(self):
         for blob in (b"config", b"layer", b"other"):
-            await self.here.put_blob("r", sha(blob), blob)
-        first, _ = await self.here.put_manifest("r", "v1", manifest_body(b"config", [b"layer"]), mf.OCI_MANIFEST)
-        await self.here.get_manifest("r", "v1")
-        await self.here.stat_blob("r", first)
-        second, _ = await self.there.put_manifest("r", "v1", manifest_body(b"config", [b"other"]), mf.OCI_MANIFEST)
-        self.assertEqual((await self.here.get_manifest("r", "v1")).digest, second)
+            await put_blob(self.here, "r", sha(blob), blob)
+        first, _ = await self.here.manifests.put("r", "v1", manifest_body(b"config", [b"layer"]), mf.OCI_MANIFEST)
+        await self.here.manifests.get("r", "v1")
+        await self.here.blobs.stat("r", first)
+        second, _ = await self.there.manifests.put("r", "v1", manifest_body(b"config", [b"other"]), mf.OCI_MANIFEST)
+        self.assertEqual((await self.here.manifests.get("r", "v1")).digest, second)
         await self.settled()
-        await self.there.delete_manifest("r", first)
-        await self.assert_unknown(self.here.stat_blob("r", first))
+        await self.there.manifests.delete("r", first)
+        await self.assert_unknown(self.here.blobs.stat("r", first))
 
     @async_test
     async def test_redis_down_and_back(self):
@@ -355,19 +356,19 @@ class FleetTests(unittest.TestCase):
 
         globalLogPublisher.addObserver(observe)
         self.addCleanup(globalLogPublisher.removeObserver, observe)
-        digest = (await self.here.put_blob("r", sha(b"blob"), b"blob")).digest
-        await self.here.stat_blob("r", digest)
-        await self.there.stat_blob("r", digest)
+        digest = (await put_blob(self.here, "r", sha(b"blob"), b"blob")).digest
+        await self.here.blobs.stat("r", digest)
+        await self.there.blobs.stat("r", digest)
         await self.settled()
         self.server.pause()
         try:
             # Slow Redis: answers come from storage, a delete is still seen.
             for _ in range(3):
-                self.assertEqual((await self.here.stat_blob("r", digest)).size, 4)
-            await self.there.delete_blob("r", digest)
-            await self.assert_unknown(self.here.stat_blob("r", digest))
-            other = (await self.here.put_blob("r", sha(b"other"), b"other")).digest
-            self.assertEqual((await self.there.stat_blob("r", other)).size, 5)
+                self.assertEqual((await self.here.blobs.stat("r", digest)).size, 4)
+            await self.there.blobs.delete("r", digest)
+            await self.assert_unknown(self.here.blobs.stat("r", digest))
+            other = (await put_blob(self.here, "r", sha(b"other"), b"other")).digest
+            self.assertEqual((await self.there.blobs.stat("r", other)).size, 5)
         finally:
             self.server.resume()
         self.assertEqual([e["log_level"].name for e in warnings], ["warn", "warn"])  # one per daemon
@@ -375,7 +376,7 @@ class FleetTests(unittest.TestCase):
         self.assertEqual([cache.outages for cache in self.caches], [1, 1])
         await deferLater(1.1)
         # Back: the delete made during the outage reaches Redis before anything else.
-        await self.assert_unknown(self.there.stat_blob("r", digest))
-        await self.assert_unknown(self.here.stat_blob("r", digest))
+        await self.assert_unknown(self.there.blobs.stat("r", digest))
+        await self.assert_unknown(self.here.blobs.stat("r", digest))
         self.assertEqual(self.server.command("SISMEMBER", "repository::r::blobs", str(digest)), 0)
         self.assertEqual([cache.down for cache in self.caches], [False, False])

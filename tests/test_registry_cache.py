@@ -18,11 +18,12 @@ from spectroreg.registry import manifests as mf
 from spectroreg.registry.cache import BlobDescriptorCache, Generations, ManifestCache
 from spectroreg.registry.digests import parse_digest
 from spectroreg.registry.errors import RegistryError
-from spectroreg.registry.registry import ManifestRecord
+from spectroreg.registry import ManifestRecord
 from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.inmemory import InMemoryDriver
 from tests.support import rawhttp
 from tests.support.asynctest import async_test
+from tests.support.stores import put_blob
 from tests.test_registry_layer import manifest_body
 
 CACHED = StorageSettings(driver="inmemory", delete_enabled=True, blobdescriptor_cache="inmemory")
@@ -158,79 +159,79 @@ class InterleavingTests(unittest.TestCase):
 
     @async_test
     async def test_head_in_flight_during_delete(self):
-        digest = (await self.other.put_blob("r", sha(b"blob"), b"blob")).digest
+        digest = (await put_blob(self.other, "r", sha(b"blob"), b"blob")).digest
         release = self.driver.hold("get_content", layer_link("r", digest))
-        head = defer.ensureDeferred(self.registry.stat_blob("r", digest))
+        head = defer.ensureDeferred(self.registry.blobs.stat("r", digest))
         self.assertNoResult(head)
         # The HEAD has read the link; the DELETE now runs to its end.
-        await self.registry.delete_blob("r", digest)
+        await self.registry.blobs.delete("r", digest)
         release.callback(None)
         self.assertEqual((await head).size, 4)
-        await self.assert_unknown(self.registry.stat_blob("r", digest))
-        self.assertIsNone(await self.registry.mount_blob("s", digest, "r"))
+        await self.assert_unknown(self.registry.blobs.stat("r", digest))
+        self.assertIsNone(await self.registry.blobs.mount("s", digest, "r"))
 
     @async_test
     async def test_head_during_delete_of_cached_blob(self):
-        digest = (await self.registry.put_blob("r", sha(b"blob"), b"blob")).digest
-        await self.registry.stat_blob("r", digest)
+        digest = (await put_blob(self.registry, "r", sha(b"blob"), b"blob")).digest
+        await self.registry.blobs.stat("r", digest)
         # The DELETE has evicted the entry and is reading the link.
         release = self.driver.hold("get_content", layer_link("r", digest))
-        deleting = defer.ensureDeferred(self.registry.delete_blob("r", digest))
+        deleting = defer.ensureDeferred(self.registry.blobs.delete("r", digest))
         self.assertNoResult(deleting)
         # A HEAD meanwhile reads storage, where the link still is.
-        self.assertEqual((await self.registry.stat_blob("r", digest)).size, 4)
+        self.assertEqual((await self.registry.blobs.stat("r", digest)).size, 4)
         release.callback(None)
         await deleting
-        await self.assert_unknown(self.registry.stat_blob("r", digest))
+        await self.assert_unknown(self.registry.blobs.stat("r", digest))
 
     @async_test
     async def test_link_written_during_delete(self):
-        digest = (await self.other.put_blob("r", sha(b"blob"), b"blob")).digest
+        digest = (await put_blob(self.other, "r", sha(b"blob"), b"blob")).digest
         # A mount into "s" writes its link; before it hears back, the link is deleted.
         release = self.driver.hold("put_content", layer_link("s", digest))
-        mount = defer.ensureDeferred(self.registry.mount_blob("s", digest, "r"))
-        await self.registry.delete_blob("s", digest)
+        mount = defer.ensureDeferred(self.registry.blobs.mount("s", digest, "r"))
+        await self.registry.blobs.delete("s", digest)
         release.callback(None)
         await mount
-        await self.assert_unknown(self.registry.stat_blob("s", digest))
+        await self.assert_unknown(self.registry.blobs.stat("s", digest))
 
     @async_test
     async def test_manifest_revision_in_flight_during_delete(self):
         for blob in (b"config", b"layer"):
-            await self.other.put_blob("r", sha(blob), blob)
+            await put_blob(self.other, "r", sha(blob), blob)
         body = manifest_body(b"config", [b"layer"])
-        digest, _ = await self.other.put_manifest("r", "v1", body, mf.OCI_MANIFEST)
+        digest, _ = await self.other.manifests.put("r", "v1", body, mf.OCI_MANIFEST)
         release = self.driver.hold("get_content", revision_link("r", digest))
         # A blob HEAD of the manifest's digest (a revision link) is in flight.
-        head = defer.ensureDeferred(self.registry.stat_blob("r", digest))
-        await self.registry.delete_manifest("r", digest)
+        head = defer.ensureDeferred(self.registry.blobs.stat("r", digest))
+        await self.registry.manifests.delete("r", digest)
         release.callback(None)
         await head
-        await self.assert_unknown(self.registry.stat_blob("r", digest))
+        await self.assert_unknown(self.registry.blobs.stat("r", digest))
 
     @async_test
     async def test_stat_in_flight_when_data_is_found_gone(self):
-        digest = (await self.other.put_blob("r", sha(b"blob"), b"blob")).digest
+        digest = (await put_blob(self.other, "r", sha(b"blob"), b"blob")).digest
         release = self.driver.hold("stat", blob_data(digest))
-        head = defer.ensureDeferred(self.registry.stat_blob_data(digest))
+        head = defer.ensureDeferred(self.registry.blobs.stat_data(digest))
         await self.shared.delete(blob_data(digest))
-        self.registry.forget_blob(digest)  # what a GET finding the data gone does
+        self.registry.blobs.forget(digest)  # what a GET finding the data gone does
         release.callback(None)
         await head
         self.assertIsNone(self.registry.cache.get(digest))
-        await self.assert_unknown(self.registry.stat_blob_data(digest))
+        await self.assert_unknown(self.registry.blobs.stat_data(digest))
 
     @async_test
     async def test_manifest_read_in_flight_when_forgotten(self):
         for blob in (b"config", b"layer"):
-            await self.other.put_blob("r", sha(blob), blob)
-        digest, _ = await self.other.put_manifest("r", "v1", manifest_body(b"config", [b"layer"]), mf.OCI_MANIFEST)
+            await put_blob(self.other, "r", sha(blob), blob)
+        digest, _ = await self.other.manifests.put("r", "v1", manifest_body(b"config", [b"layer"]), mf.OCI_MANIFEST)
         release = self.driver.hold("get_content", blob_data(digest))
-        get = defer.ensureDeferred(self.registry.get_manifest("r", "v1"))
-        self.registry.forget_blob(digest)
+        get = defer.ensureDeferred(self.registry.manifests.get("r", "v1"))
+        self.registry.blobs.forget(digest)
         release.callback(None)
         await get
-        self.assertIsNone(self.registry.manifests.get(digest))
+        self.assertIsNone(self.registry.manifests.cache.get(digest))
 
 
 class DaemonRaceTests(unittest.TestCase):
@@ -302,32 +303,32 @@ class FleetTests(unittest.TestCase):
 
     @async_test
     async def test_blob_deleted_through_another_daemon(self):
-        digest = (await self.here.put_blob("r", sha(b"blob"), b"blob")).digest
-        self.assertEqual((await self.here.stat_blob("r", digest)).size, 4)
-        await self.there.delete_blob("r", digest)
+        digest = (await put_blob(self.here, "r", sha(b"blob"), b"blob")).digest
+        self.assertEqual((await self.here.blobs.stat("r", digest)).size, 4)
+        await self.there.blobs.delete("r", digest)
         with self.assertRaises(RegistryError) as caught:
-            await self.here.stat_blob("r", digest)
+            await self.here.blobs.stat("r", digest)
         self.assertEqual(caught.exception.code, "BLOB_UNKNOWN")
-        self.assertIsNone(await self.here.mount_blob("s", digest, "r"))
+        self.assertIsNone(await self.here.blobs.mount("s", digest, "r"))
 
     @async_test
     async def test_manifest_deleted_through_another_daemon(self):
         for blob in (b"config", b"layer"):
-            await self.here.put_blob("r", sha(blob), blob)
-        digest, _ = await self.here.put_manifest("r", "v1", manifest_body(b"config", [b"layer"]), mf.OCI_MANIFEST)
-        await self.here.get_manifest("r", "v1")
-        await self.here.stat_blob("r", digest)
-        await self.there.delete_manifest("r", digest)
-        for attempt in (self.here.get_manifest("r", "v1"), self.here.get_manifest("r", digest),
-                        self.here.stat_blob("r", digest)):
+            await put_blob(self.here, "r", sha(blob), blob)
+        digest, _ = await self.here.manifests.put("r", "v1", manifest_body(b"config", [b"layer"]), mf.OCI_MANIFEST)
+        await self.here.manifests.get("r", "v1")
+        await self.here.blobs.stat("r", digest)
+        await self.there.manifests.delete("r", digest)
+        for attempt in (self.here.manifests.get("r", "v1"), self.here.manifests.get("r", digest),
+                        self.here.blobs.stat("r", digest)):
             with self.assertRaises(RegistryError):
                 await attempt
 
     @async_test
     async def test_retag_through_another_daemon(self):
         for blob in (b"config", b"layer", b"other"):
-            await self.here.put_blob("r", sha(blob), blob)
-        first, _ = await self.here.put_manifest("r", "v1", manifest_body(b"config", [b"layer"]), mf.OCI_MANIFEST)
-        self.assertEqual((await self.here.get_manifest("r", "v1")).digest, first)
-        second, _ = await self.there.put_manifest("r", "v1", manifest_body(b"config", [b"other"]), mf.OCI_MANIFEST)
-        self.assertEqual((await self.here.get_manifest("r", "v1")).digest, second)
+            await put_blob(self.here, "r", sha(blob), blob)
+        first, _ = await self.here.manifests.put("r", "v1", manifest_body(b"config", [b"layer"]), mf.OCI_MANIFEST)
+        self.assertEqual((await self.here.manifests.get("r", "v1")).digest, first)
+        second, _ = await self.there.manifests.put("r", "v1", manifest_body(b"config", [b"other"]), mf.OCI_MANIFEST)
+        self.assertEqual((await self.here.manifests.get("r", "v1")).digest, second)

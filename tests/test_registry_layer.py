@@ -15,12 +15,14 @@ from spectroreg.registry import Registry
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
 from spectroreg.registry.digests import parse_digest
-from spectroreg.registry.errors import RegistryError
+from spectroreg.api.errors import from_registry_error
+from spectroreg.registry.errors import RegistryError, UploadOffsetMismatch
 from spectroreg.registry.uploads import format_rfc3339, parse_rfc3339
 from spectroreg.storage.base import ValidatingDriver
-from spectroreg.storage.errors import StorageError
+from spectroreg.storage.errors import PathNotFound, StorageError
 from spectroreg.storage.inmemory import InMemoryDriver
 from tests.support.asynctest import async_test
+from tests.support.stores import finish_upload
 
 SETTINGS = StorageSettings(driver="inmemory", delete_enabled=True)
 
@@ -55,15 +57,15 @@ class RegistryLayerMixin:
         self.registry = Registry(self.driver, self.settings, reactor=self.clock)
 
     async def upload(self, name, data, chunks=1):
-        upload_id = await self.registry.start_upload(name)
+        upload_id = await self.registry.uploads.start(name)
         step = max(1, len(data) // chunks)
         offset = 0
         while offset < len(data) or offset == 0:
-            writer = await self.registry.open_upload(name, upload_id, offset)
+            writer = await self.registry.uploads.open(name, upload_id, offset)
             await writer.write(data[offset:offset + step])
             offset += step
             if offset >= len(data):
-                return await self.registry.finish_upload(name, upload_id, sha(data), writer)
+                return await writer.commit(sha(data))
             await writer.close()
         return None
 
@@ -72,122 +74,127 @@ class RegistryLayerMixin:
         data = os.urandom(300000)
         descriptor = await self.upload("a/b", data, chunks=3)
         self.assertEqual((descriptor.digest, descriptor.size), (sha(data), len(data)))
-        stat = await self.registry.stat_blob("a/b", sha(data))
+        stat = await self.registry.blobs.stat("a/b", sha(data))
         self.assertEqual(stat.size, len(data))
         self.assertEqual(await self.driver.get_content("/docker/registry/v2/blobs/sha256/{}/{}/data".format(
             sha(data).hex[:2], sha(data).hex)), data)
         with self.assertRaises(RegistryError):
-            await self.registry.stat_blob("other", sha(data))
+            await self.registry.blobs.stat("other", sha(data))
 
     @async_test
     async def test_hash_recomputed_without_state(self):
         data = b"resumed " * 1000
-        upload_id = await self.registry.start_upload("r")
-        writer = await self.registry.open_upload("r", upload_id, 0)
+        upload_id = await self.registry.uploads.start("r")
+        writer = await self.registry.uploads.open("r", upload_id, 0)
         await writer.write(data[:100])
         await writer.close()
         fresh = Registry(self.driver, self.settings, reactor=self.clock)
-        writer = await fresh.open_upload("r", upload_id, 100)
+        writer = await fresh.uploads.open("r", upload_id, 100)
         await writer.write(data[100:])
-        descriptor = await fresh.finish_upload("r", upload_id, sha(data), writer)
+        descriptor = await writer.commit(sha(data))
         self.assertEqual(descriptor.size, len(data))
 
     @async_test
     async def test_sha512_upload(self):
         data = b"five twelve"
         digest = parse_digest("sha512:" + hashlib.sha512(data).hexdigest())
-        upload_id = await self.registry.start_upload("r")
-        writer = await self.registry.open_upload("r", upload_id)
+        upload_id = await self.registry.uploads.start("r")
+        writer = await self.registry.uploads.open("r", upload_id)
         await writer.write(data)
-        descriptor = await self.registry.finish_upload("r", upload_id, digest, writer)
+        descriptor = await writer.commit(digest)
         self.assertEqual(descriptor.size, len(data))
 
     @async_test
     async def test_digest_mismatch_cancels(self):
-        upload_id = await self.registry.start_upload("r")
-        writer = await self.registry.open_upload("r", upload_id)
+        upload_id = await self.registry.uploads.start("r")
+        writer = await self.registry.uploads.open("r", upload_id)
         await writer.write(b"real")
         with self.assertRaises(RegistryError) as caught:
-            await self.registry.finish_upload("r", upload_id, sha(b"fake"), writer)
+            await writer.commit(sha(b"fake"))
         self.assertEqual(caught.exception.code, "DIGEST_INVALID")
-        self.assertFalse(await self.registry.upload_exists("r", upload_id))
+        self.assertFalse(await self.registry.uploads.exists("r", upload_id))
         with self.assertRaises(RegistryError):
-            await self.registry.stat_blob_data(sha(b"real"))
+            await self.registry.blobs.stat_data(sha(b"real"))
 
     @async_test
     async def test_wrong_offset(self):
-        upload_id = await self.registry.start_upload("r")
+        upload_id = await self.registry.uploads.start("r")
         with self.assertRaises(RegistryError) as caught:
-            await self.registry.open_upload("r", upload_id, 5)
-        self.assertEqual(caught.exception.status, 416)
+            await self.registry.uploads.open("r", upload_id, 5)
+        self.assertIsInstance(caught.exception, UploadOffsetMismatch)
+        self.assertEqual((caught.exception.offset, caught.exception.size), (5, 0))
+        answer = from_registry_error(caught.exception)
+        self.assertEqual((answer.status, answer.headers), (416, (("Range", "0-0"),)))
         # The lock was released: the upload can be opened again.
-        writer = await self.registry.open_upload("r", upload_id, 0)
+        writer = await self.registry.uploads.open("r", upload_id, 0)
         await writer.close()
 
     @async_test
     async def test_concurrent_writers_serialised(self):
-        upload_id = await self.registry.start_upload("r")
-        first = await self.registry.open_upload("r", upload_id, 0)
-        second = defer.ensureDeferred(self.registry.open_upload("r", upload_id, 0))
+        upload_id = await self.registry.uploads.start("r")
+        first = await self.registry.uploads.open("r", upload_id, 0)
+        second = defer.ensureDeferred(self.registry.uploads.open("r", upload_id, 0))
         self.assertFalse(second.called)
         await first.write(b"abc")
         await first.close()
         with self.assertRaises(RegistryError) as caught:
             await second
-        self.assertEqual(caught.exception.status, 416)
+        self.assertIsInstance(caught.exception, UploadOffsetMismatch)
+        answer = from_registry_error(caught.exception)
+        self.assertEqual((answer.status, answer.headers), (416, (("Range", "0-2"),)))
 
     @async_test
     async def test_manifests_tags_and_deletes(self):
         await self.upload("r", b"config")
         await self.upload("r", b"layer")
         body = manifest_body(b"config", [b"layer"])
-        digest, manifest = await self.registry.put_manifest("r", "v1", body, mf.OCI_MANIFEST)
+        digest, manifest = await self.registry.manifests.put("r", "v1", body, mf.OCI_MANIFEST)
         self.assertEqual(digest, sha(body))
-        record = await self.registry.get_manifest("r", "v1")
+        record = await self.registry.manifests.get("r", "v1")
         self.assertEqual((record.body, record.digest, record.media_type), (body, digest, mf.OCI_MANIFEST))
-        await self.registry.put_manifest("r", "v2", body, mf.OCI_MANIFEST)
-        self.assertEqual(await self.registry.list_tags("r"), ["v1", "v2"])
-        await self.registry.delete_manifest("r", "v1")
-        self.assertEqual(await self.registry.list_tags("r"), ["v2"])
-        await self.registry.delete_manifest("r", digest)
+        await self.registry.manifests.put("r", "v2", body, mf.OCI_MANIFEST)
+        self.assertEqual(await self.registry.tags.all("r"), ["v1", "v2"])
+        await self.registry.manifests.delete("r", "v1")
+        self.assertEqual(await self.registry.tags.all("r"), ["v2"])
+        await self.registry.manifests.delete("r", digest)
         # Unknown where directories are implied (in memory, S3), as in Distribution.
-        self.assertEqual(await self.registry.list_tags("r", must_exist=False), [])
+        self.assertEqual(await self.registry.tags.all("r", must_exist=False), [])
         with self.assertRaises(RegistryError):
-            await self.registry.get_manifest("r", digest)
+            await self.registry.manifests.get("r", digest)
 
     @async_test
     async def test_catalog(self):
         await self.upload("x/only-blob", b"b")
-        await self.registry.start_upload("y/only-upload")
+        await self.registry.uploads.start("y/only-upload")
         for name in ("z", "a/b", "a"):
             await self.upload(name, b"c")
-            await self.registry.put_manifest(name, "t", manifest_body(b"c", []), mf.OCI_MANIFEST)
+            await self.registry.manifests.put(name, "t", manifest_body(b"c", []), mf.OCI_MANIFEST)
         # As Distribution: every repository with blobs, none with only an upload.
-        self.assertEqual(await self.registry.catalog(), ["a", "a/b", "x/only-blob", "z"])
+        self.assertEqual(await self.registry.catalog.names(), ["a", "a/b", "x/only-blob", "z"])
 
     @async_test
     async def test_referrers_rebuilt(self):
         await self.upload("r", b"c")
         subject = manifest_body(b"c", [])
-        await self.registry.put_manifest("r", "s", subject, mf.OCI_MANIFEST)
+        await self.registry.manifests.put("r", "s", subject, mf.OCI_MANIFEST)
         referrer = manifest_body(b"c", [], subject={"mediaType": mf.OCI_MANIFEST, "digest": str(sha(subject)),
                                                       "size": len(subject)}, artifactType="x/sig")
-        await self.registry.put_manifest("r", sha(referrer), referrer, mf.OCI_MANIFEST)
+        await self.registry.manifests.put("r", sha(referrer), referrer, mf.OCI_MANIFEST)
         await self.driver.delete("/docker/registry/v2/repositories/r/_referrers")
-        found = await self.registry.referrers("r", sha(subject))
+        found = await self.registry.referrers.get("r", sha(subject))
         self.assertEqual([d["digest"] for d in found], [str(sha(referrer))])
         self.assertEqual(found[0]["artifactType"], "x/sig")
-        self.assertEqual(await self.registry.referrers("r", sha(subject), "other/type"), [])
+        self.assertEqual(await self.registry.referrers.get("r", sha(subject), "other/type"), [])
 
     @async_test
     async def test_referrers_skip_what_go_cannot_read(self):
         """Entries and manifests stored before strict parsing never reach the referrers list."""
         await self.upload("r", b"c")
         subject = manifest_body(b"c", [])
-        await self.registry.put_manifest("r", "s", subject, mf.OCI_MANIFEST)
+        await self.registry.manifests.put("r", "s", subject, mf.OCI_MANIFEST)
         about = {"mediaType": mf.OCI_MANIFEST, "digest": str(sha(subject)), "size": len(subject)}
         good = manifest_body(b"c", [], subject=about, annotations={"x": "1"})
-        await self.registry.put_manifest("r", sha(good), good, mf.OCI_MANIFEST)
+        await self.registry.manifests.put("r", sha(good), good, mf.OCI_MANIFEST)
         # As an older version stored them: the manifest and its entry.
         bad = manifest_body(b"c", [], subject=about).replace(b'"subject"', b'"annotations": {"x": Infinity}, "subject"')
         root = "/docker/registry/v2"
@@ -198,43 +205,43 @@ class RegistryLayerMixin:
             b'", "mediaType": "' + mf.OCI_MANIFEST.encode() + b'", "size": ' + str(len(bad)).encode() + b"}"
         await self.driver.put_content(root + "/repositories/r/_referrers/subjects/sha256/{}/sha256/{}/descriptor".format(
             sha(subject).hex, sha(bad).hex), entry)
-        found = await self.registry.referrers("r", sha(subject))
+        found = await self.registry.referrers.get("r", sha(subject))
         self.assertEqual([d["digest"] for d in found], [str(sha(good))])
         json.dumps(found, allow_nan=False)
         await self.driver.delete(root + "/repositories/r/_referrers")
-        found = await self.registry.referrers("r", sha(subject))
+        found = await self.registry.referrers.get("r", sha(subject))
         self.assertEqual([d["digest"] for d in found], [str(sha(good))])
 
     @async_test
     async def test_purge_uploads(self):
-        old = await self.registry.start_upload("a/b")
+        old = await self.registry.uploads.start("a/b")
         self.clock.advance(3600)
-        new = await self.registry.start_upload("c")
+        new = await self.registry.uploads.start("c")
         self.clock.advance(10)
-        self.assertEqual(await self.registry.purge_uploads(1800, dry_run=True), 1)
-        self.assertTrue(await self.registry.upload_exists("a/b", old))
-        self.assertIn(("a/b", old), self.registry._hash_states)
-        self.assertEqual(await self.registry.purge_uploads(1800), 1)
-        self.assertFalse(await self.registry.upload_exists("a/b", old))
-        self.assertNotIn(("a/b", old), self.registry._hash_states)
-        self.assertTrue(await self.registry.upload_exists("c", new))
-        self.assertEqual(await self.registry.purge_uploads(1800), 0)
+        self.assertEqual(await self.registry.uploads.purge(1800, dry_run=True), 1)
+        self.assertTrue(await self.registry.uploads.exists("a/b", old))
+        self.assertIn(("a/b", old), self.registry.uploads.hashes)
+        self.assertEqual(await self.registry.uploads.purge(1800), 1)
+        self.assertFalse(await self.registry.uploads.exists("a/b", old))
+        self.assertNotIn(("a/b", old), self.registry.uploads.hashes)
+        self.assertTrue(await self.registry.uploads.exists("c", new))
+        self.assertEqual(await self.registry.uploads.purge(1800), 0)
 
     @async_test
     async def test_purge_reads_go_timestamps(self):
         upload = "/docker/registry/v2/repositories/go/_uploads/0b2c5e8e-aaaa-bbbb-cccc-000000000000"
         await self.driver.put_content(upload + "/startedat", b"2023-01-02T03:04:05.123456789Z")
         await self.driver.put_content(upload + "/data", b"")
-        self.assertEqual(await self.registry.purge_uploads(60), 1)
+        self.assertEqual(await self.registry.uploads.purge(60), 1)
 
     @async_test
     async def test_mount(self):
         await self.upload("src", b"shared")
-        self.assertIsNone(await self.registry.mount_blob("dst", sha(b"shared"), "elsewhere"))
-        self.assertIsNotNone(await self.registry.mount_blob("dst", sha(b"shared"), "src"))
-        self.assertEqual((await self.registry.stat_blob("dst", sha(b"shared"))).size, 6)
-        self.assertIsNotNone(await self.registry.mount_blob("auto", sha(b"shared")))
-        self.assertIsNone(await self.registry.mount_blob("auto", sha(b"absent")))
+        self.assertIsNone(await self.registry.blobs.mount("dst", sha(b"shared"), "elsewhere"))
+        self.assertIsNotNone(await self.registry.blobs.mount("dst", sha(b"shared"), "src"))
+        self.assertEqual((await self.registry.blobs.stat("dst", sha(b"shared"))).size, 6)
+        self.assertIsNotNone(await self.registry.blobs.mount("auto", sha(b"shared")))
+        self.assertIsNone(await self.registry.blobs.mount("auto", sha(b"absent")))
 
     @async_test
     async def test_no_mount_of_a_blob_no_repository_links(self):
@@ -242,18 +249,18 @@ class RegistryLayerMixin:
         await self.upload("a/src", b"deleted")
         await self.upload("b", b"kept")
         await self.upload("c", b"manifest-only")
-        await self.registry.delete_blob("a/src", sha(b"deleted"))
+        await self.registry.blobs.delete("a/src", sha(b"deleted"))
         await self.driver.put_content(
             "/docker/registry/v2/repositories/c/_manifests/revisions/sha256/{}/link".format(sha(b"manifest-only").hex),
             str(sha(b"manifest-only")).encode("ascii"))
-        await self.registry.delete_blob("c", sha(b"manifest-only"))
-        self.assertIsNone(await self.registry.mount_blob("x", sha(b"deleted")))
-        self.assertIsNone(await self.registry.mount_blob("x", sha(b"deleted"), "a/src"))
+        await self.registry.blobs.delete("c", sha(b"manifest-only"))
+        self.assertIsNone(await self.registry.blobs.mount("x", sha(b"deleted")))
+        self.assertIsNone(await self.registry.blobs.mount("x", sha(b"deleted"), "a/src"))
         with self.assertRaises(RegistryError):
-            await self.registry.stat_blob("x", sha(b"deleted"))
-        self.assertIsNotNone(await self.registry.mount_blob("x", sha(b"kept")))
+            await self.registry.blobs.stat("x", sha(b"deleted"))
+        self.assertIsNotNone(await self.registry.blobs.mount("x", sha(b"kept")))
         # Linked as a manifest revision only: still held by a repository.
-        self.assertIsNotNone(await self.registry.mount_blob("x", sha(b"manifest-only")))
+        self.assertIsNotNone(await self.registry.blobs.mount("x", sha(b"manifest-only")))
 
 
     @async_test
@@ -271,47 +278,51 @@ class RegistryLayerMixin:
         bodiless = 0
         for k in range(100):
             data = os.urandom(70000) + str(k).encode("ascii")
-            upload_id = await registry.start_upload("retry/me")
-            writer = await registry.open_upload("retry/me", upload_id, 0)
+            upload_id = await registry.uploads.start("retry/me")
+            writer = await registry.uploads.open("retry/me", upload_id, 0)
             await writer.write(data[:50000])
             await writer.close()
-            writer = await registry.open_upload("retry/me", upload_id, 50000)
+            writer = await registry.uploads.open("retry/me", upload_id, 50000)
             await writer.write(data[50000:])
             faulty.fail_after(k)
             try:
-                descriptor = await registry.finish_upload("retry/me", upload_id, sha(data), writer)
+                descriptor = await writer.commit(sha(data))
                 failed = False
             except StorageError:
                 failed = True
             faulty.fail_after(None)
             if failed:
-                size = await registry.upload_size("retry/me", upload_id)
+                size = await registry.uploads.size("retry/me", upload_id)
                 if size in (0, len(data)):
                     # All there, or already moved to the blob: nothing to send.
                     bodiless += 1
-                    descriptor = await registry.finish_upload("retry/me", upload_id, sha(data))
+                    descriptor = await finish_upload(registry, "retry/me", upload_id, sha(data))
                 else:
-                    writer = await registry.open_upload("retry/me", upload_id, size)
+                    writer = await registry.uploads.open("retry/me", upload_id, size)
                     await writer.write(data[size:])
-                    descriptor = await registry.finish_upload("retry/me", upload_id, sha(data), writer)
+                    descriptor = await writer.commit(sha(data))
             self.assertEqual((descriptor.digest, descriptor.size), (sha(data), len(data)), k)
-            self.assertEqual(await self.driver.get_content(registry.blob_path(sha(data))), data, k)
-            self.assertTrue(await self.registry.is_linked("retry/me", sha(data)), k)
-            self.assertFalse(await self.registry.upload_exists("retry/me", upload_id), k)
+            self.assertEqual(await self.driver.get_content(paths.blob_data(sha(data))), data, k)
+            self.assertTrue(await self.registry.blobs.is_linked("retry/me", sha(data)), k)
+            self.assertFalse(await self.registry.uploads.exists("retry/me", upload_id), k)
             if not failed:
                 break
         self.assertGreater(bodiless, 2)
-        self.assertEqual(await self.registry._list(paths.uploads("retry/me")), [])
+        try:
+            left = await self.driver.list(paths.uploads("retry/me"))
+        except PathNotFound:
+            left = []
+        self.assertEqual(left, [])
 
     @async_test
     async def test_retry_does_not_link_what_it_did_not_verify(self):
         """An upload that never held the content cannot claim a blob that exists."""
         await self.upload("owner/app", b"private layer")
-        upload_id = await self.registry.start_upload("other/app")
+        upload_id = await self.registry.uploads.start("other/app")
         with self.assertRaises(RegistryError) as caught:
-            await self.registry.finish_upload("other/app", upload_id, sha(b"private layer"))
+            await finish_upload(self.registry, "other/app", upload_id, sha(b"private layer"))
         self.assertEqual(caught.exception.code, "DIGEST_INVALID")
-        self.assertFalse(await self.registry.is_linked("other/app", sha(b"private layer")))
+        self.assertFalse(await self.registry.blobs.is_linked("other/app", sha(b"private layer")))
 
 
 class InMemoryRegistryTests(RegistryLayerMixin, unittest.TestCase):
@@ -339,9 +350,9 @@ class FilesystemRegistryTests(RegistryLayerMixin, unittest.TestCase):
         await self.upload("ns/app", b"cfg")
         await self.upload("ns/app", b"layer")
         body = manifest_body(b"cfg", [b"layer"])
-        digest, _ = await self.registry.put_manifest("ns/app", "1.0", body, mf.OCI_MANIFEST)
+        digest, _ = await self.registry.manifests.put("ns/app", "1.0", body, mf.OCI_MANIFEST)
         layer = sha(b"layer")
-        upload_id = await self.registry.start_upload("ns/app")
+        upload_id = await self.registry.uploads.start("ns/app")
         files = []
         for top, _, names in os.walk(os.path.join(self.root, "docker")):
             for name in names:
@@ -389,8 +400,8 @@ class FailingWriteTests(unittest.TestCase):
         clock = task.Clock()
         driver = ValidatingDriver(InMemoryDriver(reactor=clock))
         registry = Registry(driver, SETTINGS, reactor=clock)
-        upload_id = await registry.start_upload("r")
-        writer = await registry.open_upload("r", upload_id, 0)
+        upload_id = await registry.uploads.start("r")
+        writer = await registry.uploads.open("r", upload_id, 0)
         await writer.write(b"kept")
         inner = writer._writer
         original = inner.write
@@ -399,10 +410,10 @@ class FailingWriteTests(unittest.TestCase):
             await writer.write(b"lost")
         inner.write = original
         await writer.close()
-        self.assertNotIn(("r", upload_id), registry._hash_states)
-        writer = await registry.open_upload("r", upload_id, 4)
+        self.assertNotIn(("r", upload_id), registry.uploads.hashes)
+        writer = await registry.uploads.open("r", upload_id, 4)
         await writer.write(b"!")
-        descriptor = await registry.finish_upload("r", upload_id, sha(b"kept!"), writer)
+        descriptor = await writer.commit(sha(b"kept!"))
         self.assertEqual(descriptor.size, 5)
 
 
@@ -505,11 +516,11 @@ class DriverCallTests(unittest.TestCase):
         self.other = Registry(self.shared, SETTINGS, reactor=self.clock)
 
     async def push(self, registry, name, data):
-        upload_id = await registry.start_upload(name)
-        writer = await registry.open_upload(name, upload_id)
+        upload_id = await registry.uploads.start(name)
+        writer = await registry.uploads.open(name, upload_id)
         await writer.write(data)
         await writer.close()
-        return await registry.finish_upload(name, upload_id, sha(data))
+        return await finish_upload(registry, name, upload_id, sha(data))
 
     def blob(self, data):
         digest = sha(data)
@@ -519,25 +530,25 @@ class DriverCallTests(unittest.TestCase):
     async def test_push_of_a_new_blob(self):
         data = b"layer"
         with self.assertRaises(RegistryError) as caught:
-            await self.registry.stat_blob("r", sha(data))
+            await self.registry.blobs.stat("r", sha(data))
         self.assertEqual(caught.exception.code, "BLOB_UNKNOWN")
         # The client's HEAD: one look at the data, none at the links.
         self.assertEqual(self.driver.calls, [("stat", self.blob(data))])
         self.driver.calls = []
-        upload_id = await self.registry.start_upload("r")
+        upload_id = await self.registry.uploads.start("r")
         # No ``data`` (on S3: no state object) before the first chunk.
         uploads = "/docker/registry/v2/repositories/r/_uploads/" + upload_id
         self.assertEqual(self.driver.calls, [("put_content", uploads + "/startedat")])
-        writer = await self.registry.open_upload("r", upload_id)
+        writer = await self.registry.uploads.open("r", upload_id)
         await writer.write(data)
         await writer.close()
         self.driver.calls = []
-        await self.registry.finish_upload("r", upload_id, sha(data))
+        await finish_upload(self.registry, "r", upload_id, sha(data))
         # The HEAD found the blob missing: published without a second look.
         self.assertNotIn(("stat", self.blob(data)), self.driver.calls)
         self.assertIn(("move", uploads + "/data"), self.driver.calls)
-        self.assertEqual((await self.other.stat_blob("r", sha(data))).size, 5)
-        self.assertFalse(await self.other.upload_exists("r", upload_id))
+        self.assertEqual((await self.other.blobs.stat("r", sha(data))).size, 5)
+        self.assertFalse(await self.other.uploads.exists("r", upload_id))
 
     @async_test
     async def test_existing_blob_kept(self):
@@ -547,44 +558,44 @@ class DriverCallTests(unittest.TestCase):
         operations = [operation for operation, _ in self.driver.calls]
         self.assertIn(("stat", self.blob(b"shared")), self.driver.calls)
         self.assertNotIn("move", operations)
-        self.assertEqual((await self.registry.stat_blob("r", sha(b"shared"))).size, 6)
+        self.assertEqual((await self.registry.blobs.stat("r", sha(b"shared"))).size, 6)
 
     @async_test
     async def test_published_meanwhile_by_another_daemon(self):
         """A stale "missing": the move replaces the blob with the same bytes."""
         with self.assertRaises(RegistryError):
-            await self.registry.stat_blob("r", sha(b"raced"))
+            await self.registry.blobs.stat("r", sha(b"raced"))
         await self.push(self.other, "elsewhere", b"raced")
         descriptor = await self.push(self.registry, "r", b"raced")
         self.assertEqual(descriptor.size, 5)
         self.assertEqual(await self.shared.get_content(self.blob(b"raced")), b"raced")
-        self.assertEqual((await self.other.stat_blob("r", sha(b"raced"))).size, 5)
+        self.assertEqual((await self.other.blobs.stat("r", sha(b"raced"))).size, 5)
 
     @async_test
     async def test_blob_head_needs_data_and_link(self):
         await self.push(self.other, "elsewhere", b"unlinked")
         with self.assertRaises(RegistryError) as caught:
-            await self.registry.stat_blob("r", sha(b"unlinked"))
+            await self.registry.blobs.stat("r", sha(b"unlinked"))
         self.assertEqual(caught.exception.code, "BLOB_UNKNOWN")
         body = manifest_body(b"unlinked", [])
-        await self.other.put_manifest("elsewhere", "t", body, mf.OCI_MANIFEST)
+        await self.other.manifests.put("elsewhere", "t", body, mf.OCI_MANIFEST)
         # A blob HEAD of a manifest digest, as Distribution answers it.
-        self.assertEqual((await self.registry.stat_blob("elsewhere", sha(body))).size, len(body))
+        self.assertEqual((await self.registry.blobs.stat("elsewhere", sha(body))).size, len(body))
         await self.shared.delete(self.blob(b"unlinked"))
         with self.assertRaises(RegistryError) as caught:
-            await self.registry.stat_blob("elsewhere", sha(b"unlinked"))
+            await self.registry.blobs.stat("elsewhere", sha(b"unlinked"))
         self.assertEqual(caught.exception.code, "BLOB_UNKNOWN")
 
     @async_test
     async def test_upload_cancelled_by_another_daemon(self):
-        upload_id = await self.registry.start_upload("r")
-        writer = await self.registry.open_upload("r", upload_id)
+        upload_id = await self.registry.uploads.start("r")
+        writer = await self.registry.uploads.open("r", upload_id)
         await writer.write(b"part")
         await writer.close()
-        await self.other.cancel_upload("r", upload_id)
-        for attempt in (self.registry.open_upload("r", upload_id, 4),
-                        self.registry.finish_upload("r", upload_id, sha(b"part")),
-                        self.registry.upload_size("r", upload_id)):
+        await self.other.uploads.cancel("r", upload_id)
+        for attempt in (self.registry.uploads.open("r", upload_id, 4),
+                        finish_upload(self.registry, "r", upload_id, sha(b"part")),
+                        self.registry.uploads.size("r", upload_id)):
             with self.assertRaises(RegistryError) as caught:
                 await attempt
             self.assertEqual(caught.exception.code, "BLOB_UPLOAD_UNKNOWN")
@@ -604,7 +615,7 @@ class ManifestCacheTests(unittest.TestCase):
         for blob in (config, b"layer"):
             await DriverCallTests.push(self, registry, name, blob)
         body = manifest_body(config, [b"layer"])
-        digest, _ = await registry.put_manifest(name, tag, body, mf.OCI_MANIFEST)
+        digest, _ = await registry.manifests.put(name, tag, body, mf.OCI_MANIFEST)
         return digest, body
 
     def data_reads(self, digest):
@@ -616,7 +627,7 @@ class ManifestCacheTests(unittest.TestCase):
         digest, body = await self.put(self.other, "r", "v1", b"config")
         self.driver.calls = []
         for _ in range(3):
-            record = await self.registry.get_manifest("r", "v1")
+            record = await self.registry.manifests.get("r", "v1")
             self.assertEqual((record.body, record.digest, record.media_type), (body, digest, mf.OCI_MANIFEST))
         self.assertEqual(self.data_reads(digest), 1)
         # The tag link is still read every time.
@@ -627,29 +638,29 @@ class ManifestCacheTests(unittest.TestCase):
     @async_test
     async def test_deletes_and_retags_by_another_daemon_are_seen(self):
         first, _ = await self.put(self.other, "r", "v1", b"config-1")
-        await self.registry.get_manifest("r", "v1")
-        await self.registry.get_manifest("r", first)
+        await self.registry.manifests.get("r", "v1")
+        await self.registry.manifests.get("r", first)
         second, body = await self.put(self.other, "r", "v1", b"config-2")
-        self.assertEqual((await self.registry.get_manifest("r", "v1")).body, body)
-        await self.other.delete_manifest("r", first)
+        self.assertEqual((await self.registry.manifests.get("r", "v1")).body, body)
+        await self.other.manifests.delete("r", first)
         with self.assertRaises(RegistryError) as caught:
-            await self.registry.get_manifest("r", first)
+            await self.registry.manifests.get("r", first)
         self.assertEqual(caught.exception.code, "MANIFEST_UNKNOWN")
 
     @async_test
     async def test_forget_blob_drops_the_entry(self):
         digest, _ = await self.put(self.other, "r", "v1", b"config")
-        await self.registry.get_manifest("r", "v1")
-        self.registry.forget_blob(digest)
+        await self.registry.manifests.get("r", "v1")
+        self.registry.blobs.forget(digest)
         self.driver.calls = []
-        await self.registry.get_manifest("r", "v1")
+        await self.registry.manifests.get("r", "v1")
         self.assertEqual(self.data_reads(digest), 1)
 
 
 class ManifestCacheBoundTests(unittest.SynchronousTestCase):
     def test_bounded_in_bytes(self):
         from spectroreg.registry.cache import ManifestCache
-        from spectroreg.registry.registry import ManifestRecord
+        from spectroreg.registry import ManifestRecord
 
         cache = ManifestCache(max_bytes=100, max_entry_bytes=60)
         records = [ManifestRecord(bytes([n]) * 40, sha(bytes([n]) * 40), mf.OCI_MANIFEST) for n in range(3)]

@@ -20,7 +20,8 @@ from spectroreg.api.urls import URLBuilder, check_upload_state, read_upload_stat
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
 from spectroreg.registry.digests import digest_of, parse_digest
-from spectroreg.registry.errors import CODES, RegistryError
+from spectroreg.api.errors import CODES, APIError, from_registry_error
+from spectroreg.registry.errors import ManifestTooLarge, RegistryError, UploadOffsetMismatch
 from spectroreg.registry.names import check_name, is_valid_name, is_valid_tag, is_valid_upload_id
 from spectroreg.web.headers import (MalformedHeader, decode_header, header_text, header_text_or_none, is_host,
                                     is_scheme, is_valid_host_header)
@@ -44,7 +45,7 @@ class NameTests(unittest.SynchronousTestCase):
             with self.assertRaises(RegistryError) as caught:
                 check_name(name)
             self.assertEqual(caught.exception.code, "NAME_INVALID")
-            self.assertEqual(caught.exception.status, 400)
+            self.assertEqual(from_registry_error(caught.exception).status, 400)
 
     def test_tags(self):
         for tag in ["latest", "v1.0", "_x", "A-b_c.d", "a" * 128, "0"]:
@@ -69,7 +70,7 @@ class DigestTests(unittest.SynchronousTestCase):
         for text in cases:
             with self.assertRaises(RegistryError) as caught:
                 parse_digest(text)
-            self.assertEqual((caught.exception.code, caught.exception.status), ("DIGEST_INVALID", 400), text)
+            self.assertEqual((caught.exception.code, from_registry_error(caught.exception).status), ("DIGEST_INVALID", 400), text)
 
     def test_unknown_algorithm_says_so(self):
         with self.assertRaises(RegistryError) as caught:
@@ -134,13 +135,54 @@ class ErrorTests(unittest.SynchronousTestCase):
         }
         for code, status in expected.items():
             self.assertEqual(CODES[code][1], status, code)
-            error = RegistryError(code, detail="d")
+            error = from_registry_error(RegistryError(code, detail="d"))
+            self.assertEqual((error.status, error.headers), (status, ()), code)
             document = json.loads(error.body())
             self.assertEqual(document, {"errors": [{"code": code, "message": CODES[code][0], "detail": "d"}]})
 
     def test_status_override(self):
-        error = RegistryError("BLOB_UPLOAD_INVALID", status=416, headers=[("Range", "0-1")])
+        error = APIError("BLOB_UPLOAD_INVALID", status=416, headers=[("Range", "0-1")])
         self.assertEqual((error.status, error.headers), (416, (("Range", "0-1"),)))
+
+    def test_every_code_raised_has_an_answer(self):
+        # The registry raises codes; the API's table answers them: none may be missing.
+        import os
+        import re
+
+        import spectroreg
+
+        root = os.path.dirname(spectroreg.__file__)
+        raised = set()
+        for directory, _, files in os.walk(root):
+            for name in files:
+                if name.endswith(".py"):
+                    with open(os.path.join(directory, name), encoding="utf-8") as source:
+                        raised.update(re.findall(r'(?:RegistryError|APIError|__init__)\(\s*"([A-Z_]+)"', source.read()))
+        self.assertIn("BLOB_UPLOAD_INVALID", raised)
+        self.assertEqual(sorted(raised - set(CODES)), [])
+
+    def test_domain_errors_carry_no_http(self):
+        # The registry layer decides codes and details; statuses and headers
+        # are the API's (spectroreg.api.errors).
+        error = RegistryError("BLOB_UNKNOWN", detail="d")
+        self.assertEqual((error.code, error.detail), ("BLOB_UNKNOWN", "d"))
+        for attribute in ("status", "headers", "body"):
+            self.assertFalse(hasattr(error, attribute), attribute)
+
+    def test_typed_domain_errors(self):
+        cases = [
+            (UploadOffsetMismatch(5, 3), 416, "BLOB_UPLOAD_INVALID", (("Range", "0-2"),),
+             "chunk starts at 5, upload has 3 bytes"),
+            (UploadOffsetMismatch(5, 0), 416, "BLOB_UPLOAD_INVALID", (("Range", "0-0"),),
+             "chunk starts at 5, upload has 0 bytes"),
+            (ManifestTooLarge(), 413, "MANIFEST_INVALID", (), "manifest exceeds 4 MiB"),
+        ]
+        for error, status, code, headers, detail in cases:
+            self.assertIsInstance(error, RegistryError)
+            answer = from_registry_error(error)
+            self.assertEqual((answer.status, answer.code, answer.headers, answer.detail),
+                             (status, code, headers, detail))
+            self.assertEqual(answer.message, CODES[code][0])
 
 
 class PathTests(unittest.SynchronousTestCase):

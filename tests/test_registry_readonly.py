@@ -73,7 +73,7 @@ class ReadOnlyDriverTests(unittest.TestCase):
         registry = Registry(self.inner, StorageSettings(driver="inmemory", readonly=True))
         self.assertIsInstance(registry.driver, ReadOnlyDriver)
         with self.assertRaises(RegistryError) as caught:
-            await registry.start_upload("r")
+            await registry.uploads.start("r")
         self.assertEqual(caught.exception.code, "UNSUPPORTED")
 
 

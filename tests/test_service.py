@@ -202,12 +202,15 @@ class MakeServiceTests(unittest.TestCase):
 
         calls = []
 
-        class Registry:
-            async def purge_uploads(self, older_than_seconds, dry_run=False):
+        class Uploads:
+            async def purge(self, older_than_seconds, dry_run=False):
                 calls.append((older_than_seconds, dry_run))
                 if len(calls) == 2:
                     raise OSError("storage unavailable")
                 return 3
+
+        class Registry:
+            uploads = Uploads()
 
         step = _PurgeUploads(Registry(), UploadPurgingSettings(age=60.0, dryrun=True))
         await step()

@@ -26,6 +26,7 @@ from spectroreg.storage.testing import (
 )
 from tests.support.asynctest import async_test
 from tests.support.moto import S3Proxy, fresh_bucket, s3_settings, start_moto
+from tests.support.stores import finish_upload
 
 MiB = 1024 * 1024
 FAST_RETRY = RetryPolicy(attempts=4, base=0.01, cap=0.05)
@@ -592,7 +593,7 @@ class RegistryOnS3Tests(unittest.TestCase):
         return Registry(ValidatingDriver(driver), self.storage)
 
     async def patch(self, registry, upload_id, data, offset):
-        writer = await registry.open_upload("r", upload_id, offset)
+        writer = await registry.uploads.open("r", upload_id, offset)
         await writer.write(data)
         await writer.close()
 
@@ -607,37 +608,37 @@ class RegistryOnS3Tests(unittest.TestCase):
         digest = sha256_digest(data)
         self.proxy.stats.reset()
         with self.assertRaises(RegistryError):
-            await registry.stat_blob("r", digest)
+            await registry.blobs.stat("r", digest)
         self.assertEqual(dict(self.proxy.stats.requests), {"ListObjectsV2": 1})
         self.proxy.stats.reset()
-        upload_id = await registry.start_upload("r")
+        upload_id = await registry.uploads.start("r")
         self.assertEqual(dict(self.proxy.stats.requests), {"PutObject": 1})
         self.proxy.stats.reset()
         await self.patch(registry, upload_id, data, 0)
         self.assertEqual(dict(self.proxy.stats.requests), {
             "ListObjectsV2": 1, "CreateMultipartUpload": 1, "UploadPart": 1, "PutObject": 1})
         self.proxy.stats.reset()
-        await registry.finish_upload("r", upload_id, digest)
+        await finish_upload(registry, "r", upload_id, digest)
         # Two PutObjects: the upload's "verified" marker (so a retried finish
         # can complete), then the repository's link.
         self.assertEqual(dict(self.proxy.stats.requests), {
             "ListObjectsV2": 2, "CompleteMultipartUpload": 1, "UploadPart": 1, "CopyObject": 1,
             "DeleteObjects": 2, "PutObject": 2})
-        self.assertEqual((await registry.stat_blob("r", digest)).size, 6 * MiB)
+        self.assertEqual((await registry.blobs.stat("r", digest)).size, 6 * MiB)
 
     @async_test
     async def test_upload_moves_between_daemons(self):
         """The first chunk goes to the other daemon; later ones alternate."""
         ours, theirs = self.registry(), self.registry()
-        upload_id = await ours.start_upload("r")
+        upload_id = await ours.uploads.start("r")
         await self.patch(theirs, upload_id, b"a", 0)
         await self.patch(ours, upload_id, b"b", 1)
         await self.patch(theirs, upload_id, b"c", 2)
-        self.assertEqual(await ours.upload_size("r", upload_id), 3)
-        descriptor = await ours.finish_upload("r", upload_id, sha256_digest(b"abc"))
+        self.assertEqual(await ours.uploads.size("r", upload_id), 3)
+        descriptor = await finish_upload(ours, "r", upload_id, sha256_digest(b"abc"))
         self.assertEqual(descriptor.size, 3)
         consumer = HashingConsumer(keep=True)
-        await theirs.read_blob(sha256_digest(b"abc"), consumer)
+        await theirs.blobs.read(sha256_digest(b"abc"), consumer)
         self.assertEqual(consumer.data, b"abc")
 
     @async_test
@@ -645,12 +646,12 @@ class RegistryOnS3Tests(unittest.TestCase):
         from spectroreg.registry.errors import RegistryError
 
         ours, theirs = self.registry(), self.registry()
-        upload_id = await ours.start_upload("r")
+        upload_id = await ours.uploads.start("r")
         await self.patch(ours, upload_id, b"part", 0)
-        await theirs.cancel_upload("r", upload_id)
-        for attempt in (ours.open_upload("r", upload_id, 4),
-                        ours.finish_upload("r", upload_id, sha256_digest(b"part")),
-                        ours.upload_size("r", upload_id)):
+        await theirs.uploads.cancel("r", upload_id)
+        for attempt in (ours.uploads.open("r", upload_id, 4),
+                        finish_upload(ours, "r", upload_id, sha256_digest(b"part")),
+                        ours.uploads.size("r", upload_id)):
             with self.assertRaises(RegistryError) as caught:
                 await attempt
             self.assertEqual(caught.exception.code, "BLOB_UPLOAD_UNKNOWN")

@@ -29,6 +29,7 @@ from spectroreg.ui.reader import ManifestView, RepositorySummary, TagRow, summar
 from spectroreg.web.root import RootResource
 from tests.support.asynctest import async_test
 from tests.support.images import Blob, Image, Index, canonical_json
+from tests.support.stores import put_blob
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 EVIL = '"><script>alert(1)</script><img src=x onerror=alert(2)>&amp;\u202e'
@@ -356,14 +357,14 @@ class ResourceTestCase(unittest.TestCase):
 
     async def push_image(self, name, tag, image):
         for blob in image.blobs():
-            await self.registry.put_blob(name, parse_digest(blob.digest), blob.data)
+            await put_blob(self.registry, name, parse_digest(blob.digest), blob.data)
         reference = parse_digest(tag) if ":" in tag else tag
-        await self.registry.put_manifest(name, reference, image.manifest.data, image.media_type)
+        await self.registry.manifests.put(name, reference, image.manifest.data, image.media_type)
 
     async def push_index(self, name, tag, index):
         for image in index.images:
             await self.push_image(name, image.digest, image)
-        await self.registry.put_manifest(name, tag, index.manifest.data, index.media_type)
+        await self.registry.manifests.put(name, tag, index.manifest.data, index.media_type)
 
     async def token(self, name, reference, headers=None):
         response = await self.request("GET", "/ui/delete?repository={}&reference={}".format(name, reference),
@@ -462,10 +463,10 @@ class PageTests(ResourceTestCase):
     async def test_hostile_values_escaped(self):
         name = "evil"
         empty = Blob(b"{}", "application/vnd.oci.empty.v1+json")
-        await self.registry.put_blob(name, parse_digest(empty.digest), empty.data)
+        await put_blob(self.registry, name, parse_digest(empty.digest), empty.data)
         document = {"schemaVersion": 2, "mediaType": mf.OCI_MANIFEST, "artifactType": EVIL,
                     "config": empty.descriptor(), "layers": [], "annotations": {EVIL: EVIL}}
-        await self.registry.put_manifest(name, "t", canonical_json(document), mf.OCI_MANIFEST)
+        await self.registry.manifests.put(name, "t", canonical_json(document), mf.OCI_MANIFEST)
         for path in ("/ui/", "/ui/r/evil", "/ui/m/evil/t", "/ui/r/evil?deleted=" + "%3Cscript%3E",
                      "/ui/r/evil?last=%3Cscript%3E", "/ui/?q=%3Cscript%3Ealert(1)%3C/script%3E"):
             response = await self.request("GET", path)
@@ -515,13 +516,13 @@ class DeleteTests(ResourceTestCase):
         response = await self.post_delete("a", "v1", token)
         self.assertEqual(response.code, 303, response.text)
         self.assertEqual(self.header(response, "location"), "/ui/r/a?deleted=v1")
-        self.assertEqual(await self.registry.list_tags("a"), ["v2"])
+        self.assertEqual(await self.registry.tags.all("a"), ["v2"])
         confirm = await self.request("GET", "/ui/delete?repository=a&reference=" + image.digest)
         self.assertIn("v2", confirm.text)  # the tags that go with it
         token = re.search(r'name="token" value="([^"]+)"', confirm.text).group(1)
         response = await self.post_delete("a", image.digest, token)
         self.assertEqual(response.code, 303)
-        self.assertEqual(await self.registry.list_tags("a", must_exist=False), [])
+        self.assertEqual(await self.registry.tags.all("a", must_exist=False), [])
         response = await self.request("GET", "/ui/r/a?deleted=" + image.digest)
         self.assertIn("Deleted " + image.digest, response.text)
 
@@ -544,7 +545,7 @@ class DeleteTests(ResourceTestCase):
         # Expired.
         self.clock.advance(csrf.TOKEN_LIFETIME + 1)
         self.assertEqual((await self.post_delete("a", "v1", token)).code, 403)
-        self.assertEqual(await self.registry.list_tags("a"), ["v1"])
+        self.assertEqual(await self.registry.tags.all("a"), ["v1"])
         # No Origin header (an older browser): the token alone decides.
         token = await self.token("a", "v1")
         response = await self.post_delete("a", "v1", token, {"Origin": None})
@@ -566,7 +567,7 @@ class DeleteTests(ResourceTestCase):
         self.assertIn(response.code, (400, 403))
         for path in ("/ui/delete", "/ui/delete?repository=a", "/ui/delete?repository=a&reference=nope"):
             self.assertIn((await self.request("GET", path)).code, (400, 404), path)
-        self.assertEqual(await self.registry.list_tags("a"), ["v1"])
+        self.assertEqual(await self.registry.tags.all("a"), ["v1"])
         self.assertEqual(self.flushLoggedErrors(), [])
 
     @async_test
@@ -588,7 +589,7 @@ class DeleteTests(ResourceTestCase):
             response = await self.post_delete("a", "v1", token)  # a valid token does not help
             self.assertEqual(response.code, 405)
             self.assertIn(message, response.text)
-            self.assertEqual(await self.registry.list_tags("a"), ["v1"])
+            self.assertEqual(await self.registry.tags.all("a"), ["v1"])
 
 
 class AuthTests(ResourceTestCase):
@@ -626,7 +627,7 @@ class AuthTests(ResourceTestCase):
         token = await self.token("a", "v1", headers=BOB)
         response = await self.post_delete("a", "v1", token, ALICE)
         self.assertEqual(response.code, 403)
-        self.assertEqual(await self.registry.list_tags("a"), ["v1"])
+        self.assertEqual(await self.registry.tags.all("a"), ["v1"])
         response = await self.post_delete("a", "v1", token, BOB)
         self.assertEqual(response.code, 303)
 
@@ -692,12 +693,12 @@ class PageCostTests(ResourceTestCase):
         config = Blob(b'{"architecture":"amd64","os":"linux"}', "application/vnd.oci.image.config.v1+json")
         for r in range(self.REPOSITORIES):
             name = "repo{:03d}".format(r)
-            await self.registry.put_blob(name, parse_digest(config.digest), config.data)
+            await put_blob(self.registry, name, parse_digest(config.digest), config.data)
             for t in range(self.TAGS):
                 document = {"schemaVersion": 2, "mediaType": mf.OCI_MANIFEST, "config": config.descriptor(),
                             "layers": [], "annotations": {"n": "{}-{}".format(r, t)}}
-                await self.registry.put_manifest(name, "t{:02d}".format(t), canonical_json(document), mf.OCI_MANIFEST)
-        self.registry.manifests = type(self.registry.manifests)()  # as after a restart
+                await self.registry.manifests.put(name, "t{:02d}".format(t), canonical_json(document), mf.OCI_MANIFEST)
+        self.registry.manifests.cache = type(self.registry.manifests.cache)()  # as after a restart
         self.driver.calls = []
 
         response = await self.request("GET", "/ui/")

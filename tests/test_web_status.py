@@ -10,7 +10,7 @@ import socket
 
 from twisted.trial import unittest
 
-from spectroreg.registry.errors import CODES
+from spectroreg.api.errors import CODES
 from spectroreg.web.status import REASONS, reason_phrase
 from tests.support.daemon import minimal_config, start_daemon
 from tests.test_auth_daemon import basic, write_htpasswd

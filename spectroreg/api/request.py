@@ -36,7 +36,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import parse_qs, unquote
 
-from spectroreg.registry.errors import error_body
+from spectroreg.web.errordoc import error_body
 from spectroreg.web.site import IRequestBodyControl, SiteRequest
 
 log = Logger()

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from spectroreg.api import routes
-from spectroreg.api.errors import JSON, as_registry_error, internal_error
+from spectroreg.api.errors import JSON, APIError, as_api_error, internal_error
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from spectroreg.api.request import CappedBody, StreamTarget
 from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
@@ -28,7 +28,7 @@ from spectroreg.ops.events import NULL_EVENTS
 from spectroreg.ops.metrics import NULL_METRICS
 from spectroreg.registry import manifests as mf
 from spectroreg.registry.digests import looks_like_digest, parse_digest
-from spectroreg.registry.errors import RegistryError, upload_unknown
+from spectroreg.registry.errors import ManifestTooLarge, RegistryError, upload_unknown
 from spectroreg.registry.names import is_valid_name, is_valid_tag
 from spectroreg.web.headers import MalformedHeader, header_text
 from spectroreg.web.numbers import parse_decimal
@@ -78,7 +78,7 @@ def _parse_n(request, maximum=None):
         return None
     n = parse_decimal(raw)
     if n is None:
-        raise RegistryError("UNSUPPORTED", status=400, detail="n must be a non-negative integer")
+        raise APIError("UNSUPPORTED", status=400, detail="n must be a non-negative integer")
     if maximum is not None:
         n = min(n, maximum)
     return n
@@ -211,7 +211,7 @@ class RegistryAPI(resource.Resource):
             handler = getattr(self, "_{}_{}".format(route.name, method.lower().replace("head", "get")))
             await handler(request, route)
         except Exception as exception:
-            error = as_registry_error(exception, self._authenticator)
+            error = as_api_error(exception, self._authenticator)
             if error is None:
                 log.failure("internal error answering {method} {path}", Failure(),
                             method=request.method, path=request.path)
@@ -285,7 +285,7 @@ class RegistryAPI(resource.Resource):
         if n is None:
             n = min(CATALOG_DEFAULT_PAGE, self._catalog_max)
         last = query_arg(request, "last")
-        names = await self._registry.catalog()
+        names = await self._registry.catalog.names()
         page, more = _page(names, n, last)
         headers = []
         if more and page:
@@ -298,7 +298,7 @@ class RegistryAPI(resource.Resource):
     async def _tags_get(self, request, route):
         n = _parse_n(request)
         last = query_arg(request, "last")
-        tags = await self._registry.list_tags(route.repository)
+        tags = await self._registry.tags.all(route.repository)
         page, more = _page(tags, n, last)
         headers = []
         if more and page:
@@ -320,7 +320,7 @@ class RegistryAPI(resource.Resource):
 
     async def _manifest_get(self, request, route):
         reference = self._reference(route)
-        record = await self._registry.get_manifest(route.repository, reference)
+        record = await self._registry.manifests.get(route.repository, reference)
         headers = [
             ("Docker-Content-Digest", str(record.digest)),
             ("Etag", '"{}"'.format(record.digest)),
@@ -333,13 +333,13 @@ class RegistryAPI(resource.Resource):
         self._check_writable()
         reference = self._reference(route, for_write=True)
         if getattr(request, "body_too_large", False):
-            raise RegistryError("MANIFEST_INVALID", status=413, detail="manifest exceeds 4 MiB")
-        body = self._small_body(request, mf.MAX_MANIFEST_SIZE)
-        if body is None:
-            raise RegistryError("MANIFEST_INVALID", status=413, detail="manifest exceeds 4 MiB")
+            # The request stopped reading at the manifest limit
+            # (request_body_policy); the manifest store judges the rest.
+            raise ManifestTooLarge()
+        body = self._small_body(request)
         content_type = _header(request, "content-type",
                                RegistryError("MANIFEST_INVALID", detail="malformed Content-Type"))
-        digest, manifest = await self._registry.put_manifest(route.repository, reference, body, content_type)
+        digest, manifest = await self._registry.manifests.put(route.repository, reference, body, content_type)
         headers = [
             ("Location", self._urls(request).url(route.repository, "manifests", str(digest))),
             ("Docker-Content-Digest", str(digest)),
@@ -349,22 +349,19 @@ class RegistryAPI(resource.Resource):
         self._send(request, 201, b"", headers)
         self._events.manifest_pushed(request, route, digest, manifest.media_type, len(body), manifest)
 
-    def _small_body(self, request, cap):
-        """The (capped) body of a non-blob request, or None when over C{cap}."""
+    @staticmethod
+    def _small_body(request):
+        """The body of a non-blob request (capped when it was received)."""
         content = request.content
         if content is None:
             return b""
-        content.seek(0, 2)
-        size = content.tell()
-        if size > cap:
-            return None
         content.seek(0)
-        return content.read(cap + 1)
+        return content.read()
 
     async def _manifest_delete(self, request, route):
         self._registry.check_delete()
         reference = self._reference(route)
-        await self._registry.delete_manifest(route.repository, reference)
+        await self._registry.manifests.delete(route.repository, reference)
         self._send(request, 202)
         if isinstance(reference, str):
             self._events.tag_deleted(request, route, reference)
@@ -375,10 +372,10 @@ class RegistryAPI(resource.Resource):
 
     async def _blob_get(self, request, route):
         digest = parse_digest(route.argument)
-        descriptor = await self._registry.stat_blob(route.repository, digest)
+        descriptor = await self._registry.blobs.stat(route.repository, digest)
         is_head = request.method == b"HEAD"
         if not is_head:
-            url = await self._registry.blob_redirect_url(digest)
+            url = await self._registry.blobs.redirect_url(digest)
             if url:
                 self._send(request, 307, b"", [("Location", url), ("Docker-Content-Digest", str(digest))])
                 self._events.blob_pulled(request, route, descriptor)
@@ -390,7 +387,7 @@ class RegistryAPI(resource.Resource):
             ("Cache-Control", "max-age=31536000"),
             ("Content-Type", OCTET_STREAM),
         ]
-        unsatisfiable = RegistryError(
+        unsatisfiable = APIError(
             "SIZE_INVALID", status=416, detail="requested range not satisfiable",
             message="requested range not satisfiable",
             headers=[("Content-Range", "bytes */{}".format(descriptor.size))],
@@ -415,7 +412,7 @@ class RegistryAPI(resource.Resource):
             request.setHeader(name, value)
         request.setHeader("Content-Length", str(length))
         try:
-            await self._registry.read_blob(digest, request, offset, length)
+            await self._registry.blobs.read(digest, request, offset, length)
         except (ConnectionDone, ConnectionLost):
             return
         except Exception:
@@ -429,7 +426,7 @@ class RegistryAPI(resource.Resource):
     async def _blob_delete(self, request, route):
         self._registry.check_delete()
         digest = parse_digest(route.argument)
-        await self._registry.delete_blob(route.repository, digest)
+        await self._registry.blobs.delete(route.repository, digest)
         self._send(request, 202)
         self._events.blob_deleted(request, route, digest)
 
@@ -442,15 +439,15 @@ class RegistryAPI(resource.Resource):
         method = request.method
         if route.name == routes.UPLOAD_START:
             digest = parse_digest(query_arg(request, "digest"))
-            upload_id = await self._registry.start_upload(route.repository)
+            upload_id = await self._registry.uploads.start(route.repository)
             request._spectroreg_upload = (upload_id, digest)
-            return await self._registry.open_upload(route.repository, upload_id)
+            return await self._registry.uploads.open(route.repository, upload_id)
         self._check_state(request, route)
         if method == b"PUT":
             # The digest is checked before any byte is stored.
             parse_digest(query_arg(request, "digest") or "")
         offset = None
-        invalid_range = RegistryError("BLOB_UPLOAD_INVALID", status=416, detail="invalid Content-Range")
+        invalid_range = APIError("BLOB_UPLOAD_INVALID", status=416, detail="invalid Content-Range")
         raw_range = _header(request, "content-range", invalid_range)
         if raw_range is not None:
             try:
@@ -459,21 +456,15 @@ class RegistryAPI(resource.Resource):
                 raise invalid_range
             length = _header(request, "content-length", invalid_range)
             if length is not None and parse_decimal(length) != end - start + 1:
-                raise RegistryError("BLOB_UPLOAD_INVALID", status=416,
-                                    detail="Content-Range does not match Content-Length")
+                raise APIError("BLOB_UPLOAD_INVALID", status=416,
+                               detail="Content-Range does not match Content-Length")
             offset = start
-        return await self._registry.open_upload(route.repository, route.argument, offset)
+        return await self._registry.uploads.open(route.repository, route.argument, offset)
 
     async def _abandon_body_writer(self, request, route, writer):
         if route.name == routes.UPLOAD_START:
             # The client never learnt this upload's id: nothing to resume.
-            await writer._cancel()
-            upload = getattr(request, "_spectroreg_upload", None)
-            if upload is not None:
-                try:
-                    await self._registry.cancel_upload(route.repository, upload[0])
-                except RegistryError:
-                    pass
+            await writer.cancel()
             return
         await writer.close()
 
@@ -508,7 +499,7 @@ class RegistryAPI(resource.Resource):
             # a plain upload starts, as in Distribution. Only a request
             # without ``from`` asks for an automatic mount.
             mountable = source is None or is_valid_name(source)
-            descriptor = await self._registry.mount_blob(name, digest, source) if mountable else None
+            descriptor = await self._registry.blobs.mount(name, digest, source) if mountable else None
             if descriptor is not None:
                 self._send(request, 201, b"", [
                     ("Location", self._urls(request).url(name, "blobs", str(digest))),
@@ -519,14 +510,14 @@ class RegistryAPI(resource.Resource):
         elif query_arg(request, "digest") is not None:
             writer = await self._body_writer(request, route)
             upload_id, digest = request._spectroreg_upload
-            descriptor = await self._registry.finish_upload(name, upload_id, digest, writer)
+            descriptor = await writer.commit(digest)
             self._send(request, 201, b"", [
                 ("Location", self._urls(request).url(name, "blobs", str(descriptor.digest))),
                 ("Docker-Content-Digest", str(descriptor.digest)),
             ])
             self._events.blob_pushed(request, route, descriptor)
             return
-        upload_id = await self._registry.start_upload(name)
+        upload_id = await self._registry.uploads.start(name)
         self._send(request, 202, b"", [
             ("Location", self._upload_location(request, name, upload_id, 0)),
             ("Docker-Upload-UUID", upload_id),
@@ -542,7 +533,7 @@ class RegistryAPI(resource.Resource):
 
     async def _upload_get(self, request, route):
         self._check_state(request, route)
-        size = await self._registry.upload_size(route.repository, route.argument)
+        size = await self._registry.uploads.size(route.repository, route.argument)
         self._send(request, 204, b"", self._upload_headers(request, route, size))
 
     async def _upload_patch(self, request, route):
@@ -553,7 +544,7 @@ class RegistryAPI(resource.Resource):
     async def _upload_put(self, request, route):
         writer = await self._body_writer(request, route)
         digest = parse_digest(query_arg(request, "digest") or "")
-        descriptor = await self._registry.finish_upload(route.repository, route.argument, digest, writer)
+        descriptor = await writer.commit(digest)
         self._send(request, 201, b"", [
             ("Location", self._urls(request).url(route.repository, "blobs", str(descriptor.digest))),
             ("Docker-Content-Digest", str(descriptor.digest)),
@@ -562,7 +553,7 @@ class RegistryAPI(resource.Resource):
 
     async def _upload_delete(self, request, route):
         self._check_state(request, route)
-        await self._registry.cancel_upload(route.repository, route.argument)
+        await self._registry.uploads.cancel(route.repository, route.argument)
         self._send(request, 204)
 
     # -- referrers (end-12) ---------------------------------------------
@@ -570,7 +561,7 @@ class RegistryAPI(resource.Resource):
     async def _referrers_get(self, request, route):
         digest = parse_digest(route.argument)
         artifact_type = query_arg(request, "artifactType")
-        descriptors = await self._registry.referrers(route.repository, digest, artifact_type or None)
+        descriptors = await self._registry.referrers.get(route.repository, digest, artifact_type or None)
         headers = []
         if artifact_type:
             headers.append(("OCI-Filters-Applied", "artifactType"))

@@ -88,4 +88,4 @@ def match(segments):
 
 
 def no_route():
-    return RegistryError("NAME_UNKNOWN", status=404, detail="no such endpoint")
+    return RegistryError("NAME_UNKNOWN", detail="no such endpoint")

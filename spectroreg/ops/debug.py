@@ -9,7 +9,7 @@ import json
 
 from twisted.web import resource
 
-from spectroreg.registry.errors import error_body
+from spectroreg.web.errordoc import error_body
 
 JSON = b"application/json; charset=utf-8"
 UNAVAILABLE_DETAIL = "health check failed: please see /debug/health"

@@ -65,7 +65,7 @@ class Operations:
         elif registry.shared_cache is not None:
             self.metrics.watch_cache("blobdescriptor", registry.shared_cache)
             self.metrics.watch_redis(registry.shared_cache)
-        self.metrics.watch_cache("manifest", registry.manifests)
+        self.metrics.watch_cache("manifest", registry.manifests.cache)
 
     def gate(self, root):
         """C{root} answering 503 while a health check fails (C{root} itself without checks)."""

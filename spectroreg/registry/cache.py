@@ -23,7 +23,6 @@ storage in either state, and their tickets are void by the time they fill.
 There is no other way to put anything into these caches.
 """
 
-from collections import OrderedDict
 
 from twisted.logger import Logger
 
@@ -156,12 +155,13 @@ class BlobDescriptorCache:
 
 
 class ManifestCache:
-    """digest -> L{spectroreg.registry.registry.ManifestRecord}, bounded in bytes."""
+    """digest -> L{spectroreg.registry.manifeststore.ManifestRecord}, bounded in bytes."""
 
     def __init__(self, max_bytes=16 * 1024 * 1024, max_entry_bytes=1024 * 1024, generations=None):
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
-        self._items = OrderedDict()
+        # Bounded by bytes below; never more entries than bytes either.
+        self._items = LRU(max(1, max_bytes))
         self._bytes = 0
         self._generations = generations or Generations()
 
@@ -179,9 +179,7 @@ class ManifestCache:
         return Ticket(record, self._put, self._generations, token)
 
     def get(self, digest):
-        record = self._items.pop(digest, None)
-        if record is not None:
-            self._items[digest] = record
+        record = self._items.get(digest)
         if debug_enabled():
             _debug_lookup("manifest", digest, record is not None)
         return record
@@ -191,14 +189,14 @@ class ManifestCache:
         if size > self.max_entry_bytes:
             return
         self._drop(record.digest)
-        self._items[record.digest] = record
+        self._items.put(record.digest, record)
         self._bytes += size
         while self._bytes > self.max_bytes:
-            _, evicted = self._items.popitem(last=False)
+            _, evicted = self._items.pop_oldest()
             self._bytes -= len(evicted.body)
 
     def _drop(self, digest):
-        record = self._items.pop(digest, None)
+        record = self._items.pop(digest)
         if record is not None:
             self._bytes -= len(record.body)
 

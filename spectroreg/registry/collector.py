@@ -160,8 +160,6 @@ class OnlineCollector:
 
     async def collect(self):
         """One collection. @return: L{Outcome}."""
-        grace = self.guard.grace_period
-        dry_run = self.settings.dryrun
         started = self.now()
         outcome = Outcome()
         if len(self._references) > REFERENCES_KEPT:
@@ -170,21 +168,36 @@ class OnlineCollector:
         marking = gc.mark(repositories, self.settings.deleteuntagged)
         blobs = await gcscan.blobs(self.driver)
         outcome.marked = len(marking.marked)
-        by_name = {repository.name: repository for repository in repositories}
+        spared = await self._sweep_revisions(repositories, marking, started, outcome)
+        if outcome.stopped_early:
+            return await self._finish(outcome)
+        if spared:
+            # What a revision left in place references stays marked.
+            marking = gc.mark(repositories, True, spared)
+        await self._sweep_blobs(repositories, marking, blobs, started, outcome)
+        return await self._finish(outcome)
 
+    async def _sweep_revisions(self, repositories, marking, started, outcome):
+        """
+        Delete the untagged revisions C{marking} found (deleteuntagged) that
+        are past the grace period; stops early when out of time.
+
+        @return: the revisions spared, name -> set of digests.
+        """
+        by_name = {repository.name: repository for repository in repositories}
         spared = {}
         for name, digests in sorted(marking.untagged.items()):
             repository = by_name[name]
             for digest in digests:
                 if not self._in_time(started):
                     outcome.stopped_early = True
-                    return await self._finish(outcome)
+                    return spared
                 written = repository.revision_times.get(digest)
-                if dry_run:
+                if self.settings.dryrun:
                     log.info("garbage collection (dry run): would delete manifest {name}@{digest}",
                              name=name, digest=str(digest))
                     removed = True
-                elif not gc.is_old_enough(written, self.now(), grace):
+                elif not gc.is_old_enough(written, self.now(), self.guard.grace_period):
                     removed = False
                 else:
                     action = lambda r=repository, d=digest: self._remove_revision(r, d)  # noqa: E731
@@ -194,10 +207,10 @@ class OnlineCollector:
                 else:
                     outcome.skipped += 1
                     spared.setdefault(name, set()).add(digest)
-        if spared:
-            # What a revision left in place references stays marked.
-            marking = gc.mark(repositories, True, spared)
+        return spared
 
+    async def _sweep_blobs(self, repositories, marking, blobs, started, outcome):
+        """Delete the unmarked blobs past the grace period, and the links to them."""
         links = {}
         for name, digest in gc.stale_links(marking, repositories):
             links.setdefault(digest, []).append(name)
@@ -207,13 +220,13 @@ class OnlineCollector:
         doomed = sorted(set(eligible) | set(links), key=str)
         for digest in doomed:
             info = blobs.get(digest)
-            if info is not None and not gc.is_old_enough(info.modified, self.now(), grace):
+            if info is not None and not gc.is_old_enough(info.modified, self.now(), self.guard.grace_period):
                 outcome.skipped += 1
                 continue
             if not self._in_time(started):
                 outcome.stopped_early = True
                 break
-            if dry_run:
+            if self.settings.dryrun:
                 log.info("garbage collection (dry run): blob eligible for deletion: {digest}", digest=str(digest))
                 continue
             action = lambda d=digest, i=info, n=links.get(digest, ()): self._remove_blob(d, i, n)  # noqa: E731
@@ -224,7 +237,6 @@ class OnlineCollector:
                 outcome.links_deleted += len(links.get(digest, ()))
             else:
                 outcome.skipped += 1
-        return await self._finish(outcome)
 
     async def _finish(self, outcome):
         # Also in a dry run: requests keep writing markers.
@@ -262,7 +274,7 @@ class OnlineCollector:
         if not gc.is_old_enough(info.modified, self.now(), self.guard.grace_period):
             return False
         await remove_revision(self.driver, repository, digest)
-        await self.registry.forget_revision(name, digest)
+        await self.registry.blobs.forget_revision(name, digest)
         return True
 
     async def _remove_blob(self, digest, info, names):
@@ -275,10 +287,10 @@ class OnlineCollector:
                 current.modified, self.now(), self.guard.grace_period)):
             return False
         for name in names:
-            await self.registry.forget_link(name, digest, lambda n=name: _delete(self.driver, paths.layer_dir(n, digest)))
+            await self.registry.blobs.unlinking(name, digest, lambda n=name: _delete(self.driver, paths.layer_dir(n, digest)))
         if current is not None:
             await _delete(self.driver, paths.blob_dir(digest))
-        await self.registry.forget_blob(digest)
+        await self.registry.blobs.forget(digest)
         return True
 
 

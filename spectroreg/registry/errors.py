@@ -1,64 +1,47 @@
 """
-The registry's error codes: one place holding each OCI error code with its
-message and HTTP status, and the exception type that carries them.
+The registry's domain errors: every failure a client can cause is a
+``RegistryError`` carrying an OCI error code and a detail for the client.
 
-Every failure a client can cause is a ``RegistryError``; the API turns it
-into ``{"errors": [{"code", "message", "detail"}]}`` with its status
-(``spectroreg.api.errors``). The registry layer raises these too, so the
-logic underneath needs no knowledge of HTTP beyond the status number.
+Nothing here knows of HTTP: which status, message and headers answer an
+error is decided in one place above, ``spectroreg.api.errors``. Failures
+whose answer needs more than the code carry it as data in their own type
+(L{UploadOffsetMismatch} knows the upload's size, for the Range header).
 """
-
-import json
-
-# code -> (message, HTTP status); the messages are Distribution's.
-CODES = {
-    "BLOB_UNKNOWN": ("blob unknown to registry", 404),
-    "BLOB_UPLOAD_INVALID": ("blob upload invalid", 400),
-    "BLOB_UPLOAD_UNKNOWN": ("blob upload unknown to registry", 404),
-    "DIGEST_INVALID": ("provided digest did not match uploaded content", 400),
-    "MANIFEST_BLOB_UNKNOWN": ("manifest references a manifest or blob unknown to registry", 400),
-    "MANIFEST_INVALID": ("manifest invalid", 400),
-    "MANIFEST_UNKNOWN": ("manifest unknown", 404),
-    "NAME_INVALID": ("invalid repository name", 400),
-    "NAME_UNKNOWN": ("repository name not known to registry", 404),
-    "SIZE_INVALID": ("provided length did not match content length", 400),
-    "UNAUTHORIZED": ("authentication required", 401),
-    "DENIED": ("requested access to the resource is denied", 403),
-    "UNSUPPORTED": ("The operation is unsupported.", 405),
-    "TOOMANYREQUESTS": ("too many requests", 429),
-    "UNAVAILABLE": ("service unavailable", 503),
-    "UNKNOWN": ("unknown error", 500),
-}
 
 
 class RegistryError(Exception):
     """
     A failure with an OCI error code.
 
-    @ivar code: one of L{CODES}.
-    @ivar status: the HTTP status (the code's default unless given).
+    @ivar code: an OCI error code (``BLOB_UNKNOWN``, ``MANIFEST_INVALID``, ...).
     @ivar detail: JSON-able detail for the client, or None.
-    @ivar headers: extra (name, value) response headers (str).
     """
 
-    def __init__(self, code, detail=None, status=None, message=None, headers=()):
-        default_message, default_status = CODES[code]
-        super().__init__("{}: {}".format(code, detail if detail is not None else default_message))
+    def __init__(self, code, detail=None):
+        super().__init__("{}: {}".format(code, detail) if detail is not None else code)
         self.code = code
-        self.message = message or default_message
-        self.status = status or default_status
         self.detail = detail
-        self.headers = tuple(headers)
-
-    def body(self):
-        """The OCI error document (bytes)."""
-        return error_body(self.code, self.message, self.detail)
 
 
-def error_body(code, message, detail=None):
-    entry = {"code": code, "message": message}
-    entry["detail"] = detail if detail is not None else {}
-    return json.dumps({"errors": [entry]}).encode("utf-8")
+class UploadOffsetMismatch(RegistryError):
+    """
+    A chunk does not start where the upload ends.
+
+    @ivar offset: where the client said its bytes start.
+    @ivar size: the bytes the upload holds.
+    """
+
+    def __init__(self, offset, size):
+        super().__init__("BLOB_UPLOAD_INVALID", "chunk starts at {}, upload has {} bytes".format(offset, size))
+        self.offset = offset
+        self.size = size
+
+
+class ManifestTooLarge(RegistryError):
+    """A manifest over L{spectroreg.registry.manifests.MAX_MANIFEST_SIZE}."""
+
+    def __init__(self):
+        super().__init__("MANIFEST_INVALID", "manifest exceeds 4 MiB")
 
 
 def blob_unknown(digest=None):
@@ -77,8 +60,8 @@ def name_unknown(name):
     return RegistryError("NAME_UNKNOWN", detail={"name": name})
 
 
-def unsupported(detail=None, status=None):
-    return RegistryError("UNSUPPORTED", detail=detail, status=status)
+def unsupported(detail=None):
+    return RegistryError("UNSUPPORTED", detail=detail)
 
 
 def readonly():

@@ -279,17 +279,12 @@ def media_type_of(body):
     return _derived_type(document)
 
 
-def parse_manifest(body, content_type=None):
+def _pushed_media_type(document, content_type):
     """
-    Validate a pushed manifest.
-
-    @param body: the bytes as received.
-    @param content_type: the request's Content-Type (str) or None.
-    @return: L{Manifest}; its C{media_type} is what L{media_type_of} says
-        of the same body.
+    The media type of a pushed manifest's C{document}, checked against the
+    C{content_type} it was pushed with and against what it holds.
     @raise RegistryError: MANIFEST_INVALID.
     """
-    document = load_json(body)
     schema_version = document.get("schemaVersion")
     if isinstance(schema_version, bool) or not isinstance(schema_version, int) or schema_version != 2:
         raise _invalid("schemaVersion must be 2")
@@ -308,7 +303,21 @@ def parse_manifest(body, content_type=None):
         raise _invalid("an image manifest must not hold manifests")
     if media_type in INDEX_TYPES and (document.get("config") is not None or document.get("layers") is not None):
         raise _invalid("an index must not hold config or layers")
+    return media_type
 
+
+def parse_manifest(body, content_type=None):
+    """
+    Validate a pushed manifest.
+
+    @param body: the bytes as received.
+    @param content_type: the request's Content-Type (str) or None.
+    @return: L{Manifest}; its C{media_type} is what L{media_type_of} says
+        of the same body.
+    @raise RegistryError: MANIFEST_INVALID.
+    """
+    document = load_json(body)
+    media_type = _pushed_media_type(document, content_type)
     artifact_type = _optional(document.get("artifactType"), "artifactType", _nonempty_string)
     if artifact_type is not None and media_type not in (OCI_MANIFEST, OCI_INDEX):
         raise _invalid("artifactType is only allowed in OCI manifests")

@@ -222,7 +222,7 @@ class RegistryReader:
 
     async def repositories(self):
         """Every repository name, sorted (one walk of the repositories tree)."""
-        return await self._registry.catalog()
+        return await self._registry.catalog.names()
 
     async def tags(self, name):
         """
@@ -233,9 +233,9 @@ class RegistryReader:
         @raise RegistryError: NAME_UNKNOWN when there is no such repository.
         """
         try:
-            return await self._registry.list_tags(name)
+            return await self._registry.tags.all(name)
         except RegistryError as error:
-            if error.code != "NAME_UNKNOWN" or not await self._registry.repository_exists(name):
+            if error.code != "NAME_UNKNOWN" or not await self._registry.catalog.exists(name):
                 raise
             return []
 
@@ -246,7 +246,7 @@ class RegistryReader:
         L{INDEX_CHILDREN}) to add up its size.
         @raise RegistryError: MANIFEST_UNKNOWN.
         """
-        record = await self._registry.get_manifest(name, reference)
+        record = await self._registry.manifests.get(name, reference)
         try:
             document = mf.load_json(record.body)
         except RegistryError:
@@ -306,7 +306,7 @@ class RegistryReader:
     async def summary(self, name):
         """A L{RepositorySummary} from the first L{SUMMARY_TAGS} tags."""
         try:
-            tags = await self._registry.list_tags(name, must_exist=False)
+            tags = await self._registry.tags.all(name, must_exist=False)
         except RegistryError:
             tags = []
         rows = await self.tag_rows(name, tags[:SUMMARY_TAGS], with_config=False)
@@ -347,7 +347,7 @@ class RegistryReader:
     async def referrers(self, name, digest):
         """Descriptors (dicts) of the manifests whose subject is C{digest}."""
         found = []
-        for descriptor in await self._registry.referrers(name, digest):
+        for descriptor in await self._registry.referrers.get(name, digest):
             try:
                 parse_digest(descriptor.get("digest"))
             except (RegistryError, TypeError, AttributeError):

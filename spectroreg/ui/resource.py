@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
+from spectroreg.api.errors import from_registry_error
 from spectroreg.auth.interfaces import TooManyRequests, Unauthorized
 from spectroreg.registry.digests import looks_like_digest, parse_digest
 from spectroreg.registry.errors import RegistryError
@@ -165,12 +166,14 @@ class WebUI(resource.Resource):
             self._error(request, 500, "Internal error.", authenticated=authenticated)
 
     def _registry_error(self, request, error):
-        if error.code in ("NAME_UNKNOWN", "MANIFEST_UNKNOWN", "NAME_INVALID", "BLOB_UNKNOWN"):
+        # The API's answer to the error, shown as a page.
+        answer = from_registry_error(error)
+        if answer.code in ("NAME_UNKNOWN", "MANIFEST_UNKNOWN", "NAME_INVALID", "BLOB_UNKNOWN"):
             self._error(request, 404, "Not found.")
-        elif error.code in ("UNSUPPORTED", "DENIED") or error.status in (403, 405):
-            self._error(request, 405, error.message)
-        elif error.status < 500:
-            self._error(request, error.status, error.message)
+        elif answer.code in ("UNSUPPORTED", "DENIED") or answer.status in (403, 405):
+            self._error(request, 405, answer.message)
+        elif answer.status < 500:
+            self._error(request, answer.status, answer.message)
         else:
             log.warn("web page {path}: {error}", path=request.path, error=str(error))
             self._error(request, 503, "Storage is not available.")
@@ -332,12 +335,12 @@ class WebUI(resource.Resource):
     async def _confirm(self, request, user):
         self._check_delete_allowed()
         name, reference = self._target(query_arg(request, "repository"), query_arg(request, "reference"))
-        digest = await self._registry.resolve(name, reference)
+        digest = await self._registry.manifests.resolve(name, reference)
         tags = []
         if reference == digest:
             for tag in await self._reader.tags(name):
                 try:
-                    if await self._registry.resolve(name, tag) == digest:
+                    if await self._registry.manifests.resolve(name, tag) == digest:
                         tags.append(tag)
                 except RegistryError:
                     continue
@@ -370,7 +373,7 @@ class WebUI(resource.Resource):
             raise _PageError(403, "Refused: the form has expired or did not come from this registry. "
                                   "Open the page again.")
         name, reference = self._target(form.get("repository"), form.get("reference"))
-        await self._registry.delete_manifest(name, reference)
+        await self._registry.manifests.delete(name, reference)
         log.info("web page: {user} deleted {name} {reference}", user=user or "-", name=name,
                  reference=str(reference))
         if self._events is not None:
