@@ -13,7 +13,8 @@ from twisted.web import resource
 from zope.interface.verify import verifyObject
 
 from spectroreg.web.limits import Limits
-from spectroreg.web.site import IRequestBodyControl, RegistrySite, SiteRequest
+from spectroreg.web.interfaces import IRequestBodyControl
+from spectroreg.web.site import RegistrySite, SiteRequest
 
 
 class Answer(resource.Resource):
