@@ -28,7 +28,7 @@ from spectroreg.interfaces import IReloadable
 from spectroreg.service import RegistryService, makeService, parse_addr
 from spectroreg.tls.interfaces import IServerTLS
 from tests.support.asynctest import async_test
-from tests.test_web_support import get, port_of
+from tests.support.web import get, port_of
 
 
 def plugin():
