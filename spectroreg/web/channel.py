@@ -17,6 +17,7 @@ The registry's HTTP/1.1 channel, on top of twisted.web's:
 - draining: stop taking requests, close once the one in flight is answered.
 """
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.http_headers import Headers
@@ -44,8 +45,25 @@ def _header_lines(headers):
     return b"".join(lines)
 
 
+# Asks a client that sent "Expect: 100-continue" for its body.
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
 # The first byte of a TLS record carrying a handshake message (a ClientHello).
 _TLS_HANDSHAKE_RECORD = b"\x16"
+
+
+@implementer(IPushProducer)
+class _Unpausable:
+    """For a transport that cannot pause its reading (as Twisted's channel does)."""
+
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
 
 
 class RequestLineChannel(http.HTTPChannel):
@@ -94,6 +112,15 @@ class RegistryChannel(RequestLineChannel):
     _continue_pending = False
     _continue_refused = False
     _header_count = 0
+    # What Twisted's channel keeps to itself, recorded here from the public
+    # hooks: a request body is being received (a Content-Length or chunked
+    # header was accepted, until the body ended), the bytes of it still to
+    # come (a Content-Length body), and whether the transport paused us
+    # because the client does not read our answers.
+    _body_open = False
+    _body_left = None
+    _send_blocked = False
+    _reader = None
 
     def connectionMade(self):
         limits = self.factory.limits
@@ -102,6 +129,8 @@ class RegistryChannel(RequestLineChannel):
         self.totalHeadersSize = limits.max_header_bytes * 2
         # One above ours, so that our own count answers 431 first.
         self.maxHeaders = limits.max_headers + 1
+        # What pauses and resumes reading from the client (as Twisted's own).
+        self._reader = IPushProducer(self.transport, _Unpausable())
         super().connectionMade()
         self.factory.channel_opened(self)
 
@@ -203,6 +232,10 @@ class RegistryChannel(RequestLineChannel):
         if self._header_count > self.factory.limits.max_headers:
             self.reject(431)
             return False
+        if name == b"content-length":
+            self._body_open, self._body_left = True, parse_decimal(value.decode("latin-1"))
+        elif name == b"transfer-encoding" and value.lower() == b"chunked":
+            self._body_open, self._body_left = True, None
         return ok
 
     def allHeadersReceived(self):
@@ -255,36 +288,43 @@ class RegistryChannel(RequestLineChannel):
         """
         if not self._reading_paused:
             self._reading_paused = True
-            self._networkProducer.pauseProducing()
+            self._reader.pauseProducing()
 
     def resume_reading(self):
         """Undo L{pause_reading}."""
         if self._continue_pending:
             self._continue_pending = False
-            http.HTTPChannel._send100Continue(self)
+            self.transport.write(_CONTINUE)
         if self._reading_paused:
             self._reading_paused = False
-            if not self._waitingForTransport:
-                self._networkProducer.resumeProducing()
+            if not self._send_blocked:
+                self._reader.resumeProducing()
 
     def _send100Continue(self):
         # "Expect: 100-continue": the client sends its body only once asked.
         # Ask when the request wants it (Twisted asks at once), never when it
         # was answered without it: then the connection closes after the
         # answer, as the body would otherwise be read as the next request.
+        # (Twisted's hook for the interim answer; no public one exists.)
         if self._discarding is not None:
             self._continue_refused = True
         elif self._reading_paused:
             self._continue_pending = True
         else:
-            super()._send100Continue()
+            self.transport.write(_CONTINUE)
+
+    def pauseProducing(self):
+        # Our send buffer is full (the client does not read our answers).
+        self._send_blocked = True
+        super().pauseProducing()
 
     def resumeProducing(self):
         # Our send buffer drained; a request still waiting for its body
         # to be wanted keeps reading paused.
+        self._send_blocked = False
         super().resumeProducing()
         if self._reading_paused:
-            self._networkProducer.pauseProducing()
+            self._reader.pauseProducing()
 
     def discard_body(self, request):
         """
@@ -293,7 +333,7 @@ class RegistryChannel(RequestLineChannel):
         with the next request); a body with more left is cut (see the
         module docstring). Nothing happens when the body is complete.
         """
-        if self._transferDecoder is None or not self.requests or self.requests[-1] is not request:
+        if not self._body_open or not self.requests or self.requests[-1] is not request:
             return
         if self._discarding is request:
             return
@@ -307,24 +347,30 @@ class RegistryChannel(RequestLineChannel):
             self._check_discard()
 
     def rawDataReceived(self, data):
-        if self._discarding is not None and not self._handlingRequest:
-            self._discarded += len(data)
+        # Bytes of the body in progress: once it ended, what comes is the next
+        # request (Twisted keeps it until the answer is out).
+        if self._body_open:
+            if self._discarding is not None:
+                self._discarded += len(data)
+            if self._body_left is not None:
+                self._body_left = max(0, self._body_left - len(data))
         super().rawDataReceived(data)
 
     def allContentReceived(self):
         # The body is complete (or cut): nothing left to drop.
         self._discarding = None
         self._continue_pending = self._continue_refused = False
+        self._body_open, self._body_left = False, None
         super().allContentReceived()
 
     def _check_discard(self):
         # Outside the parser only: cutting a body ends it, which the parser
         # must not do a second time.
         request = self._discarding
-        if request is None or self._transferDecoder is None or self._rejected:
+        if request is None or not self._body_open or self._rejected:
             return
         limit = self.factory.limits.max_discard
-        remaining = getattr(self._transferDecoder, "contentLength", None)
+        remaining = self._body_left
         if (
             self._continue_refused
             or self._discarded > limit
@@ -357,7 +403,7 @@ class RegistryChannel(RequestLineChannel):
         # The answer takes long: stop reading until it is out.
         self._linger_call = None
         self._reading_paused = True
-        self._networkProducer.pauseProducing()
+        self._reader.pauseProducing()
 
     def requestDone(self, request):
         # A finished request wants no more of its body.
@@ -381,7 +427,7 @@ class RegistryChannel(RequestLineChannel):
         until the client closes, and close for good when that takes longer
         than C{Limits.linger_timeout}.
         """
-        self._networkProducer.unregisterProducer()
+        self.transport.unregisterProducer()
         # Twisted's TLS layer passes unknown attributes on to the TCP
         # connection under it: half-closing that would skip TLS's own close.
         half_close = None if self.isSecure() else getattr(self.transport, "loseWriteConnection", None)
@@ -392,7 +438,7 @@ class RegistryChannel(RequestLineChannel):
             half_close()
             self._linger(self.transport.abortConnection)
         self._reading_paused = False
-        self._networkProducer.resumeProducing()
+        self._reader.resumeProducing()
 
     # -- draining ----------------------------------------------------------
 
