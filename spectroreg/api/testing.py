@@ -57,12 +57,13 @@ def stub_client(root, streaming=True):
 
     client = StubTreq(root)
     if streaming:
-        # treq offers no way to choose the Site of its in-memory server.
-        agent = client._agent
-        site = WalkOnceSite(root, requestFactory=RegistryRequest, reactor=agent._memoryReactor)
+        from twisted.internet.testing import MemoryReactorClock
+
+        # A reactor of its own for the Site's timeouts, never run (as treq's).
+        site = WalkOnceSite(root, requestFactory=RegistryRequest, reactor=MemoryReactorClock())
         site.protocol = RequestLineChannel
-        site.sessionFactory = agent._serverFactory.sessionFactory
-        agent._serverFactory = site
+        # treq offers no way to choose the Site of its in-memory server.
+        client._agent._serverFactory = site
     return client
 
 
