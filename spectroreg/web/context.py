@@ -95,11 +95,9 @@ class RequestContext:
         return self.body.checking.wait()
 
     def start_check(self):
-        """A check before the body is read begins; see L{finish_check}."""
         self.body.checking = Waiters()
 
     def finish_check(self):
-        """The check ended (passed or failed): whoever waits in L{body_checked} goes on."""
         waiters, self.body.checking = self.body.checking, None
         if waiters is not None:
             waiters.fire(None)

@@ -79,5 +79,11 @@ class IRequestContext(Interface):
         refused, the body's check passed or failed.
         """
 
+    def start_check():
+        """A check that must pass before the body is read (authentication) begins."""
+
+    def finish_check():
+        """That check ended, passed or failed: whoever waits in L{body_checked} goes on."""
+
     def user():
         """The authenticated user's name (str), or None."""
