@@ -21,7 +21,7 @@ Once the answer is decided without the body (the writer could not be
 opened: authentication failed, unknown upload, bad ``Content-Range``…; a
 capped body is over its cap; storage failed), the rest of the body is
 dropped: the channel reads up to a bound, or cuts the connection after the
-answer (L{spectroreg.web.site.RegistryChannel.discard_body}).
+answer (L{spectroreg.web.channel.RegistryChannel.discard_body}).
 
 A client that disconnects mid-body leaves the upload at what was durably
 written (resumable) or, for a single-request upload, no upload at all;
