@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from spectroreg.config.addresses import split_host_port
 from spectroreg.config.errors import ConfigError
+from spectroreg.interfaces import IReloadable
 from spectroreg.logging import bridge_stdlib_logging, observer_from_settings
 from spectroreg.web.limits import DEFAULT_LIMITS
 
@@ -347,10 +348,9 @@ class RegistryService(MultiService):
         log.info("reloading TLS material and credentials")
         steps = []
         for name, target in (("tls", self.server_tls), ("htpasswd", self.authenticator)):
-            reload = getattr(target, "reload", None)
-            if reload is None:
+            if not IReloadable.providedBy(target):
                 continue
-            d = defer.maybeDeferred(reload)
+            d = defer.maybeDeferred(target.reload)
             d.addErrback(
                 lambda failure, name=name: log.failure(
                     "reloading {name} failed; keeping the current one", failure, name=name
@@ -460,9 +460,9 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
         top.server_tls = server_tls
         factory = server_tls.wrap_factory(site)
         scheme = "https"
-        for child in getattr(server_tls, "services", None) or ():
+        for child in server_tls.services:
             child.setServiceParent(top)
-        http01 = getattr(server_tls, "http01_resource", None)
+        http01 = server_tls.http01_resource
         letsencrypt = http_settings.tls.letsencrypt
         if http01 is not None and letsencrypt is not None and letsencrypt.httpaddr:
             from spectroreg.web.root import http01_root

@@ -22,6 +22,7 @@ from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.errors import StorageError
 from spectroreg.storage.inmemory import InMemoryDriver
 from spectroreg.storage.interfaces import IFileWriter
+from spectroreg.web.interfaces import IRequestContext
 from spectroreg.web.site import RegistrySite
 from tests.support.asynctest import async_test
 
@@ -221,7 +222,7 @@ class StreamingTests(StreamingTestCase):
 
         def check(request, *args):
             original(request, *args)
-            if request.spectroreg_stream is not None:
+            if IRequestContext(request).body.stream is not None:
                 request.content.seek(0, 2)
                 seen.append(request.content.tell())
 

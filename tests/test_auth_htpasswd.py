@@ -18,6 +18,7 @@ from spectroreg.auth.htpasswd_file import parse_htpasswd
 from spectroreg.auth.interfaces import IAuthenticator, TooManyRequests, Unauthorized
 from spectroreg.auth.throttle import FailureThrottle
 from spectroreg.config.errors import ConfigError
+from spectroreg.interfaces import IReloadable
 from tests.support.asynctest import async_test
 
 COST = 4  # the cheapest bcrypt: tests check behaviour, not strength
@@ -177,6 +178,7 @@ class AuthenticatorTests(unittest.TestCase):
     def test_interface_and_challenge(self):
         auth = self.make()
         verifyObject(IAuthenticator, auth)
+        verifyObject(IReloadable, auth)
         self.assertEqual(auth.realm, "test realm")
         self.assertEqual(auth.challenge(), [("WWW-Authenticate", 'Basic realm="test realm"')])
 

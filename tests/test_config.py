@@ -13,7 +13,7 @@ from spectroreg.config.errors import ConfigError
 from spectroreg.config.load import effective_config, load_settings
 from spectroreg.config.masking import MASK
 from spectroreg.config.unimplemented import NOT_ACTED_ON
-from tests.test_config_support import DEFAULT_YAML, MINIMAL_YAML, ConfigTestCase
+from tests.support.config import DEFAULT_YAML, MINIMAL_YAML, ConfigTestCase
 
 FULL_YAML = """\
 version: 0.1

@@ -6,7 +6,7 @@ behaving as spectroreg fixes it (docs/config.md lists them).
 from spectroreg.config.environment import canonical_header, resolve
 from spectroreg.config.errors import ConfigError
 from spectroreg.config.load import load_settings
-from tests.test_config_support import DEFAULT_YAML, MINIMAL_YAML, ConfigTestCase, dig
+from tests.support.config import DEFAULT_YAML, MINIMAL_YAML, ConfigTestCase, dig
 
 TLS_YAML = """\
 version: 0.1

@@ -16,8 +16,8 @@ from spectroreg.config.durations import parse_duration
 from spectroreg.config.errors import ConfigError
 from spectroreg.config.load import load_settings
 from spectroreg.config.tree import AliasBudget
+from tests.support.config import MINIMAL_YAML, ConfigTestCase
 from tests.support.daemon import daemon_for
-from tests.test_config_support import MINIMAL_YAML, ConfigTestCase
 
 HEAD = "version: 0.1\nstorage: inmemory\n"
 HUGE = "9" * 5000

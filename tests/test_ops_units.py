@@ -7,6 +7,7 @@ threshold rule and periodic checks on a fake clock, the notification queue
 import json
 
 from twisted.internet import defer, task
+from twisted.python.components import Componentized
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -24,6 +25,8 @@ from spectroreg.ops.notifications import Broadcaster, Endpoint
 from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.inmemory import InMemoryDriver
 from spectroreg.ui import make_ui
+from spectroreg.web.context import RequestContext
+from spectroreg.web.interfaces import IRequestContext
 from spectroreg.web.root import RootResource
 from tests import test_ui as ui_tests
 from tests.support.asynctest import async_test
@@ -385,7 +388,7 @@ class _Recorder:
 
     def __getattr__(self, name):
         def record(request, route, *args):
-            outcome = getattr(request, "_spectroreg_auth", None)
+            outcome = IRequestContext(request).auth
             self.calls.append((name, route.repository, str(args[0]), outcome[1] if outcome else None))
         return record
 
@@ -455,11 +458,14 @@ class RequestMetricsTests(unittest.TestCase):
         self.assertEqual(metrics.registry.get_sample_value("spectroreg_http_requests_total", labels), 1)
 
 
-class _Request:
+class _Request(Componentized):
     method = b"PUT"
 
     def __init__(self, user=None):
-        self._spectroreg_auth = (True, user) if user else None
+        Componentized.__init__(self)
+        context = RequestContext()
+        context.auth = (True, user) if user else None
+        self.setComponent(IRequestContext, context)
 
     def getHeader(self, name):
         return {b"host": b"reg.example:5000", b"user-agent": b"agent/1"}.get(name)

@@ -11,6 +11,7 @@ from twisted.internet import defer, reactor
 from twisted.plugin import IPlugin, getPlugins
 from twisted.python import usage
 from twisted.trial import unittest
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from spectroreg.config.errors import ConfigError
@@ -23,9 +24,11 @@ from spectroreg.config.settings import (
     StorageSettings,
     UploadPurgingSettings,
 )
+from spectroreg.interfaces import IReloadable
 from spectroreg.service import RegistryService, makeService, parse_addr
+from spectroreg.tls.interfaces import IServerTLS
 from tests.support.asynctest import async_test
-from tests.test_web_support import get, port_of
+from tests.support.web import get, port_of
 
 
 def plugin():
@@ -222,6 +225,7 @@ class MakeServiceTests(unittest.TestCase):
     async def test_reload_reaches_tls_and_htpasswd(self):
         calls = []
 
+        @implementer(IReloadable)
         class Reloadable:
             def __init__(self, name, fail=False):
                 self.name, self.fail = name, fail
@@ -293,8 +297,10 @@ class TLSWiringTests(unittest.TestCase):
             def render_GET(self, request):
                 return b"challenge " + b"/".join(request.postpath)
 
+        @implementer(IServerTLS, IReloadable)
         class FakeServerTLS:
             wrapped = None
+            source = None
 
             def __init__(self):
                 self.services = [Service()]

@@ -26,7 +26,7 @@ from spectroreg.storage.s3.client import RetryPolicy
 from spectroreg.storage.testing import deterministic_chunks
 from tests.support.asynctest import async_test
 from tests.support.moto import S3Proxy, fresh_bucket, s3_settings, start_moto
-from tests.test_web_support import port_of, settings_for
+from tests.support.web import port_of, settings_for
 
 MiB = 1024 * 1024
 PART = 5 * MiB

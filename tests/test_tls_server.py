@@ -29,7 +29,8 @@ from spectroreg.config.settings import LetsEncryptSettings, TLSSettings
 from spectroreg.tls.acme import make_acme_source
 from spectroreg.tls.acme.store import MemoryStore
 from spectroreg.tls.files import FileCertificateSource
-from spectroreg.tls.interfaces import ICertificateSource
+from spectroreg.interfaces import IReloadable
+from spectroreg.tls.interfaces import ICertificateSource, IServerTLS
 from spectroreg.tls.server import ServerTLS, make_server_tls
 from tests.support.asynctest import async_test
 from tests.support.requirements import require_binary
@@ -244,7 +245,10 @@ class ServerTLSTests(TLSServerMixin, unittest.TestCase):
         self.assertFalse(IProtocolNegotiationFactory.providedBy(wrapped.wrappedFactory))
         self.assertIs(wrapped.wrappedFactory.wrapped, site)
         self.assertIsInstance(server_tls, ServerTLS)
+        verifyObject(IServerTLS, server_tls)
+        verifyObject(IReloadable, server_tls)
         verifyObject(ICertificateSource, server_tls.source)
+        verifyObject(IReloadable, server_tls.source)
         self.assertEqual(server_tls.services, [])
         self.assertIsNone(server_tls.http01_resource)
 

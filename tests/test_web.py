@@ -15,7 +15,7 @@ from spectroreg.service import _ipv6_available
 from spectroreg.web.limits import Limits
 from spectroreg.web.site import safe_uri
 from tests.support.asynctest import async_test
-from tests.test_web_support import (
+from tests.support.web import (
     LogCapture,
     get,
     port_of,
@@ -370,7 +370,7 @@ class AddressTests(unittest.TestCase):
     async def test_unix_socket(self):
         from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 
-        from tests.test_web_support import RawClient
+        from tests.support.web import RawClient
 
         from tests.support.paths import socket_path
 

@@ -9,11 +9,12 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
-from twisted.web import resource
+from twisted.web import resource, server
 from zope.interface.verify import verifyObject
 
 from spectroreg.web.limits import Limits
-from spectroreg.web.site import IRequestBodyControl, RegistrySite, SiteRequest
+from spectroreg.web.interfaces import IRequestBodyControl
+from spectroreg.web.site import RegistrySite, SiteRequest
 
 
 class Answer(resource.Resource):
@@ -82,6 +83,41 @@ class ChannelBodyTests(unittest.TestCase):
         transport.clear()
         channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 204 "))
+
+    def test_pause_kept_while_answers_are_not_read(self):
+        # The request wants its body again while the client does not read our
+        # answers (the transport paused us): reading waits for the client.
+        channel, transport = self.connect(Requests(on_length=lambda request: request.channel.pause_reading()))
+        channel.dataReceived(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+        channel.pauseProducing()
+        channel.resume_reading()
+        self.assertEqual(transport.producerState, "paused")
+        channel.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_discard_after_the_body_changes_nothing(self):
+        pending = []
+
+        class Pending(resource.Resource):
+            isLeaf = True
+
+            def render(self, request):
+                pending.append(request)
+                return server.NOT_DONE_YET
+
+        self.clock = Clock()
+        site = RegistrySite(Pending(), request_factory=Requests(on_length=lambda r: r.channel.pause_reading()),
+                            access_log=False, limits=Limits(max_discard=100), reactor=self.clock)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1234))
+        channel.makeConnection(transport)
+        channel.dataReceived(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+        self.assertEqual(len(pending), 1)
+        channel.discard_body(pending[0])
+        self.assertEqual(transport.producerState, "paused")
+        pending[0].finish()
+        self.assertEqual(transport.producerState, "producing")
+        self.assertNotIn(b"Connection: close", transport.value())
 
     def test_discard_within_the_bound(self):
         def refuse(request):

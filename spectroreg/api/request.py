@@ -21,7 +21,7 @@ Once the answer is decided without the body (the writer could not be
 opened: authentication failed, unknown upload, bad ``Content-Range``…; a
 capped body is over its cap; storage failed), the rest of the body is
 dropped: the channel reads up to a bound, or cuts the connection after the
-answer (L{spectroreg.web.site.RegistryChannel.discard_body}).
+answer (L{spectroreg.web.channel.RegistryChannel.discard_body}).
 
 A client that disconnects mid-body leaves the upload at what was durably
 written (resumable) or, for a single-request upload, no upload at all;
@@ -36,8 +36,10 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import parse_qs, unquote
 
+from spectroreg.bounded import Waiters
 from spectroreg.web.errordoc import error_body
-from spectroreg.web.site import IRequestBodyControl, SiteRequest
+from spectroreg.web.interfaces import IRequestBodyControl, IRequestBodyPolicy, IRequestContext
+from spectroreg.web.site import SiteRequest
 
 log = Logger()
 
@@ -126,8 +128,8 @@ class BodyStream:
         self._aborted = False
         self._paused = False
         self._in_pump = False
-        self._open_waiters = []
-        self._done_waiters = []
+        self._open_waiters = Waiters()
+        self._done_waiters = Waiters()
         self.received = 0
 
     # transport control
@@ -157,7 +159,7 @@ class BodyStream:
     def _opened(self, writer):
         self._opening = False
         self._writer = writer
-        self._fire(self._open_waiters, None)
+        self._open_waiters.fire(None)
         if self._aborted:
             self._abandon()
             return
@@ -167,7 +169,7 @@ class BodyStream:
         self._opening = False
         self._error = failure
         self._queue.clear()
-        self._fire(self._open_waiters, None)
+        self._open_waiters.fire(None)
         # The answer is decided: the rest of the body is not wanted.
         self._paused = False
         self._request.discard_body()
@@ -253,63 +255,32 @@ class BodyStream:
     def _check_done(self):
         if self._done():
             if self._error is not None:
-                waiters, self._done_waiters = self._done_waiters, []
-                for d in waiters:
-                    d.errback(self._error)
+                self._done_waiters.fail(self._error)
             else:
-                self._fire(self._done_waiters, self._writer)
-
-    @staticmethod
-    def _fire(waiters, value):
-        pending = list(waiters)
-        del waiters[:]
-        for d in pending:
-            d.callback(value)
+                self._done_waiters.fire(self._writer)
 
     def opened(self):
         """Deferred firing once the writer was opened or refused."""
         if not self._opening:
             return defer.succeed(None)
-        d = defer.Deferred()
-        self._open_waiters.append(d)
-        return d
+        return self._open_waiters.wait()
 
     def result(self):
         """Deferred firing with the writer once every byte is written (or failing)."""
-        d = defer.Deferred()
-        self._done_waiters.append(d)
+        d = self._done_waiters.wait()
         self._check_done()
         return d
 
 
 class RegistryRequest(SiteRequest):
-    """A L{server.Request} that streams upload bodies (see the module docstring)."""
-
-    spectroreg_stream = None
-    body_too_large = False
-    _body_cap = None
-    _body_size = 0
-    _body_claimed = False
-    _discarding = False
-    _checking = None
-
-    def body_checked(self):
-        """
-        A Deferred firing (with None, never failing) once what had to happen
-        before the body is read has happened: the upload writer opened or
-        refused, the L{CappedBody} check passed or failed.
-        """
-        if self.spectroreg_stream is not None:
-            return self.spectroreg_stream.opened()
-        if self._checking is None:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._checking.append(d)
-        return d
+    """
+    A L{server.Request} that streams upload bodies (see the module
+    docstring). Its state is its L{IRequestContext}'s C{body}.
+    """
 
     def _check_body(self, check):
         # Nothing is read until the check is done.
-        self._checking = []
+        IRequestContext(self).start_check()
         control = body_control(self)
         if control is not None:
             control.pause_reading()
@@ -317,80 +288,76 @@ class RegistryRequest(SiteRequest):
         d.addBoth(self._body_check_done)
 
     def _body_check_done(self, result):
-        waiters, self._checking = self._checking, None
         if isinstance(result, Failure):
             self.discard_body()
         else:
             control = body_control(self)
             if control is not None:
                 control.resume_reading()
-        for d in waiters:
-            d.callback(None)
+        IRequestContext(self).finish_check()
 
     def discard_body(self):
         """
         The rest of this request's body will not be used: stop keeping it
         and let the channel drop it (or cut the connection after the answer).
         """
-        if self._discarding:
+        body = IRequestContext(self).body
+        if body.discarding:
             return
-        self._discarding = True
+        body.discarding = True
         control = body_control(self)
         if control is not None:
             control.discard_body(self)
 
-    def _claimed_body(self):
+    def _claimed_body(self, context):
         """What the resource that will render this request wants done with its body."""
-        channel = self.channel
-        site = getattr(channel, "site", None)
-        command = getattr(channel, "_command", None)
-        path = getattr(channel, "_path", None)
-        if site is None or command is None or path is None:
-            # Not an HTTP/1.1 channel we know (e.g. an HTTP/2 stream): leave
-            # the body to Twisted rather than capping what we cannot route.
+        if context.method is None:
+            # The channel did not hand us the request line (not one of ours):
+            # leave the body to Twisted rather than capping what we cannot route.
             return _UNKNOWN
         # What requestReceived will set; the resource needs them now.
-        self.method = command
-        self.uri = path
-        self.path, _, query = path.partition(b"?")
+        self.method = context.method
+        self.uri = context.path
+        self.path, _, query = context.path.partition(b"?")
         self.args = parse_qs(query, keep_blank_values=True)
         self.prepath = []
         self.postpath = list(map(unquote, self.path[1:].split(b"/")))
         try:
-            resource = site.getResourceFor(self)
+            resource = self.channel.site.getResourceFor(self)
         except Exception:
             log.failure("finding the resource for a request body")
             return None
-        claim = getattr(resource, "request_body_policy", None)
-        if claim is None:
+        if not IRequestBodyPolicy.providedBy(resource):
             return None
-        return claim(self)
+        return resource.request_body_policy(self)
 
     def gotLength(self, length):
-        if length == 0 and getattr(self.channel, "_command", None) in _NO_BODY_METHODS:
-            # Nothing to stream or cap: skip finding the resource twice.
+        context = IRequestContext(self)
+        if length == 0 and context.method in _NO_BODY_METHODS:
+            # Nothing to stream or cap.
             server.Request.gotLength(self, length)
             return
         try:
-            policy = self._claimed_body()
+            policy = self._claimed_body(context)
         except Exception:
             log.failure("deciding what to do with a request body")
             policy = None
         if policy is _UNKNOWN:
             server.Request.gotLength(self, length)
             return
-        self._body_claimed = policy is not None
+        body = context.body
+        body.claimed = policy is not None
         if isinstance(policy, StreamTarget):
             self.content = io.BytesIO()
-            self.spectroreg_stream = BodyStream(self, policy)
-            self.spectroreg_stream.start()
+            body.stream = BodyStream(self, policy)
+            body.stream.start()
             return
         check = None
         if isinstance(policy, CappedBody):
-            self._body_cap, check = policy.cap, policy.check
+            body.cap, check = policy.cap, policy.check
         else:
-            self._body_cap = policy if isinstance(policy, int) else DEFAULT_BODY_CAP
-        if length is not None and length > self._body_cap:
+            body.cap = policy if isinstance(policy, int) else DEFAULT_BODY_CAP
+        if length is not None and length > body.cap:
             self._too_large()
             return
         server.Request.gotLength(self, length)
@@ -398,42 +365,46 @@ class RegistryRequest(SiteRequest):
             self._check_body(check)
 
     def _too_large(self):
-        self.body_too_large = True
+        IRequestContext(self).body.too_large = True
         self.content = io.BytesIO()
         self.discard_body()
 
     def handleContentChunk(self, data):
-        if self._discarding:
+        body = IRequestContext(self).body
+        if body.discarding:
             return
-        if self.spectroreg_stream is not None:
-            self.spectroreg_stream.feed(data)
+        if body.stream is not None:
+            body.stream.feed(data)
             return
-        self._body_size += len(data)
-        if self._body_cap is not None and self._body_size > self._body_cap:
+        body.size += len(data)
+        if body.cap is not None and body.size > body.cap:
             self._too_large()
             return
         server.Request.handleContentChunk(self, data)
 
     def requestReceived(self, command, path, version):
-        if self.spectroreg_stream is not None:
-            self.spectroreg_stream.end()
+        stream = IRequestContext(self).body.stream
+        if stream is not None:
+            stream.end()
         server.Request.requestReceived(self, command, path, version)
 
     def process(self):
-        if self.body_too_large and not self._body_claimed:
+        body = IRequestContext(self).body
+        if body.too_large and not body.claimed:
             # Nobody here knows the body was cut: answer for them.
-            body = error_body("SIZE_INVALID", "request body too large")
+            answer = error_body("SIZE_INVALID", "request body too large")
             self.setResponseCode(413)
             self.setHeader(b"content-type", b"application/json; charset=utf-8")
-            self.setHeader(b"content-length", str(len(body)).encode("ascii"))
-            self.write(body)
+            self.setHeader(b"content-length", str(len(answer)).encode("ascii"))
+            self.write(answer)
             self.finish()
             return
         server.Request.process(self)
 
     def connectionLost(self, reason):
-        if self.spectroreg_stream is not None:
-            self.spectroreg_stream.abort()
+        stream = IRequestContext(self).body.stream
+        if stream is not None:
+            stream.abort()
         SiteRequest.connectionLost(self, reason)
 
 

@@ -17,11 +17,13 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
+from zope.interface import implementer
 
 from spectroreg.api import routes
 from spectroreg.api.errors import JSON, APIError, as_api_error, internal_error
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from spectroreg.api.request import CappedBody, StreamTarget
+from spectroreg.api.routes import RouteMatch
 from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
 from spectroreg.logging import debug_enabled
 from spectroreg.ops.events import NULL_EVENTS
@@ -30,7 +32,9 @@ from spectroreg.registry import manifests as mf
 from spectroreg.registry.digests import looks_like_digest, parse_digest
 from spectroreg.registry.errors import ManifestTooLarge, RegistryError, upload_unknown
 from spectroreg.registry.names import is_valid_name, is_valid_tag
+from spectroreg.web.context import is_gone
 from spectroreg.web.headers import MalformedHeader, header_text
+from spectroreg.web.interfaces import IRequestBodyPolicy, IRequestContext
 from spectroreg.web.numbers import parse_decimal
 from spectroreg.web.peers import client_host
 from spectroreg.web.query import query_arg
@@ -84,15 +88,24 @@ def _parse_n(request, maximum=None):
     return n
 
 
-def _route_name(request, route):
-    """The route's name for metrics; matched again only when the request failed before routing."""
-    if route is not None:
-        return route.name
-    try:
-        found = routes.match(_segments(request))
-    except RegistryError:
-        return None
-    return found.name if found is not None else None
+def _match(request):
+    """
+    The L{RouteMatch} of C{request}'s path: matched on first use (the body
+    policy or the answer, whichever comes first), kept in its context.
+    """
+    context = IRequestContext(request)
+    if context.route is None:
+        try:
+            context.route = RouteMatch(routes.match(_segments(request)))
+        except RegistryError as error:
+            context.route = RouteMatch(None, error)
+    return context.route
+
+
+def _route_name(request):
+    """The route's name for metrics, None when the path matches no route."""
+    route = _match(request).route
+    return route.name if route is not None else None
 
 
 def _page(items, n, last):
@@ -104,6 +117,7 @@ def _page(items, n, last):
     return items[:n], len(items) > n
 
 
+@implementer(IRequestBodyPolicy)
 class RegistryAPI(resource.Resource):
     """
     The resource served as ``<prefix>/v2``.
@@ -121,7 +135,6 @@ class RegistryAPI(resource.Resource):
         self._metrics = metrics or NULL_METRICS
         self._events = events or NULL_EVENTS
         self._registry = registry
-        self._settings = settings
         self._http = settings.http if settings is not None else None
         self._authenticator = authenticator
         self._reactor = reactor
@@ -143,10 +156,7 @@ class RegistryAPI(resource.Resource):
         are in: a L{StreamTarget} for blob bodies, else a size cap. Either
         way no byte of the body is read before authentication passed.
         """
-        try:
-            route = routes.match(_segments(request))
-        except RegistryError:
-            return self._capped(request, COPY_CHUNK)
+        route = _match(request).route
         method = request.method.decode("ascii", "replace")
         if route is None:
             return self._capped(request, COPY_CHUNK)
@@ -178,7 +188,8 @@ class RegistryAPI(resource.Resource):
     async def _authenticate(self, request):
         if self._authenticator is None:
             return None
-        outcome = getattr(request, "_spectroreg_auth", None)
+        context = IRequestContext(request)
+        outcome = context.auth
         if outcome is None:
             authorization = request.requestHeaders.getRawHeaders(b"authorization", [None])[0]
             try:
@@ -186,7 +197,7 @@ class RegistryAPI(resource.Resource):
                 outcome = (True, user)
             except Exception as exception:
                 outcome = (False, exception)
-            request._spectroreg_auth = outcome
+            context.auth = outcome
             if debug_enabled():
                 _debug_auth(request, outcome)
         ok, value = outcome
@@ -196,13 +207,13 @@ class RegistryAPI(resource.Resource):
 
     async def _handle(self, request):
         request.setHeader(*API_VERSION)
-        route = None
         try:
-            checked = getattr(request, "body_checked", None)
-            if checked is not None:
-                await checked()
+            await IRequestContext(request).body_checked()
             await self._authenticate(request)
-            route = routes.match(_segments(request))
+            found = _match(request)
+            if found.error is not None:
+                raise found.error
+            route = found.route
             if route is None:
                 raise routes.no_route()
             method = request.method.decode("ascii", "replace")
@@ -218,13 +229,10 @@ class RegistryAPI(resource.Resource):
                 error = internal_error()
             self._send_error(request, error)
         finally:
-            self._metrics.request_done(request, _route_name(request, route), request.method.decode("latin-1"))
-
-    def _finished(self, request):
-        return getattr(request, "finished", False) or getattr(request, "_disconnected", False)
+            self._metrics.request_done(request, _route_name(request), request.method.decode("latin-1"))
 
     def _send(self, request, status, body=b"", headers=(), content_type=None):
-        if self._finished(request):
+        if is_gone(request):
             return
         request.setResponseCode(status)
         for name, value in headers:
@@ -241,9 +249,9 @@ class RegistryAPI(resource.Resource):
         self._send(request, status, body, headers, JSON)
 
     def _send_error(self, request, error):
-        if self._finished(request):
+        if is_gone(request):
             return
-        if getattr(request, "startedWriting", False):
+        if request.startedWriting:
             # Headers are out: cut the response short. What was sent still
             # arrives, so the client sees fewer bytes than Content-Length.
             channel = getattr(request, "channel", None)
@@ -332,7 +340,7 @@ class RegistryAPI(resource.Resource):
     async def _manifest_put(self, request, route):
         self._check_writable()
         reference = self._reference(route, for_write=True)
-        if getattr(request, "body_too_large", False):
+        if IRequestContext(request).body.too_large:
             # The request stopped reading at the manifest limit
             # (request_body_policy); the manifest store judges the rest.
             raise ManifestTooLarge()
@@ -416,10 +424,10 @@ class RegistryAPI(resource.Resource):
         except (ConnectionDone, ConnectionLost):
             return
         except Exception:
-            if self._finished(request):
+            if is_gone(request):
                 return
             raise
-        if not self._finished(request):
+        if not is_gone(request):
             request.finish()
             self._events.blob_pulled(request, route, descriptor)
 
@@ -440,7 +448,7 @@ class RegistryAPI(resource.Resource):
         if route.name == routes.UPLOAD_START:
             digest = parse_digest(query_arg(request, "digest"))
             upload_id = await self._registry.uploads.start(route.repository)
-            request._spectroreg_upload = (upload_id, digest)
+            IRequestContext(request).upload = (upload_id, digest)
             return await self._registry.uploads.open(route.repository, upload_id)
         self._check_state(request, route)
         if method == b"PUT":
@@ -470,7 +478,7 @@ class RegistryAPI(resource.Resource):
 
     async def _body_writer(self, request, route):
         """The upload writer holding this request's whole body."""
-        stream = getattr(request, "spectroreg_stream", None)
+        stream = IRequestContext(request).body.stream
         if stream is not None:
             return await stream.result()
         writer = await self._open_body_writer(request, route)
@@ -509,7 +517,7 @@ class RegistryAPI(resource.Resource):
                 return
         elif query_arg(request, "digest") is not None:
             writer = await self._body_writer(request, route)
-            upload_id, digest = request._spectroreg_upload
+            upload_id, digest = IRequestContext(request).upload
             descriptor = await writer.commit(digest)
             self._send(request, 201, b"", [
                 ("Location", self._urls(request).url(name, "blobs", str(descriptor.digest))),

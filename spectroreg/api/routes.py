@@ -55,6 +55,22 @@ class Route:
         return "Route({!r}, {!r}, {!r})".format(self.name, self.repository, self.argument)
 
 
+class RouteMatch:
+    """
+    The outcome of matching one request's path, kept in its request context
+    so that the path is matched once per request.
+
+    @ivar route: the L{Route}, or None when no route matches (or on error).
+    @ivar error: the L{RegistryError} matching raised (an invalid name), or None.
+    """
+
+    __slots__ = ("route", "error")
+
+    def __init__(self, route=None, error=None):
+        self.route = route
+        self.error = error
+
+
 def _named(name, segments, argument=None):
     repository = "/".join(segments)
     check_name(repository)

@@ -11,6 +11,8 @@ from spectroreg.api import make_api_resource
 from spectroreg.api.request import RegistryRequest
 from spectroreg.config.settings import HTTPSettings, LogSettings, Settings, StorageSettings
 from spectroreg.registry import Registry
+from spectroreg.web.channel import RequestLineChannel
+from spectroreg.web.site import WalkOnceSite
 
 
 def make_settings(storage=None, http=None, **kwargs):
@@ -46,12 +48,22 @@ def make_registry(settings=None, driver=None, reactor=None):
 
 
 def stub_client(root, streaming=True):
-    """A C{treq.testing.StubTreq} whose Site uses L{RegistryRequest}."""
+    """
+    A C{treq.testing.StubTreq}; with C{streaming}, its Site is, as the
+    daemon's, one that walks the tree once per request, with
+    L{RegistryRequest}s on channels that hand them their request line.
+    """
     from treq.testing import StubTreq
 
     client = StubTreq(root)
     if streaming:
-        client._agent._serverFactory.requestFactory = RegistryRequest
+        from twisted.internet.testing import MemoryReactorClock
+
+        # A reactor of its own for the Site's timeouts, never run (as treq's).
+        site = WalkOnceSite(root, requestFactory=RegistryRequest, reactor=MemoryReactorClock())
+        site.protocol = RequestLineChannel
+        # treq offers no way to choose the Site of its in-memory server.
+        client._agent._serverFactory = site
     return client
 
 

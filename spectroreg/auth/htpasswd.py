@@ -42,6 +42,7 @@ from spectroreg.auth.htpasswd_file import MAX_PASSWORD_BYTES, bcrypt_cost, parse
 from spectroreg.auth.interfaces import IAuthenticator, TooManyRequests, Unauthorized
 from spectroreg.auth.throttle import FailureThrottle
 from spectroreg.config.errors import ConfigError
+from spectroreg.interfaces import IReloadable
 from spectroreg.storage._threads import LazyThreadPool
 
 log = Logger(namespace="spectroreg.auth.htpasswd")
@@ -137,7 +138,7 @@ def _default_limit():
     return max(1, min(4, os.cpu_count() or 1))
 
 
-@implementer(IAuthenticator)
+@implementer(IAuthenticator, IReloadable)
 class HtpasswdAuthenticator:
     """
     @param path: the htpasswd file (created when missing).

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from spectroreg.ops.interfaces import IRegistryEvents
+from spectroreg.web.interfaces import IRequestContext
 
 log = Logger(namespace="spectroreg.notifications")
 
@@ -59,10 +60,8 @@ def _peer(request):
 
 
 def _actor(request):
-    outcome = getattr(request, "_spectroreg_auth", None)
-    if isinstance(outcome, tuple) and len(outcome) == 2 and outcome[0] is True and isinstance(outcome[1], str):
-        return {"name": outcome[1]}
-    return {}
+    user = IRequestContext(request).user()
+    return {"name": user} if user is not None else {}
 
 
 def _guarded(method):
@@ -112,7 +111,8 @@ class RegistryEvents:
     # -- the parts of every event ---------------------------------------------
 
     def _request_record(self, request):
-        record = getattr(request, "_spectroreg_event_request", None)
+        context = IRequestContext(request)
+        record = context.event_request
         if record is None:
             record = {
                 "id": self._new_id(),
@@ -122,7 +122,7 @@ class RegistryEvents:
                 "useragent": _text(request.getHeader(b"user-agent")),
             }
             # Every event of one request carries the same request id.
-            request._spectroreg_event_request = record
+            context.event_request = record
         return record
 
     def _event(self, request, action, target):

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from zope.interface import implementer
 
 from spectroreg.ops.interfaces import IRequestObserver, IStorageObserver
+from spectroreg.web.interfaces import IRequestContext
 
 NAMESPACE = "spectroreg"
 
@@ -107,16 +108,17 @@ class Metrics:
             method = "other"
         count, seconds, bytes_in, bytes_out = self._children(route or "unknown", method, request.code)
         count.inc()
-        started = getattr(request, "_spectroreg_started", None)
+        context = IRequestContext(request)
+        started = context.started
         if started is not None:
             seconds.observe(max(0.0, self._reactor.seconds() - started))
-        stream = getattr(request, "spectroreg_stream", None)
+        stream = context.body.stream
         received = stream.received if stream is not None else _content_length(request)
         if received:
             bytes_in.inc(received)
         if request.sentLength:
             bytes_out.inc(request.sentLength)
-        outcome = getattr(request, "_spectroreg_auth", None)
+        outcome = context.auth
         if outcome is not None and outcome[0] is False:
             self._auth_refused(request, outcome[1])
 

@@ -14,6 +14,7 @@ from zope.interface import implementer
 
 from spectroreg.config.errors import ConfigError
 from spectroreg.tls.context import ContextPolicy, load_key_pair
+from spectroreg.interfaces import IReloadable
 from spectroreg.tls.interfaces import ICertificateSource
 
 log = Logger(namespace="spectroreg.tls.files")
@@ -33,7 +34,7 @@ def build_file_context(tls_settings):
     return policy.build(key, chain), policy
 
 
-@implementer(ICertificateSource)
+@implementer(ICertificateSource, IReloadable)
 class FileCertificateSource:
     """
     @param tls_settings: L{spectroreg.config.settings.TLSSettings}.

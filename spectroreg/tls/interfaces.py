@@ -1,6 +1,6 @@
 """The seam between the TLS listener and whatever provides certificates."""
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class ICertificateSource(Interface):
@@ -30,4 +30,23 @@ class ICertificateSource(Interface):
         pyOpenSSL C{PKey}/C{X509}, to present when a client offers ALPN
         C{acme-tls/1} for C{server_name}, or None when no challenge is pending
         for that name. Sources that do not do ACME always return None.
+        """
+
+
+class IServerTLS(Interface):
+    """What the service wires into a TLS listener (L{spectroreg.tls.server.make_server_tls})."""
+
+    source = Attribute("The L{ICertificateSource} in use.")
+    services = Attribute("C{IService}s to run alongside the listener (ACME issuing); a list.")
+    http01_resource = Attribute("An C{IResource} answering HTTP-01 challenges, or None.")
+
+    def wrap_factory(factory):
+        """A factory serving C{factory}'s protocol over TLS."""
+
+    def reload():
+        """
+        Re-read certificates and CAs (SIGHUP) without closing the port.
+
+        @return: a Deferred firing with True when new material is in use,
+            False when the old is kept. Never fails.
         """

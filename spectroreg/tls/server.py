@@ -24,12 +24,14 @@ import weakref
 
 from OpenSSL import SSL
 from twisted.internet import defer
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import ILoggingContext, IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from spectroreg.interfaces import IReloadable
+from spectroreg.tls.interfaces import IServerTLS
 from spectroreg.tls.context import _as_pkey, _as_x509, _openssl_call
 
 log = Logger(namespace="spectroreg.tls.server")
@@ -99,9 +101,8 @@ class SourceConnectionCreator:
 
     def _select_protocol(self, connection, offered):
         if ACME_TLS_1 in offered:
-            finder = getattr(self.source, "alpn_challenge_for", None)
             name = _server_name(connection)
-            pair = finder(name) if (finder is not None and name) else None
+            pair = self.source.alpn_challenge_for(name) if name else None
             if pair is not None:
                 key, certificate = pair
                 # Either pyOpenSSL or cryptography objects may come back.
@@ -132,8 +133,9 @@ class _WithoutNegotiation(Factory):
         self.wrapped.doStop()
 
     def logPrefix(self):
-        prefix = getattr(self.wrapped, "logPrefix", None)
-        return prefix() if prefix is not None else self.wrapped.__class__.__name__
+        if ILoggingContext.providedBy(self.wrapped):
+            return self.wrapped.logPrefix()
+        return self.wrapped.__class__.__name__
 
 
 # Go's answer, byte for byte (net/http's server, on a TLS record header
@@ -184,6 +186,7 @@ class _ServerTLSFactory(TLSMemoryBIOFactory):
     protocol = type("ServerTLSProtocol", (_AnswerPlainHTTP, TLSMemoryBIOFactory.protocol), {})
 
 
+@implementer(IServerTLS, IReloadable)
 class ServerTLS:
     """
     What the service wires into a TLS listener.
@@ -210,10 +213,9 @@ class ServerTLS:
         @return: a Deferred firing with True when new material is in use,
             False when the old is kept (the reason is logged). Never fails.
         """
-        reload = getattr(self.source, "reload", None)
-        if reload is None:
+        if not IReloadable.providedBy(self.source):
             return defer.succeed(False)
-        return defer.maybeDeferred(reload).addErrback(self._reload_failed)
+        return defer.maybeDeferred(self.source.reload).addErrback(self._reload_failed)
 
     def _reload_failed(self, failure):
         log.failure("TLS reload failed, keeping the current certificates", failure)

@@ -22,6 +22,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
+from zope.interface import implementer
 
 from spectroreg.api.errors import from_registry_error
 from spectroreg.auth.interfaces import TooManyRequests, Unauthorized
@@ -31,6 +32,8 @@ from spectroreg.registry.names import is_valid_name, is_valid_tag
 from spectroreg.ui import csrf, pages
 from spectroreg.ui.accept import prefers_html
 from spectroreg.ui.reader import RegistryReader, page_after
+from spectroreg.web.context import is_gone
+from spectroreg.web.interfaces import IRequestBodyPolicy, IRequestContext
 from spectroreg.web.peers import client_host
 from spectroreg.web.query import query_arg
 
@@ -96,6 +99,7 @@ def _reference(text):
     return text if is_valid_tag(text) else None
 
 
+@implementer(IRequestBodyPolicy)
 class WebUI(resource.Resource):
     """
     @param registry: L{spectroreg.registry.Registry}.
@@ -184,11 +188,8 @@ class WebUI(resource.Resource):
         authorization = request.requestHeaders.getRawHeaders(b"authorization", [None])[0]
         return await self._authenticator.authenticate(authorization, client_host(request))
 
-    def _finished(self, request):
-        return getattr(request, "finished", False) or getattr(request, "_disconnected", False)
-
     def _send(self, request, status, body, content_type=HTML, headers=(), cache=b"no-store"):
-        if self._finished(request):
+        if is_gone(request):
             return
         if isinstance(body, str):
             body = body.encode("utf-8")
@@ -349,7 +350,7 @@ class WebUI(resource.Resource):
             self._links, name, str(reference), reference == digest, tags, token))
 
     def _form(self, request):
-        if getattr(request, "body_too_large", False):
+        if IRequestContext(request).body.too_large:
             raise _PageError(413, "Request too large.")
         content = request.content
         if content is None:
@@ -386,8 +387,9 @@ class WebUI(resource.Resource):
 def _report_delete(events, request, user, name, reference):
     from spectroreg.api.routes import MANIFEST, Route
 
-    if user and getattr(request, "_spectroreg_auth", None) is None:
-        request._spectroreg_auth = (True, user)  # the event's actor (and the access log's user)
+    context = IRequestContext(request)
+    if user and context.auth is None:
+        context.auth = (True, user)  # the event's actor (and the access log's user)
     route = Route(MANIFEST, name, str(reference))
     if isinstance(reference, str):
         events.tag_deleted(request, route, reference)

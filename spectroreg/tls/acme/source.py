@@ -15,6 +15,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from spectroreg.interfaces import IReloadable
+
 from ..interfaces import ICertificateSource
 from . import certs
 from .challenges import ALPNSelector, TLSALPN01Responder
@@ -30,7 +32,7 @@ def normalise_host(name) -> Optional[str]:
     return name.strip().lower().rstrip(".")
 
 
-@implementer(ICertificateSource)
+@implementer(ICertificateSource, IReloadable)
 class ACMECertificateSource:
     """
     @ivar hosts: the configured names (lower case).
