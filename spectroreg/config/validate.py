@@ -8,7 +8,7 @@ from (``file:line`` or the variable) and the key path.
 
 import re
 
-from spectroreg.config import operations
+from spectroreg.config import operations, tlsnames
 from spectroreg.config import settings as s
 from spectroreg.config.addresses import check_http_url, split_host_port
 from spectroreg.config.durations import MAX_SECONDS, format_duration, parse_duration, shorten
@@ -24,7 +24,6 @@ from spectroreg.config.schema import (
 )
 from spectroreg.config.tree import dotted
 from spectroreg.config.unimplemented import NOT_ACTED_ON
-from spectroreg.tls import ciphers as _ciphers
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -33,13 +32,8 @@ S3_MAX_CHUNK = 5 * GIB
 
 LOG_LEVELS = ("error", "warn", "info", "debug")
 LOG_FORMATTERS = ("text", "json", "logstash")
-TLS_VERSIONS = ("tls1.0", "tls1.1", "tls1.2", "tls1.3")
-CLIENT_AUTH = (
-    "request-client-cert",
-    "require-any-client-cert",
-    "verify-client-cert-if-given",
-    "require-and-verify-client-cert",
-)
+TLS_VERSIONS = tuple(tlsnames.PROTOCOL_VERSIONS)
+CLIENT_AUTH = tlsnames.CLIENT_AUTH_MODES
 ACME_CHALLENGES = ("tls-alpn-01", "http-01")
 STORAGE_CLASSES = (
     "STANDARD",
@@ -61,10 +55,7 @@ OBJECT_ACLS = (
     "bucket-owner-full-control",
     "log-delivery-write",
 )
-# Go's crypto/tls names (tls.CipherSuites() and tls.InsecureCipherSuites()),
-# which is what Distribution accepts in http.tls.ciphersuites.
-# Go's cipher suite names, as spectroreg.tls.ciphers maps them to OpenSSL's.
-GO_CIPHER_SUITES = tuple(_ciphers.TLS12_SUITES) + tuple(_ciphers.TLS13_SUITES)
+GO_CIPHER_SUITES = tlsnames.GO_CIPHER_SUITES
 
 # Go's int, which Distribution reads integer keys into.
 GO_INT_MAX = 2 ** 63 - 1
