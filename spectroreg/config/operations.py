@@ -116,9 +116,9 @@ def _unknown(check, mapping, path, known):
 
 
 def _headers(check, mapping, path):
-    from spectroreg.config.validate import _headers as headers_of
+    from spectroreg.config.sections.http import headers_settings
 
-    return headers_of(check, mapping, path)
+    return headers_settings(check, mapping, path)
 
 
 def _interval(check, mapping, path):
