@@ -27,6 +27,10 @@ _BASES = [
     (("http", "tls", "letsencrypt"), {"http": {"tls": {"letsencrypt": {"cachefile": "/c", "hosts": ["a.example"]}}}}),
     (("http", "tls"), {"http": {"tls": {"certificate": "/c.pem", "key": "/k.pem"}}}),
     (("http", "debug"), {"http": {"debug": {"addr": "127.0.0.1:5001"}}}),
+    (("notifications", "endpoints"), {"notifications": {"endpoints": [{"name": "n", "url": "http://x"}]}}),
+    (("health", "file"), {"health": {"file": [{"file": "/f"}]}}),
+    (("health", "http"), {"health": {"http": [{"uri": "http://x"}]}}),
+    (("health", "tcp"), {"health": {"tcp": [{"addr": "x:1"}]}}),
     (("auth", "htpasswd"), {"auth": {"htpasswd": {"realm": "r", "path": "/p"}}}),
 ]
 
@@ -48,7 +52,7 @@ def _config_with(path, value):
             break
     node = config
     for part in path[:-1]:
-        node = node.setdefault(part, {})
+        node = node[part] if isinstance(part, int) else node.setdefault(part, {})
     node[path[-1]] = value
     return config
 
@@ -67,7 +71,7 @@ class DeclaredOnceTests(unittest.TestCase):
         class Twice:
             enabled: bool = declare.key(declare.BOOL, False, at="feature.enabled")
 
-            NOT_KEPT = {"feature.enabled": declare.Leaf(declare.BOOL)}
+            OTHER_KEYS = {"feature.enabled": declare.Leaf(declare.BOOL)}
 
         self.assertRaises(declare.DuplicateKey, declare.tree_of, Twice)
 

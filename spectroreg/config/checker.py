@@ -255,8 +255,8 @@ class Checker:
         return values
 
     def read_unkept(self, settings_class, mapping, path):
-        """Type-check the keys C{settings_class} declares as read but not kept."""
-        for name, node in getattr(settings_class, "NOT_KEPT", {}).items():
+        """Type-check the keys of C{settings_class}'s C{OTHER_KEYS} that sit in the section itself."""
+        for name, node in getattr(settings_class, "OTHER_KEYS", {}).items():
             parts = name.split(".")
             if hasattr(node, "kind") and node.kind != "any" and len(parts) == 1:
                 self.read(mapping, path, parts[0])

@@ -87,6 +87,13 @@ SIZE = "size"
 STRINGS = "strings"  # a list of strings; one scalar stands for a one-item list
 
 
+def declared(kind, default=None, **rules):
+    """The schema node of a key of C{kind} (for C{OTHER_KEYS}, which fill no field)."""
+    if kind == STRINGS:
+        return ListOf(Leaf(STR), scalar_ok=True, default=default, **rules)
+    return Leaf(kind, default, **rules)
+
+
 def key(kind, default=None, *, at=None, factory=None, **rules):
     """
     A settings field that is a configuration key of C{kind}.
@@ -96,10 +103,7 @@ def key(kind, default=None, *, at=None, factory=None, **rules):
     @param factory: builds the default (for mutable defaults).
     @param rules: see L{Leaf}.
     """
-    if kind == STRINGS:
-        leaf = ListOf(Leaf(STR), scalar_ok=True, default=default, **rules)
-    else:
-        leaf = Leaf(kind, default, **rules)
+    leaf = declared(kind, default, **rules)
     metadata = {"key": leaf, "at": tuple(at.split(".")) if at else None}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
@@ -122,6 +126,12 @@ def section(settings_class, default=None, *, at=None, factory=None):
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def sections(settings_class, *, at=None):
+    """A settings field that is a list of sections described by C{settings_class} (a tuple)."""
+    metadata = {"sections": settings_class, "at": tuple(at.split(".")) if at else None}
+    return dataclasses.field(default=(), metadata=metadata)
 
 
 def key_path(settings_field):
@@ -148,8 +158,9 @@ class DuplicateKey(Exception):
 def tree_of(settings_class, extra=None):
     """
     The schema tree (nested dicts of L{Leaf}s) C{settings_class} declares:
-    its fields, then its C{NOT_KEPT} keys (read and checked, but not acted
-    on: a dict of dotted paths -> schema nodes), then C{extra} (the same).
+    its fields, then its C{OTHER_KEYS} (keys that fill no field of their
+    own: read and checked but not acted on, or merged into another field; a
+    dict of dotted paths -> schema nodes), then C{extra} (the same).
 
     @raise DuplicateKey: a key declared twice.
     """
@@ -161,7 +172,9 @@ def tree_of(settings_class, extra=None):
             _place(tree, key_path(f), f.metadata["node"], settings_class)
         elif "section" in f.metadata:
             _place(tree, key_path(f), tree_of(f.metadata["section"]), settings_class)
-    unkept = dict(getattr(settings_class, "NOT_KEPT", {}))
+        elif "sections" in f.metadata:
+            _place(tree, key_path(f), ListOf(tree_of(f.metadata["sections"])), settings_class)
+    unkept = dict(getattr(settings_class, "OTHER_KEYS", {}))
     unkept.update(extra or {})
     for path, node in unkept.items():
         _place(tree, tuple(path.split(".")), node, settings_class)

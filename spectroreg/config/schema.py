@@ -16,8 +16,10 @@ names (headers); ``ListOf`` a list (``_N`` indices in variable names).
 from spectroreg.config.declare import ANY, STR, Leaf, ListOf, MapOf, tree_of
 from spectroreg.config.sections.auth import AUTH_PROVIDERS, AuthSettings
 from spectroreg.config.sections.catalog import CatalogSettings
+from spectroreg.config.sections.health import HealthSettings
 from spectroreg.config.sections.http import HTTPSettings
 from spectroreg.config.sections.log import LOG_LEVELS, LogSettings
+from spectroreg.config.sections.notifications import NotificationSettings
 from spectroreg.config.sections.redis import RedisSettings
 from spectroreg.config.sections.storage import (
     STORAGE_RESERVED,
@@ -38,9 +40,9 @@ SCHEMA = {
     "storage": tree_of(StorageSettings),
     "auth": tree_of(AuthSettings),
     "http": tree_of(HTTPSettings),
-    "notifications": ANY,  # checked by spectroreg.config.operations
+    "notifications": tree_of(NotificationSettings),
     "redis": tree_of(RedisSettings),
-    "health": ANY,  # checked by spectroreg.config.operations
+    "health": tree_of(HealthSettings),
     "catalog": tree_of(CatalogSettings),
     "proxy": ANY,
     "validation": ANY,
@@ -70,8 +72,13 @@ def schema_at(path):
 
 
 def leaf_paths(node=None, path=()):
-    """Every declared key path (a tuple) below C{node} (default: the whole schema), sorted."""
+    """
+    Every declared key path (a tuple) below C{node} (default: the whole
+    schema), sorted; the keys of a list of sections are those of its first.
+    """
     node = SCHEMA if node is None else node
+    if isinstance(node, ListOf) and isinstance(node.item, dict):
+        return leaf_paths(node.item, path + (0,))
     if isinstance(node, dict):
         found = []
         for name, child in node.items():

@@ -15,11 +15,12 @@ gathered here for the rest of the daemon.
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
-from spectroreg.config.operations import HealthSettings, NotificationSettings
 from spectroreg.config.sections.auth import AuthSettings, HtpasswdSettings
 from spectroreg.config.sections.catalog import CatalogSettings
+from spectroreg.config.sections.health import HealthSettings
 from spectroreg.config.sections.http import DebugSettings, HTTPSettings
 from spectroreg.config.sections.log import LogSettings
+from spectroreg.config.sections.notifications import NotificationSettings
 from spectroreg.config.sections.redis import RedisSettings
 from spectroreg.config.sections.storage import (
     FilesystemSettings,

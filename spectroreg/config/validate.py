@@ -7,15 +7,16 @@ Every problem is a ConfigError whose one line starts with where the value came
 from (``file:line`` or the variable) and the key path.
 """
 
-from spectroreg.config import operations
 from spectroreg.config import settings as s
 from spectroreg.config.checker import Checker
 from spectroreg.config.errors import ConfigError
 from spectroreg.config.schema import SCHEMA
 from spectroreg.config.sections.auth import auth_settings
 from spectroreg.config.sections.catalog import catalog_settings
+from spectroreg.config.sections.health import health_settings
 from spectroreg.config.sections.http import http_settings
 from spectroreg.config.sections.log import log_settings
+from spectroreg.config.sections.notifications import notification_settings
 from spectroreg.config.sections.redis import redis_settings
 from spectroreg.config.sections.storage import storage_settings
 from spectroreg.config.unimplemented import NOT_ACTED_ON
@@ -40,8 +41,8 @@ def build_settings(tree, provenance, warnings, source):
     auth = auth_settings(check, tree)
     catalog = catalog_settings(check, tree)
     kept = {
-        "health": operations.health_settings(check, tree),
-        "notifications": operations.notification_settings(check, tree),
+        "health": health_settings(check, tree),
+        "notifications": notification_settings(check, tree),
         "redis": redis_settings(check, tree, storage.blobdescriptor_cache),
     }
     for name in ("proxy", "validation", "middleware"):

@@ -20,7 +20,7 @@ class AuthSettings:
     # Parameters of providers not implemented yet, kept as given.
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
-    NOT_KEPT = {"token": ANY, "silly": ANY}
+    OTHER_KEYS = {"token": ANY, "silly": ANY}
 
 
 # Every provider Distribution knows; only those with settings of their own

@@ -18,7 +18,7 @@ class DebugSettings:
     prometheus_enabled: bool = key(BOOL, False, at="prometheus.enabled")
     prometheus_path: str = key(STR, "/metrics", at="prometheus.path")
 
-    NOT_KEPT = {"pprof": ANY}
+    OTHER_KEYS = {"pprof": ANY}
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class HTTPSettings:
     debug: Optional[DebugSettings] = section(DebugSettings)
     ui_enabled: bool = key(BOOL, True, at="ui.enabled")  # spectroreg's web pages at / and <prefix>/ui/
 
-    NOT_KEPT = {"http2.disabled": Leaf(BOOL), "h2c.enabled": Leaf(BOOL)}
+    OTHER_KEYS = {"http2.disabled": Leaf(BOOL), "h2c.enabled": Leaf(BOOL)}
 
 
 def http_settings(check, tree):

@@ -16,7 +16,7 @@ class LogSettings:
     fields: Mapping[str, Any] = free(MapOf(ANY), factory=dict)
     accesslog_disabled: bool = key(BOOL, False, at="accesslog.disabled")
 
-    NOT_KEPT = {"hooks": ANY, "reportcaller": Leaf(BOOL)}
+    OTHER_KEYS = {"hooks": ANY, "reportcaller": Leaf(BOOL)}
 
 
 def log_settings(check, tree):

@@ -77,7 +77,7 @@ class S3Settings:
     v4auth: bool = key(BOOL, True)
     sessiontoken: Optional[str] = key(STR)  # temporary credentials, with accesskey/secretkey
 
-    NOT_KEPT = {"usedualstack": Leaf(BOOL), "accelerate": Leaf(BOOL), "loglevel": Leaf(STR)}
+    OTHER_KEYS = {"usedualstack": Leaf(BOOL), "accelerate": Leaf(BOOL), "loglevel": Leaf(STR)}
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class StorageSettings:
     readonly: bool = key(BOOL, False, at="maintenance.readonly.enabled")
     gc: GarbageCollectSettings = section(GarbageCollectSettings, at="maintenance.gc", factory=GarbageCollectSettings)
 
-    NOT_KEPT = dict(
+    OTHER_KEYS = dict(
         {
             "inmemory": {},
             "cache.blobdescriptorsize": Leaf(INT, minimum=1),
