@@ -129,7 +129,7 @@ def _check_hosts(check, path, hosts):
             "required and must not be empty: without hosts no certificate would ever be issued",
         )
     for host in hosts:
-        if not host or "://" in host or "/" in host or any(c.isspace() for c in host):
+        if not host or host.startswith(".") or "://" in host or "/" in host or any(c.isspace() for c in host):
             check.fail(path + ("hosts",), "expected host names such as registry.example.com, got {!r}".format(host))
         if "*" in host:
             check.fail(
