@@ -23,7 +23,8 @@ from spectroreg.config.settings import (
     StorageSettings,
     UploadPurgingSettings,
 )
-from spectroreg.service import RegistryService, makeService, parse_addr
+from spectroreg.listeners import parse_addr
+from spectroreg.service import RegistryService, makeService
 from tests.support.asynctest import async_test
 from tests.test_web_support import get, port_of
 
@@ -101,6 +102,57 @@ class PluginTests(unittest.TestCase):
         application = Application("spectroreg")
         service.setServiceParent(application)
         self.assertIs(application.getComponent(ILogObserver), service.log_observer)
+
+    def runner_options(self, parent):
+        """Plugin options as a runner hands them over, with C{parent} (the runner's own, a dict)."""
+        options = plugin().options()
+        options.parent = parent
+        return options
+
+    def logged_line(self, observer, stream_text):
+        from twisted.logger import Logger
+
+        Logger(observer=observer).info("hello {who}", who="world")
+        return stream_text()
+
+    def test_twistd_logfile_gets_configured_lines(self):
+        """twistd --logfile=PATH: the observer offered to twistd writes our format into that file."""
+        from spectroreg.service import _adopt_runner_logging
+
+        path = os.path.abspath(self.mktemp())
+        service = makeService(settings())
+        _adopt_runner_logging(self.runner_options({"logfile": path, "syslog": False}), service)
+
+        def text():
+            with open(path) as f:
+                return f.read()
+
+        line = self.logged_line(service.log_observer, text)
+        self.assertIn('msg="hello world"', line)
+        self.assertIn("level=info", line)
+
+    def test_twistd_syslog_keeps_twistd_observer(self):
+        from spectroreg.service import _adopt_runner_logging
+
+        service = makeService(settings())
+        _adopt_runner_logging(self.runner_options({"logfile": "-", "syslog": True}), service)
+        self.assertFalse(service.offer_log_observer)
+
+    def test_twist_file_observer_factory(self):
+        """twist: its file observer factory is replaced by one building ours over the file it gives."""
+        import io
+
+        from twisted.logger import LogLevel
+
+        from spectroreg.service import _adopt_runner_logging
+
+        service = makeService(settings())
+        parent = {"fileLogObserverFactory": None, "logLevel": LogLevel.info}
+        _adopt_runner_logging(self.runner_options(parent), service)
+        self.assertEqual(parent["logLevel"], LogLevel.debug)
+        stream = io.StringIO()
+        line = self.logged_line(parent["fileLogObserverFactory"](stream), stream.getvalue)
+        self.assertIn('msg="hello world"', line)
 
 
 def settings(**http):
@@ -273,7 +325,7 @@ class AddressParsingTests(unittest.SynchronousTestCase):
 
     def test_errors(self):
         for addr, net in [("5000", "tcp"), ("::1:5000", "tcp"), ("[::1]5000", "tcp"),
-                          (":99999", "tcp"), ("", "unix"), (":5000", "udp")]:
+                          (":99999", "tcp"), ("", "unix")]:
             self.assertRaises(ConfigError, parse_addr, addr, net)
 
 
