@@ -406,3 +406,16 @@ class TLSWiringTests(unittest.TestCase):
         service = makeService(settings(tls=self.tls_settings()), reactor=reactor)
         self.assertEqual([s for s in service if getattr(s, "scheme", None) == "http"], [])
         self.assertEqual([s.scheme for s in service.listeners], ["https"])
+
+
+class AuthenticatorTableTests(unittest.SynchronousTestCase):
+    def test_providers(self):
+        """Every provider the daemon builds is one the configuration accepts; the others are refused."""
+        from spectroreg.config.sections.auth import AUTH_PROVIDERS, AuthSettings
+        from spectroreg.service import AUTHENTICATORS, _authenticator
+
+        self.assertLessEqual(set(AUTHENTICATORS), set(AUTH_PROVIDERS))
+        for provider in set(AUTH_PROVIDERS) - set(AUTHENTICATORS):
+            error = self.assertRaises(ConfigError, _authenticator, AuthSettings(provider=provider), reactor)
+            self.assertEqual(str(error), "auth.{}: this authentication provider is not supported".format(provider))
+        self.assertIsNone(_authenticator(None, reactor))
