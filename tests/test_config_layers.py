@@ -89,3 +89,39 @@ class ConfigLayerTests(unittest.SynchronousTestCase):
         self.assertIn("spectroreg.config.errors", imports["spectroreg.tls.context"])
         acme = imports["spectroreg.tls.acme"]
         self.assertTrue(any(name.startswith("spectroreg.tls.acme.") for name in acme), acme)
+
+
+def package_graph():
+    """C{{package: packages it imports}} over spectroreg's packages and top-level modules."""
+    names = set()
+    for entry in os.listdir(PACKAGE_DIR):
+        if entry.endswith(".py") and entry != "__init__.py":
+            names.add(entry[:-3])
+        elif os.path.isfile(os.path.join(PACKAGE_DIR, entry, "__init__.py")):
+            names.add(entry)
+    graph = {}
+    for name in names:
+        if os.path.isdir(os.path.join(PACKAGE_DIR, name)):
+            imports = set().union(*spectroreg_imports(name).values())
+        else:
+            module = "spectroreg." + name
+            imports = imported_modules(os.path.join(PACKAGE_DIR, name + ".py"), module)
+        graph[name] = {
+            part[1] for part in (found.split(".") for found in imports)
+            if len(part) > 1 and part[0] == "spectroreg" and part[1] in names and part[1] != name
+        }
+    return graph
+
+
+class PackageCycleTests(unittest.SynchronousTestCase):
+    def test_no_cycle_through_config_tls_or_assembly(self):
+        """Configuration, TLS, listeners and assembly sit in one direction: none reaches back to itself."""
+        graph = package_graph()
+        for start in ("config", "tls", "listeners", "service"):
+            seen, todo = set(), list(graph[start])
+            while todo:
+                name = todo.pop()
+                if name not in seen:
+                    seen.add(name)
+                    todo.extend(graph.get(name, ()))
+            self.assertNotIn(start, seen, start)
