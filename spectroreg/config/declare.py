@@ -8,7 +8,7 @@ A key carries its kind (string, integer, boolean, duration, size, list), its
 default (the field's default), its bounds and its choices. From these
 declarations come the schema tree (unknown-key warnings and ``REGISTRY_*``
 variable names, L{spectroreg.config.schema}), the typed reads of the
-validation (L{spectroreg.config.validate.Checker.read}) and the defaults of
+validation (L{spectroreg.config.checker.Checker.read}) and the defaults of
 the settings objects. Rules that tie several keys together are written by
 hand in the section modules (L{spectroreg.config.sections}).
 """
