@@ -237,6 +237,20 @@ class Checker:
             return self.string(mapping, path, key, r["default"], r["required"], r["empty_ok"])
         raise TypeError("{}: a {} key has no typed read".format(dotted(tuple(path) + (key,)), kind))
 
+    def read_zero_is_default(self, mapping, path, key):
+        """As L{read}, with 0 standing for the declared default (as Distribution reads timeouts)."""
+        return self.read(mapping, path, key) or schema_at(tuple(path) + (key,)).default
+
+    def mappings(self, section, path, key):
+        """C{[(path, mapping)]} of the list of mappings at C{key} of C{section} (none when absent)."""
+        value = section.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(tuple(path) + (key,), "expected a list of mappings")
+        where = tuple(path) + (key,)
+        return [(where + (index,), self.mapping(item, where + (index,))) for index, item in enumerate(value)]
+
     def read_keys(self, settings_class, mapping, path, **given):
         """
         The keyword arguments of C{settings_class} for section C{mapping} at

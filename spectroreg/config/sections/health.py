@@ -7,28 +7,12 @@ from dataclasses import dataclass
 from typing import Mapping, Tuple
 
 from spectroreg.config.addresses import check_http_url, split_host_port
-from spectroreg.config.declare import (
-    BOOL,
-    DURATION,
-    INT,
-    STR,
-    Leaf,
-    ListOf,
-    MapOf,
-    free,
-    key,
-    section,
-    sections,
-    tree_of,
-)
-from spectroreg.config.sections.http import headers_settings
+from spectroreg.config.declare import BOOL, DURATION, INT, STR, free, key, section, sections
+from spectroreg.config.sections.http import HEADERS, headers_settings
 
 # Distribution's defaults (registry/handlers/app.go).
 DEFAULT_CHECK_INTERVAL = 10.0
 DEFAULT_CHECK_TIMEOUT = 10.0  # Distribution waits forever; a check must end
-
-_HEADERS = MapOf(ListOf(Leaf(STR), scalar_ok=True), header_names=True)
-
 
 def _interval():
     return key(DURATION, DEFAULT_CHECK_INTERVAL)
@@ -54,7 +38,7 @@ class FileCheckSettings:
 @dataclass(frozen=True)
 class HTTPCheckSettings:
     uri: str = key(STR, required=True)
-    headers: Mapping[str, Tuple[str, ...]] = free(_HEADERS, factory=dict)
+    headers: Mapping[str, Tuple[str, ...]] = free(HEADERS, factory=dict)
     statuscode: int = key(INT, 200, minimum=100, maximum=599)
     timeout: float = key(DURATION, DEFAULT_CHECK_TIMEOUT)
     interval: float = _interval()
@@ -81,36 +65,11 @@ class HealthSettings:
         return bool(self.storagedriver.enabled or self.file or self.http or self.tcp)
 
 
-def list_of_mappings(check, section_values, path, key_name):
-    """C{[(path, mapping)]} of the list of mappings at C{key_name}."""
-    value = section_values.get(key_name)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        check.fail(path + (key_name,), "expected a list of mappings")
-    return [(path + (key_name, index), check.mapping(item, path + (key_name, index)))
-            for index, item in enumerate(value)]
-
-
-def unknown(check, mapping, path, known):
-    """Warn about keys of C{mapping} that C{known} (a settings class or a schema tree) does not declare."""
-    if not isinstance(known, dict):
-        known = tree_of(known)
-    for name in mapping:
-        if name not in known:
-            check.warn(path + (name,), "unknown key, ignored")
-
-
-def zero_is_default(check, settings_class, mapping, path, name):
-    """C{name} read as declared, its declared default when written as 0 (as in Distribution)."""
-    return check.read(mapping, path, name) or getattr(settings_class, name)
-
-
 def _check(check, settings_class, item, where, **given):
-    unknown(check, item, where, settings_class)
+    check.known(item, where)
     for name in ("timeout", "interval"):
         if hasattr(settings_class, name):
-            given[name] = zero_is_default(check, settings_class, item, where, name)
+            given[name] = check.read_zero_is_default(item, where, name)
     return settings_class(**check.read_keys(settings_class, item, where, **given))
 
 
@@ -118,19 +77,19 @@ def health_settings(check, tree):
     """The checked C{health} section (L{HealthSettings})."""
     path = ("health",)
     section_values = check.mapping(tree.get("health"), path)
-    unknown(check, section_values, path, HealthSettings)
+    check.known(section_values, path)
     sd_path = path + ("storagedriver",)
     storage = _check(check, StorageCheckSettings, check.mapping(section_values.get("storagedriver"), sd_path), sd_path)
     files = [_check(check, FileCheckSettings, item, where)
-             for where, item in list_of_mappings(check, section_values, path, "file")]
+             for where, item in check.mappings(section_values, path, "file")]
     https = []
-    for where, item in list_of_mappings(check, section_values, path, "http"):
+    for where, item in check.mappings(section_values, path, "http"):
         uri = check.read(item, where, "uri")
         check_http_url(check, where + ("uri",), uri)
         https.append(_check(check, HTTPCheckSettings, item, where, uri=uri,
                             headers=headers_settings(check, item, where)))
     tcps = []
-    for where, item in list_of_mappings(check, section_values, path, "tcp"):
+    for where, item in check.mappings(section_values, path, "tcp"):
         addr = check.read(item, where, "addr")
         try:
             host, _ = split_host_port(addr)

@@ -9,6 +9,8 @@ from spectroreg.config.declare import ANY, BOOL, DURATION, STR, Leaf, ListOf, Ma
 from spectroreg.config.sections.tls import TLSSettings, tls_settings
 
 HTTP_NETWORKS = ("tcp", "unix")
+# Header name -> one value or a list of them, names matched case-insensitively.
+HEADERS = MapOf(ListOf(Leaf(STR), scalar_ok=True), header_names=True)
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -31,9 +33,7 @@ class HTTPSettings:
     relativeurls: bool = key(BOOL, False)
     draintimeout: float = key(DURATION, 0.0)  # seconds
     # Header name (as written) -> values; applied to every response.
-    headers: Mapping[str, Tuple[str, ...]] = free(
-        MapOf(ListOf(Leaf(STR), scalar_ok=True), header_names=True), factory=dict
-    )
+    headers: Mapping[str, Tuple[str, ...]] = free(HEADERS, factory=dict)
     tls: Optional[TLSSettings] = section(TLSSettings)
     debug: Optional[DebugSettings] = section(DebugSettings)
     ui_enabled: bool = key(BOOL, True, at="ui.enabled")  # spectroreg's web pages at / and <prefix>/ui/

@@ -4,9 +4,8 @@ from dataclasses import dataclass
 from typing import Mapping, Tuple
 
 from spectroreg.config.addresses import check_http_url
-from spectroreg.config.declare import BOOL, DURATION, INT, STR, STRINGS, declared, free, key, sections, tree_of
-from spectroreg.config.sections.health import _HEADERS, list_of_mappings, unknown, zero_is_default
-from spectroreg.config.sections.http import headers_settings
+from spectroreg.config.declare import BOOL, DURATION, INT, STR, STRINGS, declared, free, key, sections
+from spectroreg.config.sections.http import HEADERS, headers_settings
 
 # Distribution's defaults (notifications/endpoint.go).
 DEFAULT_ENDPOINT_TIMEOUT = 1.0
@@ -20,7 +19,7 @@ EVENT_ACTIONS = ("pull", "push", "mount", "delete")
 class EndpointSettings:
     name: str = key(STR, required=True)
     url: str = key(STR, required=True)
-    headers: Mapping[str, Tuple[str, ...]] = free(_HEADERS, factory=dict)
+    headers: Mapping[str, Tuple[str, ...]] = free(HEADERS, factory=dict)
     timeout: float = key(DURATION, DEFAULT_ENDPOINT_TIMEOUT)
     threshold: int = key(INT, DEFAULT_ENDPOINT_THRESHOLD, minimum=0)
     backoff: float = key(DURATION, DEFAULT_ENDPOINT_BACKOFF)
@@ -47,14 +46,14 @@ def notification_settings(check, tree):
     """The checked C{notifications} section (L{NotificationSettings})."""
     path = ("notifications",)
     section_values = check.mapping(tree.get("notifications"), path)
-    unknown(check, section_values, path, NotificationSettings)
+    check.known(section_values, path)
     events_path = path + ("events",)
     events = check.mapping(section_values.get("events"), events_path)
-    unknown(check, events, events_path, tree_of(NotificationSettings)["events"])
+    check.known(events, events_path)
     endpoints = []
     names = set()
-    for where, item in list_of_mappings(check, section_values, path, "endpoints"):
-        unknown(check, item, where, EndpointSettings)
+    for where, item in check.mappings(section_values, path, "endpoints"):
+        check.known(item, where)
         name = check.read(item, where, "name")
         if name in names:
             check.fail(where + ("name",), "another endpoint is already named {!r}".format(name))
@@ -72,7 +71,7 @@ def _endpoint(check, item, where, name):
     check_http_url(check, where + ("url",), url)
     ignore_path = where + ("ignore",)
     ignore = check.mapping(item.get("ignore"), ignore_path)
-    unknown(check, ignore, ignore_path, tree_of(EndpointSettings)["ignore"])
+    check.known(ignore, ignore_path)
     actions = check.read(ignore, ignore_path, "actions")
     for action in actions:
         if action not in EVENT_ACTIONS:
@@ -86,6 +85,6 @@ def _endpoint(check, item, where, name):
         ignored_mediatypes=tuple(dict.fromkeys(mediatypes)), ignored_actions=tuple(dict.fromkeys(actions)),
     )
     for zero_means_default in ("timeout", "threshold", "backoff"):
-        given[zero_means_default] = zero_is_default(check, EndpointSettings, item, where, zero_means_default)
+        given[zero_means_default] = check.read_zero_is_default(item, where, zero_means_default)
     return EndpointSettings(**check.read_keys(EndpointSettings, item, where, **given))
 
