@@ -6,6 +6,10 @@ authenticator, the API resource under the root, the Site, one listener per
 address (plain or TLS), the plain-HTTP listener for ACME HTTP-01, the
 upload purger, SIGHUP reloading and draining on shutdown. Both the twistd
 plugin and ``spectroreg serve`` run what it returns.
+
+Addresses, listening sockets and draining live in L{spectroreg.listeners};
+the settings come validated from L{spectroreg.config.load}, so nothing here
+checks a setting again.
 """
 
 import signal

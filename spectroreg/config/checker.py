@@ -261,16 +261,23 @@ class Checker:
         for field, key_path, _ in declared_keys(settings_class):
             if field.name in values:
                 continue
-            section, where = mapping, tuple(path)
-            for part in key_path[:-1]:
-                section = self.mapping(section.get(part), where + (part,))
-                where += (part,)
+            section, where = self._descend(mapping, path, key_path[:-1])
             values[field.name] = self.read(section, where, key_path[-1])
         return values
 
     def read_unkept(self, settings_class, mapping, path):
-        """Type-check the keys of C{settings_class}'s C{OTHER_KEYS} that sit in the section itself."""
+        """Type-check the C{OTHER_KEYS} of C{settings_class} that are read but not kept."""
         for name, node in getattr(settings_class, "OTHER_KEYS", {}).items():
+            if getattr(node, "kind", "any") == "any":
+                continue
             parts = name.split(".")
-            if hasattr(node, "kind") and node.kind != "any" and len(parts) == 1:
-                self.read(mapping, path, parts[0])
+            section, where = self._descend(mapping, path, parts[:-1])
+            self.read(section, where, parts[-1])
+
+    def _descend(self, mapping, path, parts):
+        """The sub-section C{parts} below C{mapping} (at C{path}), and its path."""
+        where = tuple(path)
+        for part in parts:
+            mapping = self.mapping(mapping.get(part), where + (part,))
+            where += (part,)
+        return mapping, where

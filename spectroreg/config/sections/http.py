@@ -65,11 +65,9 @@ def http_settings(check, tree):
         draintimeout=draintimeout, headers=headers_settings(check, section_values, path),
         tls=tls_settings(check, section_values, path), debug=_debug(check, section_values, path),
     )
-    for name in ("http2", "h2c"):
-        sub = check.mapping(section_values.get(name), path + (name,))
-        check.known(sub, path + (name,))
-        check.read(sub, path + (name,), "disabled" if name == "http2" else "enabled")
-    check.known(check.mapping(section_values.get("ui"), path + ("ui",)), path + ("ui",))
+    for name in ("http2", "h2c", "ui"):
+        check.known(check.mapping(section_values.get(name), path + (name,)), path + (name,))
+    check.read_unkept(HTTPSettings, section_values, path)
     return HTTPSettings(**check.read_keys(HTTPSettings, section_values, path, **given))
 
 

@@ -155,8 +155,7 @@ def storage_settings(check, tree):
         s3 = s3_settings(check, parameters, driver_path)
     for name in ("cache", "delete", "redirect", "tag"):
         check.known(check.mapping(section.get(name), path + (name,)), path + (name,))
-    check.read(check.mapping(section.get("cache"), path + ("cache",)), path + ("cache",), "blobdescriptorsize")
-    check.read(check.mapping(section.get("tag"), path + ("tag",)), path + ("tag",), "concurrencylimit")
+    check.read_unkept(StorageSettings, section, path)
     uploadpurging, gc = _maintenance(check, section, path)
     return StorageSettings(
         **check.read_keys(
