@@ -112,7 +112,8 @@ def serve(path, prog="spectroreg", reactor=None):
 
     if reactor is None:
         from twisted.internet import reactor
-    from spectroreg.service import CannotListen, install_log_observer, makeService
+    from spectroreg.listeners import CannotListen
+    from spectroreg.service import install_log_observer, makeService
 
     try:
         service = makeService(settings, reactor=reactor)

@@ -6,13 +6,13 @@ authenticator, the API resource under the root, the Site, one listener per
 address (plain or TLS), the plain-HTTP listener for ACME HTTP-01, the
 upload purger, SIGHUP reloading and draining on shutdown. Both the twistd
 plugin and ``spectroreg serve`` run what it returns.
+
+Addresses, listening sockets and draining live in L{spectroreg.listeners};
+the settings come validated from L{spectroreg.config.load}, so nothing here
+checks a setting again.
 """
 
-import errno
-import os
 import signal
-import socket
-import stat
 import threading
 
 from twisted.application.internet import TimerService
@@ -20,246 +20,20 @@ from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
-from twisted.python.failure import Failure
 
-from spectroreg.config.addresses import split_host_port
 from spectroreg.config.errors import ConfigError
 from spectroreg.interfaces import IReloadable
+from spectroreg.listeners import (
+    CannotListen,
+    DrainService,
+    ListenerService,
+    endpoints_for,
+    parse_addr,
+)
 from spectroreg.logging import bridge_stdlib_logging, observer_from_settings
 from spectroreg.web.limits import DEFAULT_LIMITS
 
 log = Logger(namespace="spectroreg.service")
-
-
-# -- addresses ----------------------------------------------------------------
-
-
-def parse_addr(addr, net="tcp"):
-    """
-    ``http.addr`` as a list of listen targets, each ``("tcp", host, port)``
-    (host "" for every interface) or ``("unix", path, None)``.
-
-    @raise ConfigError: for an address that cannot be parsed.
-    """
-    if net == "unix":
-        if not addr:
-            raise ConfigError("http.addr: a socket path is needed with http.net unix")
-        return [("unix", addr, None)]
-    if net != "tcp":
-        raise ConfigError("http.net: unsupported network {!r} (tcp or unix)".format(net))
-    try:
-        host, port = split_host_port(addr)
-    except ValueError as error:
-        raise ConfigError("http.addr: {}".format(error)) from None
-    return [("tcp", host, port)]
-
-
-def _ipv6_available():
-    if not socket.has_ipv6:
-        return False
-    try:
-        probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    except OSError:
-        return False
-    try:
-        probe.bind(("::1", 0))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
-def _v6_only_by_default():
-    probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    try:
-        return bool(probe.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
-    finally:
-        probe.close()
-
-
-SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
-
-# What listen(2) takes on every kernel (Linux before 4.1 kept the backlog in
-# 16 bits); Go caps the same way.
-_MAX_BACKLOG = 65535
-
-
-def listen_backlog(path=SOMAXCONN_PATH):
-    """
-    The listen queue to ask for: the kernel's maximum, as Go's listeners do.
-    Twisted's default (50) drops connections in a burst (each dropped SYN
-    costs the client a one-second retransmit).
-    """
-    try:
-        with open(path, "rb") as f:
-            value = int(f.read().strip())
-    except (OSError, ValueError):
-        return socket.SOMAXCONN
-    if value <= 0:
-        return socket.SOMAXCONN
-    return min(value, _MAX_BACKLOG)
-
-
-def endpoints_for(addr, net, reactor, backlog=None):
-    """
-    Server endpoints for ``http.addr``/``http.net``, with a description each,
-    each with the listen queue of L{listen_backlog} (or C{backlog}).
-
-    ``:port`` means every interface: one IPv6 socket that also takes IPv4
-    (v4-mapped) where the host has IPv6, a second IPv4 socket when the
-    kernel makes IPv6 sockets v6-only, plain IPv4 otherwise.
-    """
-    from twisted.internet.endpoints import (
-        TCP4ServerEndpoint,
-        TCP6ServerEndpoint,
-        UNIXServerEndpoint,
-    )
-
-    if backlog is None:
-        backlog = listen_backlog()
-    result = []
-    for kind, host, port in parse_addr(addr, net):
-        if kind == "unix":
-            _remove_stale_socket(host)
-            result.append((UNIXServerEndpoint(reactor, host, backlog=backlog, mode=0o666), "unix:" + host))
-        elif host == "" and _ipv6_available():
-            result.append((TCP6ServerEndpoint(reactor, port, backlog=backlog, interface="::"), "[::]:%d" % port))
-            if _v6_only_by_default():
-                result.append((TCP4ServerEndpoint(reactor, port, backlog=backlog, interface="0.0.0.0"), "0.0.0.0:%d" % port))
-        elif host in ("", "0.0.0.0"):
-            result.append((TCP4ServerEndpoint(reactor, port, backlog=backlog, interface="0.0.0.0"), "0.0.0.0:%d" % port))
-        elif ":" in host:
-            result.append((TCP6ServerEndpoint(reactor, port, backlog=backlog, interface=host), "[%s]:%d" % (host, port)))
-        else:
-            interface = _resolve_v4(host)
-            result.append((TCP4ServerEndpoint(reactor, port, backlog=backlog, interface=interface), "%s:%d" % (host, port)))
-    return result
-
-
-def _resolve_v4(host):
-    try:
-        socket.inet_aton(host)
-        return host
-    except OSError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
-    except OSError as error:
-        raise ConfigError("http.addr: cannot resolve {!r}: {}".format(host, error)) from None
-    return infos[0][4][0]
-
-
-def _remove_stale_socket(path):
-    """A socket file left by a crashed daemon blocks binding; a live one is kept."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return
-    if not stat.S_ISSOCK(mode):
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError as error:
-        if error.errno in (errno.ECONNREFUSED, errno.ENOENT):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-    finally:
-        probe.close()
-
-
-class ListenerService(Service):
-    """
-    Listens on one endpoint while running. Starting fails synchronously
-    (the exception propagates) when the port cannot be bound, so the daemon
-    exits before doing anything else.
-    """
-
-    def __init__(self, endpoint, factory, description, scheme="http"):
-        self.endpoint = endpoint
-        self.factory = factory
-        self.description = description
-        self.scheme = scheme
-        self.port = None
-
-    def privilegedStartService(self):
-        Service.privilegedStartService(self)
-        if self.port is None:
-            self._listen()
-
-    def startService(self):
-        Service.startService(self)
-        if self.port is None:
-            self._listen()
-
-    def _listen(self):
-        outcome = []
-        self.endpoint.listen(self.factory).addBoth(outcome.append)
-        if not outcome:
-            raise RuntimeError("listener {} did not start".format(self.description))
-        if isinstance(outcome[0], Failure):
-            error = outcome[0].value
-            raise CannotListen("cannot listen on {}: {}".format(self.description, _reason(error)))
-        self.port = outcome[0]
-        log.info("listening on {scheme}://{where}", scheme=self.scheme, where=self.where())
-
-    def where(self):
-        """The bound address, e.g. ``127.0.0.1:5000`` or ``[::]:5000``."""
-        if self.port is None:
-            return self.description
-        host = self.port.getHost()
-        if getattr(host, "port", None) is None:
-            return "unix:" + str(getattr(host, "name", self.description))
-        if ":" in host.host:
-            return "[{}]:{}".format(host.host, host.port)
-        return "{}:{}".format(host.host, host.port)
-
-    def stopService(self):
-        Service.stopService(self)
-        port, self.port = self.port, None
-        if port is None:
-            return None
-        return defer.maybeDeferred(port.stopListening)
-
-
-class CannotListen(Exception):
-    """A listener could not be bound; the message is one line."""
-
-
-def _reason(error):
-    socket_error = getattr(error, "socketError", None)
-    if socket_error is not None:
-        return getattr(socket_error, "strerror", None) or str(socket_error)
-    return str(error) or error.__class__.__name__
-
-
-# -- draining -----------------------------------------------------------------
-
-
-class DrainService(Service):
-    """
-    On stop: the listeners close (they stop before this, being added after
-    it), open connections get at most C{timeout} seconds to finish the
-    request in flight, then whatever is left is closed.
-    """
-
-    def __init__(self, sites, timeout):
-        self.sites = sites
-        self.timeout = timeout
-
-    def stopService(self):
-        Service.stopService(self)
-        busy = sum(1 for site in self.sites for channel in site.channels if channel.requests)
-        if busy:
-            log.info(
-                "draining {busy} request(s) in flight, at most {timeout}s",
-                busy=busy,
-                timeout=self.timeout,
-            )
-        return defer.DeferredList([site.drain(self.timeout) for site in self.sites])
 
 
 # -- the daemon's service -----------------------------------------------------
@@ -418,97 +192,111 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    limits = limits or DEFAULT_LIMITS
-    top = RegistryService(settings, reactor)
     from spectroreg.ops.wiring import Operations
 
+    limits = limits or DEFAULT_LIMITS
+    top = RegistryService(settings, reactor)
     top.operations = Operations(settings, reactor)
-
+    request_factory = None
     if api_resource is None:
         api_resource, request_factory = _build_api(settings, top, reactor)
-    else:
-        request_factory = None
+    top.site = _registry_site(settings, top, api_resource, request_factory, limits, reactor)
+    sites = [top.site]
+    DrainService(sites, settings.http.draintimeout).setServiceParent(top)
+    factory, scheme = top.site, "http"
+    if settings.http.tls is not None:
+        factory, scheme = _add_tls(settings, top, sites, limits, reactor)
+    # Before the listeners: the checks' first run decides the first answers,
+    # and events of requests drained at shutdown are still queued.
+    for child in top.operations.services():
+        child.setServiceParent(top)
+    top.listeners = _add_listeners(top, settings.http.addr, settings.http.net, factory, scheme, reactor)
+    debug_root = top.operations.debug_root()
+    if debug_root is not None:
+        debug_site = _site(debug_root, settings, limits, reactor, debug=True)
+        _add_listeners(top, settings.http.debug.addr, "tcp", debug_site, "http", reactor)
+    _add_maintenance(top, settings.storage, reactor)
+    return top
 
-    from spectroreg.web.root import RootResource
+
+def _site(resource, settings, limits, reactor, request_factory=None, debug=False):
+    """
+    A L{RegistrySite} serving C{resource}: with the configured headers and
+    access log, or neither for the C{debug} listener.
+    """
     from spectroreg.web.site import RegistrySite
 
-    http_settings = settings.http
+    return RegistrySite(
+        resource,
+        request_factory=request_factory,
+        headers=None if debug else settings.http.headers,
+        access_log=False if debug else not settings.log.accesslog_disabled,
+        limits=limits,
+        reactor=reactor,
+    )
+
+
+def _registry_site(settings, top, api_resource, request_factory, limits, reactor):
+    """The registry's Site: the API and the web pages under the root, behind the operations gate."""
+    from spectroreg.web.root import RootResource
+
     ui = None
     if top.registry is not None:
         from spectroreg.ui import make_ui
 
         ui = make_ui(top.registry, settings, top.authenticator, reactor, events=top.operations.events)
-    site = RegistrySite(
-        top.operations.gate(RootResource(api_resource, http_settings.prefix, ui=ui)),
-        request_factory=request_factory,
-        headers=http_settings.headers,
-        access_log=not settings.log.accesslog_disabled,
-        limits=limits,
-        reactor=reactor,
-    )
-    top.site = site
-    sites = [site]
+    root = top.operations.gate(RootResource(api_resource, settings.http.prefix, ui=ui))
+    return _site(root, settings, limits, reactor, request_factory=request_factory)
 
-    DrainService(sites, http_settings.draintimeout).setServiceParent(top)
 
-    factory = site
-    scheme = "http"
-    if http_settings.tls is not None:
-        from spectroreg.tls.server import make_server_tls
+def _add_tls(settings, top, sites, limits, reactor):
+    """
+    The TLS layer over the registry's Site, its services (ACME issuing) and
+    the plain HTTP listener for HTTP-01; returns the factory to listen with
+    and its scheme.
+    """
+    from spectroreg.tls.server import make_server_tls
 
-        server_tls = make_server_tls(http_settings.tls, reactor=reactor)
-        top.server_tls = server_tls
-        factory = server_tls.wrap_factory(site)
-        scheme = "https"
-        for child in server_tls.services:
-            child.setServiceParent(top)
-        http01 = server_tls.http01_resource
-        letsencrypt = http_settings.tls.letsencrypt
-        if http01 is not None and letsencrypt is not None and letsencrypt.httpaddr:
-            from spectroreg.web.root import http01_root
-
-            plain = RegistrySite(
-                http01_root(http01, _public_https_port(http_settings)),
-                headers=http_settings.headers,
-                access_log=not settings.log.accesslog_disabled,
-                limits=limits,
-                reactor=reactor,
-            )
-            sites.append(plain)
-            for endpoint, description in endpoints_for(letsencrypt.httpaddr, "tcp", reactor):
-                ListenerService(endpoint, plain, description, "http").setServiceParent(top)
-
-    # Before the listeners: the checks' first run decides the first answers,
-    # and events of requests drained at shutdown are still queued.
-    for child in top.operations.services():
+    http_settings = settings.http
+    server_tls = make_server_tls(http_settings.tls, reactor=reactor)
+    top.server_tls = server_tls
+    factory = server_tls.wrap_factory(top.site)
+    for child in server_tls.services:
         child.setServiceParent(top)
-    for endpoint, description in endpoints_for(http_settings.addr, http_settings.net, reactor):
+    http01 = server_tls.http01_resource
+    letsencrypt = http_settings.tls.letsencrypt
+    if http01 is not None and letsencrypt is not None and letsencrypt.httpaddr:
+        from spectroreg.web.root import http01_root
+
+        plain = _site(http01_root(http01, _public_https_port(http_settings)), settings, limits, reactor)
+        sites.append(plain)
+        _add_listeners(top, letsencrypt.httpaddr, "tcp", plain, "http", reactor)
+    return factory, "https"
+
+
+def _add_listeners(top, addr, net, factory, scheme, reactor):
+    """One L{ListenerService} per socket C{addr} needs, children of C{top}; returns them."""
+    listeners = []
+    for endpoint, description in endpoints_for(addr, net, reactor):
         listener = ListenerService(endpoint, factory, description, scheme)
         listener.setServiceParent(top)
-        top.listeners.append(listener)
+        listeners.append(listener)
+    return listeners
 
-    debug_root = top.operations.debug_root()
-    if debug_root is not None:
-        debug_site = RegistrySite(debug_root, access_log=False, limits=limits, reactor=reactor)
-        for endpoint, description in endpoints_for(http_settings.debug.addr, "tcp", reactor):
-            ListenerService(endpoint, debug_site, description, "http").setServiceParent(top)
 
-    purging = settings.storage.uploadpurging
+def _add_maintenance(top, storage_settings, reactor):
+    """The upload purger and online garbage collection, when configured and writable."""
+    if top.registry is None:
+        return
+    purging = storage_settings.uploadpurging
     # As in Distribution, a read-only registry leaves uploads alone.
-    if (
-        top.registry is not None
-        and purging.enabled
-        and purging.interval > 0
-        and not settings.storage.readonly
-    ):
+    if purging.enabled and purging.interval > 0 and not storage_settings.readonly:
         timer = TimerService(purging.interval, _PurgeUploads(top.registry, purging))
         timer.clock = reactor
         timer.setServiceParent(top)
-    if top.registry is not None:
-        collection = garbage_collection_service(top.registry, settings.storage, reactor, top.operations.metrics)
-        if collection is not None:
-            collection.setServiceParent(top)
-    return top
+    collection = garbage_collection_service(top.registry, storage_settings, reactor, top.operations.metrics)
+    if collection is not None:
+        collection.setServiceParent(top)
 
 
 def garbage_collection_service(registry, storage_settings, reactor, metrics=None):
@@ -562,14 +350,37 @@ class _CloseStorage(Service):
         return self.driver.close()
 
 
-def _build_api(settings, top, reactor):
-    from spectroreg.api import make_api_resource
-    from spectroreg.api.request import RegistryRequest
+def _htpasswd(auth, reactor):
+    from spectroreg.auth.htpasswd import HtpasswdAuthenticator
+
+    if auth.htpasswd is None:
+        return None
+    return HtpasswdAuthenticator(auth.htpasswd.path, auth.htpasswd.realm, reactor=reactor)
+
+
+# Auth provider -> builder(auth settings, reactor) of its authenticator. The
+# configuration accepts Distribution's other providers (with a warning); the
+# daemon refuses to start with them.
+AUTHENTICATORS = {"htpasswd": _htpasswd}
+
+
+def _authenticator(auth, reactor):
+    """The authenticator C{auth} (L{AuthSettings} or None) describes, or None."""
+    if auth is None:
+        return None
+    build = AUTHENTICATORS.get(auth.provider)
+    authenticator = build(auth, reactor) if build is not None else None
+    if authenticator is None:
+        raise ConfigError("auth.{}: this authentication provider is not supported".format(auth.provider))
+    return authenticator
+
+
+def _build_registry(settings, top, reactor):
+    """The storage driver (closed at shutdown) and the registry over it."""
     from spectroreg.registry import Registry
     from spectroreg.storage.factory import driver_from_settings
 
-    operations = top.operations
-    driver = driver_from_settings(settings.storage, reactor=reactor, observer=operations.storage_observer)
+    driver = driver_from_settings(settings.storage, reactor=reactor, observer=top.operations.storage_observer)
     # Added before the listeners, so it stops after them: the driver's pools
     # are released once no request can reach it any more.
     _CloseStorage(driver).setServiceParent(top)
@@ -579,24 +390,19 @@ def _build_api(settings, top, reactor):
         from spectroreg.registry.redisclient import RedisClient
 
         descriptors = RedisDescriptors(RedisClient(settings.redis, reactor))
-    registry = Registry(driver, settings.storage, reactor=reactor, descriptors=descriptors)
-    top.registry = registry
-    operations.attach(registry)
-    authenticator = None
-    auth = settings.auth
-    if auth is not None:
-        if auth.provider == "htpasswd" and auth.htpasswd is not None:
-            from spectroreg.auth.htpasswd import HtpasswdAuthenticator
+    return Registry(driver, settings.storage, reactor=reactor, descriptors=descriptors)
 
-            authenticator = HtpasswdAuthenticator(
-                auth.htpasswd.path, auth.htpasswd.realm, reactor=reactor
-            )
-        else:
-            raise ConfigError(
-                "auth.{}: this authentication provider is not supported".format(auth.provider)
-            )
-    top.authenticator = authenticator
-    api = make_api_resource(registry, settings, authenticator=authenticator, reactor=reactor,
+
+def _build_api(settings, top, reactor):
+    """The registry API resource and its request factory; sets C{top.registry} and C{top.authenticator}."""
+    from spectroreg.api import make_api_resource
+    from spectroreg.api.request import RegistryRequest
+
+    operations = top.operations
+    top.registry = _build_registry(settings, top, reactor)
+    operations.attach(top.registry)
+    top.authenticator = _authenticator(settings.auth, reactor)
+    api = make_api_resource(top.registry, settings, authenticator=top.authenticator, reactor=reactor,
                             metrics=operations.metrics, events=operations.events)
     return api, RegistryRequest
 
@@ -623,28 +429,29 @@ def service_for_plugin(options):
 
 def _adopt_runner_logging(options, service):
     """
-    Route the log of the runner that loaded the plugin through our observer.
+    Route the log of the runner that loaded the plugin through an observer
+    formatted as configured.
 
     twistd uses the application's ILogObserver component (set in
-    L{RegistryService.setServiceParent}); we point it at the file named by
-    ``--logfile`` when that is not stdout. ``twist`` (``python -m twisted``)
-    takes a factory of file observers from its options instead.
+    L{RegistryService.setServiceParent}); when ``--logfile`` names a file,
+    the service's observer is one built over that file. ``twist``
+    (``python -m twisted``) takes a factory of file observers from its
+    options instead: ours builds one over the file it is given.
     """
     parent = getattr(options, "parent", None)
     if parent is None:
         return
-    observer = service.log_observer
     try:
         keys = set(parent.keys())
     except Exception:
         return
+    log_settings = service.settings.log
     if "fileLogObserverFactory" in keys:
         # twist: its filter would drop what our level allows.
         from twisted.logger import LogLevel
 
         def factory(log_file):
-            observer._stream = log_file
-            return observer
+            return observer_from_settings(log_settings, stream=log_file)
 
         parent["fileLogObserverFactory"] = factory
         parent["logLevel"] = LogLevel.debug
@@ -656,7 +463,7 @@ def _adopt_runner_logging(options, service):
         if logfile and logfile != "-":
             from twisted.python.logfile import LogFile
 
-            observer._stream = LogFile.fromFullPath(logfile)
+            service.log_observer = observer_from_settings(log_settings, stream=LogFile.fromFullPath(logfile))
 
 
 __all__ = [

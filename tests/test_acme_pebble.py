@@ -8,12 +8,10 @@ plain HTTP listener for HTTP-01; clients are Python's ``ssl`` trusting only
 pebble's root. tests/test_acme_daemon.py runs the whole daemon.
 """
 
-import dataclasses
 import os
 import socket
 import ssl
 import time
-from typing import Optional
 
 from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
@@ -21,6 +19,7 @@ from twisted.web import resource, server
 
 from spectroreg.config.settings import LetsEncryptSettings, TLSSettings
 from spectroreg.tls.acme import make_acme_source
+from spectroreg.tls.acme.client import AgentTransport
 from spectroreg.web.root import http01_root
 from spectroreg.tls.server import ServerTLS
 from tests.support.asynctest import async_test
@@ -31,12 +30,6 @@ SECOND = "second.spectroreg.test"
 # its TLS-ALPN-01 validation fails (like a host whose port 443 is not
 # forwarded) and the service goes on with HTTP-01.
 SECOND_ADDRESS = "127.0.0.2"
-
-
-@dataclasses.dataclass(frozen=True)
-class _Settings(LetsEncryptSettings):
-    # The optional setting make_acme_source reads when present.
-    directorycafile: Optional[str] = None
 
 
 class _Registry(resource.Resource):
@@ -114,13 +107,18 @@ class PebbleWorld(unittest.TestCase):
             hosts=tuple(hosts),
             email="admin@example.com",
             directoryurl=self.pebble.directory_url,
-            directorycafile=self.pebble.api_ca_file,
         )
         values.update(changes)
-        return _Settings(**values)
+        return LetsEncryptSettings(**values)
 
-    async def start_registry(self, settings, **options):
-        """make_acme_source + listeners, as the daemon assembles them."""
+    async def start_registry(self, settings, trust_api_ca=True, **options):
+        """
+        make_acme_source + listeners, as the daemon assembles them; the ACME
+        client trusts pebble's API certificate when C{trust_api_ca}, else
+        only what the system store (SSL_CERT_FILE) trusts.
+        """
+        if trust_api_ca:
+            options.setdefault("transport", AgentTransport(reactor, ca_file=self.pebble.api_ca_file))
         setup = make_acme_source(settings, TLSSettings(letsencrypt=settings), reactor, **options)
         site = server.Site(_Registry())
         # The daemon's own TLS layer: its connection creator asks the source
@@ -269,8 +267,8 @@ class PrivateCATrustTests(PebbleWorld):
     @async_test
     async def test_ssl_cert_file(self):
         await self.start_world()
-        settings = self.settings(hosts=("localhost",), directorycafile=None)
-        setup, _ = await self.start_registry(settings, retry_initial=0.5, retry_max=1.0)
+        settings = self.settings(hosts=("localhost",))
+        setup, _ = await self.start_registry(settings, trust_api_ca=False, retry_initial=0.5, retry_max=1.0)
         await task.deferLater(reactor, 1.5, lambda: None)
         # pebble's API certificate is not trusted yet: nothing is issued
         self.assertFalse(setup.issuer.certs_valid())

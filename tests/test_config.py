@@ -511,6 +511,8 @@ ERRORS = [
      "{path}:8: http.tls.letsencrypt.httpaddr: required for the http-01 challenge (e.g. :80)"),
     ("wildcard host", "version: 0.1\nstorage: inmemory\nhttp:\n  tls:\n    letsencrypt:\n      cachefile: /a\n      hosts: ['*.example.com']\n", {},
      "{path}:7: http.tls.letsencrypt.hosts: wildcard host '*.example.com' cannot be validated with tls-alpn-01 or http-01"),
+    ("dot host", "version: 0.1\nstorage: inmemory\nhttp:\n  tls:\n    letsencrypt:\n      cachefile: /a\n      hosts: ['.example.com']\n", {},
+     "{path}:7: http.tls.letsencrypt.hosts: expected host names such as registry.example.com, got '.example.com'"),
     ("acme email", "version: 0.1\nstorage: inmemory\nhttp:\n  tls:\n    letsencrypt:\n      cachefile: /a\n      hosts: [a.example.com]\n"
      "      email: ops\n", {},
      "{path}:8: http.tls.letsencrypt.email: expected an e-mail address, got 'ops'"),

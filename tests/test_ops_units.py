@@ -142,7 +142,7 @@ notifications:
                              "      enabled: true\n")
         self.assertEqual(
             [w.split(": ", 2)[1:] for w in settings.warnings],
-            [["health.files", "unknown key, ignored"],
+            [["health.files", "unknown key, ignored (did you mean file?)"],
              ["notifications.endpoints[0].retries", "unknown key, ignored"],
              ["http.debug.pprof", "read but not acted on yet: Go's profiler has no counterpart here"]],
         )

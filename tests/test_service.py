@@ -25,7 +25,8 @@ from spectroreg.config.settings import (
     UploadPurgingSettings,
 )
 from spectroreg.interfaces import IReloadable
-from spectroreg.service import RegistryService, makeService, parse_addr
+from spectroreg.listeners import parse_addr
+from spectroreg.service import RegistryService, makeService
 from spectroreg.tls.interfaces import IServerTLS
 from tests.support.asynctest import async_test
 from tests.support.web import get, port_of
@@ -104,6 +105,57 @@ class PluginTests(unittest.TestCase):
         application = Application("spectroreg")
         service.setServiceParent(application)
         self.assertIs(application.getComponent(ILogObserver), service.log_observer)
+
+    def runner_options(self, parent):
+        """Plugin options as a runner hands them over, with C{parent} (the runner's own, a dict)."""
+        options = plugin().options()
+        options.parent = parent
+        return options
+
+    def logged_line(self, observer, stream_text):
+        from twisted.logger import Logger
+
+        Logger(observer=observer).info("hello {who}", who="world")
+        return stream_text()
+
+    def test_twistd_logfile_gets_configured_lines(self):
+        """twistd --logfile=PATH: the observer offered to twistd writes our format into that file."""
+        from spectroreg.service import _adopt_runner_logging
+
+        path = os.path.abspath(self.mktemp())
+        service = makeService(settings())
+        _adopt_runner_logging(self.runner_options({"logfile": path, "syslog": False}), service)
+
+        def text():
+            with open(path) as f:
+                return f.read()
+
+        line = self.logged_line(service.log_observer, text)
+        self.assertIn('msg="hello world"', line)
+        self.assertIn("level=info", line)
+
+    def test_twistd_syslog_keeps_twistd_observer(self):
+        from spectroreg.service import _adopt_runner_logging
+
+        service = makeService(settings())
+        _adopt_runner_logging(self.runner_options({"logfile": "-", "syslog": True}), service)
+        self.assertFalse(service.offer_log_observer)
+
+    def test_twist_file_observer_factory(self):
+        """twist: its file observer factory is replaced by one building ours over the file it gives."""
+        import io
+
+        from twisted.logger import LogLevel
+
+        from spectroreg.service import _adopt_runner_logging
+
+        service = makeService(settings())
+        parent = {"fileLogObserverFactory": None, "logLevel": LogLevel.info}
+        _adopt_runner_logging(self.runner_options(parent), service)
+        self.assertEqual(parent["logLevel"], LogLevel.debug)
+        stream = io.StringIO()
+        line = self.logged_line(parent["fileLogObserverFactory"](stream), stream.getvalue)
+        self.assertIn('msg="hello world"', line)
 
 
 def settings(**http):
@@ -280,7 +332,7 @@ class AddressParsingTests(unittest.SynchronousTestCase):
 
     def test_errors(self):
         for addr, net in [("5000", "tcp"), ("::1:5000", "tcp"), ("[::1]5000", "tcp"),
-                          (":99999", "tcp"), ("", "unix"), (":5000", "udp")]:
+                          (":99999", "tcp"), ("", "unix")]:
             self.assertRaises(ConfigError, parse_addr, addr, net)
 
 
@@ -363,3 +415,16 @@ class TLSWiringTests(unittest.TestCase):
         service = makeService(settings(tls=self.tls_settings()), reactor=reactor)
         self.assertEqual([s for s in service if getattr(s, "scheme", None) == "http"], [])
         self.assertEqual([s.scheme for s in service.listeners], ["https"])
+
+
+class AuthenticatorTableTests(unittest.SynchronousTestCase):
+    def test_providers(self):
+        """Every provider the daemon builds is one the configuration accepts; the others are refused."""
+        from spectroreg.config.sections.auth import AUTH_PROVIDERS, AuthSettings
+        from spectroreg.service import AUTHENTICATORS, _authenticator
+
+        self.assertLessEqual(set(AUTHENTICATORS), set(AUTH_PROVIDERS))
+        for provider in set(AUTH_PROVIDERS) - set(AUTHENTICATORS):
+            error = self.assertRaises(ConfigError, _authenticator, AuthSettings(provider=provider), reactor)
+            self.assertEqual(str(error), "auth.{}: this authentication provider is not supported".format(provider))
+        self.assertIsNone(_authenticator(None, reactor))

@@ -16,7 +16,7 @@ from twisted.internet.protocol import Factory
 from twisted.trial import unittest
 
 from spectroreg.tls.server import PLAIN_HTTP_ANSWER, looks_like_http
-from spectroreg.service import SOMAXCONN_PATH, endpoints_for, listen_backlog
+from spectroreg.listeners import SOMAXCONN_PATH, endpoints_for, listen_backlog
 from tests.support.daemon import minimal_config, start_daemon
 from tests.support.requirements import require_binary
 from tests.test_service_daemon import make_certificate

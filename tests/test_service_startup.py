@@ -12,7 +12,7 @@ import sys
 import yaml
 from twisted.trial import unittest
 
-from spectroreg.service import _ipv6_available
+from spectroreg.listeners import _ipv6_available
 from tests.support.daemon import REPO_ROOT, daemon_for, minimal_config, start_daemon
 from tests.support.paths import socket_path
 from tests.test_service_daemon import TWISTD, _port_open

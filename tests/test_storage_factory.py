@@ -85,5 +85,15 @@ class FactoryTests(unittest.SynchronousTestCase):
         self.assertEqual(calls[-1], (s3, clock, True))
 
     def test_unknown(self):
-        self.assertRaises(ConfigError, driver_from_settings, StorageSettings(driver="azure"))
+        error = self.assertRaises(ConfigError, driver_from_settings, StorageSettings(driver="azure"))
+        self.assertEqual(str(error), "storage: unknown driver 'azure' (inmemory, filesystem or s3)")
         self.assertRaises(ConfigError, driver_from_settings, StorageSettings(driver="s3"))
+
+
+class DriverNamesTests(unittest.SynchronousTestCase):
+    def test_one_builder_per_supported_driver(self):
+        """The configuration accepts exactly the driver names the factory builds."""
+        from spectroreg.config.sections.storage import SUPPORTED_DRIVERS
+        from spectroreg.storage.factory import DRIVERS
+
+        self.assertEqual(sorted(DRIVERS), sorted(SUPPORTED_DRIVERS))

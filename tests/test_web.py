@@ -11,7 +11,7 @@ from twisted.internet import reactor, task
 from twisted.internet.error import ConnectError
 from twisted.trial import unittest
 
-from spectroreg.service import _ipv6_available
+from spectroreg.listeners import _ipv6_available
 from spectroreg.web.limits import Limits
 from spectroreg.web.site import safe_uri
 from tests.support.asynctest import async_test

@@ -63,47 +63,62 @@ def compose(loader, max_depth=MAX_DEPTH):
         if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             stack.pop()[0].end_mark = event.end_mark
             continue
-        if isinstance(event, yaml.AliasEvent):
-            if event.anchor not in anchors:
-                raise ComposerError(
-                    None, None, "found undefined alias {!r}".format(event.anchor), event.start_mark
-                )
-            node = Alias(event.anchor, anchors[event.anchor], event.start_mark)
-        elif isinstance(event, yaml.ScalarEvent):
-            node = yaml.ScalarNode(
-                _tag(loader, yaml.ScalarNode, event, event.value),
-                event.value,
-                event.start_mark,
-                event.end_mark,
-                style=event.style,
-            )
-        elif isinstance(event, yaml.SequenceStartEvent):
-            node = yaml.SequenceNode(
-                _tag(loader, yaml.SequenceNode, event), [], event.start_mark, None, flow_style=event.flow_style
-            )
-        else:  # MappingStartEvent
-            node = yaml.MappingNode(
-                _tag(loader, yaml.MappingNode, event), [], event.start_mark, None, flow_style=event.flow_style
-            )
-        if not isinstance(node, Alias) and event.anchor is not None:
-            anchors[event.anchor] = node
+        node = _node(loader, event, anchors)
         if not stack:
             root = node
         else:
-            parent = stack[-1]
-            if isinstance(parent[0], yaml.SequenceNode):
-                parent[0].value.append(node)
-            elif parent[1] is None:
-                parent[1] = node
-            else:
-                parent[0].value.append((parent[1], node))
-                parent[1] = None
+            _attach(stack[-1], node)
         if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)):
             if len(stack) >= max_depth:
                 raise ComposerError(
                     None, None, "nested deeper than {} levels".format(max_depth), event.start_mark
                 )
             stack.append([node, None])
+    _single_document(loader, document)
+    return root
+
+
+def _node(loader, event, anchors):
+    """The node (or L{Alias}) C{event} starts, recorded under its anchor."""
+    if isinstance(event, yaml.AliasEvent):
+        if event.anchor not in anchors:
+            raise ComposerError(
+                None, None, "found undefined alias {!r}".format(event.anchor), event.start_mark
+            )
+        return Alias(event.anchor, anchors[event.anchor], event.start_mark)
+    if isinstance(event, yaml.ScalarEvent):
+        node = yaml.ScalarNode(
+            _tag(loader, yaml.ScalarNode, event, event.value),
+            event.value,
+            event.start_mark,
+            event.end_mark,
+            style=event.style,
+        )
+    elif isinstance(event, yaml.SequenceStartEvent):
+        node = yaml.SequenceNode(
+            _tag(loader, yaml.SequenceNode, event), [], event.start_mark, None, flow_style=event.flow_style
+        )
+    else:  # MappingStartEvent
+        node = yaml.MappingNode(
+            _tag(loader, yaml.MappingNode, event), [], event.start_mark, None, flow_style=event.flow_style
+        )
+    if event.anchor is not None:
+        anchors[event.anchor] = node
+    return node
+
+
+def _attach(parent, node):
+    """Add C{node} to the open collection C{parent} ([node, pending key])."""
+    if isinstance(parent[0], yaml.SequenceNode):
+        parent[0].value.append(node)
+    elif parent[1] is None:
+        parent[1] = node
+    else:
+        parent[0].value.append((parent[1], node))
+        parent[1] = None
+
+
+def _single_document(loader, document):
     if not loader.check_event(yaml.StreamEndEvent):
         event = loader.get_event()
         raise ComposerError(
@@ -112,4 +127,3 @@ def compose(loader, max_depth=MAX_DEPTH):
             "but found another document",
             event.start_mark,
         )
-    return root

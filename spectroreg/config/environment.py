@@ -15,14 +15,7 @@ import re
 import yaml
 
 from spectroreg.config.errors import ConfigError
-from spectroreg.config.schema import (
-    ANY,
-    SCHEMA,
-    STORAGE_RESERVED,
-    STR,
-    ListOf,
-    MapOf,
-)
+from spectroreg.config.schema import ANY, SCHEMA, STORAGE_RESERVED, ListOf, MapOf
 from spectroreg.config.tree import dotted, parse_scalar_text
 
 PREFIX = "REGISTRY_"
@@ -150,6 +143,10 @@ def _child(node, key):
     return None
 
 
+def _is_text(schema):
+    return getattr(schema, "kind", None) == "string"
+
+
 def parse_value(name, text, schema):
     """
     C{text} parsed as YAML 1.1, and the literal text for scalars that are not
@@ -158,7 +155,7 @@ def parse_value(name, text, schema):
     try:
         value = parse_scalar_text(text, name)
     except yaml.YAMLError as error:
-        if schema is STR or (isinstance(schema, ListOf) and schema.item is STR):
+        if _is_text(schema) or (isinstance(schema, ListOf) and _is_text(schema.item)):
             return text, None
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError("{}: not valid YAML: {}".format(name, " ".join(problem.split()))) from None

@@ -253,50 +253,13 @@ class _Builder:
                 alias.start_mark,
                 "nested deeper than {} levels once aliases are expanded (expanding *{})".format(MAX_DEPTH, alias.anchor),
             )
-        filename = self.filename
-        provenance = self.provenance
         if isinstance(node, yaml.MappingNode):
-            explicit = set()
-            duplicates = set()
-            for key_node, _ in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE:
-                    if key_node.value in explicit:
-                        duplicates.add(key_node.value)
-                    explicit.add(key_node.value)
-            result = {}
-            warned = set()
-            for key_node, value_node, via in self._pairs(node):
-                if isinstance(key_node, Alias) and isinstance(key_node.target, yaml.ScalarNode):
-                    key_node = key_node.target
-                line = key_node.start_mark.line + 1
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise ConfigError(
-                        "{}: {}: a key must be a plain name, not a list or mapping".format(
-                            "{}:{}".format(filename, line) if self.located else filename, dotted(path)
-                        )
-                    )
-                # The literal text: `on:` or `1:` stay the names written.
-                key = key_node.value
-                child = path + (key,)
-                if key in result:
-                    if key in duplicates and key not in warned:
-                        warned.add(key)
-                        self.warnings.append(
-                            "{}:{}: {}: duplicate key; the last one wins".format(filename, line, dotted(child))
-                        )
-                    provenance.forget(child)
-                provenance.origins[child] = "{}:{}".format(filename, line)
-                if via is None:
-                    result[key] = self.build(value_node, child)
-                else:
-                    with self._within(via, check_cycle=False):
-                        result[key] = self.build(value_node, child)
-            return result
+            return self._build_mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             result = []
             for index, item in enumerate(node.value):
                 child = path + (index,)
-                provenance.origins[child] = "{}:{}".format(filename, item.start_mark.line + 1)
+                self.provenance.origins[child] = "{}:{}".format(self.filename, item.start_mark.line + 1)
                 result.append(self.build(item, child))
             return result
         try:
@@ -306,8 +269,53 @@ class _Builder:
             # time (a 5000-digit integer, 2026-13-45) to its text.
             value = node.value
         if value is not None and not isinstance(value, str):
-            provenance.raw[path] = node.value
+            self.provenance.raw[path] = node.value
         return value
+
+    def _build_mapping(self, node, path):
+        filename = self.filename
+        duplicates = _duplicate_keys(node)
+        result = {}
+        warned = set()
+        for key_node, value_node, via in self._pairs(node):
+            if isinstance(key_node, Alias) and isinstance(key_node.target, yaml.ScalarNode):
+                key_node = key_node.target
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(
+                    "{}: {}: a key must be a plain name, not a list or mapping".format(
+                        "{}:{}".format(filename, line) if self.located else filename, dotted(path)
+                    )
+                )
+            # The literal text: `on:` or `1:` stay the names written.
+            key = key_node.value
+            child = path + (key,)
+            if key in result:
+                if key in duplicates and key not in warned:
+                    warned.add(key)
+                    self.warnings.append(
+                        "{}:{}: {}: duplicate key; the last one wins".format(filename, line, dotted(child))
+                    )
+                self.provenance.forget(child)
+            self.provenance.origins[child] = "{}:{}".format(filename, line)
+            if via is None:
+                result[key] = self.build(value_node, child)
+            else:
+                with self._within(via, check_cycle=False):
+                    result[key] = self.build(value_node, child)
+        return result
+
+
+def _duplicate_keys(node):
+    """The names written more than once as keys of mapping C{node} (merges aside)."""
+    explicit = set()
+    duplicates = set()
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE:
+            if key_node.value in explicit:
+                duplicates.add(key_node.value)
+            explicit.add(key_node.value)
+    return duplicates
 
 
 def parse_scalar_text(text, name):

@@ -21,25 +21,24 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 
+from spectroreg.config import tlsnames
 from spectroreg.config.errors import ConfigError
 from spectroreg.tls.ciphers import cipher_policy
 
-_PROTOCOLS = {
-    "tls1.0": SSL.TLS1_VERSION,
-    "tls1.1": SSL.TLS1_1_VERSION,
-    "tls1.2": SSL.TLS1_2_VERSION,
-    "tls1.3": SSL.TLS1_3_VERSION,
-}
+_PROTOCOLS = {name: getattr(SSL, constant) for name, constant in tlsnames.PROTOCOL_VERSIONS.items()}
 
-DEFAULT_CLIENT_AUTH = "require-and-verify-client-cert"
+DEFAULT_CLIENT_AUTH = tlsnames.DEFAULT_CLIENT_AUTH
+
+
+def _client_auth_mode(name):
+    # Go's ClientAuthType: does it demand a certificate, does it verify one?
+    demands = name.startswith("require")
+    verifies = name in tlsnames.VERIFYING_CLIENT_AUTH
+    return (SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if demands else 0), verifies)
+
 
 # Distribution v3's names (Go's tls.ClientAuthType) -> (verify mode, verifies?)
-CLIENT_AUTH_MODES = {
-    "request-client-cert": (SSL.VERIFY_PEER, False),
-    "require-any-client-cert": (SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, False),
-    "verify-client-cert-if-given": (SSL.VERIFY_PEER, True),
-    "require-and-verify-client-cert": (SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, True),
-}
+CLIENT_AUTH_MODES = {name: _client_auth_mode(name) for name in tlsnames.CLIENT_AUTH_MODES}
 
 _PEM_CERTIFICATE = re.compile(
     rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL

@@ -19,8 +19,6 @@ from .source import ACMECertificateSource, normalise_host
 
 __all__ = ["ACMESetup", "make_acme_source"]
 
-KNOWN_CHALLENGES = (TLS_ALPN_01, HTTP_01)
-
 
 @dataclass
 class ACMESetup:
@@ -38,45 +36,16 @@ class ACMESetup:
     issuer: Optional[object] = None
 
 
-def check_settings(letsencrypt, tls=None):
+def hosts_and_challenges(letsencrypt):
     """
-    The normalised hosts and challenge types, or a L{ConfigError} naming
-    what is wrong.
+    The names to get certificates for (normalised as SNI names are) and the
+    challenge types that can be answered: HTTP-01 only with a plain HTTP
+    listener. What is allowed was checked with the configuration
+    (L{spectroreg.config.sections.tls}).
     """
-    hosts = []
-    for host in letsencrypt.hosts or ():
-        name = normalise_host(host)
-        if not name or "/" in name or name.startswith(".") or " " in name:
-            raise ConfigError("http.tls.letsencrypt.hosts: {!r} is not a host name".format(host))
-        if name not in hosts:
-            hosts.append(name)
-    if not hosts:
-        raise ConfigError(
-            "http.tls.letsencrypt.hosts is empty: list the names to get certificates for "
-            "(a Let's Encrypt setup without hosts would never obtain a certificate)"
-        )
-    if tls is not None and (tls.certificate or tls.key):
-        raise ConfigError(
-            "http.tls.certificate/key and http.tls.letsencrypt are both set: choose one"
-        )
-    types = []
-    for kind in letsencrypt.challenges or ():
-        kind = str(kind).lower()
-        if kind not in KNOWN_CHALLENGES:
-            raise ConfigError(
-                "http.tls.letsencrypt.challenges: unknown challenge {!r} (known: {})".format(
-                    kind, ", ".join(KNOWN_CHALLENGES)
-                )
-            )
-        if kind == HTTP_01 and letsencrypt.httpaddr is None:
-            continue
-        if kind not in types:
-            types.append(kind)
-    if not types:
-        raise ConfigError(
-            "http.tls.letsencrypt: no usable challenge (http-01 needs httpaddr; "
-            "challenges lists {})".format(list(letsencrypt.challenges or ()))
-        )
+    hosts = list(dict.fromkeys(normalise_host(host) for host in letsencrypt.hosts))
+    types = [kind for kind in dict.fromkeys(letsencrypt.challenges)
+             if not (kind == HTTP_01 and letsencrypt.httpaddr is None)]
     return hosts, types
 
 
@@ -111,6 +80,35 @@ def _rebuild_policy(tls_settings):
     return _listener_policy(tls_settings).build
 
 
+def _responders(source, types):
+    """The responder of each challenge type, and the HTTP-01 resource (or None)."""
+    responders = {}
+    http01_resource = None
+    if TLS_ALPN_01 in types:
+        responders[TLS_ALPN_01] = source.tls_alpn_responder
+    if HTTP_01 in types:
+        http01 = HTTP01Responder()
+        responders[HTTP_01] = http01
+        http01_resource = HTTP01Resource(http01)
+    return responders, http01_resource
+
+
+def _certificate_source(hosts, tls_settings, reactor):
+    """The source the TLS listener asks, under the listener's own context policy."""
+    policy = _listener_policy(tls_settings)
+    reload_context_builder = None
+    if policy is not None and tls_settings.clientcas:
+        reload_context_builder = functools.partial(_rebuild_policy, tls_settings)
+    return ACMECertificateSource(
+        hosts,
+        minimumtls=getattr(tls_settings, "minimumtls", None) or "tls1.2",
+        clock=reactor,
+        build_context=policy.build if policy is not None else None,
+        reload_context_builder=reload_context_builder,
+        reactor=reactor,
+    )
+
+
 def make_acme_source(
     letsencrypt_settings,
     tls_settings,
@@ -125,16 +123,14 @@ def make_acme_source(
     """
     Build the ACME certificate source and its issuing service.
 
-    @param letsencrypt_settings: L{LetsEncryptSettings}.
+    @param letsencrypt_settings: L{LetsEncryptSettings}, as validated.
     @param tls_settings: L{TLSSettings} (C{minimumtls} is applied to every
         context built).
     @param store: an L{ICertificateStore}; default: the directory
         C{cachefile} (a L{MemoryStore} when it is empty).
     @param transport: an L{IHTTPTransport}; default: HTTPS through
-        C{Agent}, trusting C{directorycafile} when that setting exists and
-        is set, else the system store (``SSL_CERT_FILE`` works).
-    @raise ConfigError: empty C{hosts}, unknown challenge type, or
-        C{certificate} set as well.
+        C{Agent}, trusting the system store (``SSL_CERT_FILE`` works).
+    @raise ConfigError: C{cachefile} is a file.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -142,60 +138,23 @@ def make_acme_source(
     from .service import ACMEIssuingService
     from .store import DirectoryStore, MemoryStore
 
-    hosts, types = check_settings(letsencrypt_settings, tls_settings)
+    hosts, types = hosts_and_challenges(letsencrypt_settings)
     check_cachefile(letsencrypt_settings.cachefile)
     directory_url = letsencrypt_settings.directoryurl or LETSENCRYPT_PRODUCTION
     if store is None:
         cachefile = letsencrypt_settings.cachefile
         store = DirectoryStore(cachefile, reactor) if cachefile else MemoryStore()
     if transport is None:
-        transport = AgentTransport(
-            reactor, ca_file=getattr(letsencrypt_settings, "directorycafile", None)
-        )
-    minimumtls = getattr(tls_settings, "minimumtls", None) or "tls1.2"
-    policy = _listener_policy(tls_settings)
-    reload_context_builder = None
-    if policy is not None and tls_settings.clientcas:
-        reload_context_builder = functools.partial(_rebuild_policy, tls_settings)
-
-    source = ACMECertificateSource(
-        hosts,
-        minimumtls=minimumtls,
-        clock=reactor,
-        build_context=policy.build if policy is not None else None,
-        reload_context_builder=reload_context_builder,
-        reactor=reactor,
-    )
-    responders = {}
-    http01_resource = None
-    if TLS_ALPN_01 in types:
-        responders[TLS_ALPN_01] = source.tls_alpn_responder
-    if HTTP_01 in types:
-        http01 = HTTP01Responder()
-        responders[HTTP_01] = http01
-        http01_resource = HTTP01Resource(http01)
-
+        transport = AgentTransport(reactor)
+    source = _certificate_source(hosts, tls_settings, reactor)
+    responders, http01_resource = _responders(source, types)
     def make_client(account_key):
-        return ACMEClient(
-            directory_url,
-            account_key,
-            transport,
-            reactor,
-            email=letsencrypt_settings.email,
-            poll_interval=poll_interval,
-        )
+        return ACMEClient(directory_url, account_key, transport, reactor,
+                          email=letsencrypt_settings.email, poll_interval=poll_interval)
 
     issuer = ACMEIssuingService(
-        hosts,
-        store,
-        source,
-        make_client,
-        responders,
-        types,
-        reactor,
-        retry_initial=retry_initial,
-        retry_max=retry_max,
-        directory_url=directory_url,
+        hosts, store, source, make_client, responders, types, reactor,
+        retry_initial=retry_initial, retry_max=retry_max, directory_url=directory_url,
     )
     issuer.setName("acme")
     return ACMESetup(source=source, services=[issuer], http01_resource=http01_resource, issuer=issuer)

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from spectroreg.config.tlsnames import PROTOCOL_VERSIONS
+
 UTC = datetime.timezone.utc
 
 # RFC 8737: id-pe-acmeIdentifier.
@@ -246,12 +248,6 @@ def renewal_time(valid_from: datetime.datetime, valid_until: datetime.datetime, 
     return at
 
 
-_TLS_VERSIONS = {
-    "tls1.0": "TLS1_VERSION",
-    "tls1.1": "TLS1_1_VERSION",
-    "tls1.2": "TLS1_2_VERSION",
-    "tls1.3": "TLS1_3_VERSION",
-}
 
 
 def to_openssl(key=None, cert=None):
@@ -284,7 +280,7 @@ def build_context(bundle: Bundle, minimumtls: str = "tls1.2", alpn_select=None, 
     context.set_options(
         SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3 | SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
     )
-    version = _TLS_VERSIONS.get((minimumtls or "tls1.2").lower(), "TLS1_2_VERSION")
+    version = PROTOCOL_VERSIONS.get((minimumtls or "tls1.2").lower(), "TLS1_2_VERSION")
     context.set_min_proto_version(getattr(SSL, version))
     context.use_privatekey(to_openssl(key=bundle.key))
     context.use_certificate(to_openssl(cert=bundle.leaf))
