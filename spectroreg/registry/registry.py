@@ -370,9 +370,12 @@ class Registry:
         """Create an upload. @return: its id (str)."""
         self.check_writable()
         upload_id = str(uuidlib.uuid4())
-        # Only ``startedat``: an upload without ``data`` has 0 bytes
-        # (upload_size), and its first chunk creates ``data``.
         await self.driver.put_content(paths.upload_startedat(name, upload_id), format_rfc3339(self._now()).encode("ascii"))
+        # An empty ``data`` too, as Distribution starts an upload: the other
+        # kind in a mixed fleet continues only an upload whose data exists
+        # (on S3, an upload in flight on the key).
+        writer = await self.driver.writer(paths.upload_data(name, upload_id))
+        await writer.close()
         self._remember_hash(name, upload_id, 0, digest_hasher())
         debug_upload_state(name, upload_id, "started", 0)
         return upload_id
@@ -387,11 +390,14 @@ class Registry:
         """Bytes received so far. @raise RegistryError: BLOB_UPLOAD_UNKNOWN."""
         if not await self.upload_exists(name, upload_id):
             raise upload_unknown(upload_id)
+        # What a writer continuing the upload starts from, as Distribution
+        # answers (on S3 a stat may see an object the upload has outgrown).
         try:
-            info = await self.driver.stat(paths.upload_data(name, upload_id))
+            writer = await self.driver.writer(paths.upload_data(name, upload_id), append=True)
         except PathNotFound:
             return 0
-        return info.size
+        await writer.close()
+        return writer.size
 
     async def open_upload(self, name, upload_id, offset=None):
         """

@@ -159,6 +159,11 @@ class StorageDriverTestsMixin:
     """
 
     timeout = 600
+    # Whether stat() answers for a file closed but not committed, with its
+    # bytes so far. An S3 driver's unfinished files are multipart uploads,
+    # no objects: Distribution's stat does not see them, nor does ours (a
+    # writer continuing the file tells its size).
+    stat_sees_unfinished = True
 
     def make_driver(self):
         raise NotImplementedError("make_driver() returns the driver under test")
@@ -481,7 +486,10 @@ class StorageDriverTestsMixin:
             expected += part
             self.assertEqual(writer.size, len(expected))
             await writer.close()
-            self.assertEqual((await driver.stat(path)).size, len(expected))
+            if self.stat_sees_unfinished:
+                self.assertEqual((await driver.stat(path)).size, len(expected))
+            else:
+                await self.get_failure(driver.stat(path), PathNotFound)
         writer = await driver.writer(path, append=True)
         self.assertEqual(writer.size, len(expected))
         await writer.commit()
