@@ -49,7 +49,7 @@ class S3DriverTests(StorageDriverTestsMixin, unittest.TestCase):
 
     async def assert_nothing_left(self, driver):
         await StorageDriverTestsMixin.assert_nothing_left(self, driver)
-        # Below the driver: no object (state objects included), no upload.
+        # Below the driver: no object, no multipart upload in flight.
         self.assertEqual(self.server.keys(self.bucket), [])
         self.assertEqual(self.server.uploads(self.bucket), [])
 
