@@ -558,6 +558,58 @@ class InFlightTests(unittest.TestCase):
         self.assertEqual(self.server.uploads(self.bucket), [])
 
     @async_test
+    async def test_stat_of_an_upload_in_flight(self):
+        """In a directory holding something else (an upload's startedat), stat sees the upload."""
+        driver = self.driver()
+        await driver.put_content("/u/startedat", b"t")
+        writer = await driver.writer("/u/data")
+        await writer.write(b"abc")
+        await writer.close()
+        for stat in (driver, self.driver()):  # this process, and another one
+            info = await stat.stat("/u/data")
+            self.assertEqual((info.size, info.is_dir), (3, False))
+        # Alone in its directory, an upload in flight is no file (as for Distribution).
+        writer = await driver.writer("/alone/data")
+        await writer.write(b"abc")
+        await writer.close()
+        await self.assertFailure(driver.stat("/alone/data"), PathNotFound)
+
+    @async_test
+    async def test_stat_while_distribution_continues_an_upload(self):
+        """The object Distribution leaves at the key while it continues the upload is outgrown."""
+        driver = self.driver()
+        s3 = self.server.s3()
+        s3.put_object(Bucket=self.bucket, Key="u/startedat", Body=b"t")
+        first = s3.create_multipart_upload(Bucket=self.bucket, Key="u/data")["UploadId"]
+        etag = s3.upload_part(Bucket=self.bucket, Key="u/data", UploadId=first, PartNumber=1,
+                              Body=b"a")["ETag"]
+        s3.complete_multipart_upload(Bucket=self.bucket, Key="u/data", UploadId=first, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": etag}]})
+        second = s3.create_multipart_upload(Bucket=self.bucket, Key="u/data")["UploadId"]
+        s3.upload_part(Bucket=self.bucket, Key="u/data", UploadId=second, PartNumber=1, Body=b"ab")
+        self.assertEqual((await driver.stat("/u/data")).size, 2)
+        writer = await driver.writer("/u/data", append=True)
+        self.assertEqual(writer.size, 2)
+        await writer.write(b"c")
+        await writer.commit()
+        self.assertEqual((await driver.stat("/u/data")).size, 3)
+        self.assertEqual(await driver.get_content("/u/data"), b"abc")
+
+    @async_test
+    async def test_failed_copy_in_a_blob_directory_is_no_file(self):
+        """A multipart copy S3 could not abort leaves an upload on a blob's key: still no blob."""
+        driver = self.driver()
+        s3 = self.server.s3()
+        upload_id = s3.create_multipart_upload(Bucket=self.bucket, Key="blobs/ab/data")["UploadId"]
+        s3.upload_part(Bucket=self.bucket, Key="blobs/ab/data", UploadId=upload_id, PartNumber=1,
+                       Body=b"partial")
+        self.proxy.stats.reset()
+        await self.assertFailure(driver.stat("/blobs/ab/data"), PathNotFound)
+        self.assertEqual(self.requests(), {"ListObjectsV2": 1})
+        await driver.delete("/blobs/ab")
+        self.assertEqual(self.server.uploads(self.bucket), [])
+
+    @async_test
     async def test_new_writer_replaces_an_upload_in_flight(self):
         driver = self.driver()
         writer = await driver.writer("/u/data")

@@ -390,14 +390,11 @@ class Registry:
         """Bytes received so far. @raise RegistryError: BLOB_UPLOAD_UNKNOWN."""
         if not await self.upload_exists(name, upload_id):
             raise upload_unknown(upload_id)
-        # What a writer continuing the upload starts from, as Distribution
-        # answers (on S3 a stat may see an object the upload has outgrown).
         try:
-            writer = await self.driver.writer(paths.upload_data(name, upload_id), append=True)
+            info = await self.driver.stat(paths.upload_data(name, upload_id))
         except PathNotFound:
             return 0
-        await writer.close()
-        return writer.size
+        return info.size
 
     async def open_upload(self, name, upload_id, offset=None):
         """

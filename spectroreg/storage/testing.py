@@ -160,9 +160,9 @@ class StorageDriverTestsMixin:
 
     timeout = 600
     # Whether stat() answers for a file closed but not committed, with its
-    # bytes so far. An S3 driver's unfinished files are multipart uploads,
-    # no objects: Distribution's stat does not see them, nor does ours (a
-    # writer continuing the file tells its size).
+    # bytes so far, when it is alone in its directory. On S3 an unfinished
+    # file is a multipart upload, no object, and stat looks for one only in
+    # a directory that holds something else (an upload's ``startedat``).
     stat_sees_unfinished = True
 
     def make_driver(self):

@@ -256,21 +256,45 @@ class S3Driver:
         parent = key.rpartition("/")[0]
         objects, prefixes, token = await self.client.list_objects(
             parent + "/" if parent else "", delimiter="/", path=path)
-        found = _stat_from_listing(path, key, objects, prefixes)
+        found, etag = _stat_from_listing(path, key, objects, prefixes)
+        siblings = token is not None or any(name != key for name, _, _, _ in objects) or any(
+            prefix != key + "/" for prefix in prefixes)
         if found is None and token is not None:
             # A big directory: ask about this name alone.
             token = None
             while found is None:
                 objects, prefixes, token = await self.client.list_objects(
                     key, delimiter="/", token=token, path=path)
-                found = _stat_from_listing(path, key, objects, prefixes)
+                found, etag = _stat_from_listing(path, key, objects, prefixes)
                 if token is None:
                     break
+        if found is not None and (found.is_dir or not _multipart_etag(etag)):
+            return found
+        if siblings:
+            unfinished = await self._stat_unfinished(path, key)
+            if unfinished is not None:
+                return unfinished
         if found is None:
-            # As Distribution: an unfinished file (an upload in flight) is
-            # not an object; a writer continuing it tells its size.
             raise PathNotFound(path)
         return found
+
+    async def _stat_unfinished(self, path, key):
+        """
+        The upload in flight on C{key} as a file, or None. Asked only in a
+        directory that holds something else (an upload's ``startedat``), and
+        when there is no object at the key or one a multipart upload completed
+        (Distribution continuing an upload leaves the bytes so far there while
+        the upload goes on): a multipart copy that could not be aborted, alone
+        in a blob's directory, is no file, and a missing blob costs no more
+        than a listing.
+        """
+        cached = self.cache.upload_of(key)
+        upload = await inflight.find(
+            self.client, key, path, cached.upload_id if cached is not None else None)
+        if upload is None:
+            return None
+        modified = upload.initiated if upload.initiated is not None else self._clock.seconds()
+        return FileInfo(path, upload.size, modified, False)
 
     def list(self, path):
         return defer.ensureDeferred(self._list(path))
@@ -455,14 +479,19 @@ class _Node:
 
 
 def _stat_from_listing(path, key, objects, prefixes):
-    """The L{FileInfo} of C{key} from a listing page, or None."""
-    for name, size, modified, _ in objects:
+    """C{(FileInfo, etag)} of C{key} from a listing page, or C{(None, None)}."""
+    for name, size, modified, etag in objects:
         if name == key:
-            return FileInfo(path, size, modified, False)
+            return FileInfo(path, size, modified, False), etag
     if key + "/" in prefixes:
         # As Distribution: a directory has no modification time on S3.
-        return FileInfo(path, 0, 0.0, True)
-    return None
+        return FileInfo(path, 0, 0.0, True), None
+    return None, None
+
+
+def _multipart_etag(etag):
+    """Whether an object's ETag says a multipart upload completed it (``"<md5>-<parts>"``)."""
+    return etag is not None and "-" in etag
 
 
 def _hidden(name):
