@@ -10,7 +10,10 @@ uploads on their own key, exactly as Distribution keeps them
 Requests per operation: get_content, put_content, read: 1 (read: one more
 per dropped connection, resuming at the byte it stopped); stat: 1 listing of
 the parent directory (a second one, of the name alone, when the parent holds
-more than 1000 entries); list: 1 per 1000 entries; move: a CopyObject (or a multipart copy above
+more than 1000 entries), then, in a directory that holds something else and
+for a name that is no object (or one a multipart upload completed), a
+ListMultipartUploads and a ListParts (an unfinished file); list: 1 per 1000
+entries; move: a CopyObject (or a multipart copy above
 ``multipartcopythresholdsize``) and a DELETE, with a HEAD first unless this
 process just wrote the source; delete: a listing and a DeleteObjects per
 1000 keys, and a ListMultipartUploads unless the path is one object; walk:
