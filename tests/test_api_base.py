@@ -176,7 +176,7 @@ class AuthTests(APITestCase):
             response = await self.request(method, None, url=url, data=b"evil")
             self.assertError(response, 401, "UNAUTHORIZED")
         self.assertEqual(set(self.registry.driver.driver._files), set(before))
-        self.assertEqual([p for p in before if p.endswith("/data")], [])
+        self.assertEqual([bytes(before[p].data) for p in before if p.endswith("/data")], [b""])
         response = await self.request("PATCH", None, url=location, data=b"good", headers=good)
         self.assertEqual(response.code, 202)
 

@@ -1,6 +1,7 @@
 """
 Three daemons, one registry: one shared filesystem root (and again one
-moto bucket) and one Redis
+moto bucket; and each again with Distribution 2.8 as one of the three) and
+one Redis
 (Debian's redis-server, storage.cache.blobdescriptor: redis) behind Debian's
 haproxy in round robin, as docs/scaling.md configures them. skopeo pushes
 and pulls through the balancer, uploads hop instances between PATCHes,
@@ -233,6 +234,40 @@ class FleetMixin(object):
         self.pull_and_check(index, "killed/app", "v1")
 
 
+class MixedKindsMixin(FleetMixin):
+    """A fleet of both kinds: spectroreg and Distribution 2.8 as instance c."""
+
+    distribution = ("c",)
+
+    def test_upload_hops_between_kinds(self):
+        """Each PATCH to the other kind, both ways round, straight to the instances."""
+        ours = self.daemons[next(n for n in NAMES if n not in self.distribution)]
+        theirs = self.daemons[self.distribution[0]]
+        sizes = (64 * 1024, 6 * 1024 * 1024 + 1, 3000, 1, 200 * 1024)
+        for turns in ((ours, theirs), (theirs, ours)):
+            data = os.urandom(sum(sizes))
+            started = request(turns[0], "POST", "/v2/kinds/blobs/uploads/")
+            self.assertEqual(started.status, 202, started.body)
+            location = path_of(started.headers["location"])
+            offset = 0
+            for number, size in enumerate(sizes):
+                server = turns[(number + 1) % 2]
+                response = request(server, "PATCH", location, data[offset:offset + size], headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": "{}-{}".format(offset, offset + size - 1)})
+                self.assertEqual(response.status, 202, (number, response.body))
+                offset += size
+                self.assertEqual(response.headers["range"], "0-{}".format(offset - 1))
+                location = path_of(response.headers["location"])
+            separator = "&" if "?" in location else "?"
+            done = request(turns[len(sizes) % 2], "PUT", location + separator + "digest=" + sha256(data))
+            self.assertEqual(done.status, 201, done.body)
+            for daemon in self.daemons.values():
+                got = request(daemon, "GET", "/v2/kinds/blobs/" + sha256(data))
+                self.assertEqual(got.status, 200)
+                self.assertTrue(got.body == data)
+
+
 class FilesystemFleetTests(FleetMixin, unittest.TestCase):
     def storage(self):
         return {"filesystem": {"rootdirectory": os.path.join(self.work, "root")}}
@@ -246,7 +281,7 @@ class S3FleetTests(FleetMixin, unittest.TestCase):
                 "maintenance": {"uploadpurging": {"enabled": False}}}
 
 
-class MixedFleetTests(FleetMixin, unittest.TestCase):
+class MixedFleetTests(MixedKindsMixin, unittest.TestCase):
     """
     Distribution 2.8 beside two spectroreg daemons: one root, one Redis.
     Deletes and re-tags through either kind are seen by the other at once
@@ -255,7 +290,16 @@ class MixedFleetTests(FleetMixin, unittest.TestCase):
     (``_state``) the same way with the shared ``http.secret``.
     """
 
-    distribution = ("c",)
-
     def storage(self):
         return {"filesystem": {"rootdirectory": os.path.join(self.work, "root")}}
+
+
+class MixedS3FleetTests(MixedKindsMixin, unittest.TestCase):
+    """
+    The mixed fleet on one moto bucket: an upload in flight is an S3
+    multipart upload on its ``data`` key in both kinds, so each continues
+    and finishes the other's.
+    """
+
+    def storage(self):
+        return S3FleetTests.storage(self)

@@ -366,8 +366,9 @@ class FilesystemRegistryTests(RegistryLayerMixin, unittest.TestCase):
             "docker/registry/v2/repositories/ns/app/_manifests/revisions/sha256/{}/link".format(digest.hex),
             "docker/registry/v2/repositories/ns/app/_manifests/tags/1.0/current/link",
             "docker/registry/v2/repositories/ns/app/_manifests/tags/1.0/index/sha256/{}/link".format(digest.hex),
-            # ``data`` comes with the first chunk; until then the upload has 0 bytes.
+            # An empty ``data`` from the start, as Distribution starts an upload.
             "docker/registry/v2/repositories/ns/app/_uploads/{}/startedat".format(upload_id),
+            "docker/registry/v2/repositories/ns/app/_uploads/{}/data".format(upload_id),
             # spectroreg's referrers index (empty), in a directory Distribution ignores.
             "docker/registry/v2/repositories/ns/app/_referrers/complete",
         }
@@ -536,9 +537,11 @@ class DriverCallTests(unittest.TestCase):
         self.assertEqual(self.driver.calls, [("stat", self.blob(data))])
         self.driver.calls = []
         upload_id = await self.registry.uploads.start("r")
-        # No ``data`` (on S3: no state object) before the first chunk.
+        # ``startedat`` and an empty ``data`` (on S3: an upload in flight),
+        # as Distribution starts an upload.
         uploads = "/docker/registry/v2/repositories/r/_uploads/" + upload_id
-        self.assertEqual(self.driver.calls, [("put_content", uploads + "/startedat")])
+        self.assertEqual(self.driver.calls, [("put_content", uploads + "/startedat"),
+                                             ("writer", uploads + "/data")])
         writer = await self.registry.uploads.open("r", upload_id)
         await writer.write(data)
         await writer.close()

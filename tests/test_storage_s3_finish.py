@@ -72,7 +72,7 @@ class FinishRetryTests(unittest.TestCase):
 
         def rule(method, target, operation, headers):
             if not any(mark in target for mark in marks):
-                return None  # e.g. a state object of an earlier upload, deleted late
+                return None  # another upload's requests
             seen[0] += 1
             return "reset" if seen[0] > count else None
 

@@ -11,6 +11,7 @@ Debian's ``docker-registry`` (Distribution 2.8) and spectroreg both ways.
   digests, and both write the same keys (uploads aside).
 """
 
+import hashlib
 import os
 
 from twisted.trial import unittest
@@ -106,3 +107,73 @@ class S3RegistryTests(unittest.TestCase):
         self.assertTrue(theirs)
         self.assertEqual(sorted(set(theirs) ^ set(ours)), [])
         self.assertEqual(sorted(k for k in theirs if theirs[k] != ours[k]), [])
+
+
+# Chunk sizes that take every path of both kinds' multipart handling with
+# parts of 5 MiB: small parts left by a PATCH (completed and restarted by
+# the next writer), parts above the minimum, a part exactly at it.
+HOP_CHUNKS = (100 * 1024 + 7, 6 * 1024 * 1024 + 1, 3000, 5 * 1024 * 1024, 1, 2 * 1024 * 1024)
+
+
+class UploadHandOverOnS3Tests(unittest.TestCase):
+    """
+    Distribution 2.8 and spectroreg, both running on one bucket with the same
+    ``http.secret``, take turns on one upload: each PATCH goes to the other
+    kind, whose writer continues the multipart upload the other one left in
+    flight (the upload's ``data`` is an S3 multipart upload in both), then
+    the PUT with the digest finishes it and every server reads the blob.
+    """
+
+    timeout = 300
+
+    def setUp(self):
+        self.work = os.path.abspath(self.mktemp())
+        os.makedirs(self.work)
+        self.server, self.bucket = fresh_bucket(self)
+        self.servers = {}
+        for kind in ("spectroreg", "docker-registry"):
+            self.servers[kind] = start_registry_s3(
+                kind, self.server, self.bucket, os.path.join(self.work, kind), redirect=False,
+                chunksize=5 * 1024 * 1024)
+            self.addCleanup(self.servers[kind].kill)
+
+    def hop(self, first, second, chunks=HOP_CHUNKS):
+        from tests.support.rawhttp import add_query, download, path_of, request
+
+        data = images.seeded_bytes("s3-hop-" + first, sum(chunks))
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        turns = [self.servers[first], self.servers[second]]
+        started = request(turns[0], "POST", "/v2/hop/over/blobs/uploads/")
+        self.assertEqual(started.status, 202, started.describe())
+        location = path_of(started.header("Location"))
+        offset = 0
+        for number, size in enumerate(chunks):
+            server = turns[(number + 1) % 2]
+            status = request(server, "GET", location)
+            expected = "0-{}".format(max(offset - 1, 0))
+            self.assertEqual((status.status, status.header("Range")), (204, expected),
+                             (server.name, number, status.describe()))
+            response = request(server, "PATCH", path_of(status.header("Location")),
+                               data[offset:offset + size], {
+                                   "Content-Range": "{}-{}".format(offset, offset + size - 1),
+                                   "Content-Type": "application/octet-stream"})
+            self.assertEqual(response.status, 202, (server.name, number, response.describe(),
+                                                    server.log_text()[-3000:]))
+            offset += size
+            self.assertEqual(response.header("Range"), "0-{}".format(offset - 1))
+            location = path_of(response.header("Location"))
+        finisher = turns[len(chunks) % 2]
+        done = request(finisher, "PUT", add_query(location, digest=digest))
+        self.assertEqual(done.status, 201, (finisher.name, done.describe(),
+                                            finisher.log_text()[-3000:]))
+        for server in self.servers.values():
+            self.assertEqual(download(server, "/v2/hop/over/blobs/" + digest)[:3],
+                             (200, len(data), digest), server.name)
+        self.assertEqual([k for k in self.server.keys(self.bucket) if "/_uploads/" in k], [])
+        self.assertEqual(self.server.uploads(self.bucket), [])
+
+    def test_distribution_upload_continued_and_finished_by_spectroreg(self):
+        self.hop("docker-registry", "spectroreg")
+
+    def test_spectroreg_upload_continued_and_finished_by_distribution(self):
+        self.hop("spectroreg", "docker-registry")

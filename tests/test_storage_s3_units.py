@@ -1,6 +1,6 @@
 """
-Unit tests of the S3 driver's parts, without a server: endpoints, the state
-object format, XML, signing, retries and timeouts on a fake clock.
+Unit tests of the S3 driver's parts, without a server: endpoints, which
+listed parts make an unfinished file, the driver's cache, XML, signing, retries and timeouts on a fake clock.
 """
 
 from twisted.internet import defer
@@ -18,7 +18,9 @@ from spectroreg.storage.s3.client import RetryPolicy, S3Client
 from spectroreg.storage.s3.credentials import CredentialSource
 from spectroreg.storage.s3.endpoint import Endpoint, encode_query, endpoint_from_settings
 from spectroreg.storage.s3.errors import S3Error
-from spectroreg.storage.s3.state import UploadState, is_hidden, state_key
+from spectroreg.storage.s3.cache import InFlight, S3Cache
+from spectroreg.storage.s3.driver import _hidden
+from spectroreg.storage.s3.inflight import MIN_PART, file_parts, same_parts
 from spectroreg.storage.s3.transport import BodyStreamer, BytesProducer
 from tests.support.asynctest import async_test
 
@@ -65,25 +67,60 @@ class EndpointTests(unittest.SynchronousTestCase):
                           S3Settings(bucket="b", regionendpoint="ftp://x"))
 
 
-class StateTests(unittest.SynchronousTestCase):
-    def test_round_trip(self):
-        state = UploadState("id-1", [(1, '"e1"', 5 << 20), (2, '"e2"', 6 << 20)], b"\x00tail\n")
-        again = UploadState.decode(state.encode())
-        self.assertEqual((again.upload_id, again.parts, again.tail), (state.upload_id, state.parts, state.tail))
-        self.assertEqual(again.size, (11 << 20) + 6)
-        empty = UploadState.decode(UploadState().encode())
-        self.assertEqual((empty.upload_id, empty.parts, empty.tail, empty.size), (None, [], b"", 0))
+class FilePartsTests(unittest.SynchronousTestCase):
+    """Which parts S3 lists are the file: the unbroken run, small parts only last."""
 
-    def test_corrupt(self):
-        data = UploadState("id", [], b"abc").encode()
-        for bad in (b"", b"junk", data[:-1], data + b"x", data.replace(b'"size":3', b'"size":4')):
-            self.assertRaises(ValueError, UploadState.decode, bad)
+    TABLE = [
+        ([], []),
+        ([(1, "a", 10)], [(1, "a", 10)]),
+        ([(1, "a", MIN_PART), (2, "b", 3)], [(1, "a", MIN_PART), (2, "b", 3)]),
+        # A gap: part 3 was left by a writer cut while parts went up.
+        ([(1, "a", MIN_PART), (3, "c", 3)], [(1, "a", MIN_PART)]),
+        ([(2, "b", MIN_PART)], []),
+        # A small part can only be the last one.
+        ([(1, "a", 3), (2, "b", MIN_PART)], [(1, "a", 3)]),
+        # Listed out of order.
+        ([(2, "b", 1), (1, "a", MIN_PART)], [(1, "a", MIN_PART), (2, "b", 1)]),
+    ]
 
-    def test_hidden_keys(self):
-        self.assertEqual(state_key("a/b/data"), "a/b/data~upload")
-        self.assertTrue(is_hidden("a/b/data~upload"))
-        self.assertFalse(is_hidden("a/b~x/data"))
-        self.assertFalse(is_hidden("a/b/data.upload"))
+    def test_table(self):
+        for listed, expected in self.TABLE:
+            self.assertEqual(file_parts(listed), expected, listed)
+
+    def test_same_parts(self):
+        self.assertTrue(same_parts([(1, '"e"', 3)], [(1, "e", 3)]))
+        self.assertFalse(same_parts([(1, '"e"', 3)], [(1, "f", 3)]))
+        self.assertFalse(same_parts([(1, "e", 3)], [(1, "e", 4)]))
+        self.assertFalse(same_parts([(1, "e", 3)], []))
+
+    def test_hidden_names(self):
+        self.assertTrue(_hidden("a/b/data~upload"))
+        self.assertFalse(_hidden("a/b~x/data"))
+        self.assertFalse(_hidden("a/b/data.upload"))
+
+
+class CacheTests(unittest.SynchronousTestCase):
+    def test_sizes_and_uploads_forgotten_together(self):
+        cache = S3Cache()
+        cache.remember_size("k", 5)
+        cache.remember_upload("k", InFlight("id", [(1, "e", 1)], b"x"))
+        self.assertEqual((cache.size_of("k"), cache.upload_of("k").upload_id), (5, "id"))
+        cache.forget("k")
+        self.assertEqual((cache.size_of("k"), cache.upload_of("k")), (None, None))
+
+    def test_bounded(self):
+        cache = S3Cache(sizes=2, uploads=2, tail_bytes=10)
+        for key in "abc":
+            cache.remember_size(key, 1)
+            cache.remember_upload(key, InFlight(key, ()))
+        self.assertEqual([cache.size_of(k) for k in "abc"], [None, 1, 1])
+        self.assertIsNone(cache.upload_of("a"))
+        # Tails beyond the byte budget: the oldest go first.
+        cache.remember_upload("d", InFlight("d", [(1, "e", 6)], b"123456"))
+        cache.remember_upload("e", InFlight("e", [(1, "e", 6)], b"123456"))
+        self.assertIsNone(cache.upload_of("d"))
+        self.assertEqual(cache.upload_of("e").tail, b"123456")
+        self.assertLessEqual(cache.tail_bytes(), 10)
 
 
 class XMLTests(unittest.SynchronousTestCase):

@@ -249,10 +249,13 @@ class UploadStore:
         """Create an upload. @return: its id (str)."""
         self._io.check_writable()
         upload_id = str(uuidlib.uuid4())
-        # Only ``startedat``: an upload without ``data`` has 0 bytes
-        # (size), and its first chunk creates ``data``.
         started = format_rfc3339(self._io.now()).encode("ascii")
         await self._io.driver.put_content(paths.upload_startedat(name, upload_id), started)
+        # An empty ``data`` too, as Distribution starts an upload: the other
+        # kind in a mixed fleet continues only an upload whose data exists
+        # (on S3, an upload in flight on the key).
+        writer = await self._io.driver.writer(paths.upload_data(name, upload_id))
+        await writer.close()
         self.hashes.remember((name, upload_id), 0, digest_hasher())
         debug_upload_state(name, upload_id, "started", 0)
         return upload_id

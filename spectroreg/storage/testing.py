@@ -159,6 +159,11 @@ class StorageDriverTestsMixin:
     """
 
     timeout = 600
+    # Whether stat() answers for a file closed but not committed, with its
+    # bytes so far, when it is alone in its directory. On S3 an unfinished
+    # file is a multipart upload, no object, and stat looks for one only in
+    # a directory that holds something else (an upload's ``startedat``).
+    stat_sees_unfinished = True
 
     def make_driver(self):
         raise NotImplementedError("make_driver() returns the driver under test")
@@ -481,7 +486,10 @@ class StorageDriverTestsMixin:
             expected += part
             self.assertEqual(writer.size, len(expected))
             await writer.close()
-            self.assertEqual((await driver.stat(path)).size, len(expected))
+            if self.stat_sees_unfinished:
+                self.assertEqual((await driver.stat(path)).size, len(expected))
+            else:
+                await self.get_failure(driver.stat(path), PathNotFound)
         writer = await driver.writer(path, append=True)
         self.assertEqual(writer.size, len(expected))
         await writer.commit()

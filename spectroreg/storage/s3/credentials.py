@@ -13,6 +13,8 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from spectroreg.bounded import Waiters
+
 log = Logger()
 
 
@@ -36,7 +38,7 @@ class CredentialSource:
                 accesskey, secretkey, sessiontoken or None).get_frozen_credentials()
         self._credentials = None
         self._resolved = False
-        self._waiters = []
+        self._waiters = Waiters()
 
     def _in_thread(self, function):
         reactor = self._reactor
@@ -85,17 +87,15 @@ class CredentialSource:
 
     def _share(self, function):
         # One resolution at a time; everyone waiting gets its result.
-        waiter = defer.Deferred()
-        self._waiters.append(waiter)
-        if len(self._waiters) == 1:
+        first = not self._waiters
+        waiter = self._waiters.wait()
+        if first:
 
             def finish(result):
-                waiters, self._waiters = self._waiters, []
-                for each in waiters:
-                    if isinstance(result, Failure):
-                        each.errback(result)
-                    else:
-                        each.callback(result)
+                if isinstance(result, Failure):
+                    self._waiters.fail(result)
+                else:
+                    self._waiters.fire(result)
 
             self._in_thread(function).addBoth(finish)
         return waiter

@@ -3,45 +3,43 @@
 
 Paths map to keys as in Distribution: ``<rootdirectory>/docker/...`` with
 ``rootdirectory`` stripped of its slashes (no leading slash at all when it
-is empty). Directories are key prefixes. Unfinished writers keep their state
-in the bucket (``state.py``).
+is empty). Directories are key prefixes. Unfinished files are S3 multipart
+uploads on their own key, exactly as Distribution keeps them
+(``inflight.py``), so either server continues the other's uploads.
 
 Requests per operation: get_content, put_content, read: 1 (read: one more
 per dropped connection, resuming at the byte it stopped); stat: 1 listing of
 the parent directory (a second one, of the name alone, when the parent holds
-more than 1000 entries; a HEAD for a closed, uncommitted file written by
-another process); list: 1 per 1000 entries;
-move: a CopyObject (or a multipart copy above ``multipartcopythresholdsize``)
-and a DELETE (of the source and, just after a commit, its state object), with
-a HEAD first unless this process just wrote the source; delete: a listing and
-a DeleteObjects per 1000 keys, plus a ListMultipartUploads when unfinished
-files are below; walk: one flat listing per 1000 keys; writer: none for a
-new file, one GET of the state object to continue one, or none when this
-process wrote that state object and a listing less than 5 s old shows it
-unchanged, and none to fail with PathNotFound when such a listing shows
-neither the file nor its state object (the registry stats an upload's
-``startedat`` before continuing its ``data``: that listing answers both).
+more than 1000 entries), then, in a directory that holds something else and
+for a name that is no object (or one a multipart upload completed), a
+ListMultipartUploads and a ListParts (an unfinished file); list: 1 per 1000
+entries; move: a CopyObject (or a multipart copy above
+``multipartcopythresholdsize``) and a DELETE, with a HEAD first unless this
+process just wrote the source; delete: a listing and a DeleteObjects per
+1000 keys, and a ListMultipartUploads unless the path is one object; walk:
+one flat listing per 1000 keys; writer: a ListMultipartUploads for a new
+file (an older upload on the key is aborted), to continue one a ListParts
+when this process left the upload there, else a ListMultipartUploads and a
+ListParts, as Distribution.
 """
 
-import collections
 import math
 
-from twisted.internet import defer, task
-from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from spectroreg.storage.errors import InvalidOffset, PathNotFound, StorageError
+from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.interfaces import SKIP_DIR, FileInfo, IStorageDriver
-from spectroreg.storage.s3.client import S3Client, raw_header
+from spectroreg.storage.s3 import inflight
+from spectroreg.storage.s3.cache import S3Cache
+from spectroreg.storage.s3.client import S3Client
 from spectroreg.storage.s3.credentials import CredentialSource
 from spectroreg.storage.s3.endpoint import endpoint_from_settings
-from spectroreg.storage.s3.errors import S3Error
-from spectroreg.storage.s3.state import SIZE_HEADER, UploadState, is_hidden, state_key
-from spectroreg.storage.s3.transport import BodyStreamer
-from spectroreg.storage.s3.writer import MIN_PART, S3Writer
+from spectroreg.storage.s3.errors import S3Error, not_found
+from spectroreg.storage.s3.inflight import MIN_PART
+from spectroreg.storage.s3.reading import ObjectStream, ReadProducer
+from spectroreg.storage.s3.writer import ADOPT_OBJECT, RESEND_TAIL, RESTART, Opening, S3Writer
 
 log = Logger()
 
@@ -52,20 +50,8 @@ MAX_PARTS = 10000
 MAX_COPY = 5 * GiB  # CopyObject's limit
 DELETE_BATCH = 1000
 PRESIGN_EXPIRES = 20 * 60  # Distribution's 20 minutes
-STATE_DELETE_DELAY = 2.0
-# How long a listing that showed a state object unchanged is believed, and
-# how many tail bytes of state objects are kept in memory at most.
-STATE_TRUST_SECONDS = 5.0
-STATE_CACHE_TAIL_BYTES = 16 * MiB
-# Listings remembered for writers are of small directories (an upload's).
-LISTING_CACHE_NAMES = 64
 # Memory per writer is about chunksize × (parts in flight + 1).
 WRITER_MEMORY = 48 * MiB
-
-
-def _not_found(error):
-    return isinstance(error, S3Error) and (
-        error.code in ("NoSuchKey", "NotFound") or error.status == 404)
 
 
 def check_settings(settings):
@@ -83,31 +69,6 @@ def check_settings(settings):
         raise ValueError("storage.s3.multipartcopythresholdsize must be between 0 and 5 GiB")
     if not settings.bucket:
         raise ValueError("storage.s3.bucket is required")
-
-
-@implementer(IPushProducer)
-class _ReadProducer:
-    """The producer a read registers; forwards to the body being streamed."""
-
-    def __init__(self):
-        self.paused = False
-        self.stopped = False
-        self.streamer = None
-
-    def pauseProducing(self):
-        self.paused = True
-        if self.streamer is not None:
-            self.streamer.pause()
-
-    def resumeProducing(self):
-        self.paused = False
-        if self.streamer is not None:
-            self.streamer.resume()
-
-    def stopProducing(self):
-        self.stopped = True
-        if self.streamer is not None:
-            self.streamer.stop(Failure(ConnectionDone("consumer stopped the read")))
 
 
 @implementer(IStorageDriver)
@@ -149,24 +110,7 @@ class S3Driver:
             parts_in_flight = max(1, min(4, WRITER_MEMORY // settings.chunksize - 1))
         self.parts_in_flight = parts_in_flight
         self._root = settings.rootdirectory.strip("/")
-        # Sizes of files this process just committed: the move that
-        # publishes an upload then needs no HEAD to pick its copy method.
-        self._sizes = collections.OrderedDict()
-        # State objects of just-committed files, deleted with the move that
-        # usually follows (one request less), or after STATE_DELETE_DELAY.
-        self._pending_state_deletes = {}
-        self._state_deletes_running = set()
-        # key -> (etag, UploadState) of state objects this process wrote,
-        # and state key -> (etag, when) of state objects seen in listings:
-        # a writer continuing a file whose state object a fresh listing
-        # shows unchanged needs no GET.
-        self._states = collections.OrderedDict()
-        self._seen_states = collections.OrderedDict()
-        # directory prefix -> (when, names) of complete listings a stat
-        # made, dropped when this process writes there: a writer asked to
-        # continue a file such a fresh listing shows neither as an object nor
-        # as a state object fails without a request.
-        self._listings = collections.OrderedDict()
+        self.cache = S3Cache()
         if not settings.v4auth:
             log.warn("storage.s3.v4auth: false is not supported; signing with SigV4")
 
@@ -184,42 +128,8 @@ class S3Driver:
         return "<S3Driver {}:{}>".format(self.settings.bucket, self._root or "/")
 
     def close(self):
-        """Finish pending deletes, release pooled connections. @return: Deferred."""
-        return defer.ensureDeferred(self._close())
-
-    async def _close(self):
-        for key in list(self._pending_state_deletes):
-            try:
-                await self._flush_state_delete(key)
-            except StorageError as error:
-                log.warn("could not delete {key}: {error}", key=state_key(key), error=error)
-        while self._state_deletes_running:
-            await self._state_deletes_running.pop()
-        await self.client.close()
-
-    def delete_state_later(self, key, path):
-        """The state object of committed C{key} goes with its move, or soon."""
-        self._cancel_state_delete(key)
-        self._pending_state_deletes[key] = self._clock.callLater(
-            STATE_DELETE_DELAY, self._delayed_state_delete, key, path)
-
-    def _cancel_state_delete(self, key):
-        call = self._pending_state_deletes.pop(key, None)
-        if call is not None and call.active():
-            call.cancel()
-        return call is not None
-
-    def _delayed_state_delete(self, key, path):
-        self._pending_state_deletes.pop(key, None)
-        d = defer.ensureDeferred(self.client.delete_object(state_key(key), path))
-        d.addErrback(lambda failure: log.failure(
-            "deleting {key}", failure, key=state_key(key)))
-        self._state_deletes_running.add(d)
-        d.addBoth(lambda _: self._state_deletes_running.discard(d))
-
-    async def _flush_state_delete(self, key):
-        if self._cancel_state_delete(key):
-            await self.client.delete_object(state_key(key))
+        """Release pooled connections. @return: Deferred."""
+        return defer.ensureDeferred(self.client.close())
 
     # keys
 
@@ -255,59 +165,6 @@ class S3Driver:
             headers["x-amz-acl"] = s.objectacl
         return headers
 
-    def remember_size(self, key, size):
-        self._forget_listing(key)
-        self._sizes[key] = size
-        self._sizes.move_to_end(key)
-        while len(self._sizes) > 1000:
-            self._sizes.popitem(last=False)
-
-    def forget_size(self, key):
-        self._forget_listing(key)
-        self._sizes.pop(key, None)
-
-    def _forget_listing(self, key):
-        self._listings.pop(key.rpartition("/")[0] + "/", None)
-
-    def _remember_listing(self, prefix, objects):
-        self._listings[prefix] = (self._clock.seconds(), frozenset(name for name, _, _, _ in objects))
-        self._listings.move_to_end(prefix)
-        while len(self._listings) > 1000:
-            self._listings.popitem(last=False)
-
-    def _known_absent(self, key):
-        """Whether a fresh listing shows neither C{key} nor its state object."""
-        listing = self._listings.get(key.rpartition("/")[0] + "/")
-        if listing is None or self._clock.seconds() - listing[0] > STATE_TRUST_SECONDS:
-            return False
-        return key not in listing[1] and state_key(key) not in listing[1]
-
-    def remember_state(self, key, etag, state):
-        """A writer wrote C{state} (answered with C{etag}) as C{key}'s state object."""
-        self._states[key] = (etag, state)
-        self._states.move_to_end(key)
-        tails = 0
-        for cached_key in reversed(list(self._states)):
-            tails += len(self._states[cached_key][1].tail)
-            if tails > STATE_CACHE_TAIL_BYTES or len(self._states) > 1000:
-                self._states.pop(cached_key)
-
-    def forget_state(self, key):
-        self._forget_listing(key)
-        self._states.pop(key, None)
-        self._seen_states.pop(state_key(key), None)
-
-    def _trusted_state(self, key):
-        """C{key}'s state as this process wrote it, if a fresh listing shows it unchanged."""
-        cached = self._states.get(key)
-        seen = self._seen_states.get(state_key(key))
-        if cached is None or seen is None or not _same_etag(cached[0], seen[0]):
-            return None
-        if self._clock.seconds() - seen[1] > STATE_TRUST_SECONDS:
-            return None
-        state = cached[1]
-        return UploadState(state.upload_id, state.parts, state.tail)
-
     # small files
 
     def get_content(self, path):
@@ -317,7 +174,7 @@ class S3Driver:
         try:
             return await self.client.get_object(self.key(path), path)
         except S3Error as error:
-            if _not_found(error):
+            if not_found(error):
                 raise PathNotFound(path)
             raise
 
@@ -326,9 +183,9 @@ class S3Driver:
 
     async def _put_content(self, path, content):
         key = self.key(path)
-        self.forget_size(key)
+        self.cache.forget(key)
         await self.client.put_object(key, bytes(content), self.object_headers(), path)
-        self.remember_size(key, len(content))
+        self.cache.remember_size(key, len(content))
 
     # read
 
@@ -339,123 +196,55 @@ class S3Driver:
         try:
             size, _, _ = await self.client.head_object(key, path)
         except S3Error as error:
-            if _not_found(error):
+            if not_found(error):
                 raise PathNotFound(path)
             raise
         return size
 
     async def _read(self, path, consumer, offset, length):
         key = self.key(path)
-        producer = _ReadProducer()
+        producer = ReadProducer()
         consumer.registerProducer(producer, True)
         try:
-            return await self._stream(path, key, consumer, producer, offset, length)
+            return await ObjectStream(
+                self.client, self._clock, self._head_size, path, key, consumer, producer,
+                offset, length).run()
         finally:
             if not producer.stopped:
                 consumer.unregisterProducer()
-
-    async def _stream(self, path, key, consumer, producer, offset, length):
-        if length == 0:
-            if offset > await self._head_size(path, key):
-                raise InvalidOffset(path, offset)
-            return 0
-        written = 0
-        etag = None
-        failures = 0
-        while True:
-            if producer.stopped:
-                raise ConnectionDone("consumer stopped the read")
-            start = offset + written
-            byte_range = "bytes={}-".format(start)
-            if length is not None:
-                byte_range += str(offset + length - 1)
-            try:
-                response = await self.client.open_object(key, path, byte_range, etag)
-            except S3Error as error:
-                if _not_found(error):
-                    raise PathNotFound(path)
-                if error.status == 416 or error.code == "InvalidRange":
-                    size = await self._head_size(path, key)
-                    if start == size:
-                        return written
-                    raise InvalidOffset(path, offset)
-                raise
-            if etag is None:
-                etag = raw_header(response, b"etag")
-            if response.code == 200 and start > 0:
-                response.deliverBody(_Ignore())
-                raise StorageError("S3 ignored the Range of a GET", path)
-            if producer.stopped:
-                response.deliverBody(_Ignore())
-                raise ConnectionDone("consumer stopped the read")
-            streamer = BodyStreamer(consumer, self._clock, self.client.idle_timeout,
-                                    paused=producer.paused)
-            producer.streamer = streamer
-            response.deliverBody(streamer)
-            try:
-                await streamer.finished
-                return written + streamer.received
-            except Exception as error:
-                written += streamer.received
-                producer.streamer = None
-                if producer.stopped:
-                    raise ConnectionDone("consumer stopped the read")
-                failures += 1
-                if failures >= self.client.retry.attempts:
-                    raise S3Error("reading {} failed after {} attempts: {}".format(
-                        key, failures, error), path, retriable=True)
-                if length is not None and written >= length:
-                    return written
-                log.info("S3 GET {key} broke after {n} bytes ({error}); resuming",
-                         key=key, n=written, error=error)
-                await task.deferLater(self._clock, self.client.retry.delay(failures),
-                                      lambda: None)
 
     # writers
 
     def writer(self, path, append=False):
         return defer.ensureDeferred(self._writer(path, append))
 
-    async def _load_state(self, path, key):
-        try:
-            data = await self.client.get_object(state_key(key), path)
-        except S3Error as error:
-            if _not_found(error):
-                return None
-            raise
-        try:
-            return UploadState.decode(data)
-        except ValueError as error:
-            raise StorageError("{}: {}".format(state_key(key), error), path)
-
     async def _writer(self, path, append):
         key = self.key(path)
-        absent = append and self._known_absent(key)
-        self.forget_size(key)
-        await self._flush_state_delete(key)
         if not append:
-            # No look for an older state object: closing this writer replaces
-            # it, committing or cancelling deletes it, and a multipart
-            # upload it named is aborted when its directory is deleted.
-            return S3Writer(self, path, key, UploadState(), state_exists=None)
-        if absent:
-            raise PathNotFound(path)
-        state = self._trusted_state(key)
-        if state is None:
-            state = await self._load_state(path, key)
-        if state is not None:
-            return S3Writer(self, path, key, state, state_exists=True)
-        return await self._writer_from_object(path, key)
+            # An older upload on the key would be found before this one.
+            await inflight.abort_all(self.client, key, path)
+            self.cache.forget(key)
+            return S3Writer(self, path, key, Opening(new=True))
+        return S3Writer(self, path, key, await self._opening(path, key))
 
-    async def _writer_from_object(self, path, key):
-        """Append to a committed object: it becomes the first part(s)."""
-        size = await self._head_size(path, key)
-        if size < MIN_PART:
-            data = await self.client.get_object(key, path) if size else b""
-            return S3Writer(self, path, key, UploadState(None, (), data))
-        upload_id = await self.client.create_multipart(key, self.object_headers(), path)
-        parts = await self._copy_parts(path, key, upload_id, key, size, MAX_PART)
-        return S3Writer(self, path, key, UploadState(upload_id, parts))
+    async def _opening(self, path, key):
+        """Where a writer continuing C{key} starts. @raise PathNotFound: nothing there."""
+        cached = self.cache.upload_of(key)
+        found = await inflight.find(
+            self.client, key, path, cached.upload_id if cached is not None else None)
+        if found is None:
+            # A committed object: its bytes come first (Distribution answers
+            # PathNotFound here; being able to is harmless).
+            return Opening(prepare=ADOPT_OBJECT, size=await self._head_size(path, key))
+        if not found.clean:
+            return Opening(found.upload_id, found.parts, prepare=RESTART)
+        if found.parts and found.parts[-1][2] < MIN_PART:
+            if (cached is not None and cached.upload_id == found.upload_id and cached.tail
+                    and inflight.same_parts(cached.parts, found.parts)):
+                return Opening(found.upload_id, found.parts, prepare=RESEND_TAIL,
+                               tail=cached.tail)
+            return Opening(found.upload_id, found.parts, prepare=RESTART)
+        return Opening(found.upload_id, found.parts)
 
     # stat, list
 
@@ -466,56 +255,49 @@ class S3Driver:
         if path == "/":
             return FileInfo(path, 0, 0.0, True)
         key = self.key(path)
-        # One listing of the parent answers for a file, an unfinished file
-        # and a directory, and shows the state objects of unfinished
-        # siblings (a writer continuing one of them then needs no GET).
+        # One listing of the parent answers for a file and a directory.
         parent = key.rpartition("/")[0]
         objects, prefixes, token = await self.client.list_objects(
             parent + "/" if parent else "", delimiter="/", path=path)
-        if token is None and parent and len(objects) <= LISTING_CACHE_NAMES:
-            self._remember_listing(parent + "/", objects)
-        found = await self._stat_from_listing(path, key, objects, prefixes)
-        if found is not None:
-            return found
-        if token is not None:
+        found, etag = _stat_from_listing(path, key, objects, prefixes)
+        siblings = token is not None or any(name != key for name, _, _, _ in objects) or any(
+            prefix != key + "/" for prefix in prefixes)
+        if found is None and token is not None:
             # A big directory: ask about this name alone.
             token = None
-            while True:
+            while found is None:
                 objects, prefixes, token = await self.client.list_objects(
                     key, delimiter="/", token=token, path=path)
-                found = await self._stat_from_listing(path, key, objects, prefixes)
-                if found is not None:
-                    return found
+                found, etag = _stat_from_listing(path, key, objects, prefixes)
                 if token is None:
                     break
-        raise PathNotFound(path)
+        if found is not None and (found.is_dir or not _multipart_etag(etag)):
+            return found
+        if siblings:
+            unfinished = await self._stat_unfinished(path, key)
+            if unfinished is not None:
+                return unfinished
+        if found is None:
+            raise PathNotFound(path)
+        return found
 
-    async def _stat_from_listing(self, path, key, objects, prefixes):
-        """The L{FileInfo} of C{key} from a listing page, or None."""
-        state = None
-        now = self._clock.seconds()
-        for name, size, modified, etag in objects:
-            if name == key:
-                return FileInfo(path, size, modified, False)
-            if is_hidden(name):
-                self._seen_states[name] = (etag, now)
-                self._seen_states.move_to_end(name)
-                if name == state_key(key):
-                    state = (modified, etag)
-        while len(self._seen_states) > 1000:
-            self._seen_states.popitem(last=False)
-        if state is not None:
-            modified, etag = state
-            cached = self._states.get(key)
-            if cached is not None and _same_etag(cached[0], etag):
-                return FileInfo(path, cached[1].size, modified, False)
-            response = await self.client.request("HEAD", state_key(key), path=path)
-            size = int(response.header(SIZE_HEADER.encode(), "0"))
-            return FileInfo(path, size, modified, False)
-        if key + "/" in prefixes:
-            # As Distribution: a directory has no modification time on S3.
-            return FileInfo(path, 0, 0.0, True)
-        return None
+    async def _stat_unfinished(self, path, key):
+        """
+        The upload in flight on C{key} as a file, or None. Asked only in a
+        directory that holds something else (an upload's ``startedat``), and
+        when there is no object at the key or one a multipart upload completed
+        (Distribution continuing an upload leaves the bytes so far there while
+        the upload goes on): a multipart copy that could not be aborted, alone
+        in a blob's directory, is no file, and a missing blob costs no more
+        than a listing.
+        """
+        cached = self.cache.upload_of(key)
+        upload = await inflight.find(
+            self.client, key, path, cached.upload_id if cached is not None else None)
+        if upload is None:
+            return None
+        modified = upload.initiated if upload.initiated is not None else self._clock.seconds()
+        return FileInfo(path, upload.size, modified, False)
 
     def list(self, path):
         return defer.ensureDeferred(self._list(path))
@@ -528,7 +310,7 @@ class S3Driver:
             objects, prefixes, token = await self.client.list_objects(
                 prefix, delimiter="/", token=token, path=path)
             for name, _, _, _ in objects:
-                if not is_hidden(name):
+                if not _hidden(name):
                     children.add(self._path(name))
             for name in prefixes:
                 children.add(self._path(name.rstrip("/")))
@@ -546,7 +328,7 @@ class S3Driver:
     async def _move(self, source, destination):
         src = self.key(source)
         dst = self.key(destination)
-        size = self._sizes.get(src)
+        size = self.cache.size_of(src)
         if size is None or size > self.settings.multipartcopythresholdsize:
             size = await self._head_size(source, src)
         if src == dst:
@@ -557,28 +339,25 @@ class S3Driver:
             else:
                 await self._multipart_copy(source, src, dst, size)
         except S3Error as error:
-            if _not_found(error):
+            if not_found(error):
                 raise PathNotFound(source)
             raise
-        self.forget_size(src)
-        self.remember_size(dst, size)
-        if self._cancel_state_delete(src):
-            await self.client.delete_objects([src, state_key(src)], source)
-        else:
-            await self.client.delete_object(src, source)
+        self.cache.forget(src)
+        self.cache.remember_size(dst, size)
+        await self.client.delete_object(src, source)
 
     async def _multipart_copy(self, path, src, dst, size):
         upload_id = await self.client.create_multipart(dst, self.object_headers(), path)
         try:
             chunk = max(self.settings.multipartcopychunksize, math.ceil(size / MAX_PARTS))
-            parts = await self._copy_parts(path, dst, upload_id, src, size, chunk)
+            parts = await self.copy_parts(path, dst, upload_id, src, size, chunk)
             await self.client.complete_multipart(
                 dst, upload_id, [(n, etag) for n, etag, _ in parts], path)
         except BaseException:
             await self.client.abort_multipart(dst, upload_id, path)
             raise
 
-    async def _copy_parts(self, path, key, upload_id, source_key, size, chunk):
+    async def copy_parts(self, path, key, upload_id, source_key, size, chunk):
         """UploadPartCopy of C{source_key} in C{chunk}-sized ranges, bounded concurrency."""
         count = max(1, math.ceil(size / chunk))
         limit = defer.DeferredSemaphore(self.settings.multipartcopymaxconcurrency)
@@ -611,7 +390,7 @@ class S3Driver:
             prefix = key
 
             def wanted(name):
-                return name in (key, state_key(key)) or name.startswith(key + "/")
+                return name == key or name.startswith(key + "/") or _hidden_beside(name, key)
 
         keys = []
         token = None
@@ -621,11 +400,9 @@ class S3Driver:
             if token is None:
                 break
         uploads = []
-        if any(is_hidden(name) for name in keys):
-            # Unfinished files below: abort every multipart upload there
-            # (also ones a replaced state object named). Uploads orphaned by
-            # a crash before any close are left to the bucket's lifecycle
-            # rule (AbortIncompleteMultipartUpload), as with Distribution.
+        if keys != [key]:
+            # Unfinished files below (or this one): their multipart uploads
+            # go too. Distribution leaves them to the bucket's lifecycle rule.
             uploads = [
                 (name, upload_id)
                 for name, upload_id, _ in await self.client.list_multipart_uploads(prefix, path)
@@ -639,10 +416,8 @@ class S3Driver:
             await self.client.abort_multipart(name, upload_id, path)
         for start in range(0, len(keys), DELETE_BATCH):
             await self.client.delete_objects(keys[start:start + DELETE_BATCH], path)
-        for name in keys:
-            self.forget_size(name)
-            self.forget_state(name)
-            self._cancel_state_delete(name)
+        for name in set(keys) | {name for name, _ in uploads}:
+            self.cache.forget(name)
 
     # redirects
 
@@ -664,7 +439,7 @@ class S3Driver:
         while True:
             objects, _, token = await self.client.list_objects(prefix, token=token, path=path)
             for name, size, modified, _ in objects:
-                if not is_hidden(name):
+                if not _hidden(name):
                     tree.add(name[len(prefix):].split("/"), size, modified)
             if token is None:
                 break
@@ -706,8 +481,33 @@ class _Node:
             node.files[parts[-1]] = (size, modified)
 
 
-def _same_etag(a, b):
-    return a is not None and b is not None and a.strip('"') == b.strip('"')
+def _stat_from_listing(path, key, objects, prefixes):
+    """C{(FileInfo, etag)} of C{key} from a listing page, or C{(None, None)}."""
+    for name, size, modified, etag in objects:
+        if name == key:
+            return FileInfo(path, size, modified, False), etag
+    if key + "/" in prefixes:
+        # As Distribution: a directory has no modification time on S3.
+        return FileInfo(path, 0, 0.0, True), None
+    return None, None
+
+
+def _multipart_etag(etag):
+    """Whether an object's ETag says a multipart upload completed it (``"<md5>-<parts>"``)."""
+    return etag is not None and "-" in etag
+
+
+def _hidden(name):
+    """
+    Whether C{name} is no file: ``~`` never occurs in a storage path, and
+    earlier spectroreg versions kept upload state in ``<key>~upload``
+    objects; listings skip any left over and deletes take them along.
+    """
+    return "~" in name.rsplit("/", 1)[-1]
+
+
+def _hidden_beside(name, key):
+    return name.startswith(key + "~") and "/" not in name[len(key):]
 
 
 async def _call_visit(visit, info):
@@ -723,16 +523,3 @@ async def _gather(deferreds):
         return await defer.gatherResults(deferreds, consumeErrors=True)
     except defer.FirstError as error:
         error.subFailure.raiseException()
-
-
-class _Ignore:
-    """Discards a response body we do not want."""
-
-    def makeConnection(self, transport):
-        transport.stopProducing()
-
-    def dataReceived(self, data):
-        pass
-
-    def connectionLost(self, reason):
-        pass

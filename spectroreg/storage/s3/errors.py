@@ -40,3 +40,9 @@ def is_retriable(status, code):
     if code in RETRIABLE_CODES:
         return True
     return status is not None and (status >= 500 or status == 429)
+
+
+def not_found(error):
+    """Whether C{error} says the object (or key) does not exist."""
+    return isinstance(error, S3Error) and (
+        error.code in ("NoSuchKey", "NotFound") or error.status == 404)

@@ -1,5 +1,6 @@
 """
-The S3 ``IFileWriter``: a multipart upload fed in parts of ``chunksize``.
+The S3 ``IFileWriter``: a multipart upload fed in parts of ``chunksize``,
+kept in the bucket as Distribution keeps it (``inflight.py``).
 
 Bytes collect in a buffer; each time it holds ``chunksize`` bytes a part is
 cut and uploaded while writing goes on, with at most ``parts_in_flight``
@@ -7,61 +8,93 @@ parts uploading at once. ``write()`` fires only when the buffer is below a
 part and a slot is free, so memory stays at ``chunksize × (parts_in_flight
 + 1)`` per writer whatever the file size.
 
-- ``close()`` sends the buffer as a part when S3 accepts it as one (5 MiB or
-  more) and writes the state object (``state.py``): the file can be
-  continued later by any process sharing the bucket.
+- ``close()`` sends the buffer as a part, however small (the file is then
+  whole in the bucket for any process, spectroreg or Distribution).
 - ``commit()`` sends the rest as the last part and completes the upload, or
-  for a file smaller than one part, simply PUTs it; then it deletes the
-  state object.
-- ``cancel()`` aborts the upload and deletes the file and its state object.
+  for a file that never had an upload and is smaller than a part, simply
+  PUTs it.
+- ``cancel()`` aborts the upload and deletes the file.
 
-Requests per close: at most one part and one state PUT; per commit: the last
-part, the completion and the state DELETE. Distribution does a
-ListMultipartUploads and a ListParts on every resume and re-sends small
-parts; here a resume is one GET of the state object.
+A writer opened on a file whose last part is below 5 MiB, or on a committed
+object, gets ready to append only when the first bytes come (``_prepare``):
+a writer that only tells the size (an upload's status) costs no more.
 """
+
+import math
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from spectroreg.bounded import Waiters
 from spectroreg.storage.errors import StorageError
 from spectroreg.storage.interfaces import IFileWriter
+from spectroreg.storage.s3 import inflight
+from spectroreg.storage.s3.cache import InFlight
 from spectroreg.storage.s3.errors import S3Error
-from spectroreg.storage.s3.state import SIZE_HEADER, UploadState, state_key
+from spectroreg.storage.s3.inflight import MIN_PART
 
 log = Logger()
 
-MIN_PART = 5 * 1024 * 1024
+MAX_PART = 5 * 1024 * 1024 * 1024
+
+# What a writer does before its first bytes (see Opening).
+RESEND_TAIL = "resend the small last part"
+RESTART = "complete and restart the upload"
+ADOPT_OBJECT = "append to the committed object"
+
+
+class Opening:
+    """
+    Where a writer starts.
+
+    @ivar upload_id: the upload in flight, or None.
+    @ivar parts: its parts, C{[(number, etag, size)]}.
+    @ivar prepare: None, or one of C{RESEND_TAIL}, C{RESTART}, C{ADOPT_OBJECT}.
+    @ivar tail: with C{RESEND_TAIL}, the bytes of the last part.
+    @ivar size: the file's size.
+    @ivar new: whether the file is new (C{writer(path)}, not appending).
+    """
+
+    def __init__(self, upload_id=None, parts=(), prepare=None, tail=b"", size=None, new=False):
+        self.new = new
+        self.upload_id = upload_id
+        self.parts = list(parts)
+        self.prepare = prepare
+        self.tail = tail
+        self.size = sum(s for _, _, s in self.parts) if size is None else size
 
 
 @implementer(IFileWriter)
 class S3Writer:
     """
-    @param driver: the L{S3Driver} (client, headers, chunk size).
-    @param state: the L{UploadState} to continue.
-    @param state_exists: whether a state object is in the bucket now (so
-        commit and cancel delete it); None when unknown (a new writer).
+    @param driver: the L{S3Driver} (client, cache, headers, chunk size).
+    @param opening: an L{Opening}.
     """
 
-    def __init__(self, driver, path, key, state, state_exists=False):
+    def __init__(self, driver, path, key, opening):
         self._driver = driver
         self._client = driver.client
+        self._cache = driver.cache
         self._path = path
         self._key = key
         self._chunk = driver.chunksize
         self._max_in_flight = driver.parts_in_flight
-        self._upload_id = state.upload_id
-        self._parts = {number: (etag, size) for number, etag, size in state.parts}
+        self._upload_id = opening.upload_id
+        self._parts = {number: (etag, size) for number, etag, size in opening.parts}
         self._next_part = max(self._parts, default=0) + 1
-        self._buffer = bytearray(state.tail)
-        self._state_exists = state_exists
+        self._prepare_step = opening.prepare
+        self._tail = opening.tail
+        self._buffer = bytearray()
+        self._written = False
+        self._new = opening.new
+        self._object_stale = False
         self._in_flight = {}
-        self._waiters = []
+        self._waiters = Waiters()
         self._failure = None
         self._create_lock = defer.DeferredLock()
         self._ended = None
-        self.size = state.size
+        self.size = opening.size
 
     def __repr__(self):
         return "<S3Writer {} size={} upload={}>".format(self._key, self.size, self._upload_id)
@@ -80,7 +113,7 @@ class S3Writer:
     def cancel(self):
         return defer.ensureDeferred(self._end("cancelled", self._cancel))
 
-    # internals
+    # writing
 
     def _check_open(self):
         if self._ended is not None:
@@ -90,6 +123,11 @@ class S3Writer:
 
     async def _write(self, data):
         self._check_open()
+        if not data:
+            return
+        if not self._written:
+            await self._prepare()
+            self._written = True
         self._buffer += data
         self.size += len(data)
         while len(self._buffer) >= self._chunk:
@@ -98,7 +136,7 @@ class S3Writer:
             del self._buffer[:self._chunk]
             self._start_part(part)
             while len(self._in_flight) >= self._max_in_flight and self._failure is None:
-                await self._wait_one()
+                await self._waiters.wait()
         if self._failure is not None:
             raise self._failure
 
@@ -115,9 +153,7 @@ class S3Writer:
 
         def done(result):
             del self._in_flight[number]
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+            self._waiters.fire()
 
         d.addBoth(done)
 
@@ -142,38 +178,89 @@ class S3Writer:
         finally:
             self._create_lock.release()
 
-    def _wait_one(self):
-        waiter = defer.Deferred()
-        self._waiters.append(waiter)
-        return waiter
-
     async def _drain(self):
         while self._in_flight:
-            await self._wait_one()
+            await self._waiters.wait()
         if self._failure is not None:
             raise self._failure
 
-    def _state(self):
-        parts = [(n, etag, size) for n, (etag, size) in sorted(self._parts.items())]
-        return UploadState(self._upload_id, parts, self._buffer)
+    def _sorted_parts(self):
+        return [(n, etag, size) for n, (etag, size) in sorted(self._parts.items())]
+
+    # getting ready to append
+
+    async def _prepare(self):
+        step, self._prepare_step = self._prepare_step, None
+        if step == RESEND_TAIL:
+            # The small last part goes again, same number, with what follows.
+            number = max(self._parts)
+            del self._parts[number]
+            self._next_part = number
+            self._buffer += self._tail
+        elif step == RESTART:
+            await self._restart()
+        elif step == ADOPT_OBJECT:
+            await self._adopt_object(self.size)
+        self._tail = b""
+
+    async def _restart(self):
+        """Complete the upload with the file's parts; a new one starts from the object."""
+        parts = self._sorted_parts()
+        upload_id, self._upload_id = self._upload_id, None
+        self._parts = {}
+        self._next_part = 1
+        if not parts:
+            await self._client.abort_multipart(self._key, upload_id, self._path)
+            return
+        await self._client.complete_multipart(
+            self._key, upload_id, [(n, etag) for n, etag, _ in parts], self._path)
+        await self._adopt_object(sum(size for _, _, size in parts))
+
+    async def _adopt_object(self, size):
+        """The committed object at the key becomes the start of a new upload."""
+        self._object_stale = True
+        if size < MIN_PART:
+            if size:
+                self._buffer += await self._client.get_object(self._key, self._path)
+            return
+        await self._ensure_upload()
+        count = math.ceil(size / MAX_PART)
+        parts = await self._driver.copy_parts(
+            self._path, self._key, self._upload_id, self._key, size, math.ceil(size / count))
+        self._parts = {number: (etag, length) for number, etag, length in parts}
+        self._next_part = len(parts) + 1
+
+    # ending
 
     async def _close(self):
+        if not self._written:
+            if self._new:
+                # An empty new file exists too (Distribution starts its
+                # uploads this way): an upload without parts.
+                await self._ensure_upload()
+                self._cache.remember_upload(self._key, InFlight(self._upload_id, ()))
+            return  # otherwise nothing changed: the file is as it was
         await self._drain()
-        if len(self._buffer) >= MIN_PART:
-            self._start_part(bytes(self._buffer))
-            del self._buffer[:]
+        tail = bytes(self._buffer)
+        del self._buffer[:]
+        if tail:
+            self._start_part(tail)
             await self._drain()
-        state = self._state()
-        self._driver.forget_state(self._key)
-        etag = await self._client.put_object(
-            state_key(self._key), state.encode(),
-            {"Content-Type": "application/octet-stream", SIZE_HEADER: str(state.size)},
-            self._path)
-        self._state_exists = True
-        self._driver.remember_state(self._key, etag, state)
+        else:
+            await self._ensure_upload()
+        parts = self._sorted_parts()
+        small = bool(parts) and parts[-1][2] < MIN_PART and parts[-1][2] == len(tail)
+        self._cache.remember_upload(self._key, InFlight(
+            self._upload_id, parts, tail if small else b""))
+        if self._object_stale:
+            # The object was the upload's start; the upload holds it all now.
+            await self._client.delete_object(self._key, self._path)
 
     async def _commit(self):
-        self._driver.forget_state(self._key)
+        self._cache.forget(self._key)
+        if self._prepare_step == ADOPT_OBJECT:
+            self._cache.remember_size(self._key, self.size)
+            return  # nothing written to a committed object: it is the file
         await self._drain()
         if self._upload_id is None:
             await self._client.put_object(
@@ -183,11 +270,8 @@ class S3Writer:
                 self._start_part(bytes(self._buffer))
                 del self._buffer[:]
                 await self._drain()
-            parts = [(n, etag) for n, (etag, _) in sorted(self._parts.items())]
-            await self._complete(parts)
-        self._driver.remember_size(self._key, self.size)
-        if self._state_exists is not False:
-            self._driver.delete_state_later(self._key, self._path)
+            await self._complete([(n, etag) for n, etag, _ in self._sorted_parts()])
+        self._cache.remember_size(self._key, self.size)
 
     async def _complete(self, parts):
         try:
@@ -206,10 +290,10 @@ class S3Writer:
             log.info("S3 upload {key} was completed by an earlier attempt", key=self._key)
 
     async def _cancel(self):
-        self._driver.forget_state(self._key)
+        self._cache.forget(self._key)
         while self._in_flight:
-            await self._wait_one()
+            await self._waiters.wait()
         if self._upload_id is not None:
             await self._client.abort_multipart(self._key, self._upload_id, self._path)
-        await self._client.delete_objects([self._key, state_key(self._key)], self._path)
-        self._driver.forget_size(self._key)
+        await inflight.abort_all(self._client, self._key, self._path)
+        await self._client.delete_objects([self._key], self._path)
