@@ -89,15 +89,14 @@ class SendfileTests(unittest.TestCase):
         self.addCleanup(self.driver.close)
         self.results = []
         self.producers = []
-        original = _sendfile.SendfileProducer
         producers = self.producers
+        original_start = _sendfile.SendfileProducer.start
 
-        class Recording(original):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                producers.append(self)
+        def start(producer):
+            producers.append(producer)
+            return original_start(producer)
 
-        self.patch(__import__("spectroreg.storage.filesystem", fromlist=["x"]), "SendfileProducer", Recording)
+        self.patch(_sendfile.SendfileProducer, "start", start)
         self.calls = []
         real = os.sendfile
 
