@@ -11,12 +11,15 @@ import threading
 
 from twisted.internet import defer, reactor, threads
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IPushProducer, IWriteDescriptor
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web import resource, server
 from twisted.web.test.requesthelper import DummyRequest
+from zope.interface.verify import verifyObject
 
 from spectroreg.storage import _sendfile
+from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.filesystem import FilesystemDriver
 from tests.support.asynctest import async_test
 
@@ -128,6 +131,8 @@ class SendfileTests(unittest.TestCase):
         self.assertIn(b"200", head.split(b"\r\n")[0])
         self.assertEqual(hashlib.sha256(body).digest(), hashlib.sha256(data).digest())
         self.assertEqual(len(self.producers), 1)
+        verifyObject(IPushProducer, self.producers[0])
+        verifyObject(IWriteDescriptor, self.producers[0])
         self.assertGreater(len(self.calls), 4)
         self.assertTrue(all(on_reactor for on_reactor, _ in self.calls))
         self.assertTrue(any(sent < 64 * 1024 for _, sent in self.calls))
@@ -223,7 +228,6 @@ class SendfileTests(unittest.TestCase):
     async def test_missing_file_before_headers(self):
         """The file is opened before anything is sent: a vanished file is an error, no headers out."""
         request = DummyRequest([b"gone"])
-        from spectroreg.storage.errors import PathNotFound
         with self.assertRaises(PathNotFound):
             await self.driver.read("/gone", request)
         self.assertEqual(request.written, [])

@@ -63,7 +63,7 @@ _PROT_READ = 0x1
 _MAP_SHARED = 0x01
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # The connection is gone: the client hung up or reset.
-_GONE = frozenset([errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN, errno.EBADF])
+_GONE = frozenset([errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN])
 
 
 def _load_mincore():
@@ -339,12 +339,11 @@ class SendfileProducer:
 
     def _release(self):
         if self._fd is not None:
-            fd, self._fd = self._fd, None
+            self._fd = None
             try:
                 self._close()
             except Exception:
                 pass
-            del fd
 
     def _end(self, failure, unregister=True):
         if self._done:
