@@ -154,8 +154,9 @@ class SendfileTests(unittest.TestCase):
         """
         self._file("big", 32 * MIB)
         small = self._file("small", 100 * 1024)
-        s = socket.create_connection(("127.0.0.1", self.portnumber))
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before the handshake
+        s.connect(("127.0.0.1", self.portnumber))
         s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
         try:
             head, body = await self._fetch("/small")
