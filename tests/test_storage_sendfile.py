@@ -21,6 +21,7 @@ from zope.interface.verify import verifyObject
 from spectroreg.storage import _sendfile
 from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.filesystem import FilesystemDriver
+from spectroreg.web.site import RegistrySite
 from tests.support.asynctest import async_test
 
 MIB = 1024 * 1024
@@ -37,12 +38,22 @@ class _Serve(resource.Resource):
         self._results = results
 
     def render_GET(self, request):
+        if request.postpath[0] == b"memory":
+            # A body written through the transport (as every non-blob answer).
+            size = int(request.args[b"n"][0])
+            request.setHeader(b"content-length", str(size).encode())
+            request.write(b"m" * size)
+            return b""
         path = "/" + request.postpath[0].decode()
         offset = int(request.args.get(b"o", [b"0"])[0])
         length = int(request.args.get(b"n", [b"-1"])[0])
         size = os.path.getsize(self._driver.rootdirectory + path)
         length = size - offset if length < 0 else length
         request.setHeader(b"content-length", str(length).encode())
+        if b"h" in request.args:
+            # Headers larger than the socket's buffers: they leave the
+            # transport over several writes.
+            request.setHeader(b"x-padding", b"p" * int(request.args[b"h"][0]))
         d = self._driver.read(path, request, offset, length)
 
         def done(result):
@@ -53,6 +64,22 @@ class _Serve(resource.Resource):
 
         d.addBoth(done)
         return server.NOT_DONE_YET
+
+    # As twisted.web.static: a HEAD answer is the GET's, without its body.
+    render_HEAD = render_GET
+
+
+def _read_response(stream):
+    """One HTTP/1.1 response from a file-like C{stream}: (status line, headers dict, body)."""
+    status = stream.readline()
+    headers = {}
+    while True:
+        line = stream.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers
 
 
 def _get(port, path, rcvbuf=None, read_size=64 * 1024, stop_after=None, on_partial=None):
@@ -84,7 +111,9 @@ def _get(port, path, rcvbuf=None, read_size=64 * 1024, stop_after=None, on_parti
         s.close()
 
 
-class SendfileTests(unittest.TestCase):
+class _SendfileCase(unittest.TestCase):
+    """A RegistrySite serving a FilesystemDriver's files on a real port."""
+
     def setUp(self):
         self.root = os.path.abspath(self.mktemp())
         os.makedirs(self.root)
@@ -95,9 +124,16 @@ class SendfileTests(unittest.TestCase):
         producers = self.producers
         original_start = _sendfile.SendfileProducer.start
 
+        self.eager = False
+
         def start(producer):
             producers.append(producer)
-            return original_start(producer)
+            d = original_start(producer)
+            if self.eager:
+                # The reactor may find the socket writable for the producer
+                # before the transport has written the headers.
+                producer.doWrite()
+            return d
 
         self.patch(_sendfile.SendfileProducer, "start", start)
         self.calls = []
@@ -109,7 +145,8 @@ class SendfileTests(unittest.TestCase):
             return sent
 
         self.patch(_sendfile.os, "sendfile", counting)
-        self.port = reactor.listenTCP(0, server.Site(_Serve(self.driver, self.results)), interface="127.0.0.1")
+        site = RegistrySite(_Serve(self.driver, self.results), access_log=False, reactor=reactor)
+        self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
         self.portnumber = self.port.getHost().port
 
@@ -121,6 +158,9 @@ class SendfileTests(unittest.TestCase):
 
     def _fetch(self, path, **kwargs):
         return threads.deferToThread(_get, self.portnumber, path, **kwargs)
+
+
+class SendfileTests(_SendfileCase):
 
     @async_test
     async def test_partial_sends(self):
@@ -164,7 +204,6 @@ class SendfileTests(unittest.TestCase):
             await _sleep(0.5)
             stalled = self.producers[0]
             self.assertLess(stalled.written, 16 * MIB)
-            self.assertEqual(_sendfile._pending(stalled._transport), 0)
             self.assertFalse(stalled.deferred.called)
         finally:
             s.close()
@@ -233,11 +272,137 @@ class SendfileTests(unittest.TestCase):
             await self.driver.read("/gone", request)
         self.assertEqual(request.written, [])
 
+    @async_test
+    async def test_channel_that_cannot_tell_when_drained_streams(self):
+        """
+        A plain twisted.web channel (no IDrainingChannel) on TCP: nothing
+        would say when the headers are out, so the body streams through the
+        transport.
+        """
+        data = self._file("blob", 3 * MIB)
+        port = reactor.listenTCP(0, server.Site(_Serve(self.driver, self.results)), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        head, body = await threads.deferToThread(_get, port.getHost().port, "/blob")
+        self.assertEqual(hashlib.sha256(body).digest(), hashlib.sha256(data).digest())
+        self.assertEqual(self.producers, [])
+        self.assertEqual(self.results, [len(data)])
+
     def test_other_transports_stream(self):
         """A consumer without a plain TCP socket (in-memory, TLS) is not sent with sendfile."""
         request = DummyRequest([b"blob"])
         request.setHeader(b"content-length", b"10")
         self.assertIsNone(_sendfile.sendfile_transport(request))
+
+
+class SendfileFramingTests(_SendfileCase):
+    """Response bytes stay in order on a keep-alive connection."""
+
+    def _pipelined(self, requests, before_reading=None, rcvbuf=None):
+        """
+        Send C{requests} (method, path) at once on one connection, wait
+        C{before_reading} seconds, then read every response: a list of
+        (status line, headers, body).
+        """
+        import time
+
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before the handshake
+        s.settimeout(60)
+        s.connect(("127.0.0.1", self.portnumber))
+        try:
+            s.sendall(b"".join(
+                "{} {} HTTP/1.1\r\nHost: x\r\n\r\n".format(method, path).encode()
+                for method, path in requests))
+            if before_reading:
+                time.sleep(before_reading)
+            stream = s.makefile("rb")
+            responses = []
+            for method, _ in requests:
+                status, headers = _read_response(stream)
+                length = int(headers.get(b"content-length", b"0"))
+                body = b"" if method == "HEAD" else stream.read(length)
+                responses.append((status, headers, body))
+            s.settimeout(0.5)
+            try:
+                extra = s.recv(65536)
+            except socket.timeout:
+                extra = b""
+            responses.append(extra)
+            return responses
+        finally:
+            s.close()
+
+    @async_test
+    async def test_headers_before_body(self):
+        """
+        The body starts only after the last byte of the headers left the
+        transport, even when the socket is writable for the producer first:
+        small headers (sent in one go) and headers larger than the socket's
+        buffers (several sends, the client slow to read).
+        """
+        data = self._file("blob", 2 * MIB)
+        self.eager = True
+        self.port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        responses = await threads.deferToThread(
+            self._pipelined, [("GET", "/blob?h={}".format(512 * 1024)), ("GET", "/blob?o=7&n=99&h=300000"),
+                              ("GET", "/blob"), ("GET", "/blob?o=3&n=5")],
+            before_reading=0.5, rcvbuf=4096)
+        (s1, h1, b1), (s2, h2, b2), (s3, _, b3), (s4, _, b4), extra = responses
+        self.assertEqual((s1[:12], s2[:12], s3[:12], s4[:12]), (b"HTTP/1.1 200",) * 4)
+        self.assertEqual(h1[b"x-padding"], b"p" * (512 * 1024))
+        self.assertEqual(hashlib.sha256(b1).digest(), hashlib.sha256(data).digest())
+        self.assertEqual(h2[b"x-padding"], b"p" * 300000)
+        self.assertEqual(b2, data[7:106])
+        self.assertEqual(hashlib.sha256(b3).digest(), hashlib.sha256(data).digest())
+        self.assertEqual(b4, data[3:8])
+        self.assertEqual(extra, b"")
+        self.assertEqual(len(self.producers), 4)
+
+    @async_test
+    async def test_headers_before_body_behind_a_full_buffer(self):
+        """
+        A blob answer that follows a large answer still in the transport's
+        buffer (the client is not reading yet): its headers and body come
+        after all of it, in order.
+        """
+        data = self._file("blob", 2 * MIB)
+        self.port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        responses = await threads.deferToThread(
+            self._pipelined, [("GET", "/memory?n={}".format(4 * MIB)), ("GET", "/blob"),
+                              ("GET", "/blob?o=10&n=1000")], before_reading=1.0, rcvbuf=4096)
+        (s1, _, b1), (s2, h2, b2), (s3, _, b3), extra = responses
+        self.assertEqual((s1[:12], s2[:12], s3[:12]), (b"HTTP/1.1 200",) * 3)
+        self.assertEqual(b1, b"m" * (4 * MIB))
+        self.assertEqual(hashlib.sha256(b2).digest(), hashlib.sha256(data).digest())
+        self.assertEqual(b3, data[10:1010])
+        self.assertEqual(extra, b"")
+        self.assertEqual(len(self.producers), 2)
+
+    @async_test
+    async def test_head_sends_no_body(self):
+        """HEAD: the headers of the GET, no body on the wire, the connection goes on."""
+        data = self._file("blob", 300 * 1024)
+        responses = await threads.deferToThread(
+            self._pipelined, [("HEAD", "/blob"), ("GET", "/blob?o=5&n=20")])
+        (s1, h1, _), (s2, _, b2), extra = responses
+        self.assertEqual(h1[b"content-length"], str(len(data)).encode())
+        self.assertEqual(s2[:12], b"HTTP/1.1 200")
+        self.assertEqual(b2, data[5:25])
+        self.assertEqual(extra, b"")
+
+    @async_test
+    async def test_zero_length(self):
+        """An empty file: headers only, the response complete, the connection goes on."""
+        self._file("empty", 0)
+        data = self._file("blob", 1000)
+        responses = await threads.deferToThread(
+            self._pipelined, [("GET", "/empty"), ("GET", "/blob")])
+        (s1, h1, b1), (s2, _, b2), extra = responses
+        self.assertEqual((s1[:12], h1[b"content-length"], b1), (b"HTTP/1.1 200", b"0", b""))
+        self.assertEqual(b2, data)
+        self.assertEqual(extra, b"")
+        self.assertEqual(self.results, [0, 1000])
 
 
 async def _sleep(seconds):

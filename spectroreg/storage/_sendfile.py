@@ -10,8 +10,8 @@ the socket is writable, and Python only counts bytes.
 
 When it is used (L{sendfile_transport}): the consumer is a twisted.web
 request whose connection is a plain TCP transport (not TLS, not HTTP/2, not
-an in-memory test transport), with a Content-Length and nothing written
-yet. Everything else keeps the streaming producer.
+an in-memory test transport) under a channel that tells when the transport
+has drained, with a Content-Length and nothing written yet. Everything else keeps the streaming producer.
 
 How it keeps its promises:
 
@@ -27,7 +27,8 @@ How it keeps its promises:
   in the thread pool first, then sent.
 - Bytes never interleave: the response headers go through the request (and
   the transport's buffer) as usual, and the first ``sendfile`` waits until
-  the transport has nothing buffered.
+  the channel says they have all left the transport
+  (L{spectroreg.web.drain.IDrainingChannel}, public Twisted API only).
 - Memory stays flat: a client that stops reading leaves the socket
   unwritable and the producer idle; nothing is buffered in Python.
 - A file replaced or deleted during the download: the producer sends from the
@@ -50,6 +51,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from spectroreg.storage.errors import StorageError
+from spectroreg.web.drain import IDrainingChannel, NotDrainable
 
 # Bytes checked for residence (and, if missing, read into the cache by a
 # thread) at a time.
@@ -124,14 +126,6 @@ def available():
     return _resident is not None
 
 
-def _pending(transport):
-    """Bytes the transport still holds in its own buffer; None if it cannot say."""
-    try:
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-    except (AttributeError, TypeError):
-        return None
-
-
 def sendfile_transport(consumer):
     """
     The plain TCP transport under C{consumer} (a twisted.web request) when
@@ -147,8 +141,8 @@ def sendfile_transport(consumer):
         return None
     if getattr(transport, "disconnecting", True) or getattr(transport, "disconnected", True):
         return None
-    if _pending(transport) is None:
-        return None
+    if not IDrainingChannel.providedBy(channel) or getattr(transport, "producer", None) is not channel:
+        return None  # nothing would tell when the response headers are out
     if getattr(consumer, "startedWriting", True) or getattr(consumer, "method", b"GET") == b"HEAD":
         return None
     headers = getattr(consumer, "responseHeaders", None)
@@ -198,6 +192,7 @@ class SendfileProducer:
         self._writing = False
         self._warming = False
         self._paused = False
+        self._headers_sent = False
         self._done = False
         self.written = 0
         self.deferred = defer.Deferred()
@@ -212,16 +207,13 @@ class SendfileProducer:
         try:
             self._socket = os.dup(self._transport.getHandle().fileno())
             os.set_blocking(self._socket, False)
-            # The headers, into the transport's buffer: sent before any byte
-            # of the body (see doWrite).
-            self._request.write(b"")
         except Exception:
             self._end(Failure())
             return self.deferred
-        if self._remaining == 0:
-            self._end(None)
-        else:
-            self._want_writable()
+        # The headers go through the transport; the body follows once they
+        # have all left it, so the two never interleave.
+        drained = self._request.channel.write_drained(lambda: self._request.write(b""))
+        drained.addCallbacks(self._headers_out, self._headers_failed)
         return self.deferred
 
     # IPushProducer
@@ -253,12 +245,8 @@ class SendfileProducer:
         self._end(Failure(ConnectionDone("connection lost")), unregister=False)
 
     def doWrite(self):
-        if self._done or self._paused or self._warming:
+        if self._done or self._paused or self._warming or not self._headers_sent:
             self._not_writable()
-            return None
-        if _pending(self._transport):
-            # The headers (or an earlier response) still wait in the
-            # transport, which is writing them now.
             return None
         for _ in range(_CALLS_PER_TURN):
             if self._offset >= self._checked_end:
@@ -295,8 +283,25 @@ class SendfileProducer:
 
     # internals
 
+    def _headers_out(self, _):
+        if self._done:
+            return
+        self._headers_sent = True
+        if self._remaining == 0:
+            self._end(None)
+        else:
+            self._want_writable()
+
+    def _headers_failed(self, failure):
+        if self._done:
+            return
+        if failure.check(NotDrainable):
+            self._cut(StorageError("response headers not sent: {}".format(failure.getErrorMessage()), self._path))
+        else:
+            self._end(Failure(ConnectionDone("connection lost before the body")))
+
     def _want_writable(self):
-        if not (self._writing or self._done or self._paused or self._warming):
+        if not (self._writing or self._done or self._paused or self._warming or not self._headers_sent):
             self._writing = True
             self._reactor.addWriter(self)
 

@@ -32,6 +32,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import Interface, implementer
 
 from spectroreg.logging import ACCESS_NAMESPACE
+from spectroreg.web.drain import DrainingChannelMixin
 from spectroreg.web.headers import is_valid_host_header
 from spectroreg.web.limits import DEFAULT_LIMITS
 from spectroreg.web.numbers import parse_decimal
@@ -118,7 +119,7 @@ class IRequestBodyControl(Interface):
 
 
 @implementer(IRequestBodyControl)
-class RegistryChannel(http.HTTPChannel):
+class RegistryChannel(DrainingChannelMixin, http.HTTPChannel):
     """An HTTP/1.1 channel with the limits and deadlines of L{Limits}."""
 
     _head_started = False
