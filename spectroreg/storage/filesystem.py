@@ -36,6 +36,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from spectroreg.storage._cachedread import CachedReads
 from spectroreg.storage._nowait import NoWaitReader
 from spectroreg.storage._producer import ChunkProducer
 from spectroreg.storage._sendfile import SendfileProducer, sendfile_transport
@@ -283,8 +284,13 @@ class FilesystemDriver:
             )
             return await producer.start()
 
-        def read_chunk(wanted):
-            return self._run(path, f.read, wanted)
+        if self._nowait.local:
+            # Page-cached bytes read on the reactor thread (TLS downloads).
+            read_chunk = CachedReads(f.fileno(), offset, offset + available,
+                                     lambda *args: self._run(path, *args))
+        else:
+            def read_chunk(wanted):
+                return self._run(path, f.read, wanted)
 
         producer = ChunkProducer(
             consumer, read_chunk, f.close, length=available,
