@@ -40,6 +40,9 @@ class CachedReads:
 
     def __call__(self, wanted):
         offset = self._offset
+        wanted = min(wanted, self._limit - offset)
+        if wanted <= 0:
+            return b""
         if offset + wanted > self._checked_end:
             # Never past the end: pages beyond it are never resident.
             end = min(offset + max(wanted, self._window), self._limit)
