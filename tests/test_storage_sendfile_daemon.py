@@ -26,6 +26,8 @@ class _Downloads:
         data = os.urandom(5 * 1024 * 1024 + 7)
         blob = Blob(data, "application/octet-stream")
         push_blob(daemon, NAME, blob)
+        empty = Blob(b"", "application/octet-stream")
+        push_blob(daemon, NAME, empty)
         path = "/v2/{}/blobs/{}".format(NAME, blob.digest)
         connection = daemon.connection(timeout=30)
         try:
@@ -41,6 +43,14 @@ class _Downloads:
             self.assertEqual(response.status, 206)
             self.assertEqual(response.getheader("Content-Range"), "bytes 4097-3000000/{}".format(len(data)))
             self.assertEqual(body, data[4097:3000001])
+            connection.request("HEAD", path)
+            response = connection.getresponse()
+            self.assertEqual(response.status, 200)
+            self.assertEqual(response.getheader("Content-Length"), str(len(data)))
+            self.assertEqual(response.read(), b"")
+            connection.request("GET", "/v2/{}/blobs/{}".format(NAME, empty.digest))
+            response = connection.getresponse()
+            self.assertEqual((response.status, response.read()), (200, b""))
             connection.request("GET", "/v2/")
             response = connection.getresponse()
             response.read()
@@ -71,3 +81,49 @@ class TLSDownloadTests(_Downloads, unittest.TestCase):
         context.check_hostname = False
         daemon = start_daemon(self, config, scheme="https", ssl_context=context)
         self._check_downloads(daemon)
+
+
+class SlowTLSReaderTests(unittest.TestCase):
+    """A TLS client that reads slowly: the daemon's memory stays bounded."""
+
+    def test_memory_bounded(self):
+        import socket
+        import time
+
+        from tests.support.reference import read_status_bytes
+
+        pki = PKI(os.path.abspath(self.mktemp()))
+        root = pki.ca("Root")
+        root_path = pki.write_ca("root.pem", root)
+        cert_path, key_path = pki.write_pair("server", pki.leaf(root, "localhost"))
+        config = minimal_config(storage={"filesystem": {"rootdirectory": os.path.abspath(self.mktemp())}},
+                                http={"tls": {"certificate": cert_path, "key": key_path}})
+        context = ssl.create_default_context(cafile=root_path)
+        context.check_hostname = False
+        daemon = start_daemon(self, config, scheme="https", ssl_context=context)
+        blob = Blob(os.urandom(48 * 1024 * 1024), "application/octet-stream")
+        push_blob(daemon, NAME, blob)
+        pid = daemon.process.pid
+        baseline = read_status_bytes(pid, "VmRSS")
+
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before the handshake
+        raw.settimeout(30)
+        raw.connect((daemon.host, daemon.port))
+        connection = context.wrap_socket(raw, server_hostname="localhost")
+        try:
+            connection.sendall("GET /v2/{}/blobs/{} HTTP/1.1\r\nHost: x\r\n\r\n".format(
+                NAME, blob.digest).encode())
+            received = 0
+            highest = baseline
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                received += len(connection.recv(65536))
+                highest = max(highest, read_status_bytes(pid, "VmRSS"))
+                time.sleep(0.05)
+        finally:
+            connection.close()
+        # The reader took a few MiB of 48: the rest stayed on disk, not in memory.
+        self.assertLess(received, 24 * 1024 * 1024)
+        self.assertLess(highest - baseline, 16 * 1024 * 1024,
+                        "RSS grew from {} to {}".format(baseline, highest))
