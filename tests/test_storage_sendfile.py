@@ -23,6 +23,7 @@ from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.filesystem import FilesystemDriver
 from spectroreg.web.site import RegistrySite
 from tests.support.asynctest import async_test
+from tests.test_web_drain import wait_connections_closed
 
 MIB = 1024 * 1024
 
@@ -148,6 +149,7 @@ class _SendfileCase(unittest.TestCase):
         site = RegistrySite(_Serve(self.driver, self.results), access_log=False, reactor=reactor)
         self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
+        self.addCleanup(lambda: defer.ensureDeferred(wait_connections_closed(site)))
         self.portnumber = self.port.getHost().port
 
     def _file(self, name, size):

@@ -68,9 +68,10 @@ class DrainTests(unittest.TestCase):
     @async_test
     async def test_fires_once_everything_left_the_transport(self):
         served = _Drained()
-        port = reactor.listenTCP(0, RegistrySite(served, access_log=False, reactor=reactor),
-                                 interface="127.0.0.1")
+        site = RegistrySite(served, access_log=False, reactor=reactor)
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: defer.ensureDeferred(wait_connections_closed(site)))
         port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
         started, received = await threads.deferToThread(_slow_read, port.getHost().port, 1.0)
         drained_at = await served.drained
@@ -96,3 +97,12 @@ class DrainTests(unittest.TestCase):
         d = channel.write_drained(lambda: written.append(True))
         self.failureResultOf(d, NotDrainable)
         self.assertEqual(written, [])
+
+
+async def wait_connections_closed(site, timeout=10.0):
+    """Until every connection of C{site} (a RegistrySite) has closed: the reactor is clean after the test."""
+    deadline = reactor.seconds() + timeout
+    while site.channels and reactor.seconds() < deadline:
+        d = defer.Deferred()
+        reactor.callLater(0.02, d.callback, None)
+        await d
