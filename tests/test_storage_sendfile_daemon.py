@@ -12,6 +12,7 @@ from twisted.trial import unittest
 
 from tests.support.daemon import minimal_config, start_daemon
 from tests.support.images import Blob
+from tests.support.paths import socket_path
 from tests.support.pushing import push_blob
 from tests.test_tls_server import PKI
 
@@ -66,6 +67,16 @@ class _Downloads:
 class PlainDownloadTests(_Downloads, unittest.TestCase):
     def test_downloads(self):
         daemon = start_daemon(self, minimal_config(storage=self._storage()))
+        self._check_downloads(daemon)
+
+
+class UnixSocketDownloadTests(_Downloads, unittest.TestCase):
+    """A stream socket that is not TCP: the kernel sends to it all the same."""
+
+    def test_downloads(self):
+        path = socket_path(self)
+        config = minimal_config(storage=self._storage(), http={"addr": path, "net": "unix"})
+        daemon = start_daemon(self, config, listen=False, unix_socket=path)
         self._check_downloads(daemon)
 
 
