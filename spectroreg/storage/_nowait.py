@@ -156,17 +156,21 @@ class NoWaitReader:
         successful L{probe}.
     @ivar probed: whether L{probe} has decided (it cannot before the root
         exists).
+    @ivar local: whether the tree lies on one filesystem of this machine
+        (L{one_filesystem}), whose page cache says what a read would wait for.
     """
 
     def __init__(self, rootdirectory, openat2=None, mountinfo_path="/proc/self/mountinfo"):
         self._root = os.path.abspath(rootdirectory)
         self._openat2 = openat2 if openat2 is not None else _load_openat2()
+        # On one local filesystem: the page cache tells what a read would wait for.
+        self.local = self._one_filesystem(mountinfo_path)
         # Symlinks are refused in the path (RESOLVE_NO_SYMLINKS), so a root
         # reached through one is read by the pool, which follows it as it is now.
         self._eligible = (
             self._openat2 is not None
             and os.path.realpath(self._root) == self._root
-            and self._one_filesystem(mountinfo_path)
+            and self.local
         )
         self.enabled = False
         self.probed = not self._eligible

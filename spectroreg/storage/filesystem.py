@@ -19,7 +19,10 @@ directory, or by ``remove_stale_temp_files``; never by a read, so reads
 work on a read-only tree and change nothing.
 
 All blocking work runs in a bounded thread pool (``maxthreads``); the reactor
-thread only moves bytes between the pool and consumers.
+thread only moves bytes between the pool and consumers. A read whose consumer
+is a response on a plain TCP connection is sent by the kernel instead
+(``sendfile(2)``, see ``spectroreg.storage._sendfile``), from the reactor
+thread for bytes in the page cache, after a read in the pool for the others.
 """
 
 import errno
@@ -33,8 +36,10 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from spectroreg.storage._cachedread import CachedReads
 from spectroreg.storage._nowait import NoWaitReader
 from spectroreg.storage._producer import ChunkProducer
+from spectroreg.storage._sendfile import SendfileProducer, sendfile_transport
 from spectroreg.storage._threads import LazyThreadPool
 from spectroreg.storage.base import PATH_PATTERN
 from spectroreg.storage.errors import InvalidOffset, PathNotFound, StorageError
@@ -266,13 +271,26 @@ class FilesystemDriver:
         return defer.ensureDeferred(self._read(path, consumer, offset, length))
 
     async def _read(self, path, consumer, offset, length):
+        # Opened before anything is sent: a missing file is still a clean 404.
         f, size = await self._run(path, self._open_for_read, path, offset)
         available = size - offset
         if length is not None:
             available = min(available, length)
+        transport = sendfile_transport(consumer) if self._nowait.local else None
+        if transport is not None:
+            producer = SendfileProducer(
+                consumer, transport, f.fileno(), offset, available, f.close,
+                self._pool.run, self._reactor, path=path,
+            )
+            return await producer.start()
 
-        def read_chunk(wanted):
-            return self._run(path, f.read, wanted)
+        if self._nowait.local:
+            # Page-cached bytes read on the reactor thread (TLS downloads).
+            read_chunk = CachedReads(f.fileno(), offset, offset + available,
+                                     lambda *args: self._run(path, *args))
+        else:
+            def read_chunk(wanted):
+                return self._run(path, f.read, wanted)
 
         producer = ChunkProducer(
             consumer, read_chunk, f.close, length=available,

@@ -24,6 +24,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from spectroreg.logging import ACCESS_NAMESPACE
+from spectroreg.web.drain import DrainingChannelMixin
 from spectroreg.web.headers import is_valid_host_header
 from spectroreg.web.interfaces import IRequestBodyControl, IRequestContext
 from spectroreg.web.numbers import parse_decimal
@@ -93,7 +94,7 @@ class RequestLineChannel(http.HTTPChannel):
 
 
 @implementer(IRequestBodyControl)
-class RegistryChannel(RequestLineChannel):
+class RegistryChannel(DrainingChannelMixin, RequestLineChannel):
     """An HTTP/1.1 channel with the limits and deadlines of L{Limits}."""
 
     _head_started = False
