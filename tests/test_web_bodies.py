@@ -119,3 +119,40 @@ class ChannelBodyTests(unittest.TestCase):
         self.assertEqual(transport.value(), b"")
         channel.dataReceived(b"32\r\n" + b"a" * 50 + b"\r\n")
         self.assertIn(b"\r\nConnection: close\r\n", transport.value())
+
+
+class LargeReadTests(unittest.TestCase):
+    """read_in_large_pieces raises the socket read size of the connection under a transport."""
+
+    def test_tcp_connection(self):
+        from twisted.internet import abstract
+
+        from spectroreg.web.bodies import LARGE_READ, read_in_large_pieces
+
+        connection = abstract.FileDescriptor()
+        self.assertEqual(connection.bufferSize, 64 * 1024)
+        self.assertTrue(read_in_large_pieces(connection))
+        self.assertEqual(connection.bufferSize, LARGE_READ)
+        # Never lowered.
+        read_in_large_pieces(connection, 1024)
+        self.assertEqual(connection.bufferSize, LARGE_READ)
+
+    def test_under_tls_layer(self):
+        from twisted.internet import abstract
+
+        from spectroreg.web.bodies import LARGE_READ, read_in_large_pieces
+
+        class Wrapper:
+            def __init__(self, transport):
+                self.transport = transport
+
+        connection = abstract.FileDescriptor()
+        self.assertTrue(read_in_large_pieces(Wrapper(connection)))
+        self.assertEqual(connection.bufferSize, LARGE_READ)
+
+    def test_not_a_socket(self):
+        from spectroreg.web.bodies import read_in_large_pieces
+
+        self.assertFalse(read_in_large_pieces(StringTransport()))
+        self.assertFalse(read_in_large_pieces(None))
+

@@ -37,6 +37,7 @@ from twisted.web import server
 from twisted.web.http import parse_qs, unquote
 
 from spectroreg.registry.errors import error_body
+from spectroreg.web.bodies import read_in_large_pieces
 from spectroreg.web.site import IRequestBodyControl, SiteRequest
 
 log = Logger()
@@ -381,6 +382,7 @@ class RegistryRequest(SiteRequest):
             return
         self._body_claimed = policy is not None
         if isinstance(policy, StreamTarget):
+            read_in_large_pieces(getattr(self.channel, "transport", None))
             self.content = io.BytesIO()
             self.spectroreg_stream = BodyStream(self, policy)
             self.spectroreg_stream.start()

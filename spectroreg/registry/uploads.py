@@ -12,6 +12,7 @@ from zope.interface import implementer
 
 from spectroreg.logging import debug_enabled
 from spectroreg.registry.digests import CANONICAL, Digest
+from spectroreg.storage.interfaces import IHashingWriter
 
 log = Logger()
 
@@ -89,6 +90,10 @@ class UploadWriter:
         self._lock = lock
         self.start = writer.size
         self.open = True
+        # A writer that hashes where it writes (the filesystem's, in its
+        # thread) takes the hashing off the reactor thread.
+        self._hash_here = not (hasher is not None and IHashingWriter.providedBy(writer)
+                               and writer.hash_with(hasher))
         debug_upload_state(name, upload_id, "opened for appending", self.start)
 
     @property
@@ -97,7 +102,7 @@ class UploadWriter:
 
     def write(self, data):
         """@return: Deferred firing when more may be written (back-pressure)."""
-        if self._hasher is not None:
+        if self._hasher is not None and self._hash_here:
             self._hasher.update(data)
         d = self._writer.write(data)
         d.addErrback(self._write_failed)
