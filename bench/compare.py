@@ -27,7 +27,9 @@ against every server of its transport, alternating which goes first:
   wrk`` for the GETs with ``wrk``).
 
 Each server's best round is printed per row with the spectroreg/Distribution
-ratio, the server CPU time per unit (utime + stime of the server process from
+ratio of the best rounds and the median of each round's own ratio (both
+servers ran back to back in it, so it moves less with the machine's load),
+the server CPU time per unit (utime + stime of the server process from
 /proc/<pid>/stat, across the row) and, at the end, each server's peak RSS
 (VmHWM). ``--quick`` is a smaller run (one round, 8 MiB blobs, 1 s per
 request row) for a check under a minute.
@@ -628,7 +630,8 @@ def format_rate(rate, unit):
 
 def report(rows, results, peaks, options):
     lines = []
-    header = "| | spectroreg | Distribution | ratio | server CPU per unit (spectroreg vs Distribution) |"
+    header = ("| | spectroreg: best (each round) | Distribution: best (each round) | ratio of the best"
+              " (median of the rounds' ratios) | server CPU per unit, least (spectroreg vs Distribution) |")
     lines.append(header)
     lines.append("| --- | --- | --- | --- | --- |")
     for row in rows:
@@ -659,6 +662,13 @@ def report(rows, results, peaks, options):
             cpu_cell = "n/a"
             if len(best) == 2 and best["distribution"][0]:
                 ratio = "{:.2f}x".format(best["spectroreg"][0] / best["distribution"][0])
+                # Each round ran both back to back: its ratio is paired, and
+                # their median moves less with the machine's load than the best.
+                paired = sorted(ours[0] / theirs[0] for ours, theirs in zip(
+                    per_kind["spectroreg"], per_kind["distribution"]) if theirs[0])
+                if len(paired) > 1:
+                    ratio += " ({:.2f}x)".format(paired[len(paired) // 2] if len(paired) % 2 else
+                                                 (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2)
                 cpus = [best[k][1] for k in SERVERS]
                 if None not in cpus:
                     digits = 3 if row.cpu_unit[0] == "s/GB" else (0 if row.cpu_unit[0] == "us/req" else 2)
