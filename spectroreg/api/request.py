@@ -37,7 +37,7 @@ from twisted.web import server
 from twisted.web.http import parse_qs, unquote
 
 from spectroreg.registry.errors import error_body
-from spectroreg.web.bodies import read_in_large_pieces
+from spectroreg.web.bodies import ReadSizer
 from spectroreg.web.site import IRequestBodyControl, SiteRequest
 
 log = Logger()
@@ -130,6 +130,7 @@ class BodyStream:
         self._open_waiters = []
         self._done_waiters = []
         self.received = 0
+        self._sizer = ReadSizer(getattr(request.channel, "transport", None))
 
     # transport control
 
@@ -176,6 +177,7 @@ class BodyStream:
 
     def feed(self, data):
         self.received += len(data)
+        self._sizer.received(len(data))
         if self._error is not None or self._aborted:
             return
         self._queue.append(data)
@@ -226,10 +228,12 @@ class BodyStream:
     def end(self):
         """The whole body has been received."""
         self._ended = True
+        self._sizer.done()
         self._check_done()
 
     def abort(self):
         """The client went away before the body was complete."""
+        self._sizer.done()
         if self._ended or self._aborted:
             return
         self._aborted = True
@@ -382,7 +386,6 @@ class RegistryRequest(SiteRequest):
             return
         self._body_claimed = policy is not None
         if isinstance(policy, StreamTarget):
-            read_in_large_pieces(getattr(self.channel, "transport", None))
             self.content = io.BytesIO()
             self.spectroreg_stream = BodyStream(self, policy)
             self.spectroreg_stream.start()
