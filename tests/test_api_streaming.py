@@ -405,6 +405,64 @@ class FilesystemStreamingTests(StreamingTestCase):
         await self.finish_upload_and_pull(location, data)
 
     @async_test
+    async def test_blob_hashed_beside_the_reactor(self):
+        """
+        The upload's sha256 is computed by the writer in the pool thread
+        that writes the bytes, never on the reactor thread, and a streamed
+        body is read from the socket in large pieces.
+        """
+        import hashlib
+        import threading
+
+        from spectroreg.registry import uploads
+        from spectroreg.web.bodies import LARGE_READ
+
+        hashed_on = set()
+
+        class Recording:
+            def __init__(self, inner):
+                self._inner = inner
+
+            def update(self, data):
+                hashed_on.add(threading.current_thread())
+                self._inner.update(data)
+
+            def copy(self):
+                return Recording(self._inner.copy())
+
+            def hexdigest(self):
+                return self._inner.hexdigest()
+
+        self.patch(uploads, "digest_hasher", lambda: Recording(hashlib.sha256()))
+        from spectroreg.registry import registry as registry_module
+
+        self.patch(registry_module, "digest_hasher", lambda: Recording(hashlib.sha256()))
+        from spectroreg.web import bodies
+
+        read_sizes = []
+        connections = set()
+        original = bodies.ReadSizer.received
+
+        def recording_received(sizer, count):
+            original(sizer, count)
+            if sizer._socket is not None:
+                connections.add(sizer._socket)
+                read_sizes.append(sizer._socket.bufferSize)
+
+        self.patch(bodies.ReadSizer, "received", recording_received)
+        data = bytes(range(256)) * (4 * MiB // 256)
+        location = await self.start_upload()
+        response = await self.http("PATCH", location, data=data)
+        self.assertEqual(response.code, 202, response.body)
+        await self.finish_upload_and_pull(location, data)
+        self.assertTrue(hashed_on)
+        self.assertNotIn(threading.main_thread(), hashed_on)
+        # The reads grew while the body came in fast, and are Twisted's again after it.
+        self.assertIn(LARGE_READ, read_sizes)
+        self.assertTrue(connections)
+        self.assertEqual({connection.bufferSize for connection in connections}, {bodies.DEFAULT_READ})
+
+    @async_test
     async def test_disconnect_mid_monolithic_post_leaves_nothing(self):
         data = b"m" * MiB
         path = "/v2/repo/blobs/uploads/?digest=" + sha(data)

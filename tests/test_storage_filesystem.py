@@ -296,6 +296,129 @@ class FilesystemSpecificTests(unittest.TestCase):
         self.assertEqual((await driver.stat("/big/data")).size, 8 * 1024 * 1024)
 
     @async_test
+    async def test_writer_hashes_in_its_thread(self):
+        """A hasher given to the writer sees every byte, in order, in the pool's threads."""
+        import hashlib
+
+        driver = self.driver()
+        threads = set()
+
+        class Hasher:
+            def __init__(self):
+                self.inner = hashlib.sha256()
+
+            def update(self, data):
+                threads.add(threading.current_thread())
+                self.inner.update(data)
+
+        writer = await driver.writer("/h/data")
+        hasher = Hasher()
+        self.assertTrue(writer.hash_with(hasher))
+        data = bytes(range(256)) * (3 * 1024 * 1024 // 256 + 7)
+        for start in range(0, len(data), 100000):
+            await writer.write(data[start:start + 100000])
+        await writer.commit()
+        self.assertEqual(hasher.inner.hexdigest(), hashlib.sha256(data).hexdigest())
+        self.assertTrue(threads)
+        self.assertNotIn(threading.main_thread(), threads)
+        with open(self.on_disk("/h/data"), "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    @async_test
+    async def test_writer_refuses_a_hasher_after_bytes(self):
+        """Bytes taken before hash_with() would be missing from the hash: refused."""
+        driver = self.driver()
+        writer = await driver.writer("/h2/data")
+        await writer.write(b"early")
+        self.assertFalse(writer.hash_with(object()))
+        await writer.commit()
+        ended = await driver.writer("/h3/data")
+        await ended.close()
+        self.assertFalse(ended.hash_with(object()))
+
+    @async_test
+    async def test_small_write_and_fsync_in_one_trip(self):
+        """What is left in the buffer is written by the same pool call that syncs the file."""
+        driver = self.driver()
+        writer = await driver.writer("/one/data")
+        calls = []
+        pool = driver.driver._pool
+        real_run = pool.run
+
+        def counting_run(function, *args, **kwargs):
+            calls.append(getattr(function, "__name__", function))
+            return real_run(function, *args, **kwargs)
+
+        self.patch(pool, "run", counting_run)
+        await writer.write(b"s" * 4096)
+        await writer.commit()
+        self.assertEqual(calls, ["_sync_and_close"])
+        with open(self.on_disk("/one/data"), "rb") as f:
+            self.assertEqual(f.read(), b"s" * 4096)
+
+    @async_test
+    async def test_failed_final_write_releases_the_descriptor(self):
+        """A write failing in the last trip (with the fsync) fails the end and closes the file."""
+        driver = self.driver()
+
+        def full_disk(fd, data):
+            raise OSError(28, "No space left on device")
+
+        real_write = filesystem._write_all
+        for end in ("commit", "close"):
+            writer = await driver.writer("/last/" + end)
+            await writer.write(b"x" * 100)
+            self.patch(filesystem, "_write_all", full_disk)
+            with self.assertRaises(StorageError):
+                await getattr(writer, end)()
+            self.patch(filesystem, "_write_all", real_write)
+        self.assertEqual(self.open_below_root(), [])
+
+    def test_short_writev_is_finished(self):
+        """A writev that writes part of the pieces is completed, bytes in order."""
+        path = self.mktemp()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        real_writev = os.writev
+        calls = []
+
+        def short_writev(fd, pieces):
+            calls.append(len(pieces))
+            if len(calls) == 1:
+                # Five bytes, into the middle of the first piece.
+                return real_writev(fd, [bytes(pieces[0][:5])])
+            return real_writev(fd, pieces)
+
+        self.patch(os, "writev", short_writev)
+        try:
+            filesystem._write_all(fd, [b"0123456789", b"abc", b"", b"defg"])
+        finally:
+            os.close(fd)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"0123456789abcdefg")
+
+    @async_test
+    async def test_writeback_started_after_each_write(self):
+        """Each write in the pool starts the kernel's writeback, so the final fsync waits less."""
+        if filesystem._sync_file_range is None:
+            raise unittest.SkipTest("no sync_file_range on this system")
+        driver = self.driver()
+        started = []
+        real = filesystem._sync_file_range
+
+        def recording(fd, offset, length, flags):
+            started.append((threading.current_thread(), flags))
+            return real(fd, offset, length, flags)
+
+        self.patch(filesystem, "_sync_file_range", recording)
+        writer = await driver.writer("/wb/data")
+        for _ in range(4):
+            await writer.write(b"w" * (1024 * 1024))
+        await writer.commit()
+        self.assertGreaterEqual(len(started), 4)
+        self.assertNotIn(threading.main_thread(), {thread for thread, _ in started})
+        self.assertEqual({flags for _, flags in started}, {filesystem._SYNC_FILE_RANGE_WRITE})
+
+    @async_test
     async def test_writer_back_pressure(self):
         """write() stops firing at once when the disk is behind by the buffer limit."""
         driver = self.driver()
@@ -318,7 +441,9 @@ class FilesystemSpecificTests(unittest.TestCase):
                 break
             accepted += len(chunk)
         self.assertIsNotNone(pending, "the writer buffered 8 MiB with a stuck disk")
-        self.assertLessEqual(accepted, filesystem._FileWriter.buffer_limit + 2 * len(chunk))
+        # What waits (buffer_limit) plus what is being written (flush_size).
+        bound = filesystem._FileWriter.buffer_limit + filesystem._FileWriter.flush_size + len(chunk)
+        self.assertLessEqual(accepted, bound)
         gate.set()
         await pending
         await writer.commit()

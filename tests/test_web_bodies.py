@@ -155,3 +155,58 @@ class ChannelBodyTests(unittest.TestCase):
         self.assertEqual(transport.value(), b"")
         channel.dataReceived(b"32\r\n" + b"a" * 50 + b"\r\n")
         self.assertIn(b"\r\nConnection: close\r\n", transport.value())
+
+
+class ReadSizerTests(unittest.TestCase):
+    """A blob body's reads grow while they come back full, shrink when not, and end at Twisted's size."""
+
+    def sizer(self, wrapped=False):
+        from twisted.internet import abstract
+
+        from spectroreg.web.bodies import ReadSizer
+
+        class Wrapper:
+            def __init__(self, transport):
+                self.transport = transport
+
+        connection = abstract.FileDescriptor()
+        return connection, ReadSizer(Wrapper(connection) if wrapped else connection)
+
+    def test_grows_while_full_then_shrinks_and_resets(self):
+        from spectroreg.web.bodies import DEFAULT_READ, LARGE_READ
+
+        connection, sizer = self.sizer()
+        self.assertEqual(connection.bufferSize, DEFAULT_READ)
+        seen = []
+        for _ in range(5):
+            sizer.received(connection.bufferSize)
+            seen.append(connection.bufferSize)
+        self.assertEqual(seen, [128 * 1024, 256 * 1024, LARGE_READ, LARGE_READ, LARGE_READ])
+        sizer.received(LARGE_READ // 2)  # half full: stays
+        self.assertEqual(connection.bufferSize, LARGE_READ)
+        sizer.received(1000)  # a trickle: halves, down to Twisted's size and no further
+        sizer.received(1000)
+        sizer.received(1000)
+        sizer.received(1000)
+        self.assertEqual(connection.bufferSize, DEFAULT_READ)
+        sizer.received(DEFAULT_READ)
+        self.assertEqual(connection.bufferSize, 128 * 1024)
+        sizer.done()
+        self.assertEqual(connection.bufferSize, DEFAULT_READ)
+        sizer.received(DEFAULT_READ)  # after the body: nothing changes
+        self.assertEqual(connection.bufferSize, DEFAULT_READ)
+
+    def test_under_tls_layer(self):
+        connection, sizer = self.sizer(wrapped=True)
+        sizer.received(connection.bufferSize)
+        self.assertEqual(connection.bufferSize, 128 * 1024)
+
+    def test_not_a_socket(self):
+        from spectroreg.web.bodies import ReadSizer
+
+        transport = StringTransport()
+        sizer = ReadSizer(transport)
+        sizer.received(10 ** 6)
+        sizer.done()
+        self.assertFalse(hasattr(transport, "bufferSize"))
+        ReadSizer(None).received(5)

@@ -40,6 +40,7 @@ from spectroreg.bounded import Waiters
 from spectroreg.web.errordoc import error_body
 from spectroreg.web.interfaces import IRequestBodyControl, IRequestBodyPolicy, IRequestContext
 from spectroreg.web.site import SiteRequest
+from spectroreg.web.bodies import ReadSizer
 
 log = Logger()
 
@@ -131,6 +132,7 @@ class BodyStream:
         self._open_waiters = Waiters()
         self._done_waiters = Waiters()
         self.received = 0
+        self._sizer = ReadSizer(getattr(request.channel, "transport", None))
 
     # transport control
 
@@ -177,6 +179,7 @@ class BodyStream:
 
     def feed(self, data):
         self.received += len(data)
+        self._sizer.received(len(data))
         if self._error is not None or self._aborted:
             return
         self._queue.append(data)
@@ -227,10 +230,12 @@ class BodyStream:
     def end(self):
         """The whole body has been received."""
         self._ended = True
+        self._sizer.done()
         self._check_done()
 
     def abort(self):
         """The client went away before the body was complete."""
+        self._sizer.done()
         if self._ended or self._aborted:
             return
         self._aborted = True

@@ -26,6 +26,7 @@ from spectroreg.registry.errors import RegistryError, UploadOffsetMismatch, uplo
 from spectroreg.registry.interfaces import IUploadStore, IUploadWriter
 from spectroreg.registry.names import is_valid_upload_id
 from spectroreg.storage.errors import PathNotFound
+from spectroreg.storage.interfaces import IHashingWriter
 
 log = Logger()
 
@@ -166,6 +167,10 @@ class UploadWriter:
         self._hasher = hasher
         self._release = release
         self.open = True
+        # A writer that hashes where it writes (the filesystem's, in its
+        # thread) takes the hashing off the reactor thread.
+        self._hash_here = not (hasher is not None and IHashingWriter.providedBy(writer)
+                               and writer.hash_with(hasher))
         debug_upload_state(name, upload_id, "opened for appending", writer.size)
 
     @property
@@ -174,7 +179,7 @@ class UploadWriter:
 
     def write(self, data):
         """@return: Deferred firing when more may be written (back-pressure)."""
-        if self._hasher is not None:
+        if self._hasher is not None and self._hash_here:
             self._hasher.update(data)
         d = self._writer.write(data)
         d.addErrback(self._write_failed)

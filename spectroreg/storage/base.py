@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from spectroreg.logging import debug_enabled
 from spectroreg.storage.errors import InvalidOffset, InvalidPath, PathNotFound, StorageError
-from spectroreg.storage.interfaces import IFileWriter, IStorageDriver
+from spectroreg.storage.interfaces import IHashingWriter, IStorageDriver
 
 log = Logger()
 
@@ -219,7 +219,7 @@ def _remember(failure, raised):
     return failure
 
 
-@implementer(IFileWriter)
+@implementer(IHashingWriter)
 class _ValidatingWriter:
     """Normalises a driver's writer: errors, argument types, use after the end."""
 
@@ -256,6 +256,11 @@ class _ValidatingWriter:
         except StorageError:
             return defer.fail()
         return self._call("write", self._writer.write, bytes(data))
+
+    def hash_with(self, hasher):
+        if self._ended is not None or not IHashingWriter.providedBy(self._writer):
+            return False
+        return self._writer.hash_with(hasher)
 
     def _end(self, how, operation):
         try:

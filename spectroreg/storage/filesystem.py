@@ -25,6 +25,7 @@ is a response on a plain TCP connection is sent by the kernel instead
 thread for bytes in the page cache, after a read in the pool for the others.
 """
 
+import collections
 import errno
 import os
 import secrets
@@ -43,13 +44,14 @@ from spectroreg.storage._sendfile import SendfileProducer, sendfile_transport
 from spectroreg.storage._threads import LazyThreadPool
 from spectroreg.storage.base import PATH_PATTERN
 from spectroreg.storage.errors import InvalidOffset, PathNotFound, StorageError
-from spectroreg.storage.interfaces import SKIP_DIR, FileInfo, IFileWriter, IStorageDriver
+from spectroreg.storage.interfaces import SKIP_DIR, FileInfo, IHashingWriter, IStorageDriver
 
 TEMP_PREFIX = ".spectroreg~"
 STALE_TEMP_AGE = 3600.0
 
 _NOT_FOUND = (errno.ENOENT, errno.ENOTDIR)
 _SMALL_READ = 64 * 1024
+_IOV_MAX = 1024
 
 
 def _file_info(path, st):
@@ -93,10 +95,60 @@ def _ensure_dir(directory):
 
 
 def _write_all(fd, data):
+    """Write C{data}: bytes, or a list of bytes written in order with one
+    C{writev} per up to L{_IOV_MAX} of them (no copy to join them first)."""
+    if isinstance(data, list):
+        for start in range(0, len(data), _IOV_MAX):
+            _writev_all(fd, data[start:start + _IOV_MAX])
+        return
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _writev_all(fd, pieces):
+    written = os.writev(fd, pieces)
+    total = sum(len(piece) for piece in pieces)
+    if written == total:
+        return
+    # A short write (a signal, a full disk about to fail): finish piece by piece.
+    for piece in pieces:
+        if written >= len(piece):
+            written -= len(piece)
+            continue
+        _write_all(fd, memoryview(piece)[written:])
+        written = 0
+
+
+def _start_writeback_function():
+    """
+    Linux's C{sync_file_range}, through ctypes, or None.
+
+    Started after each write, the kernel's writeback runs while more of the
+    upload arrives, so the C{fsync} that ends a writer waits for little
+    more than the last write instead of the whole file.
+    """
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (ImportError, OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
+
+
+_sync_file_range = _start_writeback_function()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd):
+    """Start writing C{fd}'s dirty pages to disk, without waiting (no durability: C{fsync} does that)."""
+    if _sync_file_range is not None:
+        # Offset 0, length 0: the whole file; pages already being written are skipped.
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 @implementer(IStorageDriver)
@@ -449,18 +501,22 @@ class FilesystemDriver:
                 await self._walk(info.path, visit)
 
 
-@implementer(IFileWriter)
+@implementer(IHashingWriter)
 class _FileWriter:
     """
     Appends to an open file descriptor from the pool, one write at a time.
 
     Writes are gathered up to C{flush_size} bytes before going to a thread;
     C{write()}'s Deferred fires at once while less than C{buffer_limit}
-    bytes wait, and otherwise when the disk has caught up.
+    bytes wait, and otherwise when the disk has caught up. A hasher given
+    to L{hash_with} is updated in the same thread, just before each write:
+    the reactor thread only moves bytes, and hashing runs beside it.
     """
 
-    flush_size = 256 * 1024
-    buffer_limit = 1024 * 1024
+    # A trip to the pool per MiB; up to 4 MiB wait meanwhile, so that the
+    # reactor rarely has to stop reading the client while the disk catches up.
+    flush_size = 1024 * 1024
+    buffer_limit = 4 * 1024 * 1024
 
     def __init__(self, driver, path, fd, size, created):
         self._driver = driver
@@ -468,16 +524,32 @@ class _FileWriter:
         self._fd = fd
         self.size = size
         self._created = created
-        self._buffer = []
+        self._buffer = collections.deque()
         self._buffered = 0
         self._inflight = False
         self._failure = None
         self._waiters = []
         self._idle_waiters = []
         self._ended = None
+        self._hasher = None
+        self._accepted = False
 
     def _run(self, function, *args):
         return self._driver._run(self._path, function, *args)
+
+    def hash_with(self, hasher):
+        if self._accepted or self._ended is not None:
+            # Bytes already taken were not hashed here.
+            return False
+        self._hasher = hasher
+        return True
+
+    def _write_out(self, pieces):
+        if self._hasher is not None:
+            for piece in pieces:
+                self._hasher.update(piece)
+        _write_all(self._fd, pieces)
+        _start_writeback(self._fd)
 
     def _check(self):
         if self._ended is not None:
@@ -492,6 +564,7 @@ class _FileWriter:
             return defer.fail()
         if not data:
             return defer.succeed(None)
+        self._accepted = True
         self._buffer.append(data)
         self._buffered += len(data)
         self.size += len(data)
@@ -507,11 +580,17 @@ class _FileWriter:
             return
         if not force and self._buffered < self.flush_size:
             return
-        data = b"".join(self._buffer)
-        self._buffer = []
-        self._buffered = 0
+        # At most flush_size bytes per trip to the pool (at least one piece),
+        # handed over as they came: writev needs no joined copy.
+        pieces = []
+        taken = 0
+        while self._buffer and (not pieces or taken + len(self._buffer[0]) <= self.flush_size):
+            piece = self._buffer.popleft()
+            pieces.append(piece)
+            taken += len(piece)
+        self._buffered -= taken
         self._inflight = True
-        d = self._run(_write_all, self._fd, data)
+        d = self._run(self._write_out, pieces)
         d.addCallbacks(self._flushed, self._flush_failed)
 
     def _flushed(self, _):
@@ -557,15 +636,30 @@ class _FileWriter:
         return defer.ensureDeferred(self._persist())
 
     async def _persist(self):
+        # What is still buffered (less than a flush) goes out in the same
+        # trip to the pool as the fsync: a small upload costs one trip.
         try:
-            await self._drain()
+            while self._inflight:
+                waiter = defer.Deferred()
+                self._idle_waiters.append(waiter)
+                await waiter
+            if self._failure is not None:
+                self._failure.raiseException()
         except BaseException:
             await self._run(os.close, self._fd)
             raise
-        await self._run(self._sync_and_close, self._fd, self._created)
+        pieces = list(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
+        await self._run(self._sync_and_close, self._fd, self._created, pieces)
 
-    def _sync_and_close(self, fd, created):
+    def _sync_and_close(self, fd, created, pieces=()):
         try:
+            if pieces:
+                if self._hasher is not None:
+                    for piece in pieces:
+                        self._hasher.update(piece)
+                _write_all(fd, pieces)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -104,6 +104,25 @@ class IFileWriter(Interface):
         """
 
 
+class IHashingWriter(IFileWriter):
+    """
+    An L{IFileWriter} that can feed what it writes to a hash as it goes,
+    where the bytes already are (the filesystem writer: in the thread that
+    writes them), instead of its caller hashing on the reactor thread.
+    """
+
+    def hash_with(hasher):
+        """
+        From now on, update C{hasher} (``hashlib``-like: ``update(bytes)``)
+        with every byte written, in order, before it reaches storage. The
+        hash covers all of them once ``close``/``commit``/``cancel`` fired
+        (a failed write leaves it undefined).
+
+        @return: True when the writer took the hasher; False when it cannot
+            (the caller then hashes itself).
+        """
+
+
 class IStorageDriver(Interface):
     """
     Byte storage addressed by path; see the module docstring for the rules.

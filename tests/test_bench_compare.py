@@ -1,0 +1,60 @@
+"""
+``bench/compare.py`` runs end to end: both registries, plain and TLS, every row.
+
+Tiny sizes so that it takes seconds; the figures themselves are not checked
+(the machine is shared), only that every row was measured on both servers
+and a ratio printed.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+from twisted.trial import unittest
+
+from tests.support.requirements import require_binary, require_external
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO_ROOT, "bench", "compare.py")
+
+ROWS = [
+    "pull, 1 client, plain",
+    "pull, 8 clients, plain",
+    "pull, 1 client, TLS",
+    "pull, 8 clients, TLS",
+    "push monolithic, plain",
+    "push chunked, plain",
+    "push monolithic, TLS",
+    "push chunked, TLS",
+    "many small pushes (8 clients), plain: blobs",
+    "many small pushes (8 clients), plain: manifests",
+    "manifest GET, 4 connections, plain",
+    "blob HEAD, 4 connections, plain",
+]
+
+
+class QuickCompareTests(unittest.TestCase):
+    def test_quick_run_measures_every_row_on_both(self):
+        registry = require_binary("docker-registry")
+        require_external("spectroreg and docker-registry as servers on 127.0.0.1")
+        completed = subprocess.run(
+            [sys.executable, SCRIPT, "--quick", "--rounds", "2", "--registry", registry, "--blob-size", "256K",
+             "--blobs", "2",
+             "--chunk", "100K", "--small-blobs", "16", "--manifests", "4", "--duration", "0.5",
+             "--connections", "4"],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300,
+        )
+        output = completed.stdout.decode("utf-8", "replace")
+        self.assertEqual(completed.returncode, 0, output)
+        for row in ROWS:
+            line = re.search(r"^\| {} \| (.*)$".format(re.escape(row)), output, re.MULTILINE)
+            self.assertIsNotNone(line, "no row {!r} in:\n{}".format(row, output))
+            spectroreg, distribution, ratio, cpu = [c.strip() for c in line.group(1).split("|")[:4]]
+            self.assertRegex(spectroreg, r"^\d+ \S+", output)
+            self.assertRegex(distribution, r"^\d+ \S+", output)
+            # The ratio of the best rounds, and the median of each round's ratio.
+            self.assertRegex(ratio, r"^\d+\.\d\dx \(\d+\.\d\dx\)$", output)
+            self.assertRegex(cpu, r"^\d+(\.\d+)? vs \d+(\.\d+)? \S+", output)
+        self.assertRegex(output, r"peak RSS \(VmHWM\): spectroreg plain \d+\.\d MiB, distribution plain \d+\.\d MiB,"
+                                 r" spectroreg TLS \d+\.\d MiB, distribution TLS \d+\.\d MiB")
