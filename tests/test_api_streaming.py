@@ -434,9 +434,6 @@ class FilesystemStreamingTests(StreamingTestCase):
                 return self._inner.hexdigest()
 
         self.patch(uploads, "digest_hasher", lambda: Recording(hashlib.sha256()))
-        from spectroreg.registry import registry as registry_module
-
-        self.patch(registry_module, "digest_hasher", lambda: Recording(hashlib.sha256()))
         from spectroreg.web import bodies
 
         read_sizes = []
