@@ -25,6 +25,7 @@ from tests.support.architecture import (
     long_modules,
     read_tree,
     registry_public,
+    stale_doc_names,
     twisted_private_reads,
 )
 
@@ -76,6 +77,14 @@ class SourceShapeTests(SynchronousTestCase):
             MAX_REGISTRY_PUBLIC,
             _listing("Registry's public methods and properties, at most {}".format(MAX_REGISTRY_PUBLIC), found),
         )
+
+    def test_architecture_doc_names(self):
+        # docs/architecture.md walks requests through the code by name:
+        # every name it gives must still be there.
+        with open(os.path.join(ROOT, "docs", "architecture.md"), encoding="utf-8") as f:
+            found = stale_doc_names(f.read(), self.modules)
+        if found:
+            self.fail(_listing("names in docs/architecture.md missing from the source", found))
 
 
 def _tree(**sources):
@@ -241,6 +250,35 @@ class MeasureTests(SynchronousTestCase):
             '''
         modules = _tree(spectroreg__registry__registry=source)
         self.assertEqual(registry_public(modules), ["from_mixin", "readonly", "stat"])
+
+    def test_doc_names(self):
+        source = '''
+            from twisted.web import http
+
+            class Channel(http.HTTPChannel):
+                def lineReceived(self, line):
+                    self.count = 1
+
+            def helper():
+                return "_state"
+            '''
+        modules = _tree(spectroreg__web__init="", spectroreg__web__site=source)
+        text = (
+            "`web/site.py` `web/` `site.Channel.lineReceived` `Channel.count` `Channel.dataReceived` "
+            "`helper(x)` `_state` `Location` `x.lineReceived` "
+            "`web/gone.py` `api/` `Channel.gone` `site.gone_too` `gone(x)` `Channel.headerReceived` `x.gone_three`"
+        )
+        self.assertEqual(
+            stale_doc_names(textwrap.dedent(text), modules),
+            [
+                "Channel.gone: not in the source",
+                "api/: no such file or folder in spectroreg/",
+                "gone: not in the source",
+                "site.gone_too: not in the source",
+                "web/gone.py: no such file or folder in spectroreg/",
+                "x.gone_three: not in the source",
+            ],
+        )
 
     def test_report_names_each_section(self):
         text = architecture.report(ROOT)

@@ -8,7 +8,9 @@ file and line, so a failing test lists all of them. Run this module
 """
 
 import ast
+import functools
 import os
+import re
 import sys
 
 MAX_MODULE_LINES = 600
@@ -63,7 +65,13 @@ def read_tree(root, package="spectroreg"):
 
 
 def _parsed(modules):
-    return {dotted: (path, ast.parse(source, path)) for dotted, (path, source) in modules.items()}
+    return {dotted: (path, _parse(source, path)) for dotted, (path, source) in modules.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _parse(source, path):
+    # Each measure walks the same trees: parse each source once.
+    return ast.parse(source, path)
 
 
 def long_modules(modules, limit=MAX_MODULE_LINES):
@@ -390,6 +398,152 @@ def registry_public(modules, module="spectroreg.registry.registry", name="Regist
         todo.extend(b.id if isinstance(b, ast.Name) else b.attr for b in node.bases
                     if isinstance(b, (ast.Name, ast.Attribute)))
     return sorted(public)
+
+
+# Names in the documentation
+
+_CHAIN = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\(")
+
+# Twisted and standard-library names the documentation may use.
+_OUTSIDE = {
+    "Site": "twisted.web.server.Site",
+    "HTTPChannel": "twisted.web.http.HTTPChannel",
+    "Agent": "twisted.web.client.Agent",
+    "os": "os",
+}
+
+
+class _Index:
+    """What the source defines: modules, classes and their members, all names, string constants."""
+
+    def __init__(self, modules):
+        self.modules = {}
+        self.classes = {}
+        self.names = set()
+        self.strings = set()
+        self.paths = set()
+        for dotted, (path, tree) in _parsed(modules).items():
+            self.paths.add(path)
+            folder = os.path.dirname(path)
+            while folder:
+                self.paths.add(folder)
+                folder = os.path.dirname(folder)
+            top = self.modules.setdefault(dotted, {"names": set(), "classes": []})
+            self.names.add(dotted.rpartition(".")[2])
+            for node in tree.body:
+                top["names"].update(_bound(node))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef):
+                    members = set()
+                    for item in node.body:
+                        members.update(_bound(item))
+                    members.update(
+                        n.attr for n in ast.walk(node)
+                        if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
+                        and isinstance(n.value, ast.Name) and n.value.id == "self")
+                    bases = [b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases]
+                    self.classes.setdefault(node.name, []).append((members, bases))
+                    top["classes"].append(node.name)
+                    self.names.add(node.name)
+                    self.names.update(members)
+                elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    self.names.add(node.name)
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    self.strings.add(node.value)
+            self.names.update(top["names"])
+
+    def module(self, parts):
+        """The longest prefix of C{parts} naming a module: (module, parts left) or (None, parts)."""
+        for cut in range(len(parts), 0, -1):
+            suffix = ".".join(parts[:cut])
+            found = [m for m in self.modules if m == suffix or m.endswith("." + suffix)]
+            if found:
+                return sorted(found, key=len)[0], parts[cut:]
+        return None, parts
+
+    def member(self, cls, name, seen=()):
+        for members, bases in self.classes.get(cls, ()):
+            if name in members:
+                return True
+            for base in bases:
+                if base in _OUTSIDE and _outside_has(_OUTSIDE[base], [name]):
+                    return True
+                if base not in seen and base in self.classes and self.member(base, name, seen + (cls,)):
+                    return True
+        return False
+
+    def resolves(self, chain):
+        parts = chain.split(".")
+        module, rest = self.module(parts)
+        if module is not None:
+            if not rest:
+                return True
+            entry = self.modules[module]
+            if rest[0] in entry["names"] and rest[0] not in self.classes:
+                return len(rest) == 1 or rest[0] in self.modules
+            if rest[0] in self.classes and rest[0] in entry["classes"]:
+                return all(self.member(rest[0], name) for name in rest[1:2]) and len(rest) <= 2
+            # A method of one of the module's classes (events.blob_pushed).
+            return len(rest) == 1 and any(self.member(c, rest[0]) for c in entry["classes"])
+        if parts[0] in self.classes:
+            return len(parts) == 1 or (len(parts) == 2 and self.member(parts[0], parts[1]))
+        if parts[0] in _OUTSIDE:
+            return _outside_has(_OUTSIDE[parts[0]], parts[1:])
+        # A variable (driver.put_content, guard.claim): its last name must exist.
+        return parts[-1] in self.names or parts[-1] in self.strings
+
+
+def _bound(node):
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    return set()
+
+
+def _outside_has(dotted, names):
+    import importlib
+
+    module, _, attribute = dotted.rpartition(".")
+    try:
+        value = importlib.import_module(dotted) if not module else getattr(
+            importlib.import_module(module), attribute)
+    except (ImportError, AttributeError):
+        return False
+    for name in names:
+        if not hasattr(value, name):
+            return False
+        value = getattr(value, name)
+    return True
+
+
+def stale_doc_names(text, modules):
+    """
+    Code names in C{text} (Markdown) that the source no longer has, one
+    line each: the module, class, function, method or attribute names
+    between backquotes (dotted ones, those with an underscore or two
+    capitals, and every name called with parentheses), and file paths
+    (C{x.py}, C{dir/}) under spectroreg/.
+    """
+    index = _Index(modules)
+    found = []
+    for token in re.findall(r"`([^`]+)`", text):
+        if re.fullmatch(r"[\w/.]+(\.py|/)", token) and not token.startswith(("tests/", "twisted/")):
+            if not any(p == "spectroreg/" + token or p.endswith("/" + token) or
+                       (p + "/").endswith("/" + token) for p in index.paths):
+                found.append("{}: no such file or folder in spectroreg/".format(token))
+            continue
+        chains = set(_CALL.findall(token))
+        if _CHAIN.fullmatch(token) and ("." in token or "_" in token or sum(c.isupper() for c in token) > 1):
+            chains.add(token)
+        for chain in sorted(chains):
+            if not index.resolves(chain):
+                found.append("{}: not in the source".format(chain))
+    return sorted(set(found))
 
 
 def report(root):
