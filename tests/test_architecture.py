@@ -264,19 +264,20 @@ class MeasureTests(SynchronousTestCase):
             '''
         modules = _tree(spectroreg__web__init="", spectroreg__web__site=source)
         text = (
-            "`web/site.py` `web/` `site.Channel.lineReceived` `Channel.count` `Channel.dataReceived` "
-            "`helper(x)` `_state` `Location` `x.lineReceived` "
-            "`web/gone.py` `api/` `Channel.gone` `site.gone_too` `gone(x)` `Channel.headerReceived` `x.gone_three`"
+            "`web/site.py` `web/` `site.Channel.lineReceived` `Channel.count` `Channel.dataReceived`\n"
+            "`helper(x)` `_state` `Location` `x.lineReceived`\n"
+            "`web/gone.py` `api/` `Channel.gone`\n"
+            "`site.gone_too` `gone(x)` `Channel.headerReceived` `x.gone_three`\n"
         )
         self.assertEqual(
-            stale_doc_names(textwrap.dedent(text), modules),
+            stale_doc_names(text, modules),
             [
-                "Channel.gone: not in the source",
-                "api/: no such file or folder in spectroreg/",
-                "gone: not in the source",
-                "site.gone_too: not in the source",
-                "web/gone.py: no such file or folder in spectroreg/",
-                "x.gone_three: not in the source",
+                "line 3: web/gone.py: no such file or folder in spectroreg/",
+                "line 3: api/: no such file or folder in spectroreg/",
+                "line 3: Channel.gone: not in the source",
+                "line 4: site.gone_too: not in the source",
+                "line 4: gone: not in the source",
+                "line 4: x.gone_three: not in the source",
             ],
         )
 

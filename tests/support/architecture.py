@@ -454,13 +454,16 @@ class _Index:
             self.names.update(top["names"])
 
     def module(self, parts):
-        """The longest prefix of C{parts} naming a module: (module, parts left) or (None, parts)."""
+        """
+        The modules the longest prefix of C{parts} may name (C{errors} is
+        several): ([module, ...], parts left), or ([], parts).
+        """
         for cut in range(len(parts), 0, -1):
             suffix = ".".join(parts[:cut])
             found = [m for m in self.modules if m == suffix or m.endswith("." + suffix)]
             if found:
-                return sorted(found, key=len)[0], parts[cut:]
-        return None, parts
+                return sorted(found), parts[cut:]
+        return [], parts
 
     def member(self, cls, name, seen=()):
         for members, bases in self.classes.get(cls, ()):
@@ -475,23 +478,26 @@ class _Index:
 
     def resolves(self, chain):
         parts = chain.split(".")
-        module, rest = self.module(parts)
-        if module is not None:
-            if not rest:
-                return True
-            entry = self.modules[module]
-            if rest[0] in entry["names"] and rest[0] not in self.classes:
-                return len(rest) == 1 or rest[0] in self.modules
-            if rest[0] in self.classes and rest[0] in entry["classes"]:
-                return all(self.member(rest[0], name) for name in rest[1:2]) and len(rest) <= 2
-            # A method of one of the module's classes (events.blob_pushed).
-            return len(rest) == 1 and any(self.member(c, rest[0]) for c in entry["classes"])
+        modules, rest = self.module(parts)
+        if modules:
+            return any(self._in_module(module, rest) for module in modules)
         if parts[0] in self.classes:
             return len(parts) == 1 or (len(parts) == 2 and self.member(parts[0], parts[1]))
         if parts[0] in _OUTSIDE:
             return _outside_has(_OUTSIDE[parts[0]], parts[1:])
         # A variable (driver.put_content, guard.claim): its last name must exist.
         return parts[-1] in self.names or parts[-1] in self.strings
+
+    def _in_module(self, module, rest):
+        if not rest:
+            return True
+        entry = self.modules[module]
+        if rest[0] in entry["classes"]:
+            return len(rest) == 1 or (len(rest) == 2 and self.member(rest[0], rest[1]))
+        if rest[0] in entry["names"]:
+            return len(rest) == 1
+        # A method of one of the module's classes (events.blob_pushed).
+        return len(rest) == 1 and any(self.member(c, rest[0]) for c in entry["classes"])
 
 
 def _bound(node):
@@ -524,26 +530,27 @@ def _outside_has(dotted, names):
 def stale_doc_names(text, modules):
     """
     Code names in C{text} (Markdown) that the source no longer has, one
-    line each: the module, class, function, method or attribute names
+    line each with the line of C{text}: the module, class, function, method or attribute names
     between backquotes (dotted ones, those with an underscore or two
     capitals, and every name called with parentheses), and file paths
     (C{x.py}, C{dir/}) under spectroreg/.
     """
     index = _Index(modules)
     found = []
-    for token in re.findall(r"`([^`]+)`", text):
-        if re.fullmatch(r"[\w/.]+(\.py|/)", token) and not token.startswith(("tests/", "twisted/")):
-            if not any(p == "spectroreg/" + token or p.endswith("/" + token) or
-                       (p + "/").endswith("/" + token) for p in index.paths):
-                found.append("{}: no such file or folder in spectroreg/".format(token))
-            continue
-        chains = set(_CALL.findall(token))
-        if _CHAIN.fullmatch(token) and ("." in token or "_" in token or sum(c.isupper() for c in token) > 1):
-            chains.add(token)
-        for chain in sorted(chains):
-            if not index.resolves(chain):
-                found.append("{}: not in the source".format(chain))
-    return sorted(set(found))
+    for number, line in enumerate(text.splitlines(), 1):
+        for token in re.findall(r"`([^`]+)`", line):
+            if re.fullmatch(r"[\w/.]+(\.py|/)", token) and not token.startswith(("tests/", "twisted/")):
+                if not any(p == "spectroreg/" + token or p.endswith("/" + token) or
+                           (p + "/").endswith("/" + token) for p in index.paths):
+                    found.append("line {}: {}: no such file or folder in spectroreg/".format(number, token))
+                continue
+            chains = set(_CALL.findall(token))
+            if _CHAIN.fullmatch(token) and ("." in token or "_" in token or sum(c.isupper() for c in token) > 1):
+                chains.add(token)
+            for chain in sorted(chains):
+                if not index.resolves(chain):
+                    found.append("line {}: {}: not in the source".format(number, chain))
+    return list(dict.fromkeys(found))
 
 
 def report(root):
@@ -556,6 +563,11 @@ def report(root):
         ("Registry's public methods and properties (at most {})".format(MAX_REGISTRY_PUBLIC),
          registry_public(modules)),
     ]
+    doc = os.path.join(root, "docs", "architecture.md")
+    if os.path.exists(doc):
+        with open(doc, encoding="utf-8") as f:
+            sections.append(("names in docs/architecture.md missing from the source",
+                             stale_doc_names(f.read(), modules)))
     lines = []
     for title, items in sections:
         lines.append("{}: {}".format(title, len(items)))
