@@ -16,6 +16,7 @@ browser shows its login). Only GET/HEAD and the delete POST are taken.
 
 import hashlib
 import os
+import weakref
 from urllib.parse import parse_qsl, urlsplit
 
 from twisted.internet import defer
@@ -116,6 +117,9 @@ class WebUI(resource.Resource):
         self._static = static if static is not None else load_static()
         self._links = pages.Links(self._http.prefix, {k: v[2] for k, v in self._static.items()})
         self._key = csrf.token_key(self._http.secret)
+        # Requests whose client went away before the answer (told by
+        # notifyFinish): nothing more is written to them.
+        self._gone = weakref.WeakSet()
 
     # -- seams with the root and the request ---------------------------
 
@@ -137,6 +141,7 @@ class WebUI(resource.Resource):
     # -- answering -----------------------------------------------------
 
     def render(self, request):
+        request.notifyFinish().addErrback(lambda _: self._gone.add(request))
         d = defer.ensureDeferred(self._handle(request))
         d.addErrback(lambda f: log.failure("answering {method} {path}", f,
                                            method=request.method, path=request.path))
@@ -182,7 +187,7 @@ class WebUI(resource.Resource):
         return await self._authenticator.authenticate(authorization, client_host(request))
 
     def _finished(self, request):
-        return getattr(request, "finished", False) or getattr(request, "_disconnected", False)
+        return bool(getattr(request, "finished", False)) or request in self._gone
 
     def _send(self, request, status, body, content_type=HTML, headers=(), cache=b"no-store"):
         if self._finished(request):
