@@ -148,7 +148,7 @@ class CacheTests(unittest.SynchronousTestCase):
         for n in range(5):
             cache.remember(cache.fingerprint("u", str(n).encode()), "u", b"h")
         self.assertEqual(len(cache), 2)
-        stored = repr(cache._entries)
+        stored = repr(cache._entries.items())
         self.assertNotIn("hunter2", stored)
 
 

@@ -16,8 +16,10 @@ from twisted.web import resource, server
 from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.filesystem import FilesystemDriver
 from spectroreg.storage.inmemory import InMemoryDriver
+from spectroreg.storage.s3 import S3Driver
 from spectroreg.storage.testing import MiB, deterministic_chunks, deterministic_digest
 from tests.support.asynctest import async_test
+from tests.support.moto import fresh_bucket, s3_settings
 
 SIZE = 32 * MiB
 
@@ -184,5 +186,13 @@ class InMemoryHTTPReadTests(HTTPReadTestsMixin, unittest.TestCase):
 class FilesystemHTTPReadTests(HTTPReadTestsMixin, unittest.TestCase):
     def make_driver(self):
         driver = FilesystemDriver(self.mktemp(), maxthreads=4)
+        self.addCleanup(driver.close)
+        return driver
+
+
+class S3HTTPReadTests(HTTPReadTestsMixin, unittest.TestCase):
+    def make_driver(self):
+        server, bucket = fresh_bucket(self)
+        driver = S3Driver(s3_settings(server, bucket))
         self.addCleanup(driver.close)
         return driver

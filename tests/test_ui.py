@@ -12,7 +12,11 @@ import re
 from html.parser import HTMLParser
 
 from twisted.internet import defer, task
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial import unittest
+from twisted.web import server
 from zope.interface import implementer
 
 from spectroreg.api.testing import make_api_resource, make_registry, make_settings, stub_client
@@ -504,6 +508,31 @@ class PageTests(ResourceTestCase):
         self.assertEqual(response.code, 404)
         response = await self.request("GET", "/ui/static/ui.css")
         self.assertEqual(response.code, 404)
+
+
+class DisconnectTests(ResourceTestCase):
+    def test_client_gone_before_the_answer(self):
+        """A client that leaves while the page is read gets nothing written after it; nothing is logged."""
+        waiting = defer.Deferred()
+        self.patch(self.ui._reader, "repositories", lambda: waiting)
+        requests = []
+
+        class Recorded(server.Request):
+            def __init__(self, *args, **kwargs):
+                server.Request.__init__(self, *args, **kwargs)
+                requests.append(self)
+
+        site = server.Site(self.ui, requestFactory=Recorded)
+        channel = site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: registry.example\r\n\r\n")
+        self.assertEqual(transport.value(), b"")
+        [request] = requests
+        channel.connectionLost(Failure(ConnectionDone()))
+        waiting.callback([])
+        self.assertEqual(transport.value(), b"")
+        self.assertFalse(request.finished)
 
 
 class DeleteTests(ResourceTestCase):

@@ -13,14 +13,19 @@ password (or a reloaded file) no longer matches it.
 import hashlib
 import hmac
 import os
-from collections import OrderedDict
+
+from spectroreg.bounded import LRU
 
 
 class VerifiedCredentials:
     def __init__(self, max_entries=1024):
-        self.max_entries = max_entries
         self._key = os.urandom(32)
-        self._entries = OrderedDict()
+        # fingerprint -> (user, the hash it was verified against)
+        self._entries = LRU(max_entries)
+
+    @property
+    def max_entries(self):
+        return self._entries.capacity
 
     def __len__(self):
         return len(self._entries)
@@ -40,16 +45,12 @@ class VerifiedCredentials:
         if entry is None:
             return False
         if entry != (user, current_hash):
-            del self._entries[fingerprint]
+            self._entries.pop(fingerprint)
             return False
-        self._entries.move_to_end(fingerprint)
         return True
 
     def remember(self, fingerprint, user, current_hash):
-        self._entries[fingerprint] = (user, current_hash)
-        self._entries.move_to_end(fingerprint)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put(fingerprint, (user, current_hash))
 
     def clear(self):
         self._entries.clear()

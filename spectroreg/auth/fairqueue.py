@@ -12,7 +12,7 @@ of every other key that has work queued, however much work those keys
 have. How much work one key may queue is for the caller to bound.
 """
 
-from collections import OrderedDict, deque
+from collections import deque
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -37,8 +37,9 @@ class FairScheduler:
         self.max_waiting = max_waiting
         self.running = 0
         self.waiting = 0
-        # key -> deque of [Deferred, function, args], in order of arrival.
-        self._queues = OrderedDict()
+        # key -> deque of [Deferred, function, args]; keys in order of
+        # arrival (a dict keeps its insertion order).
+        self._queues = {}
         # key -> (number of the last job started for it, jobs running), for
         # every key with work queued or running.
         self._served = {}

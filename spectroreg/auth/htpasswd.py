@@ -41,6 +41,7 @@ from spectroreg.auth.fairqueue import FairScheduler
 from spectroreg.auth.htpasswd_file import MAX_PASSWORD_BYTES, bcrypt_cost, parse_htpasswd
 from spectroreg.auth.interfaces import IAuthenticator, TooManyRequests, Unauthorized
 from spectroreg.auth.throttle import FailureThrottle
+from spectroreg.bounded import Waiters
 from spectroreg.config.errors import ConfigError
 from spectroreg.interfaces import IReloadable
 from spectroreg.storage._threads import LazyThreadPool
@@ -297,15 +298,13 @@ class HtpasswdAuthenticator:
         if waiters is not None:
             # The same credentials from the same address (a client sending
             # several requests at once) share one check and count once.
-            waiter = defer.Deferred()
-            waiters.append(waiter)
-            return waiter
+            return waiters.wait()
         if self._pending[client] >= self.pending_per_client or self._bcrypt.full():
             # Refused without costing a thread or counting as a guess.
             return defer.fail(TooManyRequests(1))
         self._log_block(client, self.throttle.attempt(client))
         self._pending[client] += 1
-        self._in_flight[key] = waiters = []
+        self._in_flight[key] = waiters = Waiters()
         checked = defer.ensureDeferred(self._verify(user, password, fingerprint, client))
 
         def finished(result):
@@ -315,11 +314,10 @@ class HtpasswdAuthenticator:
             del self._in_flight[key]
             if not isinstance(result, Failure):
                 self.throttle.success(client)
-            for waiter in waiters:
-                if isinstance(result, Failure):
-                    waiter.errback(result)
-                else:
-                    waiter.callback(result)
+            if isinstance(result, Failure):
+                waiters.fail(result)
+            else:
+                waiters.fire(result)
             return result
 
         checked.addBoth(finished)
@@ -348,10 +346,8 @@ class HtpasswdAuthenticator:
     async def _refresh(self):
         """Re-read the file if it changed; concurrent callers share one read."""
         if self._refreshing is not None:
-            waiter = defer.Deferred()
-            self._refreshing.append(waiter)
-            return await waiter
-        self._refreshing = waiters = []
+            return await self._refreshing.wait()
+        self._refreshing = waiters = Waiters()
         changed = False
         try:
             loaded = await self._run(_load, self.path, self._stamp, dict(self._dummies))
@@ -371,8 +367,7 @@ class HtpasswdAuthenticator:
         finally:
             self._last_check = self._reactor.seconds()
             self._refreshing = None
-            for waiter in waiters:
-                waiter.callback(False)
+            waiters.fire(False)
         return changed
 
     def _apply(self, loaded):

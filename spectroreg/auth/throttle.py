@@ -16,9 +16,9 @@ only once the failures of all its pending checks have come back.
 """
 
 import math
-from collections import OrderedDict
 
 from spectroreg.auth.interfaces import TooManyRequests
+from spectroreg.bounded import LRU
 
 
 class _Record:
@@ -50,8 +50,12 @@ class FailureThrottle:
         self.window = window
         self.penalty = penalty
         self.max_penalty = max_penalty
-        self.max_clients = max_clients
-        self._records = OrderedDict()
+        # address -> _Record, least recently failed first
+        self._records = LRU(max_clients)
+
+    @property
+    def max_clients(self):
+        return self._records.capacity
 
     def __len__(self):
         return len(self._records)
@@ -61,7 +65,7 @@ class FailureThrottle:
         @raise TooManyRequests: C{client} is blocked right now; its
             C{retry_after} is the whole seconds left.
         """
-        record = self._records.get(client)
+        record = self._records.peek(client)
         if record is None:
             return
         now = self._clock.seconds()
@@ -86,11 +90,9 @@ class FailureThrottle:
         now = self._clock.seconds()
         record = self._records.get(client)
         if record is None:
-            record = self._records[client] = _Record(now)
-            while len(self._records) > self.max_clients:
-                self._records.popitem(last=False)
+            record = _Record(now)
+            self._records.put(client, record)
         else:
-            self._records.move_to_end(client)
             # A quiet period longer than the window (and than the last
             # block) forgives the past.
             quiet_since = max(record.window_start, record.blocked_until)

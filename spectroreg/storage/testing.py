@@ -654,12 +654,19 @@ class StorageDriverTestsMixin:
 
     # walk
 
+    WALK_TREE = (("a", "x"), ("a", "y", "z"), ("b",), ("c", "d", "e"), ("c", "f"), ("a-b",))
+
+    async def walk_tree(self):
+        """A driver holding the files of L{WALK_TREE} (4 bytes each) under C{self.root}."""
+        driver = await self.driver()
+        for parts in self.WALK_TREE:
+            await driver.put_content(self.path(*parts), b"data")
+        return driver
+
     @async_test
     async def test_walk(self):
-        """Depth first, parents first, children sorted; SKIP_DIR skips."""
-        driver = await self.driver()
-        for parts in (("a", "x"), ("a", "y", "z"), ("b",), ("c", "d", "e"), ("c", "f"), ("a-b",)):
-            await driver.put_content(self.path(*parts), b"data")
+        """Depth first, parents first, children sorted."""
+        driver = await self.walk_tree()
         seen = []
 
         def visit(info):
@@ -678,7 +685,12 @@ class StorageDriverTestsMixin:
             (self.path("c", "d", "e"), False, 4),
             (self.path("c", "f"), False, 4),
         ])
+        await self.finish(driver)
 
+    @async_test
+    async def test_walk_skip_dir(self):
+        """SKIP_DIR, returned or as a Deferred's result, skips a directory."""
+        driver = await self.walk_tree()
         visited = []
 
         def skip(info):
@@ -693,9 +705,14 @@ class StorageDriverTestsMixin:
             self.path("a"), self.path("a-b"), self.path("b"), self.path("c"),
             self.path("c", "d"), self.path("c", "f"),
         ])
+        await self.finish(driver)
 
+    @async_test
+    async def test_walk_waits_for_the_visitor(self):
+        """A visitor's Deferred is waited for; a walk can start below the root or at /."""
         from twisted.internet import reactor
 
+        driver = await self.walk_tree()
         slow = []
 
         def slow_visit(info):
@@ -708,6 +725,12 @@ class StorageDriverTestsMixin:
         on_root = []
         await driver.walk("/", lambda info: on_root.append(info.path))
         self.assertIn(self.path("c", "f"), on_root)
+        await self.finish(driver)
+
+    @async_test
+    async def test_walk_failures(self):
+        """The visitor's exception, or PathNotFound for a missing start, fails the walk."""
+        driver = await self.walk_tree()
 
         class Boom(Exception):
             pass
@@ -716,7 +739,7 @@ class StorageDriverTestsMixin:
             raise Boom()
 
         await self.get_failure(driver.walk(self.root, boom), Boom)
-        await self.get_failure(driver.walk(self.path("missing"), visit), PathNotFound)
+        await self.get_failure(driver.walk(self.path("missing"), lambda info: None), PathNotFound)
         await self.finish(driver)
 
     # concurrency

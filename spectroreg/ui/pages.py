@@ -275,78 +275,19 @@ def manifest_page(links, name, reference, view, config, referrers, pull_host, ca
     @param referrers: descriptors (dicts) whose subject this manifest is.
     """
     digest = str(view.digest)
-    facts = [
-        ("Digest", digest_html(digest)),
-        ("Type", _kind_html(view)),
-        ("Media type", html("<code>{t}</code>", t=view.media_type)),
-        ("Manifest size", "{} bytes".format(len(view.record.body))),
-        ("Compressed size", None if view.size is None else "{} ({} bytes)".format(human_size(view.size), view.size)),
-        ("Refers to", digest_html(view.subject, links.manifest(name, view.subject)) if view.subject else None),
-        ("Pull", command_html("docker pull {}/{}@{}".format(pull_host, name, digest))),
-    ]
-    sections = [_definition_list(facts)]
+    sections = [_facts(links, name, view, digest, pull_host)]
     if config is not None:
-        sections.append(html("<h2>Configuration</h2>{dl}{labels}",
-                             dl=_definition_list([
-                                 ("Platform", config.get("platform")),
-                                 ("Created", short_time(config.get("created")) if config.get("created") else None),
-                                 ("Entrypoint", _words(config.get("entrypoint"))),
-                                 ("Command", _words(config.get("cmd"))),
-                                 ("Working directory", config.get("workdir")),
-                                 ("User", config.get("user")),
-                             ]),
-                             labels=html("<h3>Labels</h3>{t}", t=_map_table(config.get("labels"), "labels"))
-                             if config.get("labels") else Markup("")))
+        sections.append(_configuration(config))
     if view.kind in ("image", "artifact") and view.manifest is not None:
-        rows = join(html('<tr><td class="num">{i}</td><td>{d}</td><td><code>{t}</code></td>'
-                         '<td class="num" title="{b} bytes">{s}</td></tr>',
-                         i=i + 1, d=digest_html(layer.digest), t=layer.media_type, b=layer.size,
-                         s=human_size(layer.size))
-                    for i, layer in enumerate(view.layers))
-        sections.append(html(
-            '<h2>Layers</h2><table class="list layers"><thead><tr><th class="num">#</th><th>Digest</th>'
-            '<th>Media type</th><th class="num">Size</th></tr></thead><tbody>{rows}</tbody></table>',
-            rows=rows))
+        sections.append(_layers(view))
     if view.kind == "index":
-        rows = join(html('<tr><td>{p}</td><td>{d}</td><td><code>{t}</code></td><td class="num">{s}</td></tr>',
-                         p=(platform or "\u2014") + (" (attestation)" if attestation else ""),
-                         d=digest_html(child.digest, links.manifest(name, child.digest)),
-                         t=child.media_type, s=human_size(child.size))
-                    for child, platform, attestation in view.children)
-        sections.append(html(
-            '<h2>Platforms</h2><table class="list platforms"><thead><tr><th>Platform</th><th>Digest</th>'
-            '<th>Media type</th><th class="num">Manifest size</th></tr></thead><tbody>{rows}</tbody></table>',
-            rows=rows))
+        sections.append(_platforms(links, name, view))
     if config is not None and config.get("history"):
-        rows = join(html('<tr><td>{c}</td><td><code>{b}</code></td><td>{e}</td></tr>',
-                         c=short_time(h.get("created")), b=h.get("created_by") or "",
-                         e="empty" if h.get("empty_layer") else "")
-                    for h in config["history"])
-        sections.append(html(
-            '<h2>History</h2><table class="list history"><thead><tr><th>Created</th><th>Created by</th>'
-            "<th></th></tr></thead><tbody>{rows}</tbody></table>", rows=rows))
+        sections.append(_history(config["history"]))
     if view.annotations:
         sections.append(html("<h2>Annotations</h2>{t}", t=_map_table(view.annotations, "annotations")))
     if referrers:
-        rows = []
-        for descriptor in referrers[:MAX_REFERRERS]:
-            annotations = descriptor.get("annotations") if isinstance(descriptor.get("annotations"), dict) else {}
-            rows.append(html(
-                '<tr><td class="artifact-type">{a}</td><td>{d}</td><td><code>{t}</code></td>'
-                '<td class="num">{s}</td><td>{n}</td></tr>',
-                a=descriptor.get("artifactType") or "\u2014",
-                d=digest_html(descriptor.get("digest"), links.manifest(name, descriptor.get("digest"))),
-                t=descriptor.get("mediaType") or "", s=human_size(descriptor.get("size")
-                                                                  if isinstance(descriptor.get("size"), int) else None),
-                n=join((html("<div>{k}: {v}</div>", k=k, v=v if isinstance(v, str) else json.dumps(v))
-                        for k, v in sorted(annotations.items()))),
-            ))
-        sections.append(html(
-            '<h2>Referrers</h2><table class="list referrers"><thead><tr><th>Artifact type</th><th>Digest</th>'
-            '<th>Media type</th><th class="num">Size</th><th>Annotations</th></tr></thead>'
-            "<tbody>{rows}</tbody></table>{more}", rows=join(rows),
-            more=html('<p class="count">{m}</p>', m="The first {} of {}; all of them: GET /v2/{}/referrers/{}".format(
-                MAX_REFERRERS, len(referrers), name, digest)) if len(referrers) > MAX_REFERRERS else Markup("")))
+        sections.append(_referrers(links, name, digest, referrers))
     actions = [html('<a class="button" href="{h}">raw JSON</a>', h=links.manifest(name, digest, raw=True))]
     if can_delete:
         actions.append(_delete_button(links, name, digest, "delete manifest"))
@@ -356,6 +297,88 @@ def manifest_page(links, name, reference, view, config, referrers, pull_host, ca
     return layout(links, title, body, crumbs=[(links.repository(name), name),
                                                (links.manifest(name, reference), reference if reference != digest
                                                 else short_digest(digest))])
+
+
+def _facts(links, name, view, digest, pull_host):
+    return _definition_list([
+        ("Digest", digest_html(digest)),
+        ("Type", _kind_html(view)),
+        ("Media type", html("<code>{t}</code>", t=view.media_type)),
+        ("Manifest size", "{} bytes".format(len(view.record.body))),
+        ("Compressed size", None if view.size is None else "{} ({} bytes)".format(human_size(view.size), view.size)),
+        ("Refers to", digest_html(view.subject, links.manifest(name, view.subject)) if view.subject else None),
+        ("Pull", command_html("docker pull {}/{}@{}".format(pull_host, name, digest))),
+    ])
+
+
+def _configuration(config):
+    return html("<h2>Configuration</h2>{dl}{labels}",
+                dl=_definition_list([
+                    ("Platform", config.get("platform")),
+                    ("Created", short_time(config.get("created")) if config.get("created") else None),
+                    ("Entrypoint", _words(config.get("entrypoint"))),
+                    ("Command", _words(config.get("cmd"))),
+                    ("Working directory", config.get("workdir")),
+                    ("User", config.get("user")),
+                ]),
+                labels=html("<h3>Labels</h3>{t}", t=_map_table(config.get("labels"), "labels"))
+                if config.get("labels") else Markup(""))
+
+
+def _layers(view):
+    rows = join(html('<tr><td class="num">{i}</td><td>{d}</td><td><code>{t}</code></td>'
+                     '<td class="num" title="{b} bytes">{s}</td></tr>',
+                     i=i + 1, d=digest_html(layer.digest), t=layer.media_type, b=layer.size,
+                     s=human_size(layer.size))
+                for i, layer in enumerate(view.layers))
+    return html(
+        '<h2>Layers</h2><table class="list layers"><thead><tr><th class="num">#</th><th>Digest</th>'
+        '<th>Media type</th><th class="num">Size</th></tr></thead><tbody>{rows}</tbody></table>',
+        rows=rows)
+
+
+def _platforms(links, name, view):
+    rows = join(html('<tr><td>{p}</td><td>{d}</td><td><code>{t}</code></td><td class="num">{s}</td></tr>',
+                     p=(platform or "\u2014") + (" (attestation)" if attestation else ""),
+                     d=digest_html(child.digest, links.manifest(name, child.digest)),
+                     t=child.media_type, s=human_size(child.size))
+                for child, platform, attestation in view.children)
+    return html(
+        '<h2>Platforms</h2><table class="list platforms"><thead><tr><th>Platform</th><th>Digest</th>'
+        '<th>Media type</th><th class="num">Manifest size</th></tr></thead><tbody>{rows}</tbody></table>',
+        rows=rows)
+
+
+def _history(history):
+    rows = join(html('<tr><td>{c}</td><td><code>{b}</code></td><td>{e}</td></tr>',
+                     c=short_time(h.get("created")), b=h.get("created_by") or "",
+                     e="empty" if h.get("empty_layer") else "")
+                for h in history)
+    return html(
+        '<h2>History</h2><table class="list history"><thead><tr><th>Created</th><th>Created by</th>'
+        "<th></th></tr></thead><tbody>{rows}</tbody></table>", rows=rows)
+
+
+def _referrers(links, name, digest, referrers):
+    rows = []
+    for descriptor in referrers[:MAX_REFERRERS]:
+        annotations = descriptor.get("annotations") if isinstance(descriptor.get("annotations"), dict) else {}
+        rows.append(html(
+            '<tr><td class="artifact-type">{a}</td><td>{d}</td><td><code>{t}</code></td>'
+            '<td class="num">{s}</td><td>{n}</td></tr>',
+            a=descriptor.get("artifactType") or "\u2014",
+            d=digest_html(descriptor.get("digest"), links.manifest(name, descriptor.get("digest"))),
+            t=descriptor.get("mediaType") or "", s=human_size(descriptor.get("size")
+                                                              if isinstance(descriptor.get("size"), int) else None),
+            n=join((html("<div>{k}: {v}</div>", k=k, v=v if isinstance(v, str) else json.dumps(v))
+                    for k, v in sorted(annotations.items()))),
+        ))
+    return html(
+        '<h2>Referrers</h2><table class="list referrers"><thead><tr><th>Artifact type</th><th>Digest</th>'
+        '<th>Media type</th><th class="num">Size</th><th>Annotations</th></tr></thead>'
+        "<tbody>{rows}</tbody></table>{more}", rows=join(rows),
+        more=html('<p class="count">{m}</p>', m="The first {} of {}; all of them: GET /v2/{}/referrers/{}".format(
+            MAX_REFERRERS, len(referrers), name, digest)) if len(referrers) > MAX_REFERRERS else Markup(""))
 
 
 def raw_page(links, name, reference, body):

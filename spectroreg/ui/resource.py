@@ -32,7 +32,7 @@ from spectroreg.registry.names import is_valid_name, is_valid_tag
 from spectroreg.ui import csrf, pages
 from spectroreg.ui.accept import prefers_html
 from spectroreg.ui.reader import RegistryReader, page_after
-from spectroreg.web.context import is_gone
+from spectroreg.web.context import context_of, is_gone
 from spectroreg.web.interfaces import IRequestBodyPolicy, IRequestContext
 from spectroreg.web.peers import client_host
 from spectroreg.web.query import query_arg
@@ -142,6 +142,9 @@ class WebUI(resource.Resource):
     # -- answering -----------------------------------------------------
 
     def render(self, request):
+        # The context watches for the client leaving from now on (a request
+        # not made by our Site gets it here, on first use).
+        context_of(request)
         d = defer.ensureDeferred(self._handle(request))
         d.addErrback(lambda f: log.failure("answering {method} {path}", f,
                                            method=request.method, path=request.path))
