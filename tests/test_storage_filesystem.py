@@ -14,7 +14,7 @@ from twisted.internet import defer, task
 from twisted.internet.error import ConnectionClosed
 from twisted.trial import unittest
 
-from spectroreg.storage import filesystem
+from spectroreg.storage import _diskio, filesystem, filewriter
 from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.errors import PathNotFound, StorageError
 from spectroreg.storage.filesystem import FilesystemDriver
@@ -174,7 +174,7 @@ class FilesystemSpecificTests(unittest.TestCase):
         """Writes and fsyncs never happen on the reactor thread."""
         driver = self.driver()
         threads = []
-        real_write, real_fsync = filesystem._write_all, filesystem._fsync_dir
+        real_write, real_fsync = _diskio.write_all, _diskio.fsync_dir
 
         def write_all(fd, data):
             threads.append(threading.current_thread())
@@ -184,8 +184,8 @@ class FilesystemSpecificTests(unittest.TestCase):
             threads.append(threading.current_thread())
             return real_fsync(directory)
 
-        self.patch(filesystem, "_write_all", write_all)
-        self.patch(filesystem, "_fsync_dir", fsync_dir)
+        self.patch(_diskio, "write_all", write_all)
+        self.patch(_diskio, "fsync_dir", fsync_dir)
         await driver.put_content("/a/b", b"x" * 1000)
         writer = await driver.writer("/u/data")
         for _ in range(8):
@@ -202,7 +202,7 @@ class FilesystemSpecificTests(unittest.TestCase):
         lock = threading.Lock()
         running = [0]
         peak = [0]
-        real_write = filesystem._write_all
+        real_write = _diskio.write_all
 
         def slow_write(fd, data):
             with lock:
@@ -215,7 +215,7 @@ class FilesystemSpecificTests(unittest.TestCase):
                 with lock:
                     running[0] -= 1
 
-        self.patch(filesystem, "_write_all", slow_write)
+        self.patch(_diskio, "write_all", slow_write)
         await defer.gatherResults(
             [driver.put_content("/p/{}".format(n), b"z" * 100) for n in range(20)],
             consumeErrors=True)
@@ -267,13 +267,13 @@ class FilesystemSpecificTests(unittest.TestCase):
     async def test_reactor_keeps_ticking_during_a_big_write(self):
         """A slow disk slows the writer down, not the reactor."""
         driver = self.driver()
-        real_write = filesystem._write_all
+        real_write = _diskio.write_all
 
         def slow_write(fd, data):
             time.sleep(0.3)
             return real_write(fd, data)
 
-        self.patch(filesystem, "_write_all", slow_write)
+        self.patch(_diskio, "write_all", slow_write)
         ticks = []
         loop = task.LoopingCall(lambda: ticks.append(time.monotonic()))
         started = time.monotonic()
@@ -364,14 +364,14 @@ class FilesystemSpecificTests(unittest.TestCase):
         def full_disk(fd, data):
             raise OSError(28, "No space left on device")
 
-        real_write = filesystem._write_all
+        real_write = _diskio.write_all
         for end in ("commit", "close"):
             writer = await driver.writer("/last/" + end)
             await writer.write(b"x" * 100)
-            self.patch(filesystem, "_write_all", full_disk)
+            self.patch(_diskio, "write_all", full_disk)
             with self.assertRaises(StorageError):
                 await getattr(writer, end)()
-            self.patch(filesystem, "_write_all", real_write)
+            self.patch(_diskio, "write_all", real_write)
         self.assertEqual(self.open_below_root(), [])
 
     def test_short_writev_is_finished(self):
@@ -390,7 +390,7 @@ class FilesystemSpecificTests(unittest.TestCase):
 
         self.patch(os, "writev", short_writev)
         try:
-            filesystem._write_all(fd, [b"0123456789", b"abc", b"", b"defg"])
+            _diskio.write_all(fd, [b"0123456789", b"abc", b"", b"defg"])
         finally:
             os.close(fd)
         with open(path, "rb") as f:
@@ -399,37 +399,37 @@ class FilesystemSpecificTests(unittest.TestCase):
     @async_test
     async def test_writeback_started_after_each_write(self):
         """Each write in the pool starts the kernel's writeback, so the final fsync waits less."""
-        if filesystem._sync_file_range is None:
+        if _diskio._sync_file_range is None:
             raise unittest.SkipTest("no sync_file_range on this system")
         driver = self.driver()
         started = []
-        real = filesystem._sync_file_range
+        real = _diskio._sync_file_range
 
         def recording(fd, offset, length, flags):
             started.append((threading.current_thread(), flags))
             return real(fd, offset, length, flags)
 
-        self.patch(filesystem, "_sync_file_range", recording)
+        self.patch(_diskio, "_sync_file_range", recording)
         writer = await driver.writer("/wb/data")
         for _ in range(4):
             await writer.write(b"w" * (1024 * 1024))
         await writer.commit()
         self.assertGreaterEqual(len(started), 4)
         self.assertNotIn(threading.main_thread(), {thread for thread, _ in started})
-        self.assertEqual({flags for _, flags in started}, {filesystem._SYNC_FILE_RANGE_WRITE})
+        self.assertEqual({flags for _, flags in started}, {_diskio._SYNC_FILE_RANGE_WRITE})
 
     @async_test
     async def test_writer_back_pressure(self):
         """write() stops firing at once when the disk is behind by the buffer limit."""
         driver = self.driver()
         gate = threading.Event()
-        real_write = filesystem._write_all
+        real_write = _diskio.write_all
 
         def gated_write(fd, data):
             gate.wait(10)
             return real_write(fd, data)
 
-        self.patch(filesystem, "_write_all", gated_write)
+        self.patch(_diskio, "write_all", gated_write)
         writer = await driver.writer("/bp/data")
         chunk = b"w" * (128 * 1024)
         accepted = 0
@@ -442,7 +442,7 @@ class FilesystemSpecificTests(unittest.TestCase):
             accepted += len(chunk)
         self.assertIsNotNone(pending, "the writer buffered 8 MiB with a stuck disk")
         # What waits (buffer_limit) plus what is being written (flush_size).
-        bound = filesystem._FileWriter.buffer_limit + filesystem._FileWriter.flush_size + len(chunk)
+        bound = filewriter.FileWriter.buffer_limit + filewriter.FileWriter.flush_size + len(chunk)
         self.assertLessEqual(accepted, bound)
         gate.set()
         await pending
@@ -457,7 +457,7 @@ class FilesystemSpecificTests(unittest.TestCase):
         def full_disk(fd, data):
             raise OSError(28, "No space left on device")
 
-        self.patch(filesystem, "_write_all", full_disk)
+        self.patch(_diskio, "write_all", full_disk)
         for end in ("commit", "close", "cancel"):
             writer = await driver.writer("/full/" + end)
             failed = None

@@ -25,7 +25,6 @@ is a response on a plain TCP connection is sent by the kernel instead
 thread for bytes in the page cache, after a read in the pool for the others.
 """
 
-import collections
 import errno
 import os
 import secrets
@@ -37,6 +36,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from spectroreg.storage import _diskio
 from spectroreg.storage._cachedread import CachedReads
 from spectroreg.storage._nowait import NoWaitReader
 from spectroreg.storage._producer import ChunkProducer
@@ -44,14 +44,14 @@ from spectroreg.storage._sendfile import SendfileProducer, sendfile_transport
 from spectroreg.storage._threads import LazyThreadPool
 from spectroreg.storage.base import PATH_PATTERN
 from spectroreg.storage.errors import InvalidOffset, PathNotFound, StorageError
-from spectroreg.storage.interfaces import SKIP_DIR, FileInfo, IHashingWriter, IStorageDriver
+from spectroreg.storage.filewriter import FileWriter
+from spectroreg.storage.interfaces import SKIP_DIR, FileInfo, IStorageDriver
 
 TEMP_PREFIX = ".spectroreg~"
 STALE_TEMP_AGE = 3600.0
 
 _NOT_FOUND = (errno.ENOENT, errno.ENOTDIR)
 _SMALL_READ = 64 * 1024
-_IOV_MAX = 1024
 
 
 def _file_info(path, st):
@@ -63,13 +63,6 @@ def _is_visible(name):
     """Whether a directory entry is a storage path segment (temp files are not)."""
     return PATH_PATTERN.fullmatch("/" + name) is not None and name not in (".", "..")
 
-
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _ensure_dir(directory):
@@ -91,64 +84,7 @@ def _ensure_dir(directory):
         if not os.path.isdir(directory):
             raise
         return
-    _fsync_dir(parent)
-
-
-def _write_all(fd, data):
-    """Write C{data}: bytes, or a list of bytes written in order with one
-    C{writev} per up to L{_IOV_MAX} of them (no copy to join them first)."""
-    if isinstance(data, list):
-        for start in range(0, len(data), _IOV_MAX):
-            _writev_all(fd, data[start:start + _IOV_MAX])
-        return
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _writev_all(fd, pieces):
-    written = os.writev(fd, pieces)
-    total = sum(len(piece) for piece in pieces)
-    if written == total:
-        return
-    # A short write (a signal, a full disk about to fail): finish piece by piece.
-    for piece in pieces:
-        if written >= len(piece):
-            written -= len(piece)
-            continue
-        _write_all(fd, memoryview(piece)[written:])
-        written = 0
-
-
-def _start_writeback_function():
-    """
-    Linux's C{sync_file_range}, through ctypes, or None.
-
-    Started after each write, the kernel's writeback runs while more of the
-    upload arrives, so the C{fsync} that ends a writer waits for little
-    more than the last write instead of the whole file.
-    """
-    try:
-        import ctypes
-
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (ImportError, OSError, AttributeError):
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    function.restype = ctypes.c_int
-    return function
-
-
-_sync_file_range = _start_writeback_function()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _start_writeback(fd):
-    """Start writing C{fd}'s dirty pages to disk, without waiting (no durability: C{fsync} does that)."""
-    if _sync_file_range is not None:
-        # Offset 0, length 0: the whole file; pages already being written are skipped.
-        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+    _diskio.fsync_dir(parent)
 
 
 @implementer(IStorageDriver)
@@ -266,7 +202,7 @@ class FilesystemDriver:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             try:
-                _write_all(fd, content)
+                _diskio.write_all(fd, content)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -277,7 +213,7 @@ class FilesystemDriver:
             except OSError:
                 pass
             raise
-        _fsync_dir(directory)
+        _diskio.fsync_dir(directory)
         self._sweep(directory)
 
     def _is_stale_temp(self, name, mtime, now):
@@ -367,7 +303,7 @@ class FilesystemDriver:
 
     def writer(self, path, append=False):
         d = self._run(path, self._open_for_write, path, append)
-        d.addCallback(lambda opened: _FileWriter(self, path, *opened))
+        d.addCallback(lambda opened: FileWriter(self, path, *opened))
         return d
 
     def _open_for_write(self, path, append):
@@ -446,10 +382,10 @@ class FilesystemDriver:
             os.replace(full_source, full_destination)
         except FileNotFoundError:
             raise PathNotFound(source)
-        _fsync_dir(directory)
+        _diskio.fsync_dir(directory)
         source_directory = os.path.dirname(full_source)
         if source_directory != directory:
-            _fsync_dir(source_directory)
+            _diskio.fsync_dir(source_directory)
 
     def delete(self, path):
         return self._run(path, self._delete, path)
@@ -499,196 +435,3 @@ class FilesystemDriver:
                 decision = await decision
             if info.is_dir and decision is not SKIP_DIR:
                 await self._walk(info.path, visit)
-
-
-@implementer(IHashingWriter)
-class _FileWriter:
-    """
-    Appends to an open file descriptor from the pool, one write at a time.
-
-    Writes are gathered up to C{flush_size} bytes before going to a thread;
-    C{write()}'s Deferred fires at once while less than C{buffer_limit}
-    bytes wait, and otherwise when the disk has caught up. A hasher given
-    to L{hash_with} is updated in the same thread, just before each write:
-    the reactor thread only moves bytes, and hashing runs beside it.
-    """
-
-    # A trip to the pool per MiB; up to 4 MiB wait meanwhile, so that the
-    # reactor rarely has to stop reading the client while the disk catches up.
-    flush_size = 1024 * 1024
-    buffer_limit = 4 * 1024 * 1024
-
-    def __init__(self, driver, path, fd, size, created):
-        self._driver = driver
-        self._path = path
-        self._fd = fd
-        self.size = size
-        self._created = created
-        self._buffer = collections.deque()
-        self._buffered = 0
-        self._inflight = False
-        self._failure = None
-        self._waiters = []
-        self._idle_waiters = []
-        self._ended = None
-        self._hasher = None
-        self._accepted = False
-
-    def _run(self, function, *args):
-        return self._driver._run(self._path, function, *args)
-
-    def hash_with(self, hasher):
-        if self._accepted or self._ended is not None:
-            # Bytes already taken were not hashed here.
-            return False
-        self._hasher = hasher
-        return True
-
-    def _write_out(self, pieces):
-        if self._hasher is not None:
-            for piece in pieces:
-                self._hasher.update(piece)
-        _write_all(self._fd, pieces)
-        _start_writeback(self._fd)
-
-    def _check(self):
-        if self._ended is not None:
-            raise StorageError("writer already {}".format(self._ended), self._path)
-        if self._failure is not None:
-            self._failure.raiseException()
-
-    def write(self, data):
-        try:
-            self._check()
-        except Exception:
-            return defer.fail()
-        if not data:
-            return defer.succeed(None)
-        self._accepted = True
-        self._buffer.append(data)
-        self._buffered += len(data)
-        self.size += len(data)
-        self._flush()
-        if self._buffered < self.buffer_limit:
-            return defer.succeed(None)
-        waiter = defer.Deferred()
-        self._waiters.append(waiter)
-        return waiter
-
-    def _flush(self, force=False):
-        if self._inflight or not self._buffer or self._failure is not None:
-            return
-        if not force and self._buffered < self.flush_size:
-            return
-        # At most flush_size bytes per trip to the pool (at least one piece),
-        # handed over as they came: writev needs no joined copy.
-        pieces = []
-        taken = 0
-        while self._buffer and (not pieces or taken + len(self._buffer[0]) <= self.flush_size):
-            piece = self._buffer.popleft()
-            pieces.append(piece)
-            taken += len(piece)
-        self._buffered -= taken
-        self._inflight = True
-        d = self._run(self._write_out, pieces)
-        d.addCallbacks(self._flushed, self._flush_failed)
-
-    def _flushed(self, _):
-        self._inflight = False
-        self._flush()
-        if self._buffered < self.buffer_limit:
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-        self._wake_idle()
-
-    def _flush_failed(self, failure):
-        self._inflight = False
-        self._failure = failure
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.errback(failure)
-        self._wake_idle()
-
-    def _wake_idle(self):
-        if not self._inflight:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    async def _drain(self):
-        """Wait until everything buffered is written (or a write failed)."""
-        while self._failure is None and (self._inflight or self._buffer):
-            if not self._inflight:
-                self._flush(force=True)
-            if self._inflight:
-                waiter = defer.Deferred()
-                self._idle_waiters.append(waiter)
-                await waiter
-        if self._failure is not None:
-            self._failure.raiseException()
-
-    def _finish(self, how):
-        if self._ended is not None:
-            return defer.fail(StorageError("writer already {}".format(self._ended), self._path))
-        self._ended = how
-        # After a failed write this still releases the descriptor, then fails.
-        return defer.ensureDeferred(self._persist())
-
-    async def _persist(self):
-        # What is still buffered (less than a flush) goes out in the same
-        # trip to the pool as the fsync: a small upload costs one trip.
-        try:
-            while self._inflight:
-                waiter = defer.Deferred()
-                self._idle_waiters.append(waiter)
-                await waiter
-            if self._failure is not None:
-                self._failure.raiseException()
-        except BaseException:
-            await self._run(os.close, self._fd)
-            raise
-        pieces = list(self._buffer)
-        self._buffer.clear()
-        self._buffered = 0
-        await self._run(self._sync_and_close, self._fd, self._created, pieces)
-
-    def _sync_and_close(self, fd, created, pieces=()):
-        try:
-            if pieces:
-                if self._hasher is not None:
-                    for piece in pieces:
-                        self._hasher.update(piece)
-                _write_all(fd, pieces)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            _fsync_dir(os.path.dirname(self._driver._full(self._path)))
-
-    def close(self):
-        return self._finish("closed")
-
-    def commit(self):
-        return self._finish("committed")
-
-    def cancel(self):
-        # A failed write does not prevent cancelling: it is the way out.
-        if self._ended is not None:
-            return defer.fail(StorageError("writer already {}".format(self._ended), self._path))
-        self._ended = "cancelled"
-        return defer.ensureDeferred(self._cancel())
-
-    async def _cancel(self):
-        try:
-            await self._drain()
-        except Exception:
-            pass
-        await self._run(self._close_and_unlink, self._fd)
-
-    def _close_and_unlink(self, fd):
-        os.close(fd)
-        try:
-            os.unlink(self._driver._full(self._path))
-        except FileNotFoundError:
-            pass
