@@ -150,6 +150,8 @@ class RegistryLogObserver:
     def wants(self, event):
         if event.get("log_namespace") == ACCESS_NAMESPACE:
             return True
+        if _is_client_factory_noise(event):
+            return False
         return _event_level(event) >= self._min_level
 
     def __call__(self, event):
@@ -202,6 +204,20 @@ class RegistryLogObserver:
         for key, value in extra.items():
             record.setdefault(key, value)
         return json.dumps(record, default=_json_default, sort_keys=False)
+
+
+_FACTORY_NOISE = frozenset(["Starting factory {factory!r}", "Stopping factory {factory!r}"])
+
+
+def _is_client_factory_noise(event):
+    """
+    Twisted's "Starting/Stopping factory" lines for the per-connection
+    factories of its HTTP client (S3 and ACME requests): one pair per
+    connection, nothing an operator can act on.
+    """
+    if event.get("log_format") not in _FACTORY_NOISE:
+        return False
+    return type(event.get("factory")).__module__ == "twisted.web.client"
 
 
 def observer_from_settings(log_settings, stream=None):

@@ -169,19 +169,23 @@ class MeasureTests(SynchronousTestCase):
         )
         self.assertEqual(import_cycles(modules), [])
 
-    def test_subpackage_and_parent(self):
+    def test_subpackage_is_part_of_its_package(self):
+        # A subpackage and its parent are one layer; a cycle through a
+        # subpackage and another top-level package is still one.
         modules = _tree(
             spectroreg__s__init="",
             spectroreg__s__factory="from spectroreg.s.t import D\n",
             spectroreg__s__t__init="from spectroreg.s.t.d import D\n",
-            spectroreg__s__t__d="from spectroreg.s import factory\n",
+            spectroreg__s__t__d="from spectroreg.s import factory\nfrom spectroreg.u import w\n",
+            spectroreg__u__init="",
+            spectroreg__u__w="import spectroreg.s.t\n",
         )
         self.assertEqual(
             import_cycles(modules),
             [
-                "cycle among spectroreg.s, spectroreg.s.t: "
-                "spectroreg.s -> spectroreg.s.t (spectroreg/s/factory.py:1); "
-                "spectroreg.s.t -> spectroreg.s (spectroreg/s/t/d.py:1)"
+                "cycle among spectroreg.s, spectroreg.u: "
+                "spectroreg.s -> spectroreg.u (spectroreg/s/t/d.py:2); "
+                "spectroreg.u -> spectroreg.s (spectroreg/u/w.py:1)"
             ],
         )
 

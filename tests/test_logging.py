@@ -113,6 +113,30 @@ class ObserverTests(unittest.TestCase):
         self.assertEqual((observer.level, observer.formatter, observer.fields), ("debug", "logstash", {"a": 1}))
 
 
+class FactoryNoiseTests(unittest.TestCase):
+    def test_http_client_factories_are_quiet(self):
+        """The per-connection factories of S3 and ACME requests log no start/stop lines; others do."""
+        import io
+
+        from twisted.internet import protocol
+        from twisted.logger import globalLogPublisher
+        from twisted.web import client
+
+        stream = io.StringIO()
+        observer = RegistryLogObserver(stream=stream)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        quiet = client._HTTP11ClientFactory(lambda: None, "key")
+        quiet.doStart()
+        quiet.doStop()
+        self.assertEqual(stream.getvalue(), "")
+        other = protocol.Factory()
+        other.doStart()
+        other.doStop()
+        self.assertIn("Starting factory", stream.getvalue())
+        self.assertIn("Stopping factory", stream.getvalue())
+
+
 class FastFormattingTests(unittest.TestCase):
     """The observer's own formatting gives what twisted.logger's would, only faster."""
 

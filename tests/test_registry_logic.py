@@ -16,7 +16,8 @@ from twisted.web.http_headers import Headers
 
 from spectroreg.api import routes
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
-from spectroreg.api.urls import URLBuilder, check_upload_state, read_upload_state, upload_state
+from spectroreg.api.urls import check_upload_state, read_upload_state, upload_state
+from spectroreg.web.urls import URLBuilder
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
 from spectroreg.registry.digests import digest_of, parse_digest

@@ -24,7 +24,8 @@ from spectroreg.api.errors import JSON, APIError, as_api_error, internal_error
 from spectroreg.api.ranges import RangeNotSatisfiable, parse_content_range, parse_range
 from spectroreg.api.request import CappedBody, StreamTarget
 from spectroreg.api.routes import RouteMatch
-from spectroreg.api.urls import URLBuilder, check_upload_state, upload_state
+from spectroreg.api.urls import check_upload_state, upload_state
+from spectroreg.web.urls import URLBuilder
 from spectroreg.logging import debug_enabled
 from spectroreg.ops.events import NULL_EVENTS
 from spectroreg.ops.metrics import NULL_METRICS

@@ -16,6 +16,7 @@ from zope.interface import implementer
 
 from spectroreg.ops.interfaces import IRegistryEvents
 from spectroreg.web.interfaces import IRequestContext
+from spectroreg.web.urls import URLBuilder
 
 log = Logger(namespace="spectroreg.notifications")
 
@@ -137,8 +138,6 @@ class RegistryEvents:
         }
 
     def _url(self, request, repository, kind, digest):
-        from spectroreg.api.urls import URLBuilder
-
         return URLBuilder(request, self._http).url(repository, kind, str(digest))
 
     def _write(self, request, action, target):

@@ -54,8 +54,10 @@ class DrainingChannelMixin:
         transport = self.transport
         if (
             transport is None
+            # HTTPChannel registers itself as its transport's streaming
+            # producer when connected; a transport that did not take it
+            # (or pauses someone else) cannot tell us anything.
             or getattr(transport, "producer", None) is not self
-            or not getattr(transport, "streamingProducer", False)
             or not getattr(transport, "connected", False)
             or getattr(transport, "disconnecting", True)
             or not hasattr(transport, "bufferSize")

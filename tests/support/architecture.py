@@ -118,9 +118,10 @@ def _functions(tree, prefix=""):
 
 def package_of(dotted, modules):
     """
-    The node of the package graph a module belongs to: the package directory
-    holding it (C{spectroreg.storage.s3} for C{spectroreg.storage.s3.driver});
-    a module directly in the top package is a node of its own
+    The node of the package graph a module belongs to: the top-level package
+    holding it (C{spectroreg.storage} for C{spectroreg.storage.s3.driver}: a
+    subpackage is part of its package, and the layers are the top-level
+    packages); a module directly in the top package is a node of its own
     (C{spectroreg.service}), since the top package only names them all.
     """
     path = modules[dotted][0]
@@ -130,7 +131,7 @@ def package_of(dotted, modules):
         parts = parts[:-1]
     if len(parts) == 1:
         return dotted
-    return ".".join(parts)
+    return ".".join(parts[:2])
 
 
 def _imported(dotted, path, tree, modules):

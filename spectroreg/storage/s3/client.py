@@ -63,11 +63,6 @@ class _Signer(S3SigV4Auth):
         return request.context.get("payload_hash", UNSIGNED_PAYLOAD)
 
 
-def _quiet_factory(factory):
-    """The pool's per-connection factory, without its start/stop log lines."""
-    return type("QuietHTTP11ClientFactory", (factory,), {"noisy": False})
-
-
 class S3Response:
     __slots__ = ("status", "headers", "body")
 
@@ -154,7 +149,6 @@ class S3Client:
             # already closed costs a failed request.
             self._pool.cachedConnectionTimeout = 15
             self._pool.retryAutomatically = True
-            self._pool._factory = _quiet_factory(self._pool._factory)
             agent = Agent(reactor, contextFactory=tls_policy(skipverify), pool=self._pool,
                           connectTimeout=min(30.0, request_timeout))
         self._agent = agent

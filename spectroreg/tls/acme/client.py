@@ -53,20 +53,6 @@ class HTTPResponse:
         return json.loads(self.body.decode("utf-8"))
 
 
-def _quiet_factory():
-    from twisted.web.client import _HTTP11ClientFactory
-
-    class Quiet(_HTTP11ClientFactory):
-        # Otherwise every request to the CA logs "Starting factory" and
-        # "Stopping factory" at info level.
-        noisy = False
-
-    return Quiet
-
-
-_QuietHTTP11ClientFactory = _quiet_factory()
-
-
 @implementer(IHTTPTransport)
 class AgentTransport:
     """
@@ -98,7 +84,6 @@ class AgentTransport:
         # Not persistent: nothing stays open between issuances (which are
         # weeks apart) and nothing is left behind when the service stops.
         pool = HTTPConnectionPool(reactor, persistent=False)
-        pool._factory = _QuietHTTP11ClientFactory
         self._agent = Agent(reactor, contextFactory=policy, connectTimeout=timeout, pool=pool)
 
     async def _request(self, method, url, headers, body):
