@@ -246,10 +246,23 @@ class RegistryChannel(DrainingChannelMixin, RequestLineChannel):
         self._awaiting_request_line = True
         if self._draining:
             self.persistent = False
-        super().allHeadersReceived()
+        # "Expect: 100-continue" is answered by us (L{_expect_continue}), not
+        # by Twisted, which would ask for the body at once: the header is
+        # out of Twisted's sight while it handles the head.
+        request = self.requests[-1]
+        expect = request.requestHeaders.getRawHeaders(b"expect")
+        if expect is not None:
+            request.requestHeaders.removeHeader(b"expect")
+        try:
+            super().allHeadersReceived()
+        finally:
+            if expect is not None:
+                request.requestHeaders.setRawHeaders(b"expect", expect)
         if self._draining:
             self.persistent = False
-            self.requests[-1].responseHeaders.setRawHeaders(b"connection", [b"close"])
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        if expect and expect[0].lower() == b"100-continue" and IRequestContext(request).version == b"HTTP/1.1":
+            self._expect_continue()
 
     def _respondToBadRequestAndDisconnect(self):
         # Twisted's own 400 answers, with our headers added.
@@ -301,12 +314,11 @@ class RegistryChannel(DrainingChannelMixin, RequestLineChannel):
             if not self._send_blocked:
                 self._reader.resumeProducing()
 
-    def _send100Continue(self):
+    def _expect_continue(self):
         # "Expect: 100-continue": the client sends its body only once asked.
         # Ask when the request wants it (Twisted asks at once), never when it
         # was answered without it: then the connection closes after the
         # answer, as the body would otherwise be read as the next request.
-        # (Twisted's hook for the interim answer; no public one exists.)
         if self._discarding is not None:
             self._continue_refused = True
         elif self._reading_paused:

@@ -44,6 +44,17 @@ TWISTED_PRIVATE = frozenset([
     "_stream", "_encoding", "_formatEvent",
 ])
 
+# Private hooks of Twisted's that our subclasses override, each for a reason
+# no public API covers; overriding reads no private state, and any read of
+# one of these names is still reported.
+#  - HTTPChannel._respondToBadRequestAndDisconnect: Twisted's own 400 for a
+#    malformed head (request line, headers, framing), called from many places
+#    of its parser; ours adds the configured headers, Content-Length and
+#    Connection: close, as Go's server answers.
+ALLOWED_OVERRIDES = {
+    ("RegistryChannel", "_respondToBadRequestAndDisconnect"),
+}
+
 _TWISTED_SUBCLASS_ROOTS = ("twisted.",)
 
 
@@ -346,7 +357,8 @@ def _private_uses(path, tree, names, twisted_classes):
                 }
                 if inner:
                     for item in child.body:
-                        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in names:
+                        if (isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in names
+                                and (child.name, item.name) not in ALLOWED_OVERRIDES):
                             found.append("{}:{} {}.{} overrides a private method".format(
                                 path, item.lineno, child.name, item.name))
                 scan(child, inner, assigned)
