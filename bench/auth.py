@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +38,9 @@ import time
 
 import bcrypt
 import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procstat  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPOSITORY = "bench/app"
@@ -90,19 +92,10 @@ class Server:
         raise SystemExit("{} did not answer in {}s".format(self.name, timeout))
 
     def cpu_seconds(self):
-        """User + system CPU time of the server process so far (all its threads)."""
-        with open("/proc/{}/stat".format(self.process.pid)) as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return procstat.cpu_seconds(self.process.pid)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        procstat.stop(self.process)
         self._log.close()
 
 

@@ -46,7 +46,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import struct
@@ -56,6 +55,9 @@ import tempfile
 import threading
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procstat  # noqa: E402
 
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -197,26 +199,13 @@ class Server:
             return f.read()[-5000:].decode("utf-8", "replace")
 
     def cpu_seconds(self):
-        """utime + stime of the server process so far (all its threads)."""
-        with open("/proc/{}/stat".format(self.pid)) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return procstat.cpu_seconds(self.pid)
 
     def peak_rss(self):
-        with open("/proc/{}/status".format(self.pid)) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * KiB
-        return None
+        return procstat.peak_rss(self.pid)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        procstat.stop(self.process)
         self._log.close()
 
 

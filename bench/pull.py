@@ -28,6 +28,9 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procstat  # noqa: E402
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.support.daemon import RegistryDaemon  # noqa: E402
@@ -36,13 +39,11 @@ from tests.support.reference import (  # noqa: E402
     _wait_for_port,
     _write_config,
     clean_environment,
-    read_status_bytes,
     reference_config,
 )
 from tests.support.requirements import require_binary  # noqa: E402
 
 REPOSITORY = "bench/pull"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_size(text):
@@ -50,18 +51,6 @@ def parse_size(text):
     if text[-1:].upper() in units:
         return int(text[:-1]) * units[text[-1:].upper()]
     return int(text)
-
-
-def cpu_seconds(pid):
-    """User + system CPU seconds used so far by process C{pid}."""
-    with open("/proc/{}/stat".format(pid)) as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def peak_rss(pid):
-    """Peak resident memory (VmHWM) of process C{pid}, in bytes."""
-    return read_status_bytes(pid, "VmHWM")
 
 
 def make_certificate(directory):
@@ -131,9 +120,9 @@ def measure_pull(base, digests, blob_size, clients, server_pid, repository=REPOS
         ``bytes``.
     """
     total = clients * len(digests) * blob_size
-    cpu = cpu_seconds(server_pid)
+    cpu = procstat.cpu_seconds(server_pid)
     seconds = pull_round(base, digests, clients, repository)
-    cpu = cpu_seconds(server_pid) - cpu
+    cpu = procstat.cpu_seconds(server_pid) - cpu
     return {"mb_per_s": total / seconds / 1e6, "cpu_per_gb": cpu / (total / 1e9),
             "seconds": seconds, "bytes": total}
 
@@ -233,7 +222,7 @@ def run(scheme, options, size, clients_list):
                 for name, (pid, base) in servers.servers.items():
                     results.setdefault((clients, name), []).append(
                         measure_pull(base, digests[name], size, clients, pid))
-        peaks = {name: peak_rss(pid) for name, (pid, _) in servers.servers.items()}
+        peaks = {name: procstat.peak_rss(pid) for name, (pid, _) in servers.servers.items()}
         print("{}: python {}; {} x {} blobs, {} rounds; peak RSS spectroreg {:.0f} MiB, "
               "Distribution {:.0f} MiB".format(
                   scheme, sys.version.split()[0], options.blobs, options.size, options.rounds,
