@@ -16,7 +16,8 @@ from twisted.internet import defer
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import resource, server
+from twisted.web import resource
+from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from spectroreg.api import routes
@@ -149,7 +150,7 @@ class RegistryAPI(resource.Resource):
         # Paths only in logs: upload URLs carry a _state token in the query.
         d.addErrback(lambda f: log.failure("answering {method} {path}", f,
                                            method=request.method, path=request.path))
-        return server.NOT_DONE_YET
+        return NOT_DONE_YET
 
     def request_body_policy(self, request):
         """

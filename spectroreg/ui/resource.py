@@ -21,7 +21,8 @@ from urllib.parse import parse_qsl, urlsplit
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import resource, server
+from twisted.web import resource
+from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from spectroreg.api.errors import from_registry_error
@@ -148,7 +149,7 @@ class WebUI(resource.Resource):
         d = defer.ensureDeferred(self._handle(request))
         d.addErrback(lambda f: log.failure("answering {method} {path}", f,
                                            method=request.method, path=request.path))
-        return server.NOT_DONE_YET
+        return NOT_DONE_YET
 
     async def _handle(self, request):
         authenticated = False

@@ -31,6 +31,9 @@ from spectroreg.web.interfaces import IRequestBodyControl, IRequestContext
 from spectroreg.web.limits import DEFAULT_LIMITS
 from spectroreg.web.status import reason_phrase
 
+# Read once: twisted.web.server is a deprecation proxy, slow on every access.
+_TWISTED_SERVER = server.version
+
 _access = Logger(namespace=ACCESS_NAMESPACE)
 # Query parameters whose values are harmless and help reading the log; every
 # other value (``_state``, tokens, signatures, ...) is masked.
@@ -95,7 +98,7 @@ class SiteRequest(server.Request):
             # (replacing one set from http.headers); as Distribution, say
             # nothing about the software unless configured to. finish()
             # without a body comes through here too.
-            if self.responseHeaders.getRawHeaders(b"server") == [server.version]:
+            if self.responseHeaders.getRawHeaders(b"server") == [_TWISTED_SERVER]:
                 configured = IRequestContext(self).server_header
                 if configured:
                     self.responseHeaders.setRawHeaders(b"server", list(configured))
