@@ -76,15 +76,26 @@ class Waiters:
     Callers waiting for one event: L{wait} hands each a Deferred, L{fire}
     or L{fail} fires all of them (in the order they were handed out) and
     starts afresh. A waiter added while they fire waits for the next event.
+    A waiter cancelled by its caller is forgotten; L{cancel_all} cancels
+    every one (a service stopping).
     """
 
     def __init__(self):
         self._waiting = []
 
     def wait(self):
-        d = defer.Deferred()
+        d = defer.Deferred(self._forget)
         self._waiting.append(d)
         return d
+
+    def _forget(self, d):
+        if d in self._waiting:
+            self._waiting.remove(d)
+
+    def cancel_all(self):
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.cancel()
 
     def fire(self, result=None):
         waiting, self._waiting = self._waiting, []

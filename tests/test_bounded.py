@@ -2,6 +2,7 @@
 Tests for L{spectroreg.bounded}.
 """
 
+from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
@@ -82,3 +83,20 @@ class WaitersTests(TestCase):
         d = waiters.wait()
         waiters.fail(Failure(ValueError("no")))
         self.failureResultOf(d, ValueError)
+
+    def test_cancelled_waiter_is_forgotten(self):
+        waiters = Waiters()
+        first, second = waiters.wait(), waiters.wait()
+        first.cancel()
+        self.failureResultOf(first, defer.CancelledError)
+        self.assertEqual(len(waiters), 1)
+        waiters.fire("x")
+        self.assertEqual(self.successResultOf(second), "x")
+
+    def test_cancel_all(self):
+        waiters = Waiters()
+        d = waiters.wait()
+        waiters.cancel_all()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertFalse(waiters)
+        waiters.fire(None)  # nothing left to fire twice

@@ -10,6 +10,7 @@ import os
 from twisted.internet import defer
 from zope.interface import implementer
 
+from spectroreg.bounded import Waiters
 from spectroreg.storage import _diskio
 from spectroreg.storage.errors import StorageError
 from spectroreg.storage.interfaces import IHashingWriter
@@ -42,8 +43,8 @@ class FileWriter:
         self._buffered = 0
         self._inflight = False
         self._failure = None
-        self._waiters = []
-        self._idle_waiters = []
+        self._waiters = Waiters()
+        self._idle_waiters = Waiters()
         self._ended = None
         self._hasher = None
         self._accepted = False
@@ -85,9 +86,7 @@ class FileWriter:
         self._flush()
         if self._buffered < self.buffer_limit:
             return defer.succeed(None)
-        waiter = defer.Deferred()
-        self._waiters.append(waiter)
-        return waiter
+        return self._waiters.wait()
 
     def _flush(self, force=False):
         if self._inflight or not self._buffer or self._failure is not None:
@@ -111,24 +110,18 @@ class FileWriter:
         self._inflight = False
         self._flush()
         if self._buffered < self.buffer_limit:
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+            self._waiters.fire(None)
         self._wake_idle()
 
     def _flush_failed(self, failure):
         self._inflight = False
         self._failure = failure
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.errback(failure)
+        self._waiters.fail(failure)
         self._wake_idle()
 
     def _wake_idle(self):
         if not self._inflight:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+            self._idle_waiters.fire(None)
 
     async def _drain(self):
         """Wait until everything buffered is written (or a write failed)."""
@@ -136,9 +129,7 @@ class FileWriter:
             if not self._inflight:
                 self._flush(force=True)
             if self._inflight:
-                waiter = defer.Deferred()
-                self._idle_waiters.append(waiter)
-                await waiter
+                await self._idle_waiters.wait()
         if self._failure is not None:
             self._failure.raiseException()
 
@@ -154,9 +145,7 @@ class FileWriter:
         # trip to the pool as the fsync: a small upload costs one trip.
         try:
             while self._inflight:
-                waiter = defer.Deferred()
-                self._idle_waiters.append(waiter)
-                await waiter
+                await self._idle_waiters.wait()
             if self._failure is not None:
                 self._failure.raiseException()
         except BaseException:

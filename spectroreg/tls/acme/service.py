@@ -20,6 +20,8 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from spectroreg.bounded import Waiters
+
 from . import certs
 from .errors import RateLimitedError, ValidationError
 
@@ -74,7 +76,7 @@ class ACMEIssuingService(Service):
         # kept before expiry.
         self._attempt_seconds = 0.0
         self._starting: Optional[defer.Deferred] = None
-        self._waiters: List[defer.Deferred] = []
+        self._waiters = Waiters()
         # (host, challenge type) of every certificate obtained, in order.
         self.issued: List[tuple] = []
 
@@ -112,9 +114,7 @@ class ACMEIssuingService(Service):
         self._running.clear()
         for d in pending:
             d.cancel()
-        for waiter in self._waiters:
-            waiter.cancel()
-        self._waiters = []
+        self._waiters.cancel_all()
         return defer.DeferredList(pending, consumeErrors=True) if pending else None
 
     def _log_failure(self, failure, doing):
@@ -312,12 +312,8 @@ class ACMEIssuingService(Service):
         """A Deferred firing (with None) once L{certs_valid} is true."""
         if self.certs_valid():
             return defer.succeed(None)
-        d = defer.Deferred(lambda d: self._waiters.remove(d) if d in self._waiters else None)
-        self._waiters.append(d)
-        return d
+        return self._waiters.wait()
 
     def _notify(self):
         if self._waiters and self.certs_valid():
-            waiters, self._waiters = self._waiters, []
-            for d in waiters:
-                d.callback(None)
+            self._waiters.fire(None)
