@@ -236,14 +236,14 @@ class ServerTLSTests(TLSServerMixin, unittest.TestCase):
         return TLSSettings(certificate=self.cert_path, key=self.key_path, **kwargs)
 
     def test_interfaces(self):
-        from twisted.internet.interfaces import IProtocolNegotiationFactory
+        from spectroreg.tls.protocol import TLSServerFactory
 
         server_tls = make_server_tls(self.settings())
         site = Site(Hello())
         wrapped = server_tls.wrap_factory(site)
-        # Twisted would otherwise install its own ALPN callback over ours.
-        self.assertFalse(IProtocolNegotiationFactory.providedBy(wrapped.wrappedFactory))
-        self.assertIs(wrapped.wrappedFactory.wrapped, site)
+        # Our TLS layer, which leaves ALPN to our connection creator.
+        self.assertIsInstance(wrapped, TLSServerFactory)
+        self.assertIs(wrapped.wrappedFactory, site)
         self.assertIsInstance(server_tls, ServerTLS)
         verifyObject(IServerTLS, server_tls)
         verifyObject(IReloadable, server_tls)

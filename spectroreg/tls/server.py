@@ -7,12 +7,10 @@ connection and again when the client sends SNI, so a reloaded or renewed
 certificate is used by the next handshake while the listening port stays
 open.
 
-ALPN is chosen here, not by Twisted: the wrapped factory is hidden behind
-one that does not provide C{IProtocolNegotiationFactory} (Twisted would
-replace our select callback, and on pyOpenSSL >= 26.2 would try to change an
-already-used context). We select ``http/1.1``, or ``acme-tls/1`` together
-with the challenge certificate when the source has a TLS-ALPN-01 challenge
-pending for the SNI name (RFC 8737).
+The TLS layer itself is L{spectroreg.tls.protocol.TLSServerProtocol}, which
+adds nothing to the contexts: ALPN is chosen here. We select ``http/1.1``,
+or ``acme-tls/1`` together with the challenge certificate when the source
+has a TLS-ALPN-01 challenge pending for the SNI name (RFC 8737).
 
 Plain HTTP sent to the TLS port is answered as Go's server answers it
 (``400``, "Client sent an HTTP request to an HTTPS server."), so a client
@@ -24,14 +22,13 @@ import weakref
 
 from OpenSSL import SSL
 from twisted.internet import defer
-from twisted.internet.interfaces import ILoggingContext, IOpenSSLServerConnectionCreator
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 from spectroreg.interfaces import IReloadable
 from spectroreg.tls.interfaces import IServerTLS
+from spectroreg.tls.protocol import TLSServerFactory, TLSServerProtocol
 from spectroreg.tls.context import _as_pkey, _as_x509, _openssl_call
 
 log = Logger(namespace="spectroreg.tls.server")
@@ -114,30 +111,6 @@ class SourceConnectionCreator:
         return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
-class _WithoutNegotiation(Factory):
-    """
-    Delegates to a factory while hiding its C{IProtocolNegotiationFactory},
-    so Twisted's TLS layer leaves ALPN to our connection creator.
-    """
-
-    def __init__(self, wrapped):
-        self.wrapped = wrapped
-
-    def buildProtocol(self, addr):
-        return self.wrapped.buildProtocol(addr)
-
-    def doStart(self):
-        self.wrapped.doStart()
-
-    def doStop(self):
-        self.wrapped.doStop()
-
-    def logPrefix(self):
-        if ILoggingContext.providedBy(self.wrapped):
-            return self.wrapped.logPrefix()
-        return self.wrapped.__class__.__name__
-
-
 # Go's answer, byte for byte (net/http's server, on a TLS record header
 # that reads like an HTTP request).
 PLAIN_HTTP_ANSWER = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
@@ -180,10 +153,12 @@ class _AnswerPlainHTTP:
         super().dataReceived(data)
 
 
-class _ServerTLSFactory(TLSMemoryBIOFactory):
-    # Twisted's TLS protocol class differs between versions; extend whichever
-    # this one uses.
-    protocol = type("ServerTLSProtocol", (_AnswerPlainHTTP, TLSMemoryBIOFactory.protocol), {})
+class _ServerTLSProtocol(_AnswerPlainHTTP, TLSServerProtocol):
+    pass
+
+
+class _ServerTLSFactory(TLSServerFactory):
+    protocol = _ServerTLSProtocol
 
 
 @implementer(IServerTLS, IReloadable)
@@ -204,7 +179,7 @@ class ServerTLS:
 
     def wrap_factory(self, factory):
         """A factory serving C{factory}'s protocol over TLS."""
-        return _ServerTLSFactory(self.connection_creator, False, _WithoutNegotiation(factory))
+        return _ServerTLSFactory(self.connection_creator, factory)
 
     def reload(self):
         """

@@ -1,0 +1,389 @@
+"""
+The TLS layer of a server connection: OpenSSL over memory BIOs, moving
+bytes between the application, OpenSSL and the TCP connection in batches.
+
+This is the job of Twisted's C{TLSMemoryBIOProtocol}, which moves one TLS
+record (16 KiB) at a time in each direction: per record a slice copy, a
+C{send} into OpenSSL, one or two reads of the outgoing BIO (the last one
+raising C{WantReadError}) and a write into the TCP transport; and on the
+way in, one C{dataReceived} of the application per record. A download over
+TLS is then mostly that per-record Python work, an upload four rounds of
+HTTP body parsing per 64 KiB read. L{TLSServerProtocol} does the same
+exchange with the work gathered:
+
+- an application write is handed to OpenSSL record by record (pyOpenSSL's
+  contexts accept partial writes, so each C{send} takes one record) through
+  a C{memoryview}, without copies, and what OpenSSL produced for the whole
+  write is read out of the memory BIO in one C{bio_read} sized for it and
+  written to the TCP connection once;
+- the records that one read from the TCP connection holds are decrypted in
+  a loop and given to the application as one piece.
+
+Everything else follows Twisted's protocol, whose behaviour our callers and
+tests rely on: the handshake starts at connection and application writes
+wait (the producer paused) until it is done; C{loseConnection} sends
+``close_notify`` once the writes are out (or aborts before the handshake);
+an OpenSSL error during the handshake reaches the application's
+C{connectionLost}, an unexpected EOF reads as C{ConnectionLost}; producers
+are registered with the TCP connection through a membrane that keeps the
+pause and resume of the two sources apart. Only public interfaces of
+Twisted and pyOpenSSL are used.
+"""
+
+from OpenSSL.SSL import Error, SysCallError, WantReadError, ZeroReturnError
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    ILoggingContext,
+    INegotiated,
+    IPushProducer,
+    ISystemHandle,
+)
+from twisted.internet.main import CONNECTION_LOST
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+# The most plaintext one TLS record carries.
+RECORD = 16384
+# Bytes a TLS 1.2/1.3 record adds at most (header, explicit nonce or inner
+# type, AEAD tag or MAC and padding), rounded up.
+_RECORD_OVERHEAD = 320
+# What a bio_read asks for when the amount is not known (handshake, alerts).
+_DEFAULT_READ = 64 * 1024
+# What one decryption call asks for (OpenSSL returns at most one record).
+_RECV = 2 ** 15
+
+
+def represents_eof(error):
+    """
+    Whether the OpenSSL error C{error} is the peer closing the TCP
+    connection without ``close_notify`` (OpenSSL 1.1: C{SysCallError(-1,
+    'Unexpected EOF')}; OpenSSL 3: "unexpected eof while reading").
+    """
+    if isinstance(error, SysCallError):
+        reason = error.args[1] if len(error.args) > 1 else None
+        return isinstance(reason, str) and reason.casefold().startswith("unexpected eof")
+    queue = error.args[0] if error.args else None
+    if not queue:
+        return True
+    try:
+        reason = queue[-1][2]
+    except (IndexError, TypeError):
+        return False
+    return isinstance(reason, str) and reason.casefold().startswith("unexpected eof")
+
+
+@implementer(IPushProducer)
+class _ProducerMembrane:
+    """
+    Stands for the application's producer at the TCP connection: a pause
+    from the connection (its buffer is full) and one from the TLS layer
+    (writes wait for the handshake) reach the producer once.
+    """
+
+    def __init__(self, producer, streaming):
+        self.producer = producer
+        self.streaming = streaming
+        self._paused = False
+
+    def pauseProducing(self):
+        if self._paused:
+            return
+        self._paused = True
+        self.producer.pauseProducing()
+
+    def resumeProducing(self):
+        if not self.streaming:
+            # A pull producer: the connection asks it for more each time
+            # its buffer empties.
+            self.producer.resumeProducing()
+            return
+        if not self._paused:
+            return
+        self._paused = False
+        self.producer.resumeProducing()
+
+    def stopProducing(self):
+        self.producer.stopProducing()
+
+
+@implementer(ISystemHandle, INegotiated)
+class TLSServerProtocol(ProtocolWrapper):
+    """
+    The server side of one TLS connection; see the module docstring.
+
+    @ivar factory: a L{TLSServerFactory}.
+    """
+
+    _handshake_done = False
+    _over = False  # TLS ended (shut down or failed): nothing more in or out
+    _aborted = False
+    _reason = None
+    _producer = None
+    _tls = None
+
+    def __init__(self, factory, wrappedProtocol):
+        ProtocolWrapper.__init__(self, factory, wrappedProtocol)
+        self._waiting = []  # application writes made before the handshake ended
+
+    # ISystemHandle, ISSLTransport, INegotiated
+
+    def getHandle(self):
+        """The L{OpenSSL.SSL.Connection} of this connection (None once it is lost)."""
+        return self._tls
+
+    def getPeerCertificate(self):
+        return self._tls.get_peer_certificate()
+
+    @property
+    def negotiatedProtocol(self):
+        if self._tls is None:
+            return None
+        try:
+            name = self._tls.get_alpn_proto_negotiated()
+        except (NotImplementedError, AttributeError):
+            return None
+        return name or None
+
+    # IProtocol, towards the TCP connection
+
+    def makeConnection(self, transport):
+        self._tls = self.factory.connection_for(self)
+        ProtocolWrapper.makeConnection(self, transport)
+        self._continue_handshake()
+
+    def dataReceived(self, data):
+        if self._tls is None:
+            return
+        self._tls.bio_write(data)
+        if not self._handshake_done:
+            self._continue_handshake()
+            if not self._handshake_done:
+                return
+        if self._waiting:
+            self._write_waiting()
+        self._read_application()
+
+    def connectionLost(self, reason):
+        if not self._over and self._tls is not None:
+            # Let OpenSSL see the end of input and hand over what it holds.
+            self._tls.bio_shutdown()
+            self._read_application()
+            self._over = True
+        reason = self._reason or reason
+        self._reason = None
+        self.connected = False
+        ProtocolWrapper.connectionLost(self, reason)
+        self._tls = None
+
+    # ITransport, towards the application
+
+    def write(self, data):
+        if isinstance(data, str):
+            raise TypeError("Must write bytes to a TLS transport, not str.")
+        # After loseConnection, writes are dropped unless a producer is
+        # still registered (it may write until it unregisters).
+        if self.disconnecting and self._producer is None:
+            return
+        self._write(data)
+
+    def writeSequence(self, iovec):
+        self.write(b"".join(iovec))
+
+    def loseConnection(self):
+        if self.disconnecting or not self.connected:
+            return
+        if not self._handshake_done and not self._waiting:
+            # OpenSSL would not shut down before the handshake completes,
+            # and nothing may be written after this to complete it.
+            self.abortConnection()
+        self.disconnecting = True
+        if not self._waiting and self._producer is None:
+            self._shutdown_tls()
+
+    def abortConnection(self):
+        self._aborted = True
+        self.disconnecting = True
+        self._shutdown_tls()
+        self.transport.abortConnection()
+
+    def failVerification(self, reason):
+        self._reason = reason
+        self.abortConnection()
+
+    def registerProducer(self, producer, streaming):
+        if self._over:
+            producer.stopProducing()
+            return
+        membrane = _ProducerMembrane(producer, streaming)
+        # Raises if a producer is registered already.
+        self.transport.registerProducer(membrane, streaming)
+        self._producer = membrane
+        if streaming and self._waiting:
+            membrane.pauseProducing()
+
+    def unregisterProducer(self):
+        if self._producer is None:
+            return
+        self._producer = None
+        self.transport.unregisterProducer()
+        if self.disconnecting and not self._waiting:
+            self._shutdown_tls()
+
+    # internals
+
+    def _continue_handshake(self):
+        if self._aborted or self._tls is None:
+            return
+        try:
+            self._tls.do_handshake()
+        except WantReadError:
+            self._flush()
+        except Error:
+            self._tls_ended(Failure())
+        else:
+            self._handshake_done = True
+            self._flush()
+            if IHandshakeListener.providedBy(self.wrappedProtocol):
+                self.wrappedProtocol.handshakeCompleted()
+
+    def _write(self, data):
+        if self._over:
+            return
+        if not self._handshake_done or self._waiting:
+            self._wait(data)
+            return
+        view = memoryview(data)
+        size = len(view)
+        send = self._tls.send
+        sent = 0
+        try:
+            while sent < size:
+                sent += send(view[sent:sent + RECORD])
+        except WantReadError:
+            # OpenSSL needs the peer first (a renegotiation, refused by our
+            # contexts): the rest waits for the next read.
+            self._wait(bytes(view[sent:]))
+        except Error:
+            self._tls_ended(Failure())
+            return
+        self._flush(sent + (sent // RECORD + 1) * _RECORD_OVERHEAD)
+
+    def _wait(self, data):
+        self._waiting.append(data)
+        if self._producer is not None and self._producer.streaming:
+            self._producer.pauseProducing()
+
+    def _write_waiting(self):
+        waiting, self._waiting = self._waiting, []
+        for data in waiting:
+            self._write(data)
+        if self._waiting:
+            return
+        if self._producer is not None:
+            if self._producer.streaming:
+                self._producer.resumeProducing()
+        elif self.disconnecting:
+            self._shutdown_tls()
+
+    def _read_application(self):
+        """Decrypt every record OpenSSL holds; give the application the plaintext as one piece."""
+        pieces = []
+        ended = None
+        recv = self._tls.recv
+        while True:
+            try:
+                pieces.append(recv(_RECV))
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                ended = True  # the peer's close_notify
+                break
+            except Error:
+                ended = Failure()
+                break
+        if pieces and not self._aborted and not self._over:
+            ProtocolWrapper.dataReceived(self, pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        if ended is True and not self._over:
+            self._shutdown_tls()
+            self._tls_ended(None)
+        elif ended is not None and not self._over:
+            self._tls_ended(ended)
+        # The records read may call for an answer (a key update, alerts).
+        self._flush()
+
+    def _flush(self, expected=_DEFAULT_READ):
+        """Write what OpenSSL has produced to the TCP connection, in one write."""
+        tls = self._tls
+        if tls is None:
+            return
+        chunks = []
+        size = max(expected, _DEFAULT_READ)
+        while True:
+            try:
+                chunk = tls.bio_read(size)
+            except WantReadError:
+                break
+            chunks.append(chunk)
+            if len(chunk) < size:
+                break
+        if chunks:
+            self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def _shutdown_tls(self):
+        """Send (or answer) close_notify; close the TCP connection once both sides have."""
+        if self._tls is None:
+            return
+        try:
+            done = self._tls.shutdown()
+        except Error:
+            # Mid-handshake OpenSSL wants to read first; pyOpenSSL does not
+            # tell that apart from a failure.
+            done = False
+        self._flush()
+        if done:
+            self.transport.loseConnection()
+
+    def _tls_ended(self, reason):
+        """
+        TLS is over: close the TCP connection. C{reason} (a L{Failure}) is
+        what the application's C{connectionLost} is to get, or None for the
+        TCP connection's own reason.
+        """
+        if reason is not None and isinstance(reason.value, Error) and represents_eof(reason.value):
+            reason = Failure(CONNECTION_LOST)
+        if self._reason is None:
+            self._reason = reason
+        self._over = True
+        # An alert saying why may be waiting.
+        self._flush()
+        self.transport.loseConnection()
+
+
+class TLSServerFactory(WrappingFactory):
+    """
+    Serves C{wrappedFactory}'s protocol over TLS.
+
+    @param connection_creator: an C{IOpenSSLServerConnectionCreator}; it
+        chooses certificates and ALPN (nothing is added to its contexts).
+    """
+
+    protocol = TLSServerProtocol
+    noisy = False
+
+    def __init__(self, connection_creator, wrappedFactory):
+        WrappingFactory.__init__(self, wrappedFactory)
+        self.connection_creator = connection_creator
+
+    def connection_for(self, protocol):
+        """The OpenSSL connection for C{protocol}, in the server role."""
+        connection = self.connection_creator.serverConnectionForTLS(protocol)
+        connection.set_accept_state()
+        return connection
+
+    def logPrefix(self):
+        if ILoggingContext.providedBy(self.wrappedFactory):
+            prefix = self.wrappedFactory.logPrefix()
+        else:
+            prefix = self.wrappedFactory.__class__.__name__
+        return "{} (TLS)".format(prefix)
