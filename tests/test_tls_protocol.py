@@ -231,6 +231,19 @@ class TLSServerProtocolTests(unittest.TestCase):
         self.assertEqual(producer.events, ["pause", "resume"])
         self.assertEqual(self.to_client(), b"early and more")
 
+    def test_transport_pause_outlasts_the_handshake(self):
+        """The producer resumes when neither the TLS layer nor the TCP connection holds it."""
+        producer = Producer()
+        self.connect()
+        self.protocol.registerProducer(producer, True)
+        self.protocol.write(b"early")
+        self.transport.producer.pauseProducing()  # the TCP buffer is full too
+        self.handshake_after_connect()
+        self.assertEqual(producer.events, ["pause"])
+        self.transport.producer.resumeProducing()
+        self.assertEqual(producer.events, ["pause", "resume"])
+        self.assertEqual(self.to_client(), b"early")
+
     def handshake_after_connect(self):
         for _ in range(10):
             try:

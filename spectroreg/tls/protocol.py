@@ -76,21 +76,22 @@ def represents_eof(error):
 @implementer(IPushProducer)
 class _ProducerMembrane:
     """
-    Stands for the application's producer at the TCP connection: a pause
-    from the connection (its buffer is full) and one from the TLS layer
-    (writes wait for the handshake) reach the producer once.
+    Stands for the application's producer at the TCP connection. Two sources
+    pause it: the connection (its buffer is full) and the TLS layer (writes
+    wait for the handshake). The producer is paused while either holds it,
+    and resumed once neither does.
     """
 
     def __init__(self, producer, streaming):
         self.producer = producer
         self.streaming = streaming
+        self._by_transport = False
+        self._by_tls = False
         self._paused = False
 
     def pauseProducing(self):
-        if self._paused:
-            return
-        self._paused = True
-        self.producer.pauseProducing()
+        self._by_transport = True
+        self._update()
 
     def resumeProducing(self):
         if not self.streaming:
@@ -98,13 +99,68 @@ class _ProducerMembrane:
             # its buffer empties.
             self.producer.resumeProducing()
             return
-        if not self._paused:
-            return
-        self._paused = False
-        self.producer.resumeProducing()
+        self._by_transport = False
+        self._update()
 
     def stopProducing(self):
         self.producer.stopProducing()
+
+    def hold(self, held):
+        """The TLS layer's own pause (C{held} True) or its release."""
+        if self.streaming:
+            self._by_tls = held
+            self._update()
+
+    def _update(self):
+        paused = self._by_transport or self._by_tls
+        if paused == self._paused:
+            return
+        self._paused = paused
+        if paused:
+            self.producer.pauseProducing()
+        else:
+            self.producer.resumeProducing()
+
+
+def seal(connection, data, expected=None):
+    """
+    Encrypt C{data} on the OpenSSL C{connection} and take what it produced
+    out of its memory BIO.
+
+    @return: C{(sent, ciphertext, problem)}: the plaintext bytes OpenSSL
+        took, the bytes to send, and None, C{"want-read"} (OpenSSL needs the
+        peer first: the rest must wait for a read) or a L{Failure}.
+    """
+    view = memoryview(data)
+    size = len(view)
+    send = connection.send
+    sent = 0
+    problem = None
+    try:
+        while sent < size:
+            sent += send(view[sent:sent + RECORD])
+    except WantReadError:
+        problem = "want-read"
+    except Error:
+        problem = Failure()
+    if expected is None:
+        expected = sent + (sent // RECORD + 1) * _RECORD_OVERHEAD
+    return sent, drain(connection, expected), problem
+
+
+def drain(connection, expected=_DEFAULT_READ):
+    """All that OpenSSL has produced for the peer, as one C{bytes}."""
+    chunks = []
+    size = max(expected, _DEFAULT_READ)
+    while True:
+        try:
+            chunk = connection.bio_read(size)
+        except WantReadError:
+            break
+        chunks.append(chunk)
+        if len(chunk) < size:
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @implementer(ISystemHandle, INegotiated)
@@ -124,7 +180,7 @@ class TLSServerProtocol(ProtocolWrapper):
 
     def __init__(self, factory, wrappedProtocol):
         ProtocolWrapper.__init__(self, factory, wrappedProtocol)
-        self._waiting = []  # application writes made before the handshake ended
+        self._waiting = []  # application writes that wait for the handshake
 
     # ISystemHandle, ISSLTransport, INegotiated
 
@@ -160,21 +216,24 @@ class TLSServerProtocol(ProtocolWrapper):
             self._continue_handshake()
             if not self._handshake_done:
                 return
-        if self._waiting:
-            self._write_waiting()
+        # Reads first: what the application writes in answer queues behind
+        # the writes that waited, which then go out in order.
         self._read_application()
+        if self._waiting and not self._over:
+            self._write_waiting()
 
     def connectionLost(self, reason):
         if not self._over and self._tls is not None:
             # Let OpenSSL see the end of input and hand over what it holds.
             self._tls.bio_shutdown()
             self._read_application()
-            self._over = True
+        self._over = True
         reason = self._reason or reason
         self._reason = None
         self.connected = False
         ProtocolWrapper.connectionLost(self, reason)
         self._tls = None
+        self._waiting = []
 
     # ITransport, towards the application
 
@@ -198,8 +257,7 @@ class TLSServerProtocol(ProtocolWrapper):
             # and nothing may be written after this to complete it.
             self.abortConnection()
         self.disconnecting = True
-        if not self._waiting and self._producer is None:
-            self._shutdown_tls()
+        self._shutdown_when_idle()
 
     def abortConnection(self):
         self._aborted = True
@@ -219,16 +277,15 @@ class TLSServerProtocol(ProtocolWrapper):
         # Raises if a producer is registered already.
         self.transport.registerProducer(membrane, streaming)
         self._producer = membrane
-        if streaming and self._waiting:
-            membrane.pauseProducing()
+        if self._waiting:
+            membrane.hold(True)
 
     def unregisterProducer(self):
         if self._producer is None:
             return
         self._producer = None
         self.transport.unregisterProducer()
-        if self.disconnecting and not self._waiting:
-            self._shutdown_tls()
+        self._shutdown_when_idle()
 
     # internals
 
@@ -253,37 +310,40 @@ class TLSServerProtocol(ProtocolWrapper):
         if not self._handshake_done or self._waiting:
             self._wait(data)
             return
-        view = memoryview(data)
-        size = len(view)
-        send = self._tls.send
-        sent = 0
-        try:
-            while sent < size:
-                sent += send(view[sent:sent + RECORD])
-        except WantReadError:
-            # OpenSSL needs the peer first (a renegotiation, refused by our
-            # contexts): the rest waits for the next read.
-            self._wait(bytes(view[sent:]))
-        except Error:
-            self._tls_ended(Failure())
-            return
-        self._flush(sent + (sent // RECORD + 1) * _RECORD_OVERHEAD)
+        self._send_sealed(seal(self._tls, data), data)
+
+    def _send_sealed(self, result, data):
+        """Send what L{seal} returned; queue what OpenSSL could not take yet."""
+        sent, ciphertext, problem = result
+        if ciphertext:
+            self.transport.write(ciphertext)
+        if isinstance(problem, Failure):
+            self._tls_ended(problem)
+        elif problem is not None:
+            # OpenSSL needs the peer first (a renegotiation, which our
+            # contexts refuse): the rest waits, ahead of other writes, for
+            # the next read.
+            self._waiting.insert(0, bytes(memoryview(data)[sent:]))
+            self._hold()
 
     def _wait(self, data):
         self._waiting.append(data)
-        if self._producer is not None and self._producer.streaming:
-            self._producer.pauseProducing()
+        self._hold()
+
+    def _hold(self):
+        if self._producer is not None:
+            self._producer.hold(bool(self._waiting))
 
     def _write_waiting(self):
         waiting, self._waiting = self._waiting, []
         for data in waiting:
             self._write(data)
-        if self._waiting:
-            return
-        if self._producer is not None:
-            if self._producer.streaming:
-                self._producer.resumeProducing()
-        elif self.disconnecting:
+        self._hold()
+        self._shutdown_when_idle()
+
+    def _shutdown_when_idle(self):
+        """After loseConnection: close_notify once every write is out and the producer is gone."""
+        if self.disconnecting and not self._waiting and self._producer is None:
             self._shutdown_tls()
 
     def _read_application(self):
@@ -312,23 +372,13 @@ class TLSServerProtocol(ProtocolWrapper):
         # The records read may call for an answer (a key update, alerts).
         self._flush()
 
-    def _flush(self, expected=_DEFAULT_READ):
+    def _flush(self):
         """Write what OpenSSL has produced to the TCP connection, in one write."""
-        tls = self._tls
-        if tls is None:
+        if self._tls is None:
             return
-        chunks = []
-        size = max(expected, _DEFAULT_READ)
-        while True:
-            try:
-                chunk = tls.bio_read(size)
-            except WantReadError:
-                break
-            chunks.append(chunk)
-            if len(chunk) < size:
-                break
-        if chunks:
-            self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        data = drain(self._tls)
+        if data:
+            self.transport.write(data)
 
     def _shutdown_tls(self):
         """Send (or answer) close_notify; close the TCP connection once both sides have."""
