@@ -21,7 +21,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from spectroreg.tls.protocol import RECORD, TLSServerFactory, represents_eof
+from spectroreg.tls.protocol import RECORD, TLSServerFactory, represents_eof, seal, whole_writes
 
 
 def _context_pair():
@@ -345,6 +345,52 @@ class TLSServerProtocolTests(unittest.TestCase):
         producer = Producer()
         self.protocol.registerProducer(producer, True)
         self.assertEqual(producer.events, ["stop"])
+
+
+class WholeWritesTests(unittest.TestCase):
+    def connected_pair(self, whole):
+        server_context, client_context = _context_pair()
+        if whole:
+            whole_writes(server_context)
+        server = SSL.Connection(server_context, None)
+        server.set_accept_state()
+        client = SSL.Connection(client_context, None)
+        client.set_connect_state()
+        for _ in range(10):
+            for side in (client, server):
+                try:
+                    side.do_handshake()
+                except SSL.WantReadError:
+                    pass
+            for source, target in ((client, server), (server, client)):
+                while True:
+                    try:
+                        target.bio_write(source.bio_read(65536))
+                    except SSL.WantReadError:
+                        break
+        return server, client
+
+    def test_one_send_takes_a_whole_write_where_pyopenssl_allows(self):
+        server, _ = self.connected_pair(whole=True)
+        data = os.urandom(4 * RECORD)
+        expected = len(data) if hasattr(SSL.Context, "clear_mode") else RECORD
+        self.assertEqual(server.send(data), expected)
+
+    def test_partial_writes_by_default(self):
+        server, _ = self.connected_pair(whole=False)
+        self.assertEqual(server.send(os.urandom(4 * RECORD)), RECORD)
+
+    def test_seal_either_way(self):
+        for whole in (True, False):
+            server, client = self.connected_pair(whole)
+            data = os.urandom(5 * RECORD + 3)
+            sent, ciphertext, problem = seal(server, data)
+            self.assertEqual((sent, problem), (len(data), None))
+            client.bio_write(ciphertext)
+            received = b""
+            while len(received) < len(data):
+                received += client.recv(65536)
+            self.assertEqual(received, data)
 
 
 class RepresentsEOFTests(unittest.TestCase):

@@ -11,11 +11,11 @@ TLS is then mostly that per-record Python work, an upload four rounds of
 HTTP body parsing per 64 KiB read. L{TLSServerProtocol} does the same
 exchange with the work gathered:
 
-- an application write is handed to OpenSSL record by record (pyOpenSSL's
-  contexts accept partial writes, so each C{send} takes one record) through
-  a C{memoryview}, without copies, and what OpenSSL produced for the whole
-  write is read out of the memory BIO in one C{bio_read} sized for it and
-  written to the TCP connection once;
+- an application write is handed to OpenSSL through a C{memoryview},
+  without copies: in one C{send} where pyOpenSSL can turn partial writes off
+  (L{whole_writes}), else one record per C{send}; what OpenSSL produced for
+  the whole write is read out of the memory BIO in one C{bio_read} sized for
+  it and written to the TCP connection once;
 - the records that one read from the TCP connection holds are decrypted in
   a loop and given to the application as one piece.
 
@@ -52,6 +52,8 @@ _RECORD_OVERHEAD = 320
 _DEFAULT_READ = 64 * 1024
 # What one decryption call asks for (OpenSSL returns at most one record).
 _RECV = 2 ** 15
+# OpenSSL's SSL_MODE_ENABLE_PARTIAL_WRITE.
+_MODE_ENABLE_PARTIAL_WRITE = 0x1
 
 
 def represents_eof(error):
@@ -138,7 +140,9 @@ def seal(connection, data, expected=None):
     problem = None
     try:
         while sent < size:
-            sent += send(view[sent:sent + RECORD])
+            # One record per call, or all of it where partial writes are off
+            # (L{whole_writes}).
+            sent += send(view[sent:])
     except WantReadError:
         problem = "want-read"
     except Error:
@@ -146,6 +150,20 @@ def seal(connection, data, expected=None):
     if expected is None:
         expected = sent + (sent // RECORD + 1) * _RECORD_OVERHEAD
     return sent, drain(connection, expected), problem
+
+
+def whole_writes(context):
+    """
+    Let one C{send} on C{context}'s connections encrypt a whole write
+    (clears C{SSL_MODE_ENABLE_PARTIAL_WRITE}, which pyOpenSSL sets, so
+    OpenSSL no longer returns after each record). A memory BIO never makes
+    a write wait, so nothing else changes. Needs pyOpenSSL's
+    C{Context.clear_mode} (24.3 and later); without it each C{send} takes a
+    record. Must run before the context's first connection.
+    """
+    clear_mode = getattr(context, "clear_mode", None)
+    if clear_mode is not None:
+        clear_mode(_MODE_ENABLE_PARTIAL_WRITE)
 
 
 def drain(connection, expected=_DEFAULT_READ):

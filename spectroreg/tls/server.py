@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from spectroreg.interfaces import IReloadable
 from spectroreg.tls.interfaces import IServerTLS
-from spectroreg.tls.protocol import TLSServerFactory, TLSServerProtocol
+from spectroreg.tls.protocol import TLSServerFactory, TLSServerProtocol, whole_writes
 from spectroreg.tls.context import _as_pkey, _as_x509, _openssl_call
 
 log = Logger(namespace="spectroreg.tls.server")
@@ -62,6 +62,7 @@ class SourceConnectionCreator:
     def _prepare(self, context):
         if context in self._prepared:
             return context
+        whole_writes(context)
         context.set_tlsext_servername_callback(self._on_server_name)
         context.set_alpn_select_callback(self._select_protocol)
         self._prepared.add(context)
