@@ -134,7 +134,7 @@ def looks_like_http(head):
 
 class _AnswerPlainHTTP:
     """
-    Mixed into Twisted's TLS protocol: looks at the first bytes of the
+    Mixed into our TLS protocol: looks at the first bytes of the
     connection before they go to OpenSSL, and answers plain HTTP itself.
     """
 

@@ -21,7 +21,7 @@ def _socket_of(transport):
     for _ in range(3):
         if isinstance(transport, abstract.FileDescriptor):
             return transport
-        # Twisted's TLS layer wraps the TCP connection that reads.
+        # The TLS layer wraps the TCP connection that reads.
         transport = transport.__dict__.get("transport") if transport is not None else None
     return None
 
@@ -37,8 +37,8 @@ class ReadSizer:
     (Python allocates the whole buffer, then shrinks it): when reads come
     back less than a quarter full the size halves again, and it returns to
     Twisted's own once the body ends. No effect on a transport that is not
-    a socket (in-memory tests); bodies over TLS arrive one record at a time
-    and never look full.
+    a socket (in-memory tests). Over TLS the count is the plaintext of one
+    socket read (the TLS layer decrypts all its records before handing them on).
     """
 
     def __init__(self, transport):

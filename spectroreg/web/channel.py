@@ -441,8 +441,8 @@ class RegistryChannel(DrainingChannelMixin, RequestLineChannel):
         than C{Limits.linger_timeout}.
         """
         self.transport.unregisterProducer()
-        # Twisted's TLS layer passes unknown attributes on to the TCP
-        # connection under it: half-closing that would skip TLS's own close.
+        # The TLS layer (a protocol wrapper) passes unknown attributes on to
+        # the TCP connection under it: half-closing that would skip TLS's own close.
         half_close = None if self.isSecure() else getattr(self.transport, "loseWriteConnection", None)
         if half_close is None:
             # The answer asked the client to close; give it the time.
