@@ -6,7 +6,7 @@ Usage (from the source tree):
 
     python3 bench/compare.py [--quick] [--rounds 3] [--python /usr/bin/python3]
         [--blob-size 32M] [--blobs 4] [--chunk 8M] [--small-blobs 400] [--manifests 40]
-        [--duration 3] [--connections 16,64] [--rows pull,push,small,requests]
+        [--duration 3] [--connections 16,64] [--rows pull,push,small,requests,skopeo]
 
 Starts four servers on 127.0.0.1, each with filesystem storage in its own
 directory under a temporary work directory: spectroreg (``python -m
@@ -24,7 +24,11 @@ against every server of its transport, alternating which goes first:
 - manifest ``GET`` and blob ``HEAD``, plain, at each of CONNECTIONS
   keep-alive connections for DURATION seconds, from two client processes
   (non-blocking sockets, one request at a time per connection; ``--client
-  wrk`` for the GETs with ``wrk``).
+  wrk`` for the GETs with ``wrk``);
+- a real client, plain and TLS: ``skopeo copy`` of an OCI image (BLOBS new
+  gzip layers of BLOB-SIZE) into the registry, then of that image out of it
+  into a ``dir:`` layout (the client's own work counts here: it hashes
+  everything, and writes what it pulls to disk).
 
 Each server's best round is printed per row with the spectroreg/Distribution
 ratio of the best rounds and the median of each round's own ratio (both
@@ -280,6 +284,54 @@ def image_manifest(config, layers):
         "config": {"mediaType": CONFIG_TYPE, "size": config[1], "digest": config[0]},
         "layers": [{"mediaType": LAYER_TYPE, "size": size, "digest": digest} for digest, size in layers],
     }, sort_keys=True).encode()
+
+
+def write_oci_image(path, layers, size):
+    """
+    An OCI image layout at C{path}: LAYERS gzip layers of about SIZE bytes of
+    random data each (already compressed, so skopeo sends them as they are),
+    tagged C{latest}. @return: the bytes of its layers.
+    """
+    import gzip
+
+    blobs = os.path.join(path, "blobs", "sha256")
+    os.makedirs(blobs)
+
+    def put(data):
+        digest = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(blobs, digest), "wb") as f:
+            f.write(data)
+        return {"digest": "sha256:" + digest, "size": len(data)}
+
+    descriptors = [dict(put(gzip.compress(os.urandom(size), compresslevel=1, mtime=0)),
+                        mediaType="application/vnd.oci.image.layer.v1.tar+gzip") for _ in range(layers)]
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descriptors]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": dict(put(config), mediaType="application/vnd.oci.image.config.v1+json"),
+        "layers": descriptors}).encode()
+    index = {"schemaVersion": 2, "manifests": [dict(
+        put(manifest), mediaType="application/vnd.oci.image.manifest.v1+json",
+        annotations={"org.opencontainers.image.ref.name": "latest"})]}
+    with open(os.path.join(path, "index.json"), "w") as f:
+        json.dump(index, f)
+    with open(os.path.join(path, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    return sum(d["size"] for d in descriptors)
+
+
+def skopeo_copy(workdir, source, destination, *flags):
+    """Seconds for one C{skopeo copy} (its own HOME: no blob cache carried between runs)."""
+    home = os.path.join(workdir, "skopeo-home")
+    os.makedirs(home, exist_ok=True)
+    argv = ["skopeo", "--insecure-policy", "copy", "--quiet"] + list(flags) + [source, destination]
+    started = time.monotonic()
+    result = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, HOME=home))
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        raise BenchFailure("skopeo copy {} {}: {}".format(source, destination, result.stderr.strip()[-500:]))
+    return elapsed
 
 
 def run_threads(count, target):
@@ -572,6 +624,28 @@ class Bench:
             return [("", rate, count)]
         return run
 
+    # a real client: skopeo copying an image in and out
+
+    def skopeo_push(self, server, round_index):
+        """skopeo copies an OCI image of BLOBS new gzip layers of BLOB-SIZE into the registry."""
+        layout = os.path.join(self.workdir, "skopeo-image-{}-{}".format(server.name, round_index))
+        total = write_oci_image(layout, self.options.blobs, self.options.blob_size)
+        reference = "docker://127.0.0.1:{}/bench/skopeo{}:latest".format(server.port, round_index)
+        elapsed = skopeo_copy(self.workdir, "oci:{}:latest".format(layout), reference, "--dest-tls-verify=false")
+        shutil.rmtree(layout, ignore_errors=True)
+        return [("", total / elapsed, total)]
+
+    def skopeo_pull(self, server, round_index):
+        """skopeo copies the image its push row put there out of the registry (a dir: layout)."""
+        target = os.path.join(self.workdir, "skopeo-pulled-{}".format(server.name))
+        shutil.rmtree(target, ignore_errors=True)
+        reference = "docker://127.0.0.1:{}/bench/skopeo{}:latest".format(server.port, round_index)
+        elapsed = skopeo_copy(self.workdir, reference, "dir:{}".format(target), "--src-tls-verify=false")
+        total = sum(os.path.getsize(os.path.join(target, name)) for name in os.listdir(target)
+                    if len(name) == 64)
+        shutil.rmtree(target, ignore_errors=True)
+        return [("", total / elapsed, total)]
+
     def rows(self):
         options = self.options
         rows = []
@@ -587,6 +661,11 @@ class Bench:
                                 lambda server, r: self.push(server, r, False)))
                 rows.append(Row("push chunked, {}".format(transport), "MB/s", ("s/GB", 1e9), tls,
                                 lambda server, r: self.push(server, r, True)))
+            if "skopeo" in wanted:
+                rows.append(Row("skopeo copy to the registry, {}".format(transport), "MB/s", ("s/GB", 1e9), tls,
+                                lambda server, r: self.skopeo_push(server, r)))
+                rows.append(Row("skopeo copy from the registry, {}".format(transport), "MB/s", ("s/GB", 1e9),
+                                tls, lambda server, r: self.skopeo_pull(server, r)))
         if "small" in wanted:
             rows.append(Row("many small pushes (8 clients), plain", "/s", ("ms each", 1e3), False,
                             self.small_pushes))
@@ -680,7 +759,8 @@ def parse_options(argv):
     parser.add_argument("--manifests", type=int, default=None, help="manifests per round (40; quick: 10)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per request row (3; quick: 1)")
     parser.add_argument("--connections", default="16,64", help="connection counts of the request rows")
-    parser.add_argument("--rows", default="pull,push,small,requests", help="which rows to run")
+    parser.add_argument("--rows", default="pull,push,small,requests,skopeo",
+                        help="which rows to run (skopeo: only where skopeo is installed)")
     parser.add_argument("--client", choices=("wrk", "python"), default=None,
                         help="client of the manifest GETs: a small Python one (default: two processes of"
                              " non-blocking keep-alive sockets) or wrk; HEADs always use the Python one")
@@ -700,6 +780,9 @@ def parse_options(argv):
     options.duration = options.duration if options.duration is not None else (1.0 if quick else 3.0)
     options.connections = [int(c) for c in options.connections.split(",") if c]
     options.rows = [r for r in options.rows.split(",") if r]
+    if "skopeo" in options.rows and shutil.which("skopeo") is None:
+        print("skopeo is not installed: no skopeo rows (apt-get install skopeo)")
+        options.rows.remove("skopeo")
     options.client = options.client or "python"
     if options.client == "wrk" and not wrk_available():
         parser.error("--client wrk: wrk is not installed (apt-get install wrk)")

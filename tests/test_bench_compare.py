@@ -1,5 +1,6 @@
 """
-``bench/compare.py`` runs end to end: both registries, plain and TLS, every row.
+``bench/compare.py`` runs end to end: both registries, plain and TLS, every row
+(skopeo's too).
 
 Tiny sizes so that it takes seconds; the figures themselves are not checked
 (the machine is shared), only that every row was measured on both servers
@@ -27,6 +28,10 @@ ROWS = [
     "push chunked, plain",
     "push monolithic, TLS",
     "push chunked, TLS",
+    "skopeo copy to the registry, plain",
+    "skopeo copy from the registry, plain",
+    "skopeo copy to the registry, TLS",
+    "skopeo copy from the registry, TLS",
     "many small pushes (8 clients), plain: blobs",
     "many small pushes (8 clients), plain: manifests",
     "manifest GET, 4 connections, plain",
@@ -37,6 +42,7 @@ ROWS = [
 class QuickCompareTests(unittest.TestCase):
     def test_quick_run_measures_every_row_on_both(self):
         registry = require_binary("docker-registry")
+        require_binary("skopeo")
         require_external("spectroreg and docker-registry as servers on 127.0.0.1")
         completed = subprocess.run(
             [sys.executable, SCRIPT, "--quick", "--rounds", "2", "--registry", registry, "--blob-size", "256K",
