@@ -36,8 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests.support.daemon import RegistryDaemon  # noqa: E402
 from tests.support.reference import (  # noqa: E402
     ServerProcess,
-    _wait_for_port,
-    _write_config,
+    wait_for_port,
+    write_config,
     clean_environment,
     reference_config,
 )
@@ -134,7 +134,7 @@ def start_distribution(root, workdir, tls=None, timeout=30.0):
     config["log"] = {"level": "info", "accesslog": {"disabled": True}}  # info: the port line
     if tls is not None:
         config["http"]["tls"] = {"certificate": tls[0], "key": tls[1]}
-    workdir, config_path = _write_config(workdir, "docker-registry", config)
+    workdir, config_path = write_config(workdir, "docker-registry", config)
     log_path = os.path.join(workdir, "docker-registry.log")
     with open(log_path, "ab") as log:
         process = subprocess.Popen([binary, "serve", config_path], stdin=subprocess.DEVNULL,
@@ -143,7 +143,7 @@ def start_distribution(root, workdir, tls=None, timeout=30.0):
     server = ServerProcess("docker-registry", process, "127.0.0.1", None, log_path, root=root,
                            config_path=config_path)
     try:
-        server.port = _wait_for_port(server, timeout)
+        server.port = wait_for_port(server, timeout)
         _wait_answering("{}://127.0.0.1:{}".format("https" if tls else "http", server.port), timeout)
     except BaseException:
         server.kill()

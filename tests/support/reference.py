@@ -171,7 +171,7 @@ def reference_config(root_directory=None, delete=True, htpasswd=None, secret="sp
     return config
 
 
-def _write_config(workdir, name, config):
+def write_config(workdir, name, config):
     """Write C{config} as C{name}.yml in C{workdir} (a new temp dir if None): (workdir, path)."""
     if workdir is None:
         workdir = tempfile.mkdtemp(prefix=name + "-")
@@ -193,7 +193,7 @@ def start_reference(root_directory=None, workdir=None, delete=True, htpasswd=Non
     fails kills what it started.
     """
     binary = require_binary("docker-registry")
-    workdir, config_path = _write_config(
+    workdir, config_path = write_config(
         workdir, "docker-registry", config or reference_config(root_directory, delete, htpasswd))
     log_path = os.path.join(workdir, "docker-registry.log")
     with open(log_path, "ab") as log:
@@ -208,7 +208,7 @@ def start_reference(root_directory=None, workdir=None, delete=True, htpasswd=Non
     server = ServerProcess("docker-registry", process, "127.0.0.1", None, log_path,
                            root=root_directory, config_path=config_path)
     try:
-        server.port = _wait_for_port(server, timeout)
+        server.port = wait_for_port(server, timeout)
         wait_http_ok(server.host, server.port, timeout=timeout, process=process)
     except BaseException as e:
         server.kill()
@@ -216,7 +216,7 @@ def start_reference(root_directory=None, workdir=None, delete=True, htpasswd=Non
     return server
 
 
-def _wait_for_port(server, timeout):
+def wait_for_port(server, timeout):
     """Distribution logs the address it really bound (``http.addr`` port 0)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -237,7 +237,7 @@ def garbage_collect(root_directory, workdir=None, delete_untagged=False, dry_run
     fails. No server may be writing to C{root_directory} meanwhile.
     """
     binary = require_binary("docker-registry")
-    workdir, config_path = _write_config(
+    workdir, config_path = write_config(
         workdir, "garbage-collect", reference_config(root_directory, delete=True))
     argv = [binary, "garbage-collect", config_path]
     if delete_untagged:
