@@ -24,6 +24,20 @@ from spectroreg.storage.errors import StorageError
 DEFAULT_CHUNK_SIZE = 256 * 1024
 
 
+def settle(deferred, written, failure, path):
+    """
+    Fire a download producer's C{deferred}: with the bytes C{written}, or
+    with C{failure} as the producer's callers expect it (L{ConnectionDone}
+    when the client went away, L{StorageError} for anything else).
+    """
+    if failure is None:
+        deferred.callback(written)
+        return
+    if not failure.check(StorageError, ConnectionDone):
+        failure = Failure(StorageError("read failed: {}".format(failure.getErrorMessage()), path))
+    deferred.errback(failure)
+
+
 @implementer(IPushProducer)
 class ChunkProducer:
     """
@@ -160,10 +174,4 @@ class ChunkProducer:
                 self._consumer.unregisterProducer()
             except Exception:
                 pass
-        if failure is None:
-            self.deferred.callback(self.written)
-        else:
-            if not failure.check(StorageError, ConnectionDone):
-                failure = Failure(StorageError(
-                    "read failed: {}".format(failure.getErrorMessage()), self._path))
-            self.deferred.errback(failure)
+        settle(self.deferred, self.written, failure, self._path)

@@ -50,6 +50,7 @@ from twisted.internet.interfaces import IPushProducer, ISSLTransport, IWriteDesc
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from spectroreg.storage._producer import settle
 from spectroreg.storage.errors import StorageError
 from spectroreg.web.drain import IDrainingChannel, NotDrainable
 
@@ -368,13 +369,7 @@ class SendfileProducer:
                 self._request.unregisterProducer()
             except Exception:
                 pass
-        if failure is None:
-            self.deferred.callback(self.written)
-        else:
-            if not failure.check(StorageError, ConnectionDone):
-                failure = Failure(StorageError(
-                    "read failed: {}".format(failure.getErrorMessage()), self._path))
-            self.deferred.errback(failure)
+        settle(self.deferred, self.written, failure, self._path)
 
 
 def _read_into_cache(fd, offset, length):
