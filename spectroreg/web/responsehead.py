@@ -1,0 +1,61 @@
+"""
+A response's head as bytes, for the channel.
+
+Twisted 22.4's request hands its channel the headers as a list of pairs,
+and the channel copies them into a new C{Headers} (lower-casing,
+checking and sanitising each name and value again) to spell each name in
+its canonical capitalisation, on every response. Here the head is made in
+one pass, to the same bytes: values with their line breaks turned into
+spaces as Twisted does, names grouped as a C{Headers} groups them, each
+name spelt as Twisted's C{Headers} spells it, which is worked out once per
+name (and kept in a bounded map: names come from the registry and its
+configuration, not from clients).
+"""
+
+from twisted.web.http_headers import Headers
+
+from spectroreg.bounded import LRU
+
+_SPELLINGS = LRU(512)
+
+
+def _sanitized(value):
+    return b" ".join(value.splitlines())
+
+
+def spelling(name):
+    """
+    How Twisted writes header C{name} (lower-case bytes, sanitised) in a
+    response: its canonical capitalisation.
+    """
+    spelt = _SPELLINGS.get(name)
+    if spelt is None:
+        spelt = next(iter(Headers({name: [b""]}).getAllRawHeaders()))[0]
+        _SPELLINGS.put(name, spelt)
+    return spelt
+
+
+def response_head(version, code, reason, headers):
+    """
+    The bytes of a response head: the status line, C{headers} (pairs of
+    name and value, bytes or str) and the blank line, as a list of bytes.
+    """
+    grouped = {}
+    for name, value in headers:
+        if isinstance(name, str):
+            name = name.encode("iso-8859-1")
+        if isinstance(value, str):
+            value = value.encode("utf8")
+        key = _sanitized(name.lower())
+        values = grouped.get(key)
+        if values is None:
+            grouped[key] = [_sanitized(value)]
+        else:
+            values.append(_sanitized(value))
+    head = [version + b" " + code + b" " + reason + b"\r\n"]
+    for key, values in grouped.items():
+        name = spelling(key)
+        for value in values:
+            head.append(name + b": " + value + b"\r\n")
+    head.append(b"\r\n")
+    return head
