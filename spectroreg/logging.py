@@ -102,6 +102,9 @@ _PLAIN_TEXT = re.compile(r"(?:[^\W_]|[-._/:@+])+\Z")
 
 
 def _text_value(value):
+    if type(value) is int:
+        # Digits and a sign: always plain (statuses, byte counts).
+        return str(value)
     text = value if isinstance(value, str) else str(value)
     if _PLAIN_TEXT.match(text):
         return text
@@ -159,10 +162,11 @@ class RegistryLogObserver:
         stream = self._stream
         if stream is None:
             stream = sys.stdout
+            real = getattr(sys, "__stdout__", None)
             # Under twistd, sys.stdout may be redirected into the log system
             # itself; writing there would loop.
-            if getattr(stream, "log", None) is not None and hasattr(sys, "__stdout__"):
-                stream = sys.__stdout__
+            if stream is not real and getattr(stream, "log", None) is not None and hasattr(sys, "__stdout__"):
+                stream = real
         return stream
 
     def wants(self, event):

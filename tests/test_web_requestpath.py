@@ -129,6 +129,7 @@ HEADS = [
     [(b"X-Dup", b"a"), (b"Other", b"b"), (b"x-dup", b"c"), (b"X-DUP", b"d")],
     [(b"Location", b"/a\r\nInjected: 1"), (b"X-Lines", b"a\nb\rc")],
     [("X-Str", "caf\u00e9"), (b"transfer-encoding", b"chunked"), (b"Set-Cookie", b"a=b")],
+    [("X-Str", "a\nb"), (b"Y", b"\r")],
 ]
 
 
@@ -143,6 +144,11 @@ class ResponseHeadTests(unittest.SynchronousTestCase):
         for pairs in HEADS:
             ours = b"".join(response_head(b"HTTP/1.1", b"200", b"OK", pairs))
             self.assertEqual(ours, self.twisted_writes(pairs), pairs)
+
+    def test_no_line_injected_by_a_name(self):
+        head = b"".join(response_head(b"HTTP/1.1", b"200", b"OK", [(b"X\r\nInjected", b"1"), (b"Y", b"2")]))
+        self.assertEqual(head.count(b"\r\n"), 4, head)
+        self.assertNotIn(b"\nInjected", head)
 
     def test_channel_writes_pairs_and_headers(self):
         for pairs in HEADS:

@@ -96,24 +96,20 @@ def _parse_n(request, maximum=None):
     return n
 
 
-def _match(request):
+def _match(request, context=None):
     """
     The L{RouteMatch} of C{request}'s path: matched on first use (the body
-    policy or the answer, whichever comes first), kept in its context.
+    policy or the answer, whichever comes first), kept in its context
+    (C{context}, when the caller has it at hand).
     """
-    context = IRequestContext(request)
+    if context is None:
+        context = IRequestContext(request)
     if context.route is None:
         try:
             context.route = RouteMatch(routes.match(_segments(request)))
         except RegistryError as error:
             context.route = RouteMatch(None, error)
     return context.route
-
-
-def _route_name(request):
-    """The route's name for metrics, None when the path matches no route."""
-    route = _match(request).route
-    return route.name if route is not None else None
 
 
 def _range(request, size):
@@ -233,10 +229,11 @@ class RegistryAPI(resource.Resource):
 
     async def _handle(self, request):
         request.setHeader(*API_VERSION)
+        context = IRequestContext(request)
         try:
-            await IRequestContext(request).body_checked()
+            await context.body_checked()
             await self._authenticate(request)
-            found = _match(request)
+            found = _match(request, context)
             if found.error is not None:
                 raise found.error
             route = found.route
@@ -255,7 +252,10 @@ class RegistryAPI(resource.Resource):
                 error = internal_error()
             self._send_error(request, error)
         finally:
-            self._metrics.request_done(request, _route_name(request), request.method.decode("latin-1"))
+            # The route's name for metrics, None when the path matches no route.
+            route = _match(request, context).route
+            self._metrics.request_done(request, route.name if route is not None else None,
+                                       request.method.decode("latin-1"))
 
     def _send(self, request, status, body=b"", headers=(), content_type=None):
         if is_gone(request):

@@ -23,6 +23,10 @@ def _sanitized(value):
     return b" ".join(value.splitlines())
 
 
+def _bytes(text, encoding):
+    return text.encode(encoding) if isinstance(text, str) else text
+
+
 def spelling(name):
     """
     How Twisted writes header C{name} (lower-case bytes, sanitised) in a
@@ -30,7 +34,11 @@ def spelling(name):
     """
     spelt = _SPELLINGS.get(name)
     if spelt is None:
-        spelt = next(iter(Headers({name: [b""]}).getAllRawHeaders()))[0]
+        try:
+            spelt = next(iter(Headers({name: [b""]}).getAllRawHeaders()))[0]
+        except ValueError:
+            # A name Twisted 26 refuses (it never makes such a head itself).
+            return name
         _SPELLINGS.put(name, spelt)
     return spelt
 
@@ -40,18 +48,26 @@ def response_head(version, code, reason, headers):
     The bytes of a response head: the status line, C{headers} (pairs of
     name and value, bytes or str) and the blank line, as a list of bytes.
     """
+    if not isinstance(headers, list):
+        headers = list(headers)
     grouped = {}
     for name, value in headers:
         if isinstance(name, str):
             name = name.encode("iso-8859-1")
         if isinstance(value, str):
             value = value.encode("utf8")
-        key = _sanitized(name.lower())
+        key = name.lower()
         values = grouped.get(key)
         if values is None:
-            grouped[key] = [_sanitized(value)]
+            grouped[key] = [value]
         else:
-            values.append(_sanitized(value))
+            values.append(value)
+    everything = b"".join(grouped) + b"".join(b"".join(values) for values in grouped.values())
+    if b"\r" in everything or b"\n" in everything:
+        # Rare: each name and value sanitised, then grouped again.
+        return response_head(version, code, reason, [
+            (_sanitized(_bytes(name, "iso-8859-1")), _sanitized(_bytes(value, "utf8"))) for name, value in headers
+        ])
     head = [version + b" " + code + b" " + reason + b"\r\n"]
     for key, values in grouped.items():
         name = spelling(key)
