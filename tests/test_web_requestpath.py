@@ -19,7 +19,7 @@ from spectroreg.logging import publish
 from spectroreg.web.interfaces import IRequestContext
 from spectroreg.web.limits import Limits
 from spectroreg.web.responsehead import response_head
-from spectroreg.web.site import RegistrySite, SiteRequest
+from spectroreg.web.site import RegistrySite, SiteRequest, http_date
 
 
 class Answer(resource.Resource):
@@ -43,7 +43,7 @@ class RecordingClock(Clock):
 
 
 class ChannelTests(unittest.TestCase):
-    def connect(self, limits=Limits(header_timeout=5.0, idle_timeout=60.0)):
+    def connect(self, limits=Limits(header_timeout=5.0, idle_timeout=60.0), headers=None):
         self.clock = RecordingClock()
         self.made = []
 
@@ -53,7 +53,7 @@ class ChannelTests(unittest.TestCase):
             return request
 
         site = RegistrySite(Answer(), request_factory=requests, access_log=False, limits=limits,
-                            reactor=self.clock)
+                            reactor=self.clock, headers=headers)
         channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
         channel.callLater = self.clock.callLater
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1234))
@@ -118,6 +118,38 @@ class ChannelTests(unittest.TestCase):
         self.assertFalse(IRequestContext(request).disconnected)
         channel.connectionLost(None)
         self.assertTrue(IRequestContext(request).disconnected)
+
+
+    def test_date_and_no_server_header(self):
+        channel, transport = self.connect()
+        before = http_date()
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = transport.value().split(b"\r\n\r\n")[0].split(b"\r\n")
+        self.assertEqual(head[0], b"HTTP/1.1 200 OK")
+        self.assertIn(head[1], [b"Date: " + before, b"Date: " + http_date()])
+        self.assertEqual([line for line in head if line.lower().startswith(b"server:")], [])
+
+    def test_configured_server_header(self):
+        channel, transport = self.connect(headers={"Server": "registry", "X-Other": ["a", "b"]})
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = transport.value().split(b"\r\n\r\n")[0].split(b"\r\n")
+        self.assertEqual(head[1:4], [b"Server: registry", b"X-Other: a", b"X-Other: b"])
+        self.assertTrue(head[4].startswith(b"Date: "), head)
+
+    def test_star_answered_as_twisted_does(self):
+        channel, transport = self.connect()
+        channel.dataReceived(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK"), transport.value())
+        transport.clear()
+        channel.dataReceived(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 405 "), transport.value())
+        self.assertIn(b"Allow: OPTIONS", transport.value())
+        self.assertNotIn(b"Server:", transport.value())
+
+    def test_http_date_once_per_second(self):
+        self.assertEqual(http_date(1e9), http.datetimeToString(1e9))
+        self.assertIs(http_date(1e9 + 0.5), http_date(1e9 + 0.9))
+        self.assertEqual(http_date(1e9 + 1), http.datetimeToString(1e9 + 1))
 
 
 # Pairs as Twisted 22.4's Request.write hands them to its channel.

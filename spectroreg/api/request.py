@@ -404,7 +404,7 @@ class RegistryRequest(SiteRequest):
             self.write(answer)
             self.finish()
             return
-        Request.process(self)
+        SiteRequest.process(self)
 
     def connectionLost(self, reason):
         stream = IRequestContext(self).body.stream

@@ -18,10 +18,13 @@ On top of twisted.web's HTTP/1.1 server this adds:
 The channel (limits, deadlines, request bodies) is L{spectroreg.web.channel}.
 """
 
+import time
 from urllib.parse import parse_qsl, quote
 
 from twisted.internet import defer
 from twisted.logger import LogLevel, Logger
+from twisted.python.failure import Failure
+from twisted.web.http import datetimeToString, unquote
 from twisted.web.resource import getChildForRequest
 from twisted.web.server import Request, Site, version as _TWISTED_SERVER
 
@@ -87,6 +90,18 @@ def _server_header(headers):
     return found
 
 
+# (whole second, its Date header value): many answers share a second.
+_last_date = [None, b""]
+
+
+def http_date(now=None):
+    """The Date header value for C{now} (time.time() when None), made once per second."""
+    whole = int(time.time() if now is None else now)
+    if _last_date[0] != whole:
+        _last_date[:] = [whole, datetimeToString(whole)]
+    return _last_date[1]
+
+
 class SiteRequest(Request):
     """
     The Site's requests: Twisted's, without its Server header, each with
@@ -103,6 +118,24 @@ class SiteRequest(Request):
         if message is None:
             message = reason_phrase(code)
         Request.setResponseCode(self, code, message)
+
+    def process(self):
+        """
+        Twisted's C{Request.process}, without what the registry does not
+        use: no Server header (Twisted names itself; see L{write}), no
+        encoding resources (none in the tree); the Date header made once
+        per second. The C{*} path is Twisted's to answer.
+        """
+        if self.path == b"*":
+            return Request.process(self)
+        self.site = self.channel.site
+        self.setHeader(b"date", http_date())
+        self.prepath = []
+        self.postpath = list(map(unquote, self.path[1:].split(b"/")))
+        try:
+            self.render(self.site.getResourceFor(self))
+        except BaseException:
+            self.processingFailed(Failure())
 
     def write(self, data):
         if not self.startedWriting:
