@@ -182,6 +182,15 @@ class ResponseHeadTests(unittest.SynchronousTestCase):
         self.assertEqual(head.count(b"\r\n"), 4, head)
         self.assertNotIn(b"\nInjected", head)
 
+    def test_reason_with_a_line_break(self):
+        # Written as Twisted writes it (the headers are what is sanitised).
+        pairs = [(b"X", b"a\nb")]
+        ours = b"".join(response_head(b"HTTP/1.1", b"200", b"O\nK", pairs))
+        channel = http.HTTPChannel()
+        channel.transport = StringTransport()
+        channel.writeHeaders(b"HTTP/1.1", b"200", b"O\nK", pairs)
+        self.assertEqual(ours, channel.transport.value())
+
     def test_channel_writes_pairs_and_headers(self):
         for pairs in HEADS:
             site = RegistrySite(Answer(), access_log=False, reactor=Clock())

@@ -32,7 +32,7 @@ def spelling(name):
     How Twisted writes header C{name} (lower-case bytes, sanitised) in a
     response: its canonical capitalisation.
     """
-    spelt = _SPELLINGS.get(name)
+    spelt = _SPELLINGS.peek(name)
     if spelt is None:
         try:
             spelt = next(iter(Headers({name: [b""]}).getAllRawHeaders()))[0]
@@ -43,6 +43,30 @@ def spelling(name):
     return spelt
 
 
+def _grouped(headers):
+    # As a Headers groups them: by lower-case name, in order of first use.
+    grouped = {}
+    for name, value in headers:
+        if name.__class__ is not bytes or value.__class__ is not bytes:
+            name, value = _bytes(name, "iso-8859-1"), _bytes(value, "utf8")
+        key = name.lower()
+        values = grouped.get(key)
+        if values is None:
+            grouped[key] = [value]
+        else:
+            values.append(value)
+    return grouped
+
+
+def _header_lines(grouped):
+    lines = []
+    for key, values in grouped.items():
+        name = spelling(key)
+        for value in values:
+            lines.append(name + b": " + value + b"\r\n")
+    return lines
+
+
 def response_head(version, code, reason, headers):
     """
     The bytes of a response head: the status line, C{headers} (pairs of
@@ -50,28 +74,13 @@ def response_head(version, code, reason, headers):
     """
     if not isinstance(headers, list):
         headers = list(headers)
-    grouped = {}
-    for name, value in headers:
-        if isinstance(name, str):
-            name = name.encode("iso-8859-1")
-        if isinstance(value, str):
-            value = value.encode("utf8")
-        key = name.lower()
-        values = grouped.get(key)
-        if values is None:
-            grouped[key] = [value]
-        else:
-            values.append(value)
-    everything = b"".join(grouped) + b"".join(b"".join(values) for values in grouped.values())
-    if b"\r" in everything or b"\n" in everything:
-        # Rare: each name and value sanitised, then grouped again.
-        return response_head(version, code, reason, [
-            (_sanitized(_bytes(name, "iso-8859-1")), _sanitized(_bytes(value, "utf8"))) for name, value in headers
-        ])
-    head = [version + b" " + code + b" " + reason + b"\r\n"]
-    for key, values in grouped.items():
-        name = spelling(key)
-        for value in values:
-            head.append(name + b": " + value + b"\r\n")
-    head.append(b"\r\n")
-    return head
+    status = version + b" " + code + b" " + reason + b"\r\n"
+    lines = _header_lines(_grouped(headers))
+    fields = b"".join(lines)
+    # Each line ends with the one line break it should hold: no name or
+    # value held one.
+    if fields.count(b"\n") == len(lines) and fields.count(b"\r") == len(lines):
+        return [status, fields, b"\r\n"]
+    # Rare: each name and value sanitised, then grouped again.
+    sanitised = [(_sanitized(_bytes(n, "iso-8859-1")), _sanitized(_bytes(v, "utf8"))) for n, v in headers]
+    return [status] + _header_lines(_grouped(sanitised)) + [b"\r\n"]
