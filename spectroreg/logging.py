@@ -97,8 +97,9 @@ def _event_level(event):
     return level
 
 
-# Letters and digits (str.isalnum: \\w without "_") and "-._/:@+": written as they are.
-_PLAIN_TEXT = re.compile(r"(?:[^\W_]|[-._/:@+])+\Z")
+# Letters, digits and "-._/:@+" (\\w and "-./:@+"): written as they are. One
+# character class, not an alternation: several fields of every access-log line.
+_PLAIN_TEXT = re.compile(r"[\w./:@+-]+\Z")
 
 
 def _text_value(value):
