@@ -26,6 +26,7 @@ import logging as _stdlib_logging
 import re
 import sys
 import time
+from json.encoder import encode_basestring_ascii as _json_string
 
 from twisted.logger import ILogObserver, LogLevel, formatEvent
 from zope.interface import implementer
@@ -71,6 +72,23 @@ def _timestamp(seconds):
     return _last_second[1] + ".%03dZ" % (millis,)
 
 
+def publish(logger, level, log_format, event):
+    """
+    What C{logger.emit(level, log_format, **event)} does, for a C{level}
+    known to be one of L{LogLevel}'s, without its checks: the access log
+    sends one event per request. C{event} becomes the event.
+    """
+    event["log_logger"] = logger
+    event["log_level"] = level
+    event["log_namespace"] = logger.namespace
+    event["log_source"] = logger.source
+    event["log_format"] = log_format
+    event["log_time"] = time.time()
+    if "log_trace" in event:
+        event["log_trace"].append((logger, logger.observer))
+    logger.observer(event)
+
+
 def _event_level(event):
     level = event.get("log_level")
     if level is None:
@@ -79,15 +97,19 @@ def _event_level(event):
     return level
 
 
-# Letters and digits (str.isalnum: \\w without "_") and "-._/:@+": written as they are.
-_PLAIN_TEXT = re.compile(r"(?:[^\W_]|[-._/:@+])+\Z")
+# Letters, digits and "-._/:@+" (\\w and "-./:@+"): written as they are. One
+# character class, not an alternation: several fields of every access-log line.
+_PLAIN_TEXT = re.compile(r"[\w./:@+-]+\Z")
 
 
 def _text_value(value):
+    if type(value) is int:
+        # Digits and a sign: always plain (statuses, byte counts).
+        return str(value)
     text = value if isinstance(value, str) else str(value)
     if _PLAIN_TEXT.match(text):
         return text
-    return json.dumps(text)
+    return _json_string(text)
 
 
 def _message(event):
@@ -141,10 +163,11 @@ class RegistryLogObserver:
         stream = self._stream
         if stream is None:
             stream = sys.stdout
+            real = getattr(sys, "__stdout__", None)
             # Under twistd, sys.stdout may be redirected into the log system
             # itself; writing there would loop.
-            if getattr(stream, "log", None) is not None and hasattr(sys, "__stdout__"):
-                stream = sys.__stdout__
+            if stream is not real and getattr(stream, "log", None) is not None and hasattr(sys, "__stdout__"):
+                stream = real
         return stream
 
     def wants(self, event):
@@ -180,17 +203,14 @@ class RegistryLogObserver:
             except Exception:  # a broken failure must still be logged
                 extra["error"] = repr(failure)
         if self.formatter == "text":
-            parts = [
-                "time=" + json.dumps(_timestamp(when)),
-                "level=" + level,
-                "msg=" + json.dumps(message),
-            ]
+            # json.dumps of a str is this function, without its Python layers.
+            parts = ['time="' + _timestamp(when) + '"', "level=" + level, "msg=" + _json_string(message)]
             for key in sorted(extra):
                 value = extra[key]
                 if key == "error":
                     # One line per event, even with a traceback.
                     value = str(value).strip().replace("\n", " | ")
-                parts.append("{}={}".format(key, _text_value(value)))
+                parts.append(key + "=" + _text_value(value))
             return " ".join(parts)
         if self.formatter == "json":
             record = {"time": _timestamp(when), "level": level, "msg": message}

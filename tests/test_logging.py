@@ -174,7 +174,8 @@ class FastFormattingTests(unittest.TestCase):
             return bool(text) and all(c.isalnum() or c in "-._/:@+" for c in text)
 
         for value in ["", "abc", "a_b", "é1", "x y", "a\nb", "/v2/a:b@c+d.e-f", 200, 0.5, "٣", "ß", "a\u00b2",
-                      "tab\t", "x\u2028", 'quote"', "=", "sha256:0f"]:
+                      "tab\t", "x\u2028", 'quote"', "=", "sha256:0f", "x\u0301", "\u00aa", "_", "-", "+@",
+                      "a\u00a0b", "\u2160", "\U0001d7d8", "a,b", "a;b", "~"] + [chr(c) for c in range(0x3000)]:
             text = value if isinstance(value, str) else str(value)
             expected = text if written_as_is(text) else json.dumps(text)
             self.assertEqual(_text_value(value), expected, value)

@@ -24,6 +24,7 @@ from spectroreg.registry.manifests import OCI_MANIFEST
 from spectroreg.web.channel import RegistryChannel
 from spectroreg.web.context import RequestContext, context_of, is_gone
 from spectroreg.web.interfaces import IRequestBodyPolicy, IRequestContext
+from spectroreg.web import site as web_site
 from spectroreg.web.site import RegistrySite
 from tests.support.asynctest import async_test
 
@@ -152,6 +153,7 @@ class OnceTests(DaemonRequestTestCase):
 
         self.patch(routes, "match", counting_match)
         self.patch(web_resource, "getChildForRequest", counting_walk)
+        self.patch(web_site, "getChildForRequest", counting_walk)
 
     @async_test
     async def test_tree_walked_and_route_matched_once_per_request(self):

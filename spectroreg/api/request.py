@@ -33,8 +33,8 @@ import io
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
 from twisted.web.http import parse_qs, unquote
+from twisted.web.server import Request
 
 from spectroreg.bounded import Waiters
 from spectroreg.web.errordoc import error_body
@@ -340,7 +340,7 @@ class RegistryRequest(SiteRequest):
         context = IRequestContext(self)
         if length == 0 and context.method in _NO_BODY_METHODS:
             # Nothing to stream or cap.
-            server.Request.gotLength(self, length)
+            Request.gotLength(self, length)
             return
         try:
             policy = self._claimed_body(context)
@@ -348,7 +348,7 @@ class RegistryRequest(SiteRequest):
             log.failure("deciding what to do with a request body")
             policy = None
         if policy is _UNKNOWN:
-            server.Request.gotLength(self, length)
+            Request.gotLength(self, length)
             return
         body = context.body
         body.claimed = policy is not None
@@ -365,7 +365,7 @@ class RegistryRequest(SiteRequest):
         if length is not None and length > body.cap:
             self._too_large()
             return
-        server.Request.gotLength(self, length)
+        Request.gotLength(self, length)
         if check is not None and length != 0:
             self._check_body(check)
 
@@ -385,13 +385,13 @@ class RegistryRequest(SiteRequest):
         if body.cap is not None and body.size > body.cap:
             self._too_large()
             return
-        server.Request.handleContentChunk(self, data)
+        Request.handleContentChunk(self, data)
 
     def requestReceived(self, command, path, version):
         stream = IRequestContext(self).body.stream
         if stream is not None:
             stream.end()
-        server.Request.requestReceived(self, command, path, version)
+        Request.requestReceived(self, command, path, version)
 
     def process(self):
         body = IRequestContext(self).body
@@ -404,7 +404,7 @@ class RegistryRequest(SiteRequest):
             self.write(answer)
             self.finish()
             return
-        server.Request.process(self)
+        SiteRequest.process(self)
 
     def connectionLost(self, reason):
         stream = IRequestContext(self).body.stream

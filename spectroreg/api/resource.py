@@ -43,10 +43,16 @@ from spectroreg.web.query import query_arg
 
 log = Logger()
 
-API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
+# Header names and constant values as bytes: Twisted takes them as they are.
+API_VERSION = (b"Docker-Distribution-API-Version", b"registry/2.0")
 COPY_CHUNK = 64 * 1024
 CATALOG_DEFAULT_PAGE = 100
 OCTET_STREAM = "application/octet-stream"
+_BLOB_HEADERS = (
+    (b"Accept-Ranges", b"bytes"),
+    (b"Cache-Control", b"max-age=31536000"),
+    (b"Content-Type", OCTET_STREAM.encode("ascii")),
+)
 
 
 def _header(request, name, error):
@@ -90,12 +96,14 @@ def _parse_n(request, maximum=None):
     return n
 
 
-def _match(request):
+def _match(request, context=None):
     """
     The L{RouteMatch} of C{request}'s path: matched on first use (the body
-    policy or the answer, whichever comes first), kept in its context.
+    policy or the answer, whichever comes first), kept in its context
+    (C{context}, when the caller has it at hand).
     """
-    context = IRequestContext(request)
+    if context is None:
+        context = IRequestContext(request)
     if context.route is None:
         try:
             context.route = RouteMatch(routes.match(_segments(request)))
@@ -104,10 +112,17 @@ def _match(request):
     return context.route
 
 
-def _route_name(request):
-    """The route's name for metrics, None when the path matches no route."""
-    route = _match(request).route
-    return route.name if route is not None else None
+def _range(request, size):
+    """The (offset, length) the Range header asks of C{size} bytes, or None for all."""
+    unsatisfiable = APIError(
+        "SIZE_INVALID", status=416, detail="requested range not satisfiable",
+        message="requested range not satisfiable",
+        headers=[("Content-Range", "bytes */{}".format(size))],
+    )
+    try:
+        return parse_range(_header(request, "range", unsatisfiable), size)
+    except RangeNotSatisfiable:
+        raise unsatisfiable
 
 
 def _page(items, n, last):
@@ -142,6 +157,11 @@ class RegistryAPI(resource.Resource):
         self._reactor = reactor
         catalog = getattr(settings, "catalog", None)
         self._catalog_max = catalog.maxentries if catalog is not None else 1000
+        # (route name, method) -> handler; HEAD is answered by the GET handler.
+        self._handlers = {
+            (name, method): getattr(self, "_{}_{}".format(name, method.lower().replace("head", "get")))
+            for name, methods in routes.METHODS.items() for method in methods
+        }
 
     # -- entry points ---------------------------------------------------
 
@@ -209,19 +229,20 @@ class RegistryAPI(resource.Resource):
 
     async def _handle(self, request):
         request.setHeader(*API_VERSION)
+        context = IRequestContext(request)
         try:
-            await IRequestContext(request).body_checked()
+            await context.body_checked()
             await self._authenticate(request)
-            found = _match(request)
+            found = _match(request, context)
             if found.error is not None:
                 raise found.error
             route = found.route
             if route is None:
                 raise routes.no_route()
             method = request.method.decode("ascii", "replace")
-            if method not in routes.METHODS[route.name]:
+            handler = self._handlers.get((route.name, method))
+            if handler is None:
                 raise RegistryError("UNSUPPORTED", detail="{} is not supported here".format(method))
-            handler = getattr(self, "_{}_{}".format(route.name, method.lower().replace("head", "get")))
             await handler(request, route)
         except Exception as exception:
             error = as_api_error(exception, self._authenticator)
@@ -231,7 +252,10 @@ class RegistryAPI(resource.Resource):
                 error = internal_error()
             self._send_error(request, error)
         finally:
-            self._metrics.request_done(request, _route_name(request), request.method.decode("latin-1"))
+            # The route's name for metrics, None when the path matches no route.
+            route = _match(request, context).route
+            self._metrics.request_done(request, route.name if route is not None else None,
+                                       request.method.decode("latin-1"))
 
     def _send(self, request, status, body=b"", headers=(), content_type=None):
         if is_gone(request):
@@ -240,8 +264,8 @@ class RegistryAPI(resource.Resource):
         for name, value in headers:
             request.setHeader(name, value)
         if content_type is not None:
-            request.setHeader("Content-Type", content_type)
-        request.setHeader("Content-Length", str(len(body)))
+            request.setHeader(b"Content-Type", content_type)
+        request.setHeader(b"Content-Length", b"%d" % (len(body),))
         if body and request.method != b"HEAD":
             request.write(body)
         request.finish()
@@ -331,11 +355,7 @@ class RegistryAPI(resource.Resource):
     async def _manifest_get(self, request, route):
         reference = self._reference(route)
         record = await self._registry.manifests.get(route.repository, reference)
-        headers = [
-            ("Docker-Content-Digest", str(record.digest)),
-            ("Etag", '"{}"'.format(record.digest)),
-        ]
-        self._send(request, 200, record.body, headers, record.media_type)
+        self._send(request, 200, record.body, record.headers)
         if request.method == b"GET":
             self._events.manifest_pulled(request, route, record)
 
@@ -390,37 +410,23 @@ class RegistryAPI(resource.Resource):
                 self._send(request, 307, b"", [("Location", url), ("Docker-Content-Digest", str(digest))])
                 self._events.blob_pulled(request, route, descriptor)
                 return
-        headers = [
-            ("Docker-Content-Digest", str(digest)),
-            ("Etag", '"{}"'.format(digest)),
-            ("Accept-Ranges", "bytes"),
-            ("Cache-Control", "max-age=31536000"),
-            ("Content-Type", OCTET_STREAM),
-        ]
-        unsatisfiable = APIError(
-            "SIZE_INVALID", status=416, detail="requested range not satisfiable",
-            message="requested range not satisfiable",
-            headers=[("Content-Range", "bytes */{}".format(descriptor.size))],
-        )
-        try:
-            span = parse_range(_header(request, "range", unsatisfiable), descriptor.size)
-        except RangeNotSatisfiable:
-            raise unsatisfiable
+        text = str(digest).encode("ascii")
+        headers = [(b"Docker-Content-Digest", text), (b"Etag", b'"' + text + b'"')]
+        headers.extend(_BLOB_HEADERS)
         status, offset, length = 200, 0, descriptor.size
-        if span is not None:
-            status, (offset, length) = 206, span
-            headers.append(("Content-Range", "bytes {}-{}/{}".format(offset, offset + length - 1, descriptor.size)))
-        if is_head:
-            request.setResponseCode(status)
-            for name, value in headers:
-                request.setHeader(name, value)
-            request.setHeader("Content-Length", str(length))
-            request.finish()
-            return
+        raw_range = request.requestHeaders.getRawHeaders(b"range")
+        if raw_range is not None:
+            span = _range(request, descriptor.size)
+            if span is not None:
+                status, (offset, length) = 206, span
+                headers.append((b"Content-Range", b"bytes %d-%d/%d" % (offset, offset + length - 1, descriptor.size)))
         request.setResponseCode(status)
         for name, value in headers:
             request.setHeader(name, value)
-        request.setHeader("Content-Length", str(length))
+        request.setHeader(b"Content-Length", b"%d" % (length,))
+        if is_head:
+            request.finish()
+            return
         try:
             await self._registry.blobs.read(digest, request, offset, length)
         except (ConnectionDone, ConnectionLost):

@@ -22,14 +22,25 @@ _CLAIM_ATTEMPTS = 3
 
 
 class ManifestRecord:
-    """A stored manifest: its bytes, digest and the media type it is served with."""
+    """
+    A stored manifest: its bytes, digest and the media type it is served with.
 
-    __slots__ = ("body", "digest", "media_type")
+    @ivar headers: the response headers naming it (name, value bytes), made
+        once: a cached record answers many GETs.
+    """
+
+    __slots__ = ("body", "digest", "media_type", "headers")
 
     def __init__(self, body, digest, media_type):
         self.body = body
         self.digest = digest
         self.media_type = media_type
+        text = str(digest).encode("ascii")
+        self.headers = (
+            (b"Docker-Content-Digest", text),
+            (b"Etag", b'"' + text + b'"'),
+            (b"Content-Type", media_type.encode("utf-8")),
+        )
 
     @property
     def size(self):

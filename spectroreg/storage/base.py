@@ -24,6 +24,7 @@ from spectroreg.storage.interfaces import IHashingWriter, IStorageDriver
 log = Logger()
 
 PATH_PATTERN = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+_VALID_PATH = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._-]+)+")
 
 
 def check_path(path, directory=False):
@@ -37,13 +38,11 @@ def check_path(path, directory=False):
         raise InvalidPath(path)
     if directory and path == "/":
         return
-    if PATH_PATTERN.fullmatch(path) is None:
+    # One match (every storage call checks its path): the pattern, without
+    # "." and ".." segments, which a driver mapping paths onto a real tree
+    # must never see.
+    if _VALID_PATH.fullmatch(path) is None:
         raise InvalidPath(path)
-    # The pattern allows "." and ".." as segments; a driver mapping paths
-    # onto a real tree must never see them.
-    for segment in path.split("/")[1:]:
-        if segment in (".", ".."):
-            raise InvalidPath(path)
 
 
 def _passes_through(failure):

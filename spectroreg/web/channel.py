@@ -28,6 +28,7 @@ from spectroreg.web.drain import DrainingChannelMixin
 from spectroreg.web.headers import is_valid_host_header
 from spectroreg.web.interfaces import IRequestBodyControl, IRequestContext
 from spectroreg.web.numbers import parse_decimal
+from spectroreg.web.responsehead import response_head
 from spectroreg.web.status import reason_phrase
 
 _log = Logger(namespace="spectroreg.web")
@@ -102,6 +103,7 @@ class RegistryChannel(DrainingChannelMixin, RequestLineChannel):
     _head_deadline = None
     _awaiting_request_line = True
     _rejected = False
+    _lost = False
     _draining = False
     _local_address = None
     _parsing = 0
@@ -143,6 +145,7 @@ class RegistryChannel(DrainingChannelMixin, RequestLineChannel):
         return self._local_address
 
     def connectionLost(self, reason):
+        self._lost = True
         self._cancel_deadline()
         self._cancel_linger()
         try:
@@ -153,8 +156,14 @@ class RegistryChannel(DrainingChannelMixin, RequestLineChannel):
     # -- request heads -----------------------------------------------------
 
     def _start_head(self):
+        # The deadline is armed once the bytes at hand are parsed
+        # (L{_arm_deadline}): most heads arrive whole, and then need none.
         self._head_started = True
         self._head_size = 0
+
+    def _arm_deadline(self):
+        if not self._head_started or self._head_deadline is not None or self._rejected or self._lost:
+            return
         timeout = self.factory.limits.header_timeout
         if timeout:
             self._head_deadline = self.callLater(timeout, self._head_timed_out)
@@ -189,6 +198,8 @@ class RegistryChannel(DrainingChannelMixin, RequestLineChannel):
             super().dataReceived(data)
         finally:
             self._parsing -= 1
+        if not self._parsing:
+            self._arm_deadline()
         self._check_discard()
 
     def lineReceived(self, line):
@@ -291,6 +302,13 @@ class RegistryChannel(DrainingChannelMixin, RequestLineChannel):
         if self.transport is not None:
             self.transport.write(head)
             self._close_lingering()
+
+    def writeHeaders(self, version, code, reason, headers):
+        # A Headers (Twisted 26) is written as Twisted writes it; the pairs
+        # Twisted 22.4 hands over are written in one pass (see responsehead).
+        if isinstance(headers, Headers):
+            return super().writeHeaders(version, code, reason, headers)
+        self.transport.writeSequence(response_head(version, code, reason, headers))
 
     # -- request bodies ----------------------------------------------------
 

@@ -18,21 +18,25 @@ On top of twisted.web's HTTP/1.1 server this adds:
 The channel (limits, deadlines, request bodies) is L{spectroreg.web.channel}.
 """
 
+import time
 from urllib.parse import parse_qsl, quote
 
 from twisted.internet import defer
-from twisted.logger import Logger
-from twisted.web import server
+from twisted.logger import LogLevel, Logger
+from twisted.python.failure import Failure
+from twisted.web.http import datetimeToString, unquote
+from twisted.web.resource import getChildForRequest
+from twisted.web.server import Request, Site, version as _TWISTED_SERVER
 
-from spectroreg.logging import ACCESS_NAMESPACE
+from spectroreg.logging import ACCESS_NAMESPACE, publish
 from spectroreg.web.channel import RegistryChannel
 from spectroreg.web.context import RequestContext, Walk, context_of
 from spectroreg.web.interfaces import IRequestBodyControl, IRequestContext
 from spectroreg.web.limits import DEFAULT_LIMITS
 from spectroreg.web.status import reason_phrase
 
-# Read once: twisted.web.server is a deprecation proxy, slow on every access.
-_TWISTED_SERVER = server.version
+# Names of twisted.web.server are imported once: the module is a deprecation
+# proxy, slow on every attribute access.
 
 _access = Logger(namespace=ACCESS_NAMESPACE)
 # Query parameters whose values are harmless and help reading the log; every
@@ -63,7 +67,7 @@ def safe_uri(uri):
 
 
 def _encode_headers(headers):
-    """Config headers (name -> values, str) as a tuple of (bytes, [bytes])."""
+    """Config headers (name -> values, str) as a tuple of (bytes, (bytes, ...))."""
     encoded = []
     for name, values in (headers or {}).items():
         if isinstance(values, (str, bytes)):
@@ -71,26 +75,67 @@ def _encode_headers(headers):
         encoded.append(
             (
                 name.encode("latin-1") if isinstance(name, str) else name,
-                [v.encode("latin-1") if isinstance(v, str) else v for v in values],
+                tuple(v.encode("latin-1") if isinstance(v, str) else v for v in values),
             )
         )
     return tuple(encoded)
 
 
-class SiteRequest(server.Request):
+def _server_header(headers):
+    """The configured Server header's values (the last one configured), or None."""
+    found = None
+    for name, values in headers:
+        if name.lower() == b"server":
+            found = values
+    return found
+
+
+# (whole second, its Date header value): many answers share a second.
+_last_date = [None, b""]
+
+
+def http_date(now=None):
+    """The Date header value for C{now} (time.time() when None), made once per second."""
+    whole = int(time.time() if now is None else now)
+    if _last_date[0] != whole:
+        _last_date[:] = [whole, datetimeToString(whole)]
+    return _last_date[1]
+
+
+class SiteRequest(Request):
     """
     The Site's requests: Twisted's, without its Server header, each with
     its L{IRequestContext}.
     """
 
     def __init__(self, *args, **kwargs):
-        server.Request.__init__(self, *args, **kwargs)
-        self.setComponent(IRequestContext, RequestContext(self))
+        Request.__init__(self, *args, **kwargs)
+        # The context learns of a client gone from connectionLost below,
+        # not through a notifyFinish Deferred made for every request.
+        self.setComponent(IRequestContext, RequestContext())
 
     def setResponseCode(self, code, message=None):
         if message is None:
             message = reason_phrase(code)
-        server.Request.setResponseCode(self, code, message)
+        Request.setResponseCode(self, code, message)
+
+    def process(self):
+        """
+        Twisted's C{Request.process}, without what the registry does not
+        use: no Server header (Twisted names itself; see L{write}), no
+        encoding resources (none in the tree); the Date header made once
+        per second. The C{*} path is Twisted's to answer.
+        """
+        if self.path == b"*":
+            return Request.process(self)
+        self.site = self.channel.site
+        self.setHeader(b"date", http_date())
+        self.prepath = []
+        self.postpath = list(map(unquote, self.path[1:].split(b"/")))
+        try:
+            self.render(self.site.getResourceFor(self))
+        except BaseException:
+            self.processingFailed(Failure())
 
     def write(self, data):
         if not self.startedWriting:
@@ -104,16 +149,19 @@ class SiteRequest(server.Request):
                     self.responseHeaders.setRawHeaders(b"server", list(configured))
                 else:
                     self.responseHeaders.removeHeader(b"server")
-        server.Request.write(self, data)
+        Request.write(self, data)
 
     def connectionLost(self, reason):
+        IRequestContext(self).disconnected = True
         # The client went away before the answer was complete: still one
         # access-log line (once its head was in; a method is set by then).
         site = self.channel.factory if self.channel is not None else None
         if not self.finished and self.method is not None and isinstance(site, RegistrySite):
             site.log(self, interrupted=True)
-        server.Request.connectionLost(self, reason)
+        Request.connectionLost(self, reason)
 
+
+_ACCESS_FORMAT = "{method} {uri} {proto} {status} {written} {duration} {remote} {user}"
 
 # What twisted.web.http.Request.clientproto is until the whole request is in.
 _NO_PROTO_YET = b"(no clientproto yet)"
@@ -122,7 +170,7 @@ _NO_PROTO_YET = b"(no clientproto yet)"
 CLIENT_CLOSED_REQUEST = 499
 
 
-class WalkOnceSite(server.Site):
+class WalkOnceSite(Site):
     """A Site that walks its resource tree once per request."""
 
     def getResourceFor(self, request):
@@ -136,7 +184,10 @@ class WalkOnceSite(server.Site):
             request.prepath = list(walk.prepath)
             request.postpath = list(walk.postpath)
             return walk.resource
-        resource = server.Site.getResourceFor(self, request)
+        # Site.getResourceFor, without its module's deprecation proxy.
+        request.site = self
+        request.sitepath = list(request.prepath)
+        resource = getChildForRequest(self.resource, request)
         if context is not None:
             context.walk = Walk(request.path, resource, request.prepath, request.postpath)
         return resource
@@ -177,6 +228,7 @@ class RegistrySite(WalkOnceSite):
         self._reactor = reactor
         self.limits = limits
         self.response_headers = _encode_headers(headers)
+        self._server_header = _server_header(self.response_headers)
         self.access_log = access_log
         self.channels = set()
         self._draining = None  # a Deferred while draining
@@ -204,11 +256,11 @@ class RegistrySite(WalkOnceSite):
         """
         context = IRequestContext(request)
         context.request_line_received(method, path, version, self._reactor.seconds())
+        headers = request.responseHeaders
         for name, values in self.response_headers:
-            request.responseHeaders.setRawHeaders(name, list(values))
-            if name.lower() == b"server":
-                # Twisted overwrites it when processing; the request puts it back.
-                context.server_header = values
+            headers.setRawHeaders(name, list(values))
+        # Twisted overwrites Server when processing; the request puts it back.
+        context.server_header = self._server_header
 
     # -- access log -------------------------------------------------------
 
@@ -225,44 +277,37 @@ class RegistrySite(WalkOnceSite):
             status = CLIENT_CLOSED_REQUEST
         context = IRequestContext(request)
         started = context.started
-        duration = self._reactor.seconds() - started if started is not None else 0.0
+        duration = "%.3fms" % ((self._reactor.seconds() - started if started is not None else 0.0) * 1000.0,)
         uri = safe_uri(request.uri or b"")
         method = (request.method or b"-").decode("latin-1")
         proto = request.clientproto
-        if proto in (None, _NO_PROTO_YET):
+        if proto is None or proto == _NO_PROTO_YET:
             # A request cut before its body was in: the channel has the version.
             proto = context.version
         proto = (proto or b"-").decode("latin-1")
         user = context.user()
-        agent = request.getHeader(b"user-agent")
+        agent = request.requestHeaders.getRawHeaders(b"user-agent")
         address = request.getClientAddress()
         remote = getattr(address, "host", None) or "-"
+        written = request.sentLength
         fields = {
             "http.request.method": method,
             "http.request.uri": uri,
             "http.request.remoteaddr": remote,
             "http.response.status": status,
-            "http.response.written": request.sentLength,
-            "http.response.duration": "%.3fms" % (duration * 1000.0,),
+            "http.response.written": written,
+            "http.response.duration": duration,
         }
         if interrupted:
             fields["http.request.interrupted"] = True
         if agent:
-            fields["http.request.useragent"] = agent.decode("latin-1")
+            fields["http.request.useragent"] = agent[-1].decode("latin-1")
         if user:
             fields["auth.user.name"] = user
-        _access.info(
-            '{method} {uri} {proto} {status} {written} {duration} {remote} {user}',
-            remote=remote,
-            user=user or "-",
-            method=method,
-            uri=uri,
-            proto=proto,
-            status=status,
-            written=request.sentLength,
-            duration=fields["http.response.duration"],
-            log_fields=fields,
-        )
+        publish(_access, LogLevel.info, _ACCESS_FORMAT, {
+            "remote": remote, "user": user or "-", "method": method, "uri": uri, "proto": proto,
+            "status": status, "written": written, "duration": duration, "log_fields": fields,
+        })
         # A finished request may be what a drain waits for.
         if self._draining is not None:
             self._reactor.callLater(0, self._check_drained)
