@@ -255,12 +255,18 @@ class UploadStore:
         self._io.check_writable()
         upload_id = str(uuidlib.uuid4())
         started = format_rfc3339(self._io.now()).encode("ascii")
-        await self._io.driver.put_content(paths.upload_startedat(name, upload_id), started)
+        driver = self._io.driver
+        # Not flushed to disk: a start a power loss takes away is an upload
+        # the client finds unknown and starts again. Both files at once.
+        putting = driver.put_content(paths.upload_startedat(name, upload_id), started, durable=False)
         # An empty ``data`` too, as Distribution starts an upload: the other
         # kind in a mixed fleet continues only an upload whose data exists
         # (on S3, an upload in flight on the key).
-        writer = await self._io.driver.writer(paths.upload_data(name, upload_id))
-        await writer.close()
+        try:
+            writer = await driver.writer(paths.upload_data(name, upload_id), durable=False)
+            await writer.close()
+        finally:
+            await putting
         self.hashes.remember((name, upload_id), 0, digest_hasher())
         debug_upload_state(name, upload_id, "started", 0)
         return upload_id

@@ -8,10 +8,13 @@ other's data.
 
 Crash safety: ``put_content`` writes a temporary file in the target's
 directory, fsyncs it, renames it over the target and fsyncs the directory;
-``move`` is a rename plus directory fsync. After a crash a final path holds
-the old content or the new one, never a partial file. Writers (uploads)
-append to their file directly and fsync on ``close``/``commit``; the registry
-publishes finished uploads with ``move``. Temporary files are named
+``move`` is a rename plus an fsync of the destination's directory. After a
+crash a final path holds the old content or the new one, never a partial
+file. Writers (uploads) append to their file directly and fsync on
+``close``/``commit``; the registry publishes finished uploads with ``move``.
+A put or writer asked for with ``durable=False`` skips those fsyncs for the
+file and its own directory entry (directories above it are still flushed):
+for what a power loss may take away (an upload's start). Temporary files are named
 ``.spectroreg~<random>``: the ``~`` is not allowed in storage paths, so they
 can never clash with a real file, and ``list``/``walk`` never show them.
 Stale ones (left by a crash) are removed by the next put into the same
@@ -65,8 +68,16 @@ def _is_visible(name):
 
 
 
-def _ensure_dir(directory):
-    """Create C{directory} and missing parents, making each new entry durable."""
+def _ensure_dir(directory, durable=True):
+    """
+    Create C{directory} and missing parents, flushing each new entry to disk
+    (its parent directory C{fsync}ed); without C{durable}, all but
+    C{directory}'s own entry: a power loss may take it (and what it holds)
+    away, but nothing above it.
+
+    @return: whether this call created C{directory} (then it holds nothing
+        but what the caller puts there).
+    """
     try:
         mode = os.stat(directory).st_mode
     except FileNotFoundError:
@@ -74,7 +85,7 @@ def _ensure_dir(directory):
     else:
         if not statmodule.S_ISDIR(mode):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
-        return
+        return False
     parent = os.path.dirname(directory)
     if parent != directory:
         _ensure_dir(parent)
@@ -83,8 +94,10 @@ def _ensure_dir(directory):
     except FileExistsError:
         if not os.path.isdir(directory):
             raise
-        return
-    _diskio.fsync_dir(parent)
+        return False
+    if durable:
+        _diskio.fsync_dir(parent)
+    return True
 
 
 @implementer(IStorageDriver)
@@ -133,11 +146,12 @@ class FilesystemDriver:
     def _probe_nowait(self):
         self._nowait.probe(TEMP_PREFIX + "probe-" + secrets.token_hex(8))
 
-    def _ensure_dir(self, directory):
+    def _ensure_dir(self, directory, durable=True):
         """L{_ensure_dir}, then the no-wait probe if the root was missing until now."""
-        _ensure_dir(directory)
+        created = _ensure_dir(directory, durable)
         if not self._nowait.probed:
             self._probe_nowait()
+        return created
 
     def _full(self, path):
         return self.rootdirectory if path == "/" else self.rootdirectory + path
@@ -165,7 +179,11 @@ class FilesystemDriver:
     def get_content(self, path):
         # Small files the kernel has cached are read at once: the read
         # cannot wait (see spectroreg.storage._nowait); others in the pool.
-        content = self._nowait.read(path)
+        # So is a path the kernel knows is missing (a blob not pushed yet).
+        try:
+            content = self._nowait.read(path)
+        except FileNotFoundError:
+            return defer.fail(PathNotFound(path))
         if content is not None:
             return defer.succeed(content)
         d = self._pool.run_shared(("get_content", path), self._get_content, path)
@@ -189,13 +207,13 @@ class FilesystemDriver:
         finally:
             os.close(fd)
 
-    def put_content(self, path, content):
-        return self._run(path, self._put_content, path, content)
+    def put_content(self, path, content, durable=True):
+        return self._run(path, self._put_content, path, content, durable)
 
-    def _put_content(self, path, content):
+    def _put_content(self, path, content, durable=True):
         full = self._full(path)
         directory = os.path.dirname(full)
-        self._ensure_dir(directory)
+        created = self._ensure_dir(directory, durable)
         temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
         # 0o666 and the kernel applies the umask: the same modes as files
         # Distribution writes.
@@ -203,7 +221,8 @@ class FilesystemDriver:
         try:
             try:
                 _diskio.write_all(fd, content)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(temp, full)
@@ -213,8 +232,11 @@ class FilesystemDriver:
             except OSError:
                 pass
             raise
-        _diskio.fsync_dir(directory)
-        self._sweep(directory)
+        if durable:
+            _diskio.fsync_dir(directory)
+        if not created:
+            # A directory made just now holds no crash's leftovers.
+            self._sweep(directory)
 
     def _is_stale_temp(self, name, mtime, now):
         return name.startswith(TEMP_PREFIX) and now - mtime > self._stale_temp_age
@@ -301,12 +323,12 @@ class FilesystemDriver:
             raise
         return f, size
 
-    def writer(self, path, append=False):
-        d = self._run(path, self._open_for_write, path, append)
-        d.addCallback(lambda opened: FileWriter(self, path, *opened))
+    def writer(self, path, append=False, durable=True):
+        d = self._run(path, self._open_for_write, path, append, durable)
+        d.addCallback(lambda opened: FileWriter(self, path, *opened, durable=durable))
         return d
 
-    def _open_for_write(self, path, append):
+    def _open_for_write(self, path, append, durable=True):
         full = self._full(path)
         if append:
             try:
@@ -315,7 +337,7 @@ class FilesystemDriver:
                 raise PathNotFound(path)
             created = False
         else:
-            self._ensure_dir(os.path.dirname(full))
+            self._ensure_dir(os.path.dirname(full), durable)
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
             created = True
         try:
@@ -326,7 +348,12 @@ class FilesystemDriver:
         return fd, size, created
 
     def stat(self, path):
-        st = self._nowait.stat(path)  # see get_content
+        try:
+            st = self._nowait.stat(path)  # see get_content
+        except FileNotFoundError:
+            if path == "/":
+                return self._run(path, self._stat, path)
+            return defer.fail(PathNotFound(path))
         if st is not None:
             return defer.succeed(_file_info(path, st))
         return self._run(path, self._stat, path)
@@ -382,10 +409,10 @@ class FilesystemDriver:
             os.replace(full_source, full_destination)
         except FileNotFoundError:
             raise PathNotFound(source)
+        # Only the destination's entry is flushed: the source's removal may
+        # be undone by a power loss, which leaves both names holding the
+        # same bytes (a blob published and its upload still there to retry).
         _diskio.fsync_dir(directory)
-        source_directory = os.path.dirname(full_source)
-        if source_directory != directory:
-            _diskio.fsync_dir(source_directory)
 
     def delete(self, path):
         return self._run(path, self._delete, path)

@@ -33,8 +33,9 @@ class FileWriter:
     flush_size = 1024 * 1024
     buffer_limit = 4 * 1024 * 1024
 
-    def __init__(self, driver, path, fd, size, created):
+    def __init__(self, driver, path, fd, size, created, durable=True):
         self._driver = driver
+        self._durable = durable
         self._path = path
         self._fd = fd
         self.size = size
@@ -163,10 +164,11 @@ class FileWriter:
                     for piece in pieces:
                         self._hasher.update(piece)
                 _diskio.write_all(fd, pieces)
-            os.fsync(fd)
+            if self._durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
-        if created:
+        if created and self._durable:
             _diskio.fsync_dir(os.path.dirname(self._driver._full(self._path)))
 
     def close(self):
