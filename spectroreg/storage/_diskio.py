@@ -1,6 +1,8 @@
 """
 Blocking disk calls of the filesystem driver, run in its thread pool:
-gathered writes, early writeback, directory syncs.
+gathered writes, early writeback, and every call that decides what survives
+a power loss (L{create}, L{mkdir}, L{rename}, L{fsync}, L{fsync_dir}); the driver makes
+those through here only, so a test can record their order.
 """
 
 import os
@@ -65,10 +67,31 @@ def start_writeback(fd):
         _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
+def fsync(fd):
+    """Flush an open file's bytes (and size) to disk."""
+    os.fsync(fd)
+
+
 def fsync_dir(directory):
+    """Flush a directory's entries to disk: names created, renamed into or out of it."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def create(path, flags):
+    """Open C{path} with C{flags} (including C{O_CREAT}), mode 0666 less the umask, as Distribution."""
+    return os.open(path, flags, 0o666)
+
+
+def rename(source, destination):
+    """Rename, replacing C{destination} atomically."""
+    os.replace(source, destination)
+
+
+def mkdir(directory):
+    """Create one directory (mode 0777 less the umask, as Distribution)."""
+    os.mkdir(directory, 0o777)
 

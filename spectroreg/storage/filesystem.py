@@ -90,7 +90,7 @@ def _ensure_dir(directory, durable=True):
     if parent != directory:
         _ensure_dir(parent)
     try:
-        os.mkdir(directory, 0o777)
+        _diskio.mkdir(directory)
     except FileExistsError:
         if not os.path.isdir(directory):
             raise
@@ -215,17 +215,15 @@ class FilesystemDriver:
         directory = os.path.dirname(full)
         created = self._ensure_dir(directory, durable)
         temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
-        # 0o666 and the kernel applies the umask: the same modes as files
-        # Distribution writes.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        fd = _diskio.create(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
         try:
             try:
                 _diskio.write_all(fd, content)
                 if durable:
-                    os.fsync(fd)
+                    _diskio.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(temp, full)
+            _diskio.rename(temp, full)
         except BaseException:
             try:
                 os.unlink(temp)
@@ -338,7 +336,7 @@ class FilesystemDriver:
             created = False
         else:
             self._ensure_dir(os.path.dirname(full), durable)
-            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            fd = _diskio.create(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
             created = True
         try:
             size = os.fstat(fd).st_size
@@ -406,7 +404,7 @@ class FilesystemDriver:
         directory = os.path.dirname(full_destination)
         self._ensure_dir(directory)
         try:
-            os.replace(full_source, full_destination)
+            _diskio.rename(full_source, full_destination)
         except FileNotFoundError:
             raise PathNotFound(source)
         # Only the destination's entry is flushed: the source's removal may

@@ -165,7 +165,7 @@ class FileWriter:
                         self._hasher.update(piece)
                 _diskio.write_all(fd, pieces)
             if self._durable:
-                os.fsync(fd)
+                _diskio.fsync(fd)
         finally:
             os.close(fd)
         if created and self._durable:
