@@ -373,9 +373,21 @@ class UploadStore:
             # atomically with the same bytes. Otherwise an existing blob is
             # kept as it is.
             target = paths.blob_data(digest)
-            if self._blobs.forget_absent(digest) or not await self._io.exists(target):
-                await self._io.write_link(paths.upload_verified(name, upload_id), digest)
+            marker = paths.upload_verified(name, upload_id)
+            if self._blobs.forget_absent(digest):
+                await self._io.write_link(marker, digest)
                 await self._io.driver.move(data_path, target)
+            else:
+                # The marker is written while storage is asked about the
+                # blob: it costs nothing more than a wait when the blob
+                # turns out to be there already (the upload is removed).
+                marking = defer.ensureDeferred(self._io.write_link(marker, digest))
+                try:
+                    exists = await self._io.exists(target)
+                finally:
+                    await marking
+                if not exists:
+                    await self._io.driver.move(data_path, target)
         await self._blobs.link(name, digest)
         await self._io.delete(paths.upload_dir(name, upload_id))
         debug_upload_state(name, upload_id, "published as " + str(digest), size)
