@@ -222,3 +222,82 @@ class PushDurabilityTests(unittest.TestCase):
         disk = journal.after(len(journal.events))
         for path in (blob, revision, current, index_link):
             self.assertTrue(disk.holds(path), path)
+
+
+class PushCostTests(unittest.TestCase):
+    """
+    What a small push costs on the filesystem driver: trips to its thread
+    pool and flushes to disk (the list in docs/storage.md).
+    """
+
+    def setUp(self):
+        self.root = os.path.abspath(self.mktemp())
+        self.driver = FilesystemDriver(self.root, maxthreads=8)
+        self.addCleanup(self.driver.close)
+        self.registry = Registry(ValidatingDriver(self.driver), SETTINGS)
+        self.trips = []
+        pool = self.driver._pool
+        run, run_shared = pool.run, pool.run_shared
+
+        def counting_run(function, *args, **kwargs):
+            self.trips.append(function.__name__)
+            return run(function, *args, **kwargs)
+
+        def counting_run_shared(key, function, *args):
+            self.trips.append(function.__name__)
+            return run_shared(key, function, *args)
+
+        self.patch(pool, "run", counting_run)
+        self.patch(pool, "run_shared", counting_run_shared)
+
+    async def warm(self, name):
+        """A repository that has had a push (its directories exist)."""
+        await put_blob(self.registry, name, sha(b"first"), b"first")
+        await self.registry.blobs.stat(name, sha(b"first"))
+
+    @async_test
+    async def test_blob_push(self):
+        await self.warm("r")
+        journal = DiskJournal(self, self.root)
+        del self.trips[:]
+        upload_id = await self.registry.uploads.start("r")
+        # startedat and the empty data at once, neither flushed.
+        self.assertEqual(sorted(self.trips), ["_put_content", "_sync_and_close"])
+        self.assertEqual(journal.count("fsync") + journal.count("fsync_dir"), 0)
+        del self.trips[:]
+        writer = await self.registry.uploads.open("r", upload_id)
+        await writer.write(b"layer")
+        # The upload's size came from the kernel's cache: no trip to open it.
+        self.assertEqual(self.trips, [] if self.driver._nowait.enabled else ["_stat", "_open_for_write"])
+        del self.trips[:]
+        mark = journal.mark()
+        await writer.commit(sha(b"layer"))
+        # Written and flushed in one trip; then the marker while the blob's
+        # existence is asked, the move, the link and the upload's removal.
+        self.assertEqual(self.trips[0], "_sync_and_close")
+        self.assertEqual(len(self.trips), 6, self.trips)
+        flushes = [event[0] for event in journal.events[mark:] if event[0].startswith("fsync")]
+        # data; marker: its directory, its bytes, its name; blob: its
+        # directory (and the prefix's when new), its name; link: its
+        # directory, its bytes, its name.
+        self.assertIn(len(flushes), (9, 10), journal.events[mark:])
+
+    @async_test
+    async def test_manifest_put(self):
+        await self.warm("r")
+        await put_blob(self.registry, "r", sha(b"{}"), b"{}")
+        await put_blob(self.registry, "r", sha(b"layer"), b"layer")
+        # The repository's first manifest builds its referrers index.
+        await self.registry.manifests.put("r", "v0", manifest_body(b"{}", []), mf.OCI_MANIFEST)
+        body = manifest_body(b"{}", [b"layer"])
+        journal = DiskJournal(self, self.root)
+        del self.trips[:]
+        await self.registry.manifests.put("r", "v1", body, mf.OCI_MANIFEST)
+        # Whether its blob exists, its blob, its revision, then the tag's
+        # two links at once.
+        self.assertEqual(len(self.trips), 5, self.trips)
+        self.assertEqual(self.trips[-2:], ["_put_content", "_put_content"])
+        # Its blob (a new prefix directory, its own, its bytes, its name),
+        # its revision (directory, bytes, name), the tag's index (four new
+        # directories, bytes, name) and current link (directory, bytes, name).
+        self.assertLessEqual(journal.count("fsync") + journal.count("fsync_dir"), 16, journal.events)

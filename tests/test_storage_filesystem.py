@@ -119,7 +119,13 @@ class FilesystemSpecificTests(unittest.TestCase):
         driver = self.driver()
         await driver.put_content("/a", b"file")
         await self.assertFailure(driver.put_content("/a/b", b"x"), StorageError)
-        await self.assertFailure(driver.writer("/a/b"), StorageError)
+        # A new file is created by the writer's first trip to the disk (as
+        # on S3, where nothing exists before the end): the error comes then.
+        writer = await driver.writer("/a/b")
+        await self.assertFailure(writer.close(), StorageError)
+        writer = await driver.writer("/a/b")
+        await writer.write(b"x" * 10)
+        await self.assertFailure(writer.commit(), StorageError)
         await self.assertFailure(driver.list("/a"), PathNotFound)
         self.assertEqual(await driver.get_content("/a"), b"file")
 

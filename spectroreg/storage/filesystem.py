@@ -322,6 +322,20 @@ class FilesystemDriver:
         return f, size
 
     def writer(self, path, append=False, durable=True):
+        # Opened by the writer's first trip to the pool (see FileWriter).
+        if not append:
+            return defer.succeed(FileWriter(
+                self, path, None, 0, True, durable,
+                opener=lambda: self._open_for_write(path, False, durable)[0]))
+        # The size of a file the kernel has at hand is known without a trip.
+        try:
+            st = self._nowait.stat(path)
+        except FileNotFoundError:
+            return defer.fail(PathNotFound(path))
+        if st is not None and statmodule.S_ISREG(st.st_mode):
+            return defer.succeed(FileWriter(
+                self, path, None, st.st_size, False, durable,
+                opener=lambda: self._open_for_write(path, True, durable)[0]))
         d = self._run(path, self._open_for_write, path, append, durable)
         d.addCallback(lambda opened: FileWriter(self, path, *opened, durable=durable))
         return d

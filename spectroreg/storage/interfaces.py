@@ -174,7 +174,11 @@ class IStorageDriver(Interface):
         is truncated; with C{append=True} writing continues after the bytes a
         previous writer closed (``close()``) there, and PathNotFound is
         raised if there is nothing to append to. C{durable}: as for
-        L{put_content}, for what this writer writes and creates.
+        L{put_content}, for what this writer writes and creates. A driver
+        may create or open the file with the first write or at the end
+        (S3 stores nothing before; the filesystem opens it in the same
+        trip to the disk as the first write): errors doing so then fail
+        that write, C{close}, C{commit} or C{cancel}.
 
         @return: Deferred firing with an IFileWriter.
         """
