@@ -308,6 +308,31 @@ class ManifestStoreTests(StoreTestCase):
         self.assertEqual((await self.registry.manifests.get("r", "big")).size, mf.MAX_MANIFEST_SIZE)
 
 
+class ManifestPutOrderTests(StoreTestCase):
+    @async_test
+    async def test_blob_looked_up_while_references_are_checked(self):
+        config = b"config"
+        await put_blob(self.registry, "r", sha(config), config)
+        body = manifest_body(config, [])
+        calls = []
+        stat, get_content = self.driver.stat, self.driver.get_content
+
+        def looking(path):
+            calls.append(("stat", path))
+            return stat(path)
+
+        def reading(path):
+            calls.append(("get_content", path))
+            return get_content(path)
+
+        self.patch(self.driver, "stat", looking)
+        self.patch(self.driver, "get_content", reading)
+        await self.registry.manifests.put("r", "v1", body, mf.OCI_MANIFEST)
+        # The manifest's own blob is asked about first, then its config's link read.
+        self.assertEqual(calls[:2], [("stat", paths.blob_data(sha(body))),
+                                     ("get_content", paths.layer_link("r", sha(config)))])
+
+
 class CatalogTests(StoreTestCase):
     @async_test
     async def test_names_and_exists(self):
