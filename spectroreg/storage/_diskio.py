@@ -91,6 +91,48 @@ def rename(source, destination):
     os.replace(source, destination)
 
 
+def remove_tree(directory):
+    """
+    Remove C{directory} and everything below it, never following a
+    symlink (one is removed, not what it points to). What
+    C{shutil.rmtree} does, in about half the system calls and a fraction
+    of the Python: every entry is reached through its directory's open
+    descriptor (C{O_NOFOLLOW}), and the kind of each comes from the
+    listing itself.
+    """
+    fd = os.open(directory, _DIRECTORY_FLAGS)
+    try:
+        _empty(fd)
+    finally:
+        os.close(fd)
+    os.rmdir(directory)
+
+
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _empty(fd):
+    """Remove everything in the directory open as C{fd}."""
+    with os.scandir(fd) as entries:
+        names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_dir in names:
+        if is_dir:
+            try:
+                child = os.open(name, _DIRECTORY_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            try:
+                _empty(child)
+            finally:
+                os.close(child)
+            os.rmdir(name, dir_fd=fd)
+        else:
+            try:
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+
+
 def mkdir(directory):
     """Create one directory (mode 0777 less the umask, as Distribution)."""
     os.mkdir(directory, 0o777)

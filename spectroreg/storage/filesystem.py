@@ -31,7 +31,6 @@ thread for bytes in the page cache, after a read in the pool for the others.
 import errno
 import os
 import secrets
-import shutil
 import stat as statmodule
 import time
 
@@ -474,7 +473,7 @@ class FilesystemDriver:
         if st is None:
             st = os.lstat(full)
         if statmodule.S_ISDIR(st.st_mode):
-            shutil.rmtree(full)
+            _diskio.remove_tree(full)
         else:
             os.unlink(full)
 
