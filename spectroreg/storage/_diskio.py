@@ -1,8 +1,9 @@
 """
 Blocking disk calls of the filesystem driver, run in its thread pool:
-gathered writes, early writeback, and every call that decides what survives
-a power loss (L{create}, L{mkdir}, L{rename}, L{fsync}, L{fsync_dir}); the driver makes
-those through here only, so a test can record their order.
+gathered writes, early writeback, directory removal, and every call that
+decides what survives a power loss (L{create}, L{mkdir}, L{rename},
+L{fsync}, L{fsync_dir}); the driver makes those through here only, so a test
+can record their order.
 """
 
 import os

@@ -23,8 +23,8 @@ have had to wait (L{NoWaitReader.stat} likewise, with an ``O_PATH`` handle
 and ``fstat``) (or anything is unusual); the caller then reads in its
 thread pool as before. A path the kernel's cache knows to be missing (a
 negative dentry: the blob a client asks about before pushing it, an upload
-about to be published) raises ``FileNotFoundError`` at once. Beyond the probe, the reader stays off for a tree
-on a network filesystem (another machine's writes reach the page cache
+about to be published) raises ``FileNotFoundError`` at once. Beyond the
+probe, the reader stays off for a tree on a network filesystem (another machine's writes reach the page cache
 only after a revalidation that ``RESOLVE_CACHED`` skips), for a tree with
 another filesystem mounted beneath it (the probe tested only the root's),
 for a root reached through a symlink, and it switches itself off at the

@@ -11,8 +11,8 @@ itself is what costs: the pool keeps it to one lock, one put on a queue
 implemented in C (an idle worker blocked on it wakes without running any
 Python code to do so, unlike a ``threading.Condition``), and one
 ``callFromThread`` for every batch of finished calls rather than one per
-call. Results reach their Deferreds on
-the reactor thread in the order the calls finished.
+call. Results reach their Deferreds on the reactor thread in the order the
+calls finished.
 
 ``run_shared`` lets callers that ask for the same thing at once share one
 call: a request joins a queued call with the same key as long as no worker
