@@ -14,8 +14,10 @@ file. Writers (uploads) append to their file directly and fsync on
 ``close``/``commit``; the registry publishes finished uploads with ``move``.
 A put or writer asked for with ``durable=False`` skips those fsyncs for the
 file and its own directory entry (directories above it are still flushed):
-for what a power loss may take away (an upload's start). Temporary files are named
-``.spectroreg~<random>``: the ``~`` is not allowed in storage paths, so they
+for what a power loss may take away (an upload's start). New directories
+are flushed into their parents last, after the file and its directory.
+Temporary files are named ``.spectroreg~<random>``: the ``~`` is not
+allowed in storage paths, so they
 can never clash with a real file, and ``list``/``walk`` never show them.
 Stale ones (left by a crash) are removed by the next put into the same
 directory, or by ``remove_stale_temp_files``; never by a read, so reads
