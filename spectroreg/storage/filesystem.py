@@ -17,11 +17,10 @@ file and its own directory entry (directories above it are still flushed):
 for what a power loss may take away (an upload's start). New directories
 are flushed into their parents last, after the file and its directory.
 Temporary files are named ``.spectroreg~<random>``: the ``~`` is not
-allowed in storage paths, so they
-can never clash with a real file, and ``list``/``walk`` never show them.
-Stale ones (left by a crash) are removed by the next put into the same
-directory, or by ``remove_stale_temp_files``; never by a read, so reads
-work on a read-only tree and change nothing.
+allowed in storage paths, so they can never clash with a real file, and
+``list``/``walk`` never show them. Stale ones (left by a crash) are removed
+by the next put into the same directory, or by ``remove_stale_temp_files``;
+never by a read, so reads work on a read-only tree and change nothing.
 
 All blocking work runs in a bounded thread pool (``maxthreads``); the reactor
 thread only moves bytes between the pool and consumers. A read whose consumer
