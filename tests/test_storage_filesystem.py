@@ -154,6 +154,29 @@ class FilesystemSpecificTests(unittest.TestCase):
         await self.assertFailure(driver.delete("/up/u1"), PathNotFound)
 
     @async_test
+    async def test_new_directory_in_one_call(self):
+        """A put into a new directory under an existing one: one mkdir, no look first."""
+        driver = self.driver()
+        await driver.put_content("/r/_layers/sha256/aa/link", b"x")
+        calls = []
+        for name in ("stat", "lstat", "mkdir"):
+            real = getattr(os, name)
+
+            def counting(*args, real=real, name=name, **kwargs):
+                calls.append(name)
+                return real(*args, **kwargs)
+
+            self.patch(os, name, counting)
+        await driver.put_content("/r/_layers/sha256/bb/link", b"y")
+        self.assertEqual(calls, ["mkdir"])
+        # An existing directory: the mkdir fails, one look says it is one.
+        del calls[:]
+        await driver.put_content("/r/_layers/sha256/bb/link", b"z")
+        self.assertEqual(calls[:2], ["mkdir", "stat"])
+        with open(self.on_disk("/r/_layers/sha256/bb/link"), "rb") as f:
+            self.assertEqual(f.read(), b"z")
+
+    @async_test
     async def test_delete_in_few_calls(self):
         """An upload's directory goes in one listing per directory and one call per entry."""
         driver = self.driver()

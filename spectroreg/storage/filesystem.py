@@ -75,6 +75,10 @@ def _ensure_dir(directory, durable=True, unflushed=None):
     C{directory}'s own entry: a power loss may take it (and what it holds)
     away, but nothing above it.
 
+    Writes mostly go to directories that do not exist yet (a link's, a
+    blob's, an upload's), so C{mkdir} is tried first: one call where a new
+    directory under an existing one is the common case.
+
     @param unflushed: a list to add the directories to flush to, instead of
         flushing them now. The caller flushes them after its own file and
         directory (see L{_flush_later}).
@@ -82,28 +86,31 @@ def _ensure_dir(directory, durable=True, unflushed=None):
         but what the caller puts there).
     """
     try:
-        mode = os.stat(directory).st_mode
-    except FileNotFoundError:
-        pass
-    else:
-        if not statmodule.S_ISDIR(mode):
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
-        return False
-    parent = os.path.dirname(directory)
-    if parent != directory:
-        _ensure_dir(parent, True, unflushed)
-    try:
         _diskio.mkdir(directory)
     except FileExistsError:
-        if not os.path.isdir(directory):
+        return _existing_dir(directory)
+    except FileNotFoundError:
+        parent = os.path.dirname(directory)
+        if parent == directory:
             raise
-        return False
+        _ensure_dir(parent, True, unflushed)
+        try:
+            _diskio.mkdir(directory)
+        except FileExistsError:
+            return _existing_dir(directory)
     if durable:
         if unflushed is None:
-            _diskio.fsync_dir(parent)
+            _diskio.fsync_dir(os.path.dirname(directory))
         else:
-            unflushed.append(parent)
+            unflushed.append(os.path.dirname(directory))
     return True
+
+
+def _existing_dir(directory):
+    """False, for a directory that was there; NotADirectoryError for anything else."""
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
+    return False
 
 
 def _flush_later(unflushed):
