@@ -140,6 +140,44 @@ class UploadWriterTests(StoreTestCase):
         self.assertFalse(await uploads.exists("r", upload_id))
 
 
+class PublishOrderTests(StoreTestCase):
+    @async_test
+    async def test_marker_written_while_the_blob_is_looked_up(self):
+        """The marker and the look at the blob go to storage at once; the move waits for both."""
+        data = b"layer"
+        upload_id = await self.registry.uploads.start("r")
+        writer = await self.registry.uploads.open("r", upload_id)
+        await writer.write(data)
+        marking = defer.Deferred()
+        calls = []
+        put_content, stat, move = self.driver.put_content, self.driver.stat, self.driver.move
+
+        def holding(path, content, durable=True):
+            if path == paths.upload_verified("r", upload_id):
+                calls.append("marker")
+                return marking.addCallback(lambda _: put_content(path, content, durable))
+            return put_content(path, content, durable)
+
+        def looking(path):
+            calls.append(("stat", path))
+            return stat(path)
+
+        def moving(source, destination):
+            calls.append("move")
+            return move(source, destination)
+
+        self.patch(self.driver, "put_content", holding)
+        self.patch(self.driver, "stat", looking)
+        self.patch(self.driver, "move", moving)
+        committing = defer.ensureDeferred(writer.commit(sha(data)))
+        self.assertEqual(calls, ["marker", ("stat", paths.blob_data(sha(data)))])
+        self.assertNoResult(committing)
+        marking.callback(None)
+        await committing
+        self.assertEqual(calls[2:], ["move"])
+        self.assertEqual((await self.registry.blobs.stat("r", sha(data))).size, len(data))
+
+
 class UploadLocksTests(unittest.TestCase):
     @async_test
     async def test_one_holder_per_upload_and_nothing_kept(self):
@@ -207,6 +245,30 @@ class TagStoreTests(StoreTestCase):
         self.assertEqual(await tags.all("r", must_exist=False), [])
 
 
+    @async_test
+    async def test_index_and_current_written_at_once(self):
+        """Neither of a tag's two links waits for the other: both need only the revision."""
+        digest = await self.push("r", "v1", b"one")
+        held = {}
+        put_content = self.driver.put_content
+
+        def holding(path, content, durable=True):
+            if path.endswith("/link") and "/_manifests/tags/" in path:
+                held[path] = defer.Deferred()
+                return held[path].addCallback(lambda _: put_content(path, content, durable))
+            return put_content(path, content, durable)
+
+        self.patch(self.driver, "put_content", holding)
+        tagging = defer.ensureDeferred(self.registry.tags.tag("r", "latest", digest))
+        self.assertEqual(sorted(held), sorted([paths.tag_index_link("r", "latest", digest),
+                                               paths.tag_current_link("r", "latest")]))
+        self.assertNoResult(tagging)
+        for d in held.values():
+            d.callback(None)
+        await tagging
+        self.assertEqual(await self.registry.tags.get("r", "latest"), digest)
+
+
 class ReferrerIndexTests(StoreTestCase):
     @async_test
     async def test_add_get_remove(self):
@@ -244,6 +306,31 @@ class ManifestStoreTests(StoreTestCase):
         document["annotations"]["pad"] = document["annotations"]["pad"][1:]
         await self.registry.manifests.put("r", "big", json.dumps(document).encode("utf-8"), mf.OCI_MANIFEST)
         self.assertEqual((await self.registry.manifests.get("r", "big")).size, mf.MAX_MANIFEST_SIZE)
+
+
+class ManifestPutOrderTests(StoreTestCase):
+    @async_test
+    async def test_blob_looked_up_while_references_are_checked(self):
+        config = b"config"
+        await put_blob(self.registry, "r", sha(config), config)
+        body = manifest_body(config, [])
+        calls = []
+        stat, get_content = self.driver.stat, self.driver.get_content
+
+        def looking(path):
+            calls.append(("stat", path))
+            return stat(path)
+
+        def reading(path):
+            calls.append(("get_content", path))
+            return get_content(path)
+
+        self.patch(self.driver, "stat", looking)
+        self.patch(self.driver, "get_content", reading)
+        await self.registry.manifests.put("r", "v1", body, mf.OCI_MANIFEST)
+        # The manifest's own blob is asked about first, then its config's link read.
+        self.assertEqual(calls[:2], [("stat", paths.blob_data(sha(body))),
+                                     ("get_content", paths.layer_link("r", sha(config)))])
 
 
 class CatalogTests(StoreTestCase):

@@ -83,13 +83,13 @@ class BrokenDriver:
     def get_content(self, path):
         return self._act("get_content", path)
 
-    def put_content(self, path, content):
+    def put_content(self, path, content, durable=True):
         return self._act("put_content", path, content)
 
     def read(self, path, consumer, offset=0, length=None):
         return self._act("read", path, offset, length)
 
-    def writer(self, path, append=False):
+    def writer(self, path, append=False, durable=True):
         return self._act("writer", path, append)
 
     def stat(self, path):

@@ -119,9 +119,81 @@ class FilesystemSpecificTests(unittest.TestCase):
         driver = self.driver()
         await driver.put_content("/a", b"file")
         await self.assertFailure(driver.put_content("/a/b", b"x"), StorageError)
-        await self.assertFailure(driver.writer("/a/b"), StorageError)
+        # A new file is created by the writer's first trip to the disk (as
+        # on S3, where nothing exists before the end): the error comes then.
+        writer = await driver.writer("/a/b")
+        await self.assertFailure(writer.close(), StorageError)
+        writer = await driver.writer("/a/b")
+        await writer.write(b"x" * 10)
+        await self.assertFailure(writer.commit(), StorageError)
         await self.assertFailure(driver.list("/a"), PathNotFound)
         self.assertEqual(await driver.get_content("/a"), b"file")
+
+    @async_test
+    async def test_delete_never_follows_symlinks(self):
+        """Deleting a tree removes a symlink in it, not what the link points to."""
+        driver = self.driver()
+        await driver.put_content("/up/u1/startedat", b"t")
+        await driver.put_content("/up/u1/spectroreg/verified", b"sha256:" + b"0" * 64)
+        outside = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(outside, "keep"))
+        with open(os.path.join(outside, "keep", "file"), "wb") as f:
+            f.write(b"precious")
+        os.symlink(outside, self.on_disk("/up/u1/link-to-dir"))
+        os.symlink(os.path.join(outside, "keep", "file"), self.on_disk("/up/u1/spectroreg/link-to-file"))
+        await driver.delete("/up/u1")
+        self.assertFalse(os.path.lexists(self.on_disk("/up/u1")))
+        self.assertEqual(os.listdir(self.on_disk("/up")), [])
+        with open(os.path.join(outside, "keep", "file"), "rb") as f:
+            self.assertEqual(f.read(), b"precious")
+        # A symlink given as the path itself is removed as a file.
+        os.symlink(outside, self.on_disk("/up/alias"))
+        await driver.delete("/up/alias")
+        self.assertTrue(os.path.isdir(os.path.join(outside, "keep")))
+        self.assertFalse(os.path.lexists(self.on_disk("/up/alias")))
+        await self.assertFailure(driver.delete("/up/u1"), PathNotFound)
+
+    @async_test
+    async def test_new_directory_in_one_call(self):
+        """A put into a new directory under an existing one: one mkdir, no look first."""
+        driver = self.driver()
+        await driver.put_content("/r/_layers/sha256/aa/link", b"x")
+        calls = []
+        for name in ("stat", "lstat", "mkdir"):
+            real = getattr(os, name)
+
+            def counting(*args, real=real, name=name, **kwargs):
+                calls.append(name)
+                return real(*args, **kwargs)
+
+            self.patch(os, name, counting)
+        await driver.put_content("/r/_layers/sha256/bb/link", b"y")
+        self.assertEqual(calls, ["mkdir"])
+        # An existing directory: the mkdir fails, one look says it is one.
+        del calls[:]
+        await driver.put_content("/r/_layers/sha256/bb/link", b"z")
+        self.assertEqual(calls[:2], ["mkdir", "stat"])
+        with open(self.on_disk("/r/_layers/sha256/bb/link"), "rb") as f:
+            self.assertEqual(f.read(), b"z")
+
+    @async_test
+    async def test_delete_in_few_calls(self):
+        """An upload's directory goes in one listing per directory and one call per entry."""
+        driver = self.driver()
+        await driver.put_content("/up/u1/startedat", b"t")
+        await driver.put_content("/up/u1/spectroreg/verified", b"sha256:" + b"0" * 64)
+        calls = []
+        for name in ("lstat", "stat", "open", "unlink", "rmdir", "scandir"):
+            real = getattr(os, name)
+
+            def counting(*args, real=real, name=name, **kwargs):
+                calls.append(name)
+                return real(*args, **kwargs)
+
+            self.patch(os, name, counting)
+        await driver.delete("/up/u1")
+        # lstat of the path; per directory: open, scandir, rmdir; per file: unlink.
+        self.assertEqual(sorted(calls), sorted(["lstat"] + ["open", "scandir", "rmdir"] * 2 + ["unlink"] * 2))
 
     @async_test
     async def test_temp_files_invisible_and_left_by_reads(self):

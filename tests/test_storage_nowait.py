@@ -206,19 +206,30 @@ class ReaderTests(unittest.SynchronousTestCase):
         info = reader.stat("/a/link")
         self.assertEqual((info.st_size, info.st_ino), (71, os.stat(os.path.join(self.root, "a", "link")).st_ino))
         self.assertTrue(stat.S_ISDIR(reader.stat("/a").st_mode))
-        self.assertIsNone(reader.stat("/a/missing/deeper"))
+
+    def test_known_missing(self):
+        """A path the kernel's cache knows is missing (looked up before): FileNotFoundError, no pool."""
+        reader = self.reader()
+        for path in ("/missing", "/a/missing", "/a/missing/deeper"):
+            # The lookup that leaves the negative entry in the kernel's cache.
+            self.assertFalse(os.path.exists(self.root + path))
+            with self.assertRaises(FileNotFoundError):
+                reader.stat(path)
+            with self.assertRaises(FileNotFoundError):
+                reader.read(path)
+        self.assertTrue(reader.enabled)
 
     def test_empty_file(self):
         open(os.path.join(self.root, "a", "empty"), "wb").close()
         self.assertEqual(self.reader().read("/a/empty"), b"")
 
     def test_declines(self):
-        """Missing files, directories, big files and symlinks are left to the pool."""
+        """Directories, big files and symlinks are left to the pool."""
         reader = self.reader()
         with open(os.path.join(self.root, "big"), "wb") as handle:
             handle.write(b"x" * (_nowait.MAX_SIZE + 1))
         os.symlink(os.path.join(self.root, "a"), os.path.join(self.root, "via-symlink"))
-        for path in ("/missing", "/a/missing/deeper", "/a", "/big", "/via-symlink/link"):
+        for path in ("/a", "/big", "/via-symlink/link"):
             self.assertIsNone(reader.read(path), path)
         self.assertTrue(reader.enabled)
 
@@ -370,13 +381,26 @@ class DriverTests(unittest.TestCase):
         await self.driver.put_content("/r/big", b"b" * (_nowait.MAX_SIZE + 10))
         del self.pooled[:]
         self.assertEqual(len(await self.driver.get_content("/r/big")), _nowait.MAX_SIZE + 10)
-        for path in ("/r", "/r/missing"):
+        with self.assertRaises(PathNotFound):
+            await self.driver.get_content("/r")
+        self.assertEqual([key[1] for key in self.pooled], ["/r/big", "/r"])
+
+    @async_test
+    async def test_known_missing_skips_the_pool(self):
+        """A path the kernel knows is missing (a blob not pushed yet) is PathNotFound at once."""
+        await self.driver.put_content("/r/link", b"content")
+        fast = self.driver._nowait.enabled
+        for path in ("/r/missing", "/r/missing/deeper"):
+            os.path.exists(self.root + path)  # the kernel has looked it up
+            del self.pooled[:]
             with self.assertRaises(PathNotFound):
                 await self.driver.get_content(path)
-        with self.assertRaises(PathNotFound):
-            await self.driver.stat("/r/missing/deeper")
-        self.assertEqual(
-            [key[1] for key in self.pooled], ["/r/big", "/r", "/r/missing", "/r/missing/deeper"])
+            with self.assertRaises(PathNotFound):
+                await self.driver.stat(path)
+            if fast:
+                self.assertEqual(self.pooled, [], path)
+            else:
+                self.assertEqual([key[1] for key in self.pooled], [path, path])
 
     @async_test
     async def test_would_wait_falls_back(self):

@@ -1,5 +1,6 @@
 """The disk drivers' thread pool: results, errors, shared calls, stopping."""
 
+import sys
 import threading
 
 from twisted.internet import defer, reactor
@@ -206,3 +207,33 @@ class ThreadPoolTests(unittest.TestCase):
 
     def test_maxthreads_at_least_one(self):
         self.assertRaises(ValueError, LazyThreadPool, 0, reactor)
+
+
+class HandOffCostTests(unittest.TestCase):
+    """A call handed to an idle worker costs the reactor thread no Python beyond the pool's own."""
+
+    @async_test
+    async def test_waking_an_idle_worker(self):
+        pool = LazyThreadPool(2, reactor, name="test-pool")
+        self.addCleanup(pool.stop)
+        await pool.run(lambda: None)  # a worker, idle now
+        for _ in range(100):
+            if pool._idle:
+                break
+            await deferLater(0.01)
+        called = []
+
+        def profile(frame, event, arg):
+            if event == "call":
+                called.append("{}:{}".format(frame.f_code.co_filename.rsplit("/", 1)[-1], frame.f_code.co_name))
+
+        sys.setprofile(profile)
+        try:
+            d = pool.run(lambda: "done")
+        finally:
+            sys.setprofile(None)
+        self.assertEqual(await d, "done")
+        # No waking through threading's Python code (Condition.notify and
+        # its helpers, per call, holding the interpreter's lock).
+        self.assertEqual([name for name in called if name.startswith("threading.py:")], [])
+        self.assertIn("_threads.py:run", called)

@@ -6,6 +6,7 @@ that everything it references is in the repository, indexes it under its
 subject (referrers), and tags it when pushed by tag.
 """
 
+from twisted.internet import defer
 from zope.interface import implementer
 
 from spectroreg.registry import manifests as mf
@@ -135,13 +136,19 @@ class ManifestStore:
         for _ in range(_CLAIM_ATTEMPTS):
             # Claimed before anything is looked at: see spectroreg.registry.gcguard.
             claim = await guard.claim(needed + [digest])
+            blob_path = paths.blob_data(digest)
+            # Asked while what it references is checked (mostly from caches
+            # on this thread): one wait for storage fewer in a row.
+            looking = defer.ensureDeferred(self._io.exists(blob_path))
             try:
                 await self._check_needed(name, manifest)
-            except RegistryError:
-                await guard.release(claim)
+            except BaseException as error:
+                # What the look found no longer matters, nor how it failed.
+                await looking.addErrback(lambda _: None)
+                if isinstance(error, RegistryError):
+                    await guard.release(claim)
                 raise
-            blob_path = paths.blob_data(digest)
-            if not await self._io.exists(blob_path):
+            if not await looking:
                 await self._io.driver.put_content(blob_path, body)
             self._blobs.forget_absent(digest)
             if not indexed:

@@ -4,6 +4,7 @@ The tag store: a repository's tags, each a link to the manifest it names
 ever named under ``index/``), as Distribution keeps them.
 """
 
+from twisted.internet import defer
 from zope.interface import implementer
 
 from spectroreg.registry import paths
@@ -29,8 +30,14 @@ class TagStore:
 
     async def tag(self, name, tag, digest):
         """Point C{tag} at manifest C{digest} (the caller checked the manifest is stored)."""
-        await self._io.write_link(paths.tag_index_link(name, tag, digest), digest)
-        await self._io.write_link(paths.tag_current_link(name, tag), digest)
+        # Both at once: each needs only the revision, written before; neither
+        # needs the other (the index is the tag's history, read by nobody
+        # to resolve the tag).
+        indexing = defer.ensureDeferred(self._io.write_link(paths.tag_index_link(name, tag, digest), digest))
+        try:
+            await self._io.write_link(paths.tag_current_link(name, tag), digest)
+        finally:
+            await indexing
 
     async def untag(self, name, tag):
         """Remove C{tag}. @raise RegistryError: MANIFEST_UNKNOWN."""

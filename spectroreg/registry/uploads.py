@@ -255,12 +255,18 @@ class UploadStore:
         self._io.check_writable()
         upload_id = str(uuidlib.uuid4())
         started = format_rfc3339(self._io.now()).encode("ascii")
-        await self._io.driver.put_content(paths.upload_startedat(name, upload_id), started)
+        driver = self._io.driver
+        # Not flushed to disk: a start a power loss takes away is an upload
+        # the client finds unknown and starts again. Both files at once.
+        putting = driver.put_content(paths.upload_startedat(name, upload_id), started, durable=False)
         # An empty ``data`` too, as Distribution starts an upload: the other
         # kind in a mixed fleet continues only an upload whose data exists
         # (on S3, an upload in flight on the key).
-        writer = await self._io.driver.writer(paths.upload_data(name, upload_id))
-        await writer.close()
+        try:
+            writer = await driver.writer(paths.upload_data(name, upload_id), durable=False)
+            await writer.close()
+        finally:
+            await putting
         self.hashes.remember((name, upload_id), 0, digest_hasher())
         debug_upload_state(name, upload_id, "started", 0)
         return upload_id
@@ -361,19 +367,37 @@ class UploadStore:
             # Before looking whether the blob exists: a collection deleting it
             # meanwhile either sees the claim or is waited for.
             await guard.claim([digest])
-            # A blob a stat of this process found missing (the client's HEAD
-            # before pushing it) is published without looking again: if
-            # another push published it meanwhile, the move replaces it
-            # atomically with the same bytes. Otherwise an existing blob is
-            # kept as it is.
-            target = paths.blob_data(digest)
-            if self._blobs.forget_absent(digest) or not await self._io.exists(target):
-                await self._io.write_link(paths.upload_verified(name, upload_id), digest)
-                await self._io.driver.move(data_path, target)
+            await self._move_to_blob(name, upload_id, digest)
         await self._blobs.link(name, digest)
         await self._io.delete(paths.upload_dir(name, upload_id))
         debug_upload_state(name, upload_id, "published as " + str(digest), size)
         return BlobDescriptor(digest, size)
+
+    async def _move_to_blob(self, name, upload_id, digest):
+        """
+        Move the upload's verified content to blob C{digest}, after the
+        marker saying it was verified (see L{publish}). A blob a stat of
+        this process found missing (the client's HEAD before pushing it) is
+        published without looking again: if another push published it
+        meanwhile, the move replaces it atomically with the same bytes.
+        Otherwise an existing blob is kept as it is.
+        """
+        target = paths.blob_data(digest)
+        marker = paths.upload_verified(name, upload_id)
+        if self._blobs.forget_absent(digest):
+            exists = False
+            await self._io.write_link(marker, digest)
+        else:
+            # The marker is written while storage is asked about the blob: it
+            # costs nothing more than a wait when the blob turns out to be
+            # there already (the upload is removed).
+            marking = defer.ensureDeferred(self._io.write_link(marker, digest))
+            try:
+                exists = await self._io.exists(target)
+            finally:
+                await marking
+        if not exists:
+            await self._io.driver.move(paths.upload_data(name, upload_id), target)
 
     async def _published(self, name, upload_id, digest):
         """

@@ -21,8 +21,10 @@ in the tree's root itself, on the tree's own filesystem, and they worked.
 L{NoWaitReader.read} tries both and returns None whenever the kernel would
 have had to wait (L{NoWaitReader.stat} likewise, with an ``O_PATH`` handle
 and ``fstat``) (or anything is unusual); the caller then reads in its
-thread pool as before. Beyond the probe, the reader stays off for a tree
-on a network filesystem (another machine's writes reach the page cache
+thread pool as before. A path the kernel's cache knows to be missing (a
+negative dentry: the blob a client asks about before pushing it, an upload
+about to be published) raises ``FileNotFoundError`` at once. Beyond the
+probe, the reader stays off for a tree on a network filesystem (another machine's writes reach the page cache
 only after a revalidation that ``RESOLVE_CACHED`` skips), for a tree with
 another filesystem mounted beneath it (the probe tested only the root's),
 for a root reached through a symlink, and it switches itself off at the
@@ -54,6 +56,9 @@ _RESOLVE = _RESOLVE_CACHED | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY
 # For stat: a handle on the inode only, no open() of the file itself.
 _PATH_FLAGS = getattr(os, "O_PATH", 0) | os.O_CLOEXEC
+
+# Answers from the kernel's cache that the path does not exist.
+_MISSING = frozenset([errno.ENOENT, errno.ENOTDIR])
 
 # The kernel or a sandbox does not offer the calls: stop trying.
 _UNAVAILABLE = frozenset([errno.ENOSYS, errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP, errno.E2BIG])
@@ -243,7 +248,14 @@ class NoWaitReader:
         return True
 
     def _open(self, path, for_stat=False):
-        """A descriptor, or None when the kernel would have had to wait (or refused)."""
+        """
+        A descriptor, or None when the kernel would have had to wait (or refused).
+
+        @raise FileNotFoundError: the kernel knows, from its cache, that the
+            path does not exist (``ENOENT`` or ``ENOTDIR`` under
+            C{RESOLVE_CACHED} comes only from cached entries: a lookup it
+            would have had to make is ``EAGAIN``).
+        """
         if not self.enabled:
             return None
         try:
@@ -251,12 +263,18 @@ class NoWaitReader:
                 return self._openat2(os.fsencode(self._root + path), True)
             return self._openat2(os.fsencode(self._root + path))
         except OSError as error:
+            if error.errno in _MISSING:
+                raise FileNotFoundError(errno.ENOENT, "not found", path)
             if error.errno in _UNAVAILABLE:
                 self.enabled = False
             return None
 
     def stat(self, path):
-        """C{os.stat_result} of C{path} if the kernel has it at hand, else None."""
+        """
+        C{os.stat_result} of C{path} if the kernel has it at hand, else None.
+
+        @raise FileNotFoundError: the kernel knows it does not exist.
+        """
         fd = self._open(path, for_stat=True)
         if fd is None:
             return None
@@ -269,6 +287,8 @@ class NoWaitReader:
         """
         The content of C{path} (relative to the tree, starting with ``/``) if
         the kernel has it at hand, else None.
+
+        @raise FileNotFoundError: the kernel knows it does not exist.
         """
         fd = self._open(path)
         if fd is None:

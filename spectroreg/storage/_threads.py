@@ -7,10 +7,12 @@ step (often several syscalls batched in one function) to a pool of at most
 reactor shuts down, or when its owner calls ``stop()`` (tests).
 
 Most calls are tiny (open and read a 71-byte link file), so the hand-off
-itself is what costs: the pool keeps it to one lock, one condition signal
-when a worker is idle, and one ``callFromThread`` for every batch of
-finished calls rather than one per call. Results reach their Deferreds on
-the reactor thread in the order the calls finished.
+itself is what costs: the pool keeps it to one lock, one put on a queue
+implemented in C (an idle worker blocked on it wakes without running any
+Python code to do so, unlike a ``threading.Condition``), and one
+``callFromThread`` for every batch of finished calls rather than one per
+call. Results reach their Deferreds on the reactor thread in the order the
+calls finished.
 
 ``run_shared`` lets callers that ask for the same thing at once share one
 call: a request joins a queued call with the same key as long as no worker
@@ -19,7 +21,7 @@ before the request was made. Many clients pulling one tag then cost one
 read of its link file, not one each.
 """
 
-import collections
+import queue
 import threading
 
 from twisted.internet.defer import Deferred
@@ -40,14 +42,13 @@ class LazyThreadPool:
         self._reactor = reactor
         self._name = name
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)
-        self._jobs = collections.deque()
+        # Jobs, and one None per worker to stop.
+        self._jobs = queue.SimpleQueue()
         self._queued = {}  # key -> job not started yet, for run_shared
         self._finished = []
         self._delivery_pending = False
         self._workers = []
-        self._idle = 0  # workers waiting for a job that nobody has signalled yet
-        self._stopping = False
+        self._idle = 0  # workers waiting on the queue that no queued job is meant for yet
         self._trigger = None
 
     @property
@@ -83,10 +84,9 @@ class LazyThreadPool:
         """Queue C{job} and wake or start a worker for it; the lock is held."""
         if self._trigger is None:
             self._trigger = self._reactor.addSystemEventTrigger("during", "shutdown", self._shutdown)
-        self._jobs.append(job)
+        self._jobs.put(job)
         if self._idle:
             self._idle -= 1
-            self._work.notify()
         elif len(self._workers) < self.maxthreads:
             worker = threading.Thread(
                 target=self._worker, name="{}-{}".format(self._name, len(self._workers)), daemon=True)
@@ -96,14 +96,14 @@ class LazyThreadPool:
     def _worker(self):
         lock, jobs, finished = self._lock, self._jobs, self._finished
         while True:
-            with lock:
-                while not jobs:
-                    if self._stopping:
-                        return
-                    self._idle += 1
-                    self._work.wait()
-                waiters, function, args, kwargs, key = jobs.popleft()
-                if key is not None:
+            job = jobs.get()
+            if job is None:
+                return
+            waiters, function, args, kwargs, key = job
+            del job
+            if key is not None:
+                with lock:
+                    # From now on a shared call with this key runs anew.
                     del self._queued[key]
             try:
                 outcome = (waiters, True, function(*args, **kwargs))
@@ -114,6 +114,7 @@ class LazyThreadPool:
                 finished.append(outcome)
                 wake = not self._delivery_pending
                 self._delivery_pending = True
+                self._idle += 1
             del outcome
             if wake:
                 self._reactor.callFromThread(self._deliver)
@@ -140,11 +141,13 @@ class LazyThreadPool:
             self._reactor.removeSystemEventTrigger(self._trigger)
             self._trigger = None
         with self._lock:
-            self._stopping = True
-            self._idle = 0
-            self._work.notify_all()
             workers, self._workers = self._workers, []
+            self._idle = 0
+            for _ in workers:
+                # After every job queued so far: those run first.
+                self._jobs.put(None)
         for worker in workers:
             worker.join()
         with self._lock:
-            self._stopping = False
+            # The stopped workers counted themselves idle after their last job.
+            self._idle = 0

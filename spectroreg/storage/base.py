@@ -130,10 +130,12 @@ class ValidatingDriver:
         return self._call("get_content", path, self.driver.get_content, path)
 
     @_validated()
-    def put_content(self, path, content):
+    def put_content(self, path, content, durable=True):
         if not isinstance(content, (bytes, bytearray, memoryview)):
             return defer.fail(StorageError("content must be bytes", path))
-        return self._call("put_content", path, self.driver.put_content, path, bytes(content))
+        if durable:
+            return self._call("put_content", path, self.driver.put_content, path, bytes(content))
+        return self._call("put_content", path, self.driver.put_content, path, bytes(content), False)
 
     @_validated()
     def read(self, path, consumer, offset=0, length=None):
@@ -144,8 +146,11 @@ class ValidatingDriver:
         return self._call("read", path, self.driver.read, path, consumer, offset, length)
 
     @_validated()
-    def writer(self, path, append=False):
-        d = self._call("writer", path, self.driver.writer, path, append)
+    def writer(self, path, append=False, durable=True):
+        if durable:
+            d = self._call("writer", path, self.driver.writer, path, append)
+        else:
+            d = self._call("writer", path, self.driver.writer, path, append, False)
         d.addCallback(_ValidatingWriter, path, self.observer, self.driver.name)
         return d
 

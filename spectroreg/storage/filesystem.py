@@ -8,15 +8,19 @@ other's data.
 
 Crash safety: ``put_content`` writes a temporary file in the target's
 directory, fsyncs it, renames it over the target and fsyncs the directory;
-``move`` is a rename plus directory fsync. After a crash a final path holds
-the old content or the new one, never a partial file. Writers (uploads)
-append to their file directly and fsync on ``close``/``commit``; the registry
-publishes finished uploads with ``move``. Temporary files are named
-``.spectroreg~<random>``: the ``~`` is not allowed in storage paths, so they
-can never clash with a real file, and ``list``/``walk`` never show them.
-Stale ones (left by a crash) are removed by the next put into the same
-directory, or by ``remove_stale_temp_files``; never by a read, so reads
-work on a read-only tree and change nothing.
+``move`` is a rename plus an fsync of the destination's directory. After a
+crash a final path holds the old content or the new one, never a partial
+file. Writers (uploads) append to their file directly and fsync on
+``close``/``commit``; the registry publishes finished uploads with ``move``.
+A put or writer asked for with ``durable=False`` skips those fsyncs for the
+file and its own directory entry (directories above it are still flushed):
+for what a power loss may take away (an upload's start). New directories
+are flushed into their parents last, after the file and its directory.
+Temporary files are named ``.spectroreg~<random>``: the ``~`` is not
+allowed in storage paths, so they can never clash with a real file, and
+``list``/``walk`` never show them. Stale ones (left by a crash) are removed
+by the next put into the same directory, or by ``remove_stale_temp_files``;
+never by a read, so reads work on a read-only tree and change nothing.
 
 All blocking work runs in a bounded thread pool (``maxthreads``); the reactor
 thread only moves bytes between the pool and consumers. A read whose consumer
@@ -28,7 +32,6 @@ thread for bytes in the page cache, after a read in the pool for the others.
 import errno
 import os
 import secrets
-import shutil
 import stat as statmodule
 import time
 
@@ -65,26 +68,63 @@ def _is_visible(name):
 
 
 
-def _ensure_dir(directory):
-    """Create C{directory} and missing parents, making each new entry durable."""
+def _ensure_dir(directory, durable=True, unflushed=None):
+    """
+    Create C{directory} and missing parents, flushing each new entry to disk
+    (its parent directory C{fsync}ed); without C{durable}, all but
+    C{directory}'s own entry: a power loss may take it (and what it holds)
+    away, but nothing above it.
+
+    Writes mostly go to directories that do not exist yet (a link's, a
+    blob's, an upload's), so C{mkdir} is tried first: one call where a new
+    directory under an existing one is the common case.
+
+    @param unflushed: a list to add the directories to flush to, instead of
+        flushing them now. The caller flushes them after its own file and
+        directory (see L{_flush_later}).
+    @return: whether this call created C{directory} (then it holds nothing
+        but what the caller puts there).
+    """
     try:
-        mode = os.stat(directory).st_mode
-    except FileNotFoundError:
-        pass
-    else:
-        if not statmodule.S_ISDIR(mode):
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
-        return
-    parent = os.path.dirname(directory)
-    if parent != directory:
-        _ensure_dir(parent)
-    try:
-        os.mkdir(directory, 0o777)
+        _diskio.mkdir(directory)
     except FileExistsError:
-        if not os.path.isdir(directory):
+        return _existing_dir(directory)
+    except FileNotFoundError:
+        parent = os.path.dirname(directory)
+        if parent == directory:
             raise
-        return
-    _diskio.fsync_dir(parent)
+        _ensure_dir(parent, True, unflushed)
+        try:
+            _diskio.mkdir(directory)
+        except FileExistsError:
+            return _existing_dir(directory)
+    if durable:
+        if unflushed is None:
+            _diskio.fsync_dir(os.path.dirname(directory))
+        else:
+            unflushed.append(os.path.dirname(directory))
+    return True
+
+
+def _existing_dir(directory):
+    """False, for a directory that was there; NotADirectoryError for anything else."""
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
+    return False
+
+
+def _flush_later(unflushed):
+    """
+    Flush the directories L{_ensure_dir} left, after the caller's own
+    flushes. All must be done before the caller returns (each new name is
+    durable only once its parent is flushed); after the caller's, they cost
+    next to nothing on a journaling filesystem (ext4, XFS), whose flush of
+    the file or its directory already committed every change made before,
+    the new directories with it: one journal commit instead of one per
+    directory.
+    """
+    for directory in unflushed:
+        _diskio.fsync_dir(directory)
 
 
 @implementer(IStorageDriver)
@@ -133,11 +173,12 @@ class FilesystemDriver:
     def _probe_nowait(self):
         self._nowait.probe(TEMP_PREFIX + "probe-" + secrets.token_hex(8))
 
-    def _ensure_dir(self, directory):
+    def _ensure_dir(self, directory, durable=True, unflushed=None):
         """L{_ensure_dir}, then the no-wait probe if the root was missing until now."""
-        _ensure_dir(directory)
+        created = _ensure_dir(directory, durable, unflushed)
         if not self._nowait.probed:
             self._probe_nowait()
+        return created
 
     def _full(self, path):
         return self.rootdirectory if path == "/" else self.rootdirectory + path
@@ -165,7 +206,11 @@ class FilesystemDriver:
     def get_content(self, path):
         # Small files the kernel has cached are read at once: the read
         # cannot wait (see spectroreg.storage._nowait); others in the pool.
-        content = self._nowait.read(path)
+        # So is a path the kernel knows is missing (a blob not pushed yet).
+        try:
+            content = self._nowait.read(path)
+        except FileNotFoundError:
+            return defer.fail(PathNotFound(path))
         if content is not None:
             return defer.succeed(content)
         d = self._pool.run_shared(("get_content", path), self._get_content, path)
@@ -189,32 +234,36 @@ class FilesystemDriver:
         finally:
             os.close(fd)
 
-    def put_content(self, path, content):
-        return self._run(path, self._put_content, path, content)
+    def put_content(self, path, content, durable=True):
+        return self._run(path, self._put_content, path, content, durable)
 
-    def _put_content(self, path, content):
+    def _put_content(self, path, content, durable=True):
         full = self._full(path)
         directory = os.path.dirname(full)
-        self._ensure_dir(directory)
+        unflushed = []
+        created = self._ensure_dir(directory, durable, unflushed)
         temp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
-        # 0o666 and the kernel applies the umask: the same modes as files
-        # Distribution writes.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        fd = _diskio.create(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
         try:
             try:
                 _diskio.write_all(fd, content)
-                os.fsync(fd)
+                if durable:
+                    _diskio.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(temp, full)
+            _diskio.rename(temp, full)
         except BaseException:
             try:
                 os.unlink(temp)
             except OSError:
                 pass
             raise
-        _diskio.fsync_dir(directory)
-        self._sweep(directory)
+        if durable:
+            _diskio.fsync_dir(directory)
+        _flush_later(unflushed)
+        if not created:
+            # A directory made just now holds no crash's leftovers.
+            self._sweep(directory)
 
     def _is_stale_temp(self, name, mtime, now):
         return name.startswith(TEMP_PREFIX) and now - mtime > self._stale_temp_age
@@ -301,12 +350,26 @@ class FilesystemDriver:
             raise
         return f, size
 
-    def writer(self, path, append=False):
-        d = self._run(path, self._open_for_write, path, append)
-        d.addCallback(lambda opened: FileWriter(self, path, *opened))
+    def writer(self, path, append=False, durable=True):
+        # Opened by the writer's first trip to the pool (see FileWriter).
+        if not append:
+            return defer.succeed(FileWriter(
+                self, path, None, 0, True, durable,
+                opener=lambda: self._open_for_write(path, False, durable)[0]))
+        # The size of a file the kernel has at hand is known without a trip.
+        try:
+            st = self._nowait.stat(path)
+        except FileNotFoundError:
+            return defer.fail(PathNotFound(path))
+        if st is not None and statmodule.S_ISREG(st.st_mode):
+            return defer.succeed(FileWriter(
+                self, path, None, st.st_size, False, durable,
+                opener=lambda: self._open_for_write(path, True, durable)[0]))
+        d = self._run(path, self._open_for_write, path, append, durable)
+        d.addCallback(lambda opened: FileWriter(self, path, *opened, durable=durable))
         return d
 
-    def _open_for_write(self, path, append):
+    def _open_for_write(self, path, append, durable=True):
         full = self._full(path)
         if append:
             try:
@@ -315,8 +378,8 @@ class FilesystemDriver:
                 raise PathNotFound(path)
             created = False
         else:
-            self._ensure_dir(os.path.dirname(full))
-            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            self._ensure_dir(os.path.dirname(full), durable)
+            fd = _diskio.create(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
             created = True
         try:
             size = os.fstat(fd).st_size
@@ -326,7 +389,12 @@ class FilesystemDriver:
         return fd, size, created
 
     def stat(self, path):
-        st = self._nowait.stat(path)  # see get_content
+        try:
+            st = self._nowait.stat(path)  # see get_content
+        except FileNotFoundError:
+            if path == "/":
+                return self._run(path, self._stat, path)
+            return defer.fail(PathNotFound(path))
         if st is not None:
             return defer.succeed(_file_info(path, st))
         return self._run(path, self._stat, path)
@@ -377,15 +445,17 @@ class FilesystemDriver:
         if not os.path.lexists(full_source):
             raise PathNotFound(source)
         directory = os.path.dirname(full_destination)
-        self._ensure_dir(directory)
+        unflushed = []
+        self._ensure_dir(directory, True, unflushed)
         try:
-            os.replace(full_source, full_destination)
+            _diskio.rename(full_source, full_destination)
         except FileNotFoundError:
             raise PathNotFound(source)
+        # Only the destination's entry is flushed: the source's removal may
+        # be undone by a power loss, which leaves both names holding the
+        # same bytes (a blob published and its upload still there to retry).
         _diskio.fsync_dir(directory)
-        source_directory = os.path.dirname(full_source)
-        if source_directory != directory:
-            _diskio.fsync_dir(source_directory)
+        _flush_later(unflushed)
 
     def delete(self, path):
         return self._run(path, self._delete, path)
@@ -411,7 +481,7 @@ class FilesystemDriver:
         if st is None:
             st = os.lstat(full)
         if statmodule.S_ISDIR(st.st_mode):
-            shutil.rmtree(full)
+            _diskio.remove_tree(full)
         else:
             os.unlink(full)
 

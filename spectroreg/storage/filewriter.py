@@ -19,7 +19,12 @@ from spectroreg.storage.interfaces import IHashingWriter
 @implementer(IHashingWriter)
 class FileWriter:
     """
-    Appends to an open file descriptor from the pool, one write at a time.
+    Appends to a file from the pool, one write at a time.
+
+    The file is opened by the first trip to the pool that needs it (the
+    first write, or the end), by C{opener} run there: a small upload costs
+    one trip, not one to open it and one to write it. C{fd} is an already
+    open descriptor instead, if any.
 
     Writes are gathered up to C{flush_size} bytes before going to a thread;
     C{write()}'s Deferred fires at once while less than C{buffer_limit}
@@ -33,8 +38,10 @@ class FileWriter:
     flush_size = 1024 * 1024
     buffer_limit = 4 * 1024 * 1024
 
-    def __init__(self, driver, path, fd, size, created):
+    def __init__(self, driver, path, fd, size, created, durable=True, opener=None):
         self._driver = driver
+        self._durable = durable
+        self._opener = opener
         self._path = path
         self._fd = fd
         self.size = size
@@ -63,8 +70,15 @@ class FileWriter:
         if self._hasher is not None:
             for piece in pieces:
                 self._hasher.update(piece)
-        _diskio.write_all(self._fd, pieces)
-        _diskio.start_writeback(self._fd)
+        fd = self._descriptor()
+        _diskio.write_all(fd, pieces)
+        _diskio.start_writeback(fd)
+
+    def _descriptor(self):
+        """The file's descriptor, opened now if need be (in the pool: one trip at a time)."""
+        if self._fd is None:
+            self._fd = self._opener()
+        return self._fd
 
     def _check(self):
         if self._ended is not None:
@@ -149,24 +163,30 @@ class FileWriter:
             if self._failure is not None:
                 self._failure.raiseException()
         except BaseException:
-            await self._run(os.close, self._fd)
+            if self._fd is not None:
+                await self._run(os.close, self._fd)
             raise
         pieces = list(self._buffer)
         self._buffer.clear()
         self._buffered = 0
-        await self._run(self._sync_and_close, self._fd, self._created, pieces)
+        if self._fd is None and not pieces and not self._created:
+            # Appending nothing to a file never opened: nothing to persist.
+            return
+        await self._run(self._sync_and_close, self._created, pieces)
 
-    def _sync_and_close(self, fd, created, pieces=()):
+    def _sync_and_close(self, created, pieces=()):
+        fd = self._descriptor()
         try:
             if pieces:
                 if self._hasher is not None:
                     for piece in pieces:
                         self._hasher.update(piece)
                 _diskio.write_all(fd, pieces)
-            os.fsync(fd)
+            if self._durable:
+                _diskio.fsync(fd)
         finally:
             os.close(fd)
-        if created:
+        if created and self._durable:
             _diskio.fsync_dir(os.path.dirname(self._driver._full(self._path)))
 
     def close(self):
@@ -190,7 +210,8 @@ class FileWriter:
         await self._run(self._close_and_unlink, self._fd)
 
     def _close_and_unlink(self, fd):
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         try:
             os.unlink(self._driver._full(self._path))
         except FileNotFoundError:

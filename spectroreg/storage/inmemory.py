@@ -129,7 +129,7 @@ class InMemoryDriver:
         return bytes(self._file(path).data)
 
     @_failing
-    def put_content(self, path, content):
+    def put_content(self, path, content, durable=True):
         self._store(path, _File(bytearray(content), self._now()))
 
     def read(self, path, consumer, offset=0, length=None):
@@ -160,7 +160,7 @@ class InMemoryDriver:
         )
         return producer.start()
 
-    def writer(self, path, append=False):
+    def writer(self, path, append=False, durable=True):
         try:
             if append:
                 entry = self._file(path)

@@ -137,12 +137,16 @@ class IStorageDriver(Interface):
         @return: Deferred firing with bytes; fails with PathNotFound.
         """
 
-    def put_content(path, content):
+    def put_content(path, content, durable=True):
         """
         Write a small file whole, atomically: a reader sees the old content or
         the new one, never a mix, never a partial file, even after a crash.
         Missing parent directories are created.
 
+        @param durable: False for content a power loss may take away (the
+            file and the directory entry holding it; nothing above): a
+            driver may then skip flushing it to disk. Drivers that store
+            every write durably ignore it.
         @return: Deferred firing with None.
         """
 
@@ -164,12 +168,17 @@ class IStorageDriver(Interface):
             is past the end (offset == size is valid and writes nothing).
         """
 
-    def writer(path, append=False):
+    def writer(path, append=False, durable=True):
         """
         Open an IFileWriter on C{path}. With C{append=False} any existing file
         is truncated; with C{append=True} writing continues after the bytes a
         previous writer closed (``close()``) there, and PathNotFound is
-        raised if there is nothing to append to.
+        raised if there is nothing to append to. C{durable}: as for
+        L{put_content}, for what this writer writes and creates. A driver
+        may create or open the file with the first write or at the end
+        (S3 stores nothing before; the filesystem opens it in the same
+        trip to the disk as the first write): errors doing so then fail
+        that write, C{close}, C{commit} or C{cancel}.
 
         @return: Deferred firing with an IFileWriter.
         """

@@ -66,10 +66,10 @@ class ReadOnlyDriver:
     def close(self):
         return self.driver.close()
 
-    def put_content(self, path, content):
+    def put_content(self, path, content, durable=True):
         return defer.fail(ReadOnlyStorage("put_content", path))
 
-    def writer(self, path, append=False):
+    def writer(self, path, append=False, durable=True):
         return defer.fail(ReadOnlyStorage("writer", path))
 
     def move(self, source, destination):

@@ -93,8 +93,8 @@ class SlowDriver:
             raise AttributeError(attribute)
         return getattr(self.driver, attribute)
 
-    def writer(self, path, append=False):
-        d = self.driver.writer(path, append)
+    def writer(self, path, append=False, durable=True):
+        d = self.driver.writer(path, append, durable)
 
         def wrap(writer):
             slow = SlowWriter(writer, self.delay, self.fail_after)

@@ -178,7 +178,7 @@ class S3Driver:
                 raise PathNotFound(path)
             raise
 
-    def put_content(self, path, content):
+    def put_content(self, path, content, durable=True):
         return defer.ensureDeferred(self._put_content(path, content))
 
     async def _put_content(self, path, content):
@@ -215,7 +215,7 @@ class S3Driver:
 
     # writers
 
-    def writer(self, path, append=False):
+    def writer(self, path, append=False, durable=True):
         return defer.ensureDeferred(self._writer(path, append))
 
     async def _writer(self, path, append):
