@@ -26,8 +26,7 @@ from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.inmemory import InMemoryDriver
 from tests.support.asynctest import async_test
 from tests.support.redis import start_redis
-from tests.support.stores import put_blob
-from tests.test_registry_layer import manifest_body
+from tests.support.stores import manifest_body, put_blob
 
 REDIS_CACHE = StorageSettings(driver="inmemory", delete_enabled=True, blobdescriptor_cache="redis")
 

@@ -22,26 +22,9 @@ from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.errors import PathNotFound, StorageError
 from spectroreg.storage.inmemory import InMemoryDriver
 from tests.support.asynctest import async_test
-from tests.support.stores import finish_upload
+from tests.support.stores import finish_upload, manifest_body, sha
 
 SETTINGS = StorageSettings(driver="inmemory", delete_enabled=True)
-
-
-def sha(data):
-    return parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
-
-
-def manifest_body(config, layers, **extra):
-    document = {
-        "schemaVersion": 2,
-        "mediaType": mf.OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": str(sha(config)),
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": str(sha(layer)),
-                    "size": len(layer)} for layer in layers],
-    }
-    document.update(extra)
-    return json.dumps(document).encode("utf-8")
 
 
 class RegistryLayerMixin:

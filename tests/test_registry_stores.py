@@ -20,8 +20,7 @@ from spectroreg.registry.uploads import HashStates, UploadLocks, digest_hasher
 from spectroreg.storage.errors import PathNotFound
 from spectroreg.storage.inmemory import InMemoryDriver
 from tests.support.asynctest import async_test
-from tests.support.stores import finish_upload, put_blob
-from tests.test_registry_layer import manifest_body, sha
+from tests.support.stores import finish_upload, manifest_body, put_blob, sha
 
 SETTINGS = StorageSettings(driver="inmemory", delete_enabled=True)
 

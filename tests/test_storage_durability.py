@@ -6,8 +6,6 @@ promises of docs/storage.md ("Crash safety") checked after every call.
 A test here fails when a flush the promises need is dropped or moved.
 """
 
-import hashlib
-import json
 import os
 
 from twisted.trial import unittest
@@ -16,16 +14,12 @@ from spectroreg.config.settings import StorageSettings
 from spectroreg.registry import Registry
 from spectroreg.registry import manifests as mf
 from spectroreg.registry import paths
-from spectroreg.registry.digests import parse_digest
 from spectroreg.storage.base import ValidatingDriver
 from spectroreg.storage.filesystem import FilesystemDriver
 from tests.support.asynctest import async_test
 from tests.support.powerloss import DiskJournal
-from tests.support.stores import put_blob
+from tests.support.stores import manifest_body, put_blob, sha
 
-
-def sha(data):
-    return parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
 
 
 class DriverDurabilityTests(unittest.TestCase):
@@ -118,16 +112,6 @@ class DriverDurabilityTests(unittest.TestCase):
 
 SETTINGS = StorageSettings(driver="filesystem", delete_enabled=True)
 
-
-def manifest_body(config, layers):
-    return json.dumps({
-        "schemaVersion": 2,
-        "mediaType": mf.OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": str(sha(config)),
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": str(sha(layer)),
-                    "size": len(layer)} for layer in layers],
-    }).encode("utf-8")
 
 
 class PushDurabilityTests(unittest.TestCase):

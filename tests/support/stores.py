@@ -1,6 +1,10 @@
 """Test helpers over the registry's stores (spectroreg.registry)."""
 
-from spectroreg.registry.digests import digest_of
+import hashlib
+import json
+
+from spectroreg.registry import manifests as mf
+from spectroreg.registry.digests import digest_of, parse_digest
 
 
 async def put_blob(registry, name, digest, data):
@@ -26,3 +30,22 @@ async def finish_upload(registry, name, upload_id, digest):
     """Commit what upload C{upload_id} holds as blob C{digest}, as a PUT without a body does."""
     writer = await registry.uploads.open(name, upload_id)
     return await writer.commit(digest)
+
+
+def sha(data):
+    """The parsed sha256 digest of C{data}."""
+    return parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
+
+
+def manifest_body(config, layers, **extra):
+    """An OCI image manifest (bytes) for a config blob and layer blobs, plus C{extra} fields."""
+    document = {
+        "schemaVersion": 2,
+        "mediaType": mf.OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": str(sha(config)),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": str(sha(layer)),
+                    "size": len(layer)} for layer in layers],
+    }
+    document.update(extra)
+    return json.dumps(document).encode("utf-8")
