@@ -280,10 +280,16 @@ class PushCostTests(unittest.TestCase):
         journal = DiskJournal(self, self.root)
         del self.trips[:]
         await self.registry.manifests.put("r", "v1", body, mf.OCI_MANIFEST)
+        trips = self.trips
+        if not self.driver._nowait.enabled:
+            # Without the no-wait reader (e.g. overlayfs), the layer's stat
+            # and the two links read for the references also go to the pool.
+            self.assertEqual(sorted(trips[:3]), ["_get_content", "_get_content", "_stat"], trips)
+            trips = trips[3:]
         # Whether its blob exists, its blob, its revision, then the tag's
         # two links at once.
-        self.assertEqual(len(self.trips), 5, self.trips)
-        self.assertEqual(self.trips[-2:], ["_put_content", "_put_content"])
+        self.assertEqual(len(trips), 5, self.trips)
+        self.assertEqual(trips[-2:], ["_put_content", "_put_content"])
         # Its blob (a new prefix directory, its own, its bytes, its name),
         # its revision (directory, bytes, name), the tag's index (four new
         # directories, bytes, name) and current link (directory, bytes, name).
