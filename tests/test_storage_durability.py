@@ -22,18 +22,27 @@ from tests.support.stores import manifest_body, put_blob, sha
 
 
 
-class DriverDurabilityTests(unittest.TestCase):
-    """The driver's own calls: what each one has made durable when it returns."""
+class FilesystemRegistry:
+    """A filesystem driver in a temporary root, and a registry over it."""
+
+    maxthreads = 8
 
     def setUp(self):
         self.root = os.path.abspath(self.mktemp())
-        self.driver = FilesystemDriver(self.root, maxthreads=4)
+        self.driver = FilesystemDriver(self.root, maxthreads=self.maxthreads)
         self.addCleanup(self.driver.close)
+        self.registry = Registry(ValidatingDriver(self.driver), SETTINGS)
 
     async def journal(self):
-        # The root exists before recording: only what the calls make is judged.
+        """Record the disk calls from now on (the root exists first: only what the calls make is judged)."""
         await self.driver.put_content("/ready", b"")
         return DiskJournal(self, self.root)
+
+
+class DriverDurabilityTests(FilesystemRegistry, unittest.TestCase):
+    """The driver's own calls: what each one has made durable when it returns."""
+
+    maxthreads = 4
 
     @async_test
     async def test_put_content(self):
@@ -113,22 +122,11 @@ class DriverDurabilityTests(unittest.TestCase):
 SETTINGS = StorageSettings(driver="filesystem", delete_enabled=True)
 
 
-
-class PushDurabilityTests(unittest.TestCase):
+class PushDurabilityTests(FilesystemRegistry, unittest.TestCase):
     """
     A push through the registry on the filesystem driver, with a power loss
     after each disk call: what docs/storage.md promises holds at every point.
     """
-
-    def setUp(self):
-        self.root = os.path.abspath(self.mktemp())
-        self.driver = FilesystemDriver(self.root, maxthreads=8)
-        self.addCleanup(self.driver.close)
-        self.registry = Registry(ValidatingDriver(self.driver), SETTINGS)
-
-    async def journal(self):
-        await self.driver.put_content("/ready", b"")
-        return DiskJournal(self, self.root)
 
     @async_test
     async def test_upload_start_flushes_nothing_of_its_own(self):
@@ -211,17 +209,14 @@ class PushDurabilityTests(unittest.TestCase):
             self.assertTrue(disk.holds(path), path)
 
 
-class PushCostTests(unittest.TestCase):
+class PushCostTests(FilesystemRegistry, unittest.TestCase):
     """
     What a small push costs on the filesystem driver: trips to its thread
     pool and flushes to disk (the list in docs/storage.md).
     """
 
     def setUp(self):
-        self.root = os.path.abspath(self.mktemp())
-        self.driver = FilesystemDriver(self.root, maxthreads=8)
-        self.addCleanup(self.driver.close)
-        self.registry = Registry(ValidatingDriver(self.driver), SETTINGS)
+        FilesystemRegistry.setUp(self)
         self.trips = []
         pool = self.driver._pool
         run, run_shared = pool.run, pool.run_shared
