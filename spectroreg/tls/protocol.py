@@ -124,7 +124,7 @@ class _ProducerMembrane:
             self.producer.resumeProducing()
 
 
-def seal(connection, data, expected=None):
+def seal(connection, data):
     """
     Encrypt C{data} on the OpenSSL C{connection} and take what it produced
     out of its memory BIO.
@@ -147,9 +147,7 @@ def seal(connection, data, expected=None):
         problem = "want-read"
     except Error:
         problem = Failure()
-    if expected is None:
-        expected = sent + (sent // RECORD + 1) * _RECORD_OVERHEAD
-    return sent, drain(connection, expected), problem
+    return sent, drain(connection, sent + (sent // RECORD + 1) * _RECORD_OVERHEAD), problem
 
 
 def whole_writes(context):
