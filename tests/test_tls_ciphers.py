@@ -7,6 +7,7 @@ from twisted.trial import unittest
 from spectroreg.config.errors import ConfigError
 from spectroreg.tls.ciphers import TLS12_SUITES, TLS13_SUITES, cipher_policy, openssl_names
 from tests.support.asynctest import async_test
+from tests.support.tlsmemory import connected
 from tests.support.requirements import require_binary
 
 # Go's legacy spellings: the standard (IANA) name has a _SHA256 suffix.
@@ -76,7 +77,13 @@ class PolicyTests(unittest.SynchronousTestCase):
         self.assertIn("ECDHE-ECDSA-AES128-GCM-SHA256", policy.cipher_list)
         self.assertNotIn("SECLEVEL", policy.cipher_list)
         self.assertNotIn("-SHA:", policy.cipher_list + ":")
-        self.assertIsNone(policy.tls13_suites)
+        self.assertEqual(policy.tls13_suites,
+                         "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")
+
+    def test_tls12_names_keep_the_tls13_defaults(self):
+        policy = cipher_policy("tls1.2", ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",))
+        self.assertEqual(policy.cipher_list, "ECDHE-RSA-AES128-GCM-SHA256")
+        self.assertTrue(policy.tls13_suites.startswith("TLS_AES_128_GCM_SHA256:"))
 
     def test_old_versions_lower_security_level_and_add_cbc(self):
         for version in ("tls1.0", "tls1.1"):
@@ -95,3 +102,40 @@ class PolicyTests(unittest.SynchronousTestCase):
             policy = cipher_policy(version, ("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "TLS_CHACHA20_POLY1305_SHA256"))
             context = SSL.Context(SSL.TLS_METHOD)
             context.set_cipher_list(policy.cipher_list.encode())
+
+
+class NegotiatedSuiteTests(unittest.SynchronousTestCase):
+    """
+    What a built server context negotiates over TLS 1.3 (a handshake in
+    memory with a pyOpenSSL client offering the given suites in order).
+    """
+
+    def negotiate(self, client_suites):
+        from tests.test_tls_server import PKI
+        from spectroreg.config.settings import TLSSettings
+        from spectroreg.tls.context import ContextPolicy, _set_tls13_suites
+
+        pki = PKI(self.mktemp())
+        leaf = pki.leaf(pki.ca("CA"))
+        server_context = ContextPolicy.from_settings(TLSSettings()).build(leaf.key, [leaf.certificate])
+        client_context = SSL.Context(SSL.TLS_METHOD)
+        client_context.set_min_proto_version(SSL.TLS1_3_VERSION)
+        _set_tls13_suites(client_context, client_suites.encode("ascii"))
+        server, _ = connected(server_context, client_context)
+        return server.get_cipher_name()
+
+    def test_aes128_first_as_go(self):
+        """What Python's ssl and OpenSSL clients offer first (AES-256) is not taken."""
+        self.assertEqual(
+            self.negotiate("TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"),
+            "TLS_AES_128_GCM_SHA256",
+        )
+
+    def test_chacha_for_a_client_that_prefers_it(self):
+        self.assertEqual(
+            self.negotiate("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"),
+            "TLS_CHACHA20_POLY1305_SHA256",
+        )
+
+    def test_a_client_offering_only_aes256_gets_it(self):
+        self.assertEqual(self.negotiate("TLS_AES_256_GCM_SHA384"), "TLS_AES_256_GCM_SHA384")
