@@ -21,7 +21,8 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from spectroreg.tls.protocol import RECORD, TLSServerFactory, represents_eof, seal, whole_writes
+from tests.support.tlsmemory import connected
+from spectroreg.tls.protocol import RECORD, SEND_LIMIT, TLSServerFactory, represents_eof, seal, whole_writes
 
 
 def _context_pair():
@@ -171,6 +172,16 @@ class TLSServerProtocolTests(unittest.TestCase):
         self.assertEqual(self.protocol.negotiatedProtocol, b"http/1.1")
         self.assertIsNone(self.protocol.getPeerCertificate())
         self.assertEqual(self.factory.logPrefix(), "Factory (TLS)")
+
+    def test_send_limit_raised_for_whole_writes(self):
+        """The TCP connection may hand an encrypted chunk to the kernel in one send."""
+        self.transport.SEND_LIMIT = 128 * 1024
+        self.connect()
+        self.assertEqual(self.transport.SEND_LIMIT, SEND_LIMIT)
+        larger = CountingTransport()
+        larger.SEND_LIMIT = 4 * SEND_LIMIT
+        self.factory.buildProtocol(None).makeConnection(larger)
+        self.assertEqual(larger.SEND_LIMIT, 4 * SEND_LIMIT)
 
     def test_write_is_one_transport_write(self):
         """A 1 MiB application write reaches the TCP connection as one write, not one per record."""
@@ -340,33 +351,16 @@ class TLSServerProtocolTests(unittest.TestCase):
 
 
 class WholeWritesTests(unittest.TestCase):
-    def connected_pair(self, whole):
+    def connected_pair(self, whole, prepare=whole_writes):
         server_context, client_context = _context_pair()
         if whole:
-            whole_writes(server_context)
-        server = SSL.Connection(server_context, None)
-        server.set_accept_state()
-        client = SSL.Connection(client_context, None)
-        client.set_connect_state()
-        for _ in range(10):
-            for side in (client, server):
-                try:
-                    side.do_handshake()
-                except SSL.WantReadError:
-                    pass
-            for source, target in ((client, server), (server, client)):
-                while True:
-                    try:
-                        target.bio_write(source.bio_read(65536))
-                    except SSL.WantReadError:
-                        break
-        return server, client
+            prepare(server_context)
+        return connected(server_context, client_context)
 
-    def test_one_send_takes_a_whole_write_where_pyopenssl_allows(self):
+    def test_one_send_takes_a_whole_write(self):
         server, _ = self.connected_pair(whole=True)
         data = os.urandom(4 * RECORD)
-        expected = len(data) if hasattr(SSL.Context, "clear_mode") else RECORD
-        self.assertEqual(server.send(data), expected)
+        self.assertEqual(server.send(data), len(data))
 
     def test_partial_writes_by_default(self):
         server, _ = self.connected_pair(whole=False)
@@ -383,6 +377,20 @@ class WholeWritesTests(unittest.TestCase):
             while len(received) < len(data):
                 received += client.recv(65536)
             self.assertEqual(received, data)
+
+    def test_without_clear_mode_the_binding_clears_it(self):
+        """
+        pyOpenSSL before 24.3 (Debian 12's 23.0) has no C{Context.clear_mode}:
+        L{whole_writes} clears the mode through the binding it ships.
+        """
+
+        class OldContext:
+            def __init__(self, context):
+                self._context = context._context
+
+        server, _ = self.connected_pair(True, lambda context: whole_writes(OldContext(context)))
+        data = os.urandom(4 * RECORD)
+        self.assertEqual(server.send(data), len(data))
 
 
 class RepresentsEOFTests(unittest.TestCase):

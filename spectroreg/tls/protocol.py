@@ -12,10 +12,11 @@ HTTP body parsing per 64 KiB read. L{TLSServerProtocol} does the same
 exchange with the work gathered:
 
 - an application write is handed to OpenSSL through a C{memoryview},
-  without copies: in one C{send} where pyOpenSSL can turn partial writes off
+  without copies: in one C{send} once partial writes are off
   (L{whole_writes}), else one record per C{send}; what OpenSSL produced for
   the whole write is read out of the memory BIO in one C{bio_read} sized for
-  it and written to the TCP connection once;
+  it and written to the TCP connection once, which hands it to the kernel
+  in one C{send} (L{SEND_LIMIT});
 - the records that one read from the TCP connection holds are decrypted in
   a loop and given to the application as one piece.
 
@@ -27,7 +28,8 @@ an OpenSSL error during the handshake reaches the application's
 C{connectionLost}, an unexpected EOF reads as C{ConnectionLost}; producers
 are registered with the TCP connection through a membrane that keeps the
 pause and resume of the two sources apart. Only public interfaces of
-Twisted and pyOpenSSL are used.
+Twisted and pyOpenSSL are used, except where pyOpenSSL before 24.3 lacks
+C{Context.clear_mode} (L{whole_writes} then calls the binding it ships).
 """
 
 from OpenSSL.SSL import Error, SysCallError, WantReadError, ZeroReturnError
@@ -54,6 +56,12 @@ _DEFAULT_READ = 64 * 1024
 _RECV = 2 ** 15
 # OpenSSL's SSL_MODE_ENABLE_PARTIAL_WRITE.
 _MODE_ENABLE_PARTIAL_WRITE = 0x1
+# The most a TCP connection under this layer hands the kernel in one send
+# (Twisted's SEND_LIMIT, 128 KiB by default): a download's encrypted
+# 256 KiB chunk is a little over 256 KiB, which 128 KiB sends turn into
+# three turns of the reactor (the last one for a few hundred bytes) and
+# this into one.
+SEND_LIMIT = 1024 * 1024
 
 
 def represents_eof(error):
@@ -155,13 +163,20 @@ def whole_writes(context):
     Let one C{send} on C{context}'s connections encrypt a whole write
     (clears C{SSL_MODE_ENABLE_PARTIAL_WRITE}, which pyOpenSSL sets, so
     OpenSSL no longer returns after each record). A memory BIO never makes
-    a write wait, so nothing else changes. Needs pyOpenSSL's
-    C{Context.clear_mode} (24.3 and later); without it each C{send} takes a
-    record. Must run before the context's first connection.
+    a write wait, so nothing else changes. pyOpenSSL 24.3 and later have
+    C{Context.clear_mode}; older ones (Debian 12's 23.0) ship a binding
+    with C{SSL_CTX_clear_mode}, used directly. Without either, each
+    C{send} takes a record. Must run before the context's first connection.
     """
     clear_mode = getattr(context, "clear_mode", None)
     if clear_mode is not None:
         clear_mode(_MODE_ENABLE_PARTIAL_WRITE)
+        return
+    from OpenSSL._util import lib
+
+    handle = getattr(context, "_context", None)
+    if handle is not None and hasattr(lib, "SSL_CTX_clear_mode"):
+        lib.SSL_CTX_clear_mode(handle, _MODE_ENABLE_PARTIAL_WRITE)
 
 
 def drain(connection, expected=_DEFAULT_READ):
@@ -221,6 +236,8 @@ class TLSServerProtocol(ProtocolWrapper):
 
     def makeConnection(self, transport):
         self._tls = self.factory.connection_for(self)
+        if getattr(transport, "SEND_LIMIT", SEND_LIMIT) < SEND_LIMIT:
+            transport.SEND_LIMIT = SEND_LIMIT
         ProtocolWrapper.makeConnection(self, transport)
         self._continue_handshake()
 
