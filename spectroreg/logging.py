@@ -13,7 +13,9 @@ The daemon's log output: one twisted.logger observer that honours the
 
 The observer writes to a stream it is given (stdout by default); the caller
 decides how it is installed (``spectroreg serve`` begins logging to it,
-``twistd`` picks it up as the application's ``ILogObserver``).
+``twistd`` picks it up as the application's ``ILogObserver``). While the
+daemon runs, lines below warn wait for the end of the reactor turn and go
+out in one write (L{RegistryLogObserver.write_per_turn}).
 
 Debug events (what the registry decides: auth outcomes, storage operations,
 cache hits, upload states) are made on busy paths, so they are only made
@@ -25,6 +27,7 @@ import json
 import logging as _stdlib_logging
 import re
 import sys
+import threading
 import time
 from json.encoder import encode_basestring_ascii as _json_string
 
@@ -145,6 +148,13 @@ class RegistryLogObserver:
     @param clock: returns the current time; used when an event has no time.
     """
 
+    # At most this many lines wait for the end of a reactor turn.
+    MAX_PENDING = 512
+
+    _call_later = None
+    _batch_thread = None
+    _pending = None
+
     def __init__(self, level="info", formatter="text", fields=None, stream=None, clock=time.time):
         if level not in LEVELS:
             raise ValueError("unknown log level {!r}".format(level))
@@ -177,13 +187,56 @@ class RegistryLogObserver:
             return False
         return _event_level(event) >= self._min_level
 
+    def write_per_turn(self, call_later):
+        """
+        From now on, lines below C{warn} (the access log, info and debug
+        events) made on this thread (the reactor's) wait for the end of the
+        reactor turn they were made in and go out together, in one C{write}:
+        one per turn instead of one per request. Warnings and errors, and
+        lines from other threads, go out at once (after what waits).
+
+        @param call_later: C{reactor.callLater}.
+        """
+        self._call_later = call_later
+        self._batch_thread = threading.get_ident()
+
+    def write_at_once(self):
+        """Back to one C{write} per line; what waits goes out now."""
+        self._call_later = None
+        self._batch_thread = None
+        self.flush()
+
+    def flush(self):
+        """Write the lines that wait for the end of the turn."""
+        pending, self._pending = self._pending, None
+        if pending:
+            self._write("".join(pending))
+
     def __call__(self, event):
         if not self.wants(event):
             return
-        line = self.format(event)
+        line = self.format(event) + "\n"
+        if self._call_later is not None and threading.get_ident() == self._batch_thread:
+            if _event_level(event) < LogLevel.warn:
+                pending = self._pending
+                if pending is None:
+                    self._pending = [line]
+                    self._call_later(0, self.flush)
+                    return
+                pending.append(line)
+                if len(pending) >= self.MAX_PENDING:
+                    self.flush()
+                return
+            if self._pending:
+                self._pending.append(line)
+                self.flush()
+                return
+        self._write(line)
+
+    def _write(self, text):
         stream = self._output()
         try:
-            stream.write(line + "\n")
+            stream.write(text)
             stream.flush()
         except (OSError, ValueError):
             # A closed or broken stdout must not take the daemon down.

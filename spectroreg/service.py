@@ -90,9 +90,12 @@ class RegistryService(MultiService):
             self._install_sighup()
         where = ", ".join(listener.where() for listener in self.listeners)
         log.info("spectroreg {version} ready on {where}", version=_version(), where=where)
+        # One write per reactor turn for the access log (see RegistryLogObserver).
+        self.log_observer.write_per_turn(self._reactor.callLater)
 
     def stopService(self):
         self._remove_sighup()
+        self.log_observer.write_at_once()
         log.info("stopping")
         return super().stopService()
 

@@ -2,7 +2,9 @@
 
 import io
 import json
+import threading
 
+from twisted.internet.task import Clock
 from twisted.logger import LogLevel, Logger, LogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -10,6 +12,7 @@ from zope.interface.verify import verifyObject
 
 from spectroreg.config.settings import LogSettings
 from spectroreg.logging import ACCESS_NAMESPACE, RegistryLogObserver, observer_from_settings
+from tests.support.streams import RecordingStream
 from twisted.logger import ILogObserver
 
 
@@ -111,6 +114,72 @@ class ObserverTests(unittest.TestCase):
     def test_from_settings(self):
         observer = observer_from_settings(LogSettings(level="debug", formatter="logstash", fields={"a": 1}))
         self.assertEqual((observer.level, observer.formatter, observer.fields), ("debug", "logstash", {"a": 1}))
+
+
+class WritesPerTurnTests(unittest.TestCase):
+    """
+    Once the daemon runs, lines below warn wait for the end of the reactor
+    turn and go out in one write; warnings and errors go out at once.
+    """
+
+    def make(self):
+        stream = RecordingStream()
+        clock = Clock()
+        observer = RegistryLogObserver(stream=stream)
+        observer.write_per_turn(clock.callLater)
+        return observer, stream.writes, clock
+
+    def test_one_write_per_turn(self):
+        observer, writes, clock = self.make()
+        for n in range(3):
+            emit(observer, LogLevel.info, "GET /{n} 200", namespace=ACCESS_NAMESPACE, n=n)
+        emit(observer, LogLevel.info, "an info line")
+        self.assertEqual(writes, [])
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(0)
+        self.assertEqual(len(writes), 1)
+        lines = writes[0].splitlines()
+        self.assertEqual(len(lines), 4)
+        self.assertIn("GET /0 200", lines[0])
+        self.assertIn("an info line", lines[3])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_warnings_go_out_at_once_after_what_waits(self):
+        observer, writes, clock = self.make()
+        emit(observer, LogLevel.info, "GET / 200", namespace=ACCESS_NAMESPACE)
+        emit(observer, LogLevel.error, "disk gone")
+        self.assertEqual(len(writes), 1)
+        lines = writes[0].splitlines()
+        self.assertIn("GET / 200", lines[0])
+        self.assertIn("disk gone", lines[1])
+        clock.advance(0)
+        self.assertEqual(len(writes), 1)
+
+    def test_bounded(self):
+        observer, writes, clock = self.make()
+        for n in range(RegistryLogObserver.MAX_PENDING + 1):
+            emit(observer, LogLevel.info, "GET / 200", namespace=ACCESS_NAMESPACE)
+        self.assertEqual([len(w.splitlines()) for w in writes], [RegistryLogObserver.MAX_PENDING])
+        clock.advance(0)
+        self.assertEqual([len(w.splitlines()) for w in writes], [RegistryLogObserver.MAX_PENDING, 1])
+
+    def test_other_threads_write_at_once(self):
+        observer, writes, clock = self.make()
+        thread = threading.Thread(target=emit, args=(observer, LogLevel.info, "from a thread"))
+        thread.start()
+        thread.join()
+        self.assertEqual(len(writes), 1)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_write_at_once_flushes(self):
+        observer, writes, clock = self.make()
+        emit(observer, LogLevel.info, "GET / 200", namespace=ACCESS_NAMESPACE)
+        observer.write_at_once()
+        self.assertEqual(len(writes), 1)
+        emit(observer, LogLevel.info, "GET / 200", namespace=ACCESS_NAMESPACE)
+        self.assertEqual(len(writes), 2)
+        clock.advance(0)
+        self.assertEqual(len(writes), 2)
 
 
 class FactoryNoiseTests(unittest.TestCase):

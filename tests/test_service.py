@@ -8,6 +8,8 @@ import os
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, IServiceMaker, MultiService
 from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+from twisted.logger import Logger, LogPublisher
 from twisted.plugin import IPlugin, getPlugins
 from twisted.python import usage
 from twisted.trial import unittest
@@ -26,9 +28,11 @@ from spectroreg.config.settings import (
 )
 from spectroreg.interfaces import IReloadable
 from spectroreg.listeners import parse_addr
+from spectroreg.logging import ACCESS_NAMESPACE
 from spectroreg.service import RegistryService, makeService
 from spectroreg.tls.interfaces import IServerTLS
 from tests.support.asynctest import async_test
+from tests.support.streams import RecordingStream
 from tests.support.web import get, port_of
 
 
@@ -183,6 +187,28 @@ class MakeServiceTests(unittest.TestCase):
         self.assertEqual((response.code, body), (200, b"{}"))
         self.assertEqual(response.headers.getRawHeaders(b"docker-distribution-api-version"), [b"registry/2.0"])
         self.assertEqual(response.headers.getRawHeaders(b"x-test"), [b"yes"])
+
+    @async_test
+    async def test_access_log_written_once_per_reactor_turn(self):
+        """
+        While the daemon runs, access-log lines wait for the end of the
+        reactor turn (one write per turn); after stopService, none waits.
+        """
+        stream = RecordingStream()
+        writes = stream.writes
+        service = makeService(settings(), reactor=reactor)
+        service.log_observer._stream = stream
+        publisher = LogPublisher(service.log_observer)
+        self.start(service)
+        Logger(namespace=ACCESS_NAMESPACE, observer=publisher).info("one")
+        Logger(namespace=ACCESS_NAMESPACE, observer=publisher).info("two")
+        self.assertEqual(writes, [])
+        await deferLater(reactor, 0, lambda: None)
+        self.assertEqual(len(writes), 1)
+        self.assertEqual(len(writes[0].splitlines()), 2)
+        service.stopService()
+        Logger(namespace=ACCESS_NAMESPACE, observer=publisher).info("three")
+        self.assertIn("three", writes[-1])
 
     def test_storage_closed_after_listeners(self):
         """The driver is closed at shutdown, once the listeners have stopped."""
