@@ -213,6 +213,43 @@ class HashStatesTests(unittest.SynchronousTestCase):
         self.assertNotIn(("r", "u"), states)
         self.assertIsNone(states.resume(("r", "u"), 3))
 
+    def test_bounded(self):
+        """Abandoned uploads cannot make it grow: the least recently written go first."""
+        states = HashStates(capacity=3)
+        for n in range(5):
+            states.remember(("r", str(n)), 0, digest_hasher())
+        self.assertEqual(len(states), 3)
+        self.assertNotIn(("r", "0"), states)
+        self.assertNotIn(("r", "1"), states)
+        self.assertIsNotNone(states.resume(("r", "2"), 0))  # now the most recent
+        states.remember(("r", "5"), 0, digest_hasher())
+        self.assertIn(("r", "2"), states)
+        self.assertNotIn(("r", "3"), states)
+        self.assertEqual(HashStates().CAPACITY, 10000)
+
+
+class DroppedHashStateTests(StoreTestCase):
+    @async_test
+    async def test_upload_whose_state_was_dropped_is_hashed_from_storage(self):
+        uploads = self.registry.uploads
+        uploads.hashes = HashStates(capacity=1)
+        first = await uploads.start("r")
+        writer = await uploads.open("r", first)
+        await writer.write(b"hello ")
+        await writer.close()
+        # Another upload pushes the first one's state out.
+        second = await uploads.start("r")
+        self.assertNotIn(("r", first), uploads.hashes)
+        writer = await uploads.open("r", first)
+        await writer.write(b"world")
+        descriptor = await writer.commit(sha(b"hello world"))
+        self.assertEqual((descriptor.digest, descriptor.size), (sha(b"hello world"), 11))
+        writer = await uploads.open("r", second)
+        await writer.write(b"x")
+        with self.assertRaises(RegistryError) as caught:
+            await writer.commit(sha(b"y"))
+        self.assertEqual(caught.exception.code, "DIGEST_INVALID")
+
 
 class TagStoreTests(StoreTestCase):
     async def push(self, name, tag, config):

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IConsumer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from spectroreg.bounded import LRU
 from spectroreg.logging import debug_enabled
 from spectroreg.registry import paths
 from spectroreg.registry.blobs import BlobDescriptor
@@ -125,18 +126,22 @@ class HashStates:
     """
     (name, upload id) -> (offset, hasher) of uploads this process wrote:
     the fast path that saves re-reading an upload to hash it; recomputed
-    from ``data`` when absent.
+    from ``data`` when absent. At most C{capacity} (the uploads written to
+    most recently): uploads started and abandoned (until the purge removes
+    them) cannot make it grow without bound.
     """
 
-    def __init__(self):
-        self._states = {}
+    CAPACITY = 10000
+
+    def __init__(self, capacity=CAPACITY):
+        self._states = LRU(capacity)
 
     def remember(self, key, offset, hasher):
         """Remember the hash of the upload's first C{offset} bytes (C{hasher} None: forget it)."""
         if hasher is None:
             self.forget(key)
         else:
-            self._states[key] = (offset, hasher.copy())
+            self._states.put(key, (offset, hasher.copy()))
 
     def forget(self, key):
         self._states.pop(key, None)
@@ -147,7 +152,10 @@ class HashStates:
         return state[1].copy() if state is not None and state[0] == offset else None
 
     def __contains__(self, key):
-        return key in self._states
+        return self._states.peek(key) is not None
+
+    def __len__(self):
+        return len(self._states)
 
 
 @implementer(IUploadWriter)
