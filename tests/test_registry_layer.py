@@ -298,6 +298,22 @@ class RegistryLayerMixin:
         self.assertEqual(left, [])
 
     @async_test
+    async def test_retry_finds_the_marker_where_earlier_versions_wrote_it(self):
+        """
+        An upload whose content went to the blob under an earlier version
+        has its marker at C{spectroreg/verified}: a retry links the blob.
+        """
+        data = b"published before the upgrade"
+        await self.upload("owner/app", data)
+        upload_id = await self.registry.uploads.start("other/app")
+        await self.driver.put_content(paths.upload_verified_before("other/app", upload_id),
+                                      str(sha(data)).encode("ascii"))
+        descriptor = await finish_upload(self.registry, "other/app", upload_id, sha(data))
+        self.assertEqual((descriptor.digest, descriptor.size), (sha(data), len(data)))
+        self.assertTrue(await self.registry.blobs.is_linked("other/app", sha(data)))
+        self.assertFalse(await self.registry.uploads.exists("other/app", upload_id))
+
+    @async_test
     async def test_retry_does_not_link_what_it_did_not_verify(self):
         """An upload that never held the content cannot claim a blob that exists."""
         await self.upload("owner/app", b"private layer")

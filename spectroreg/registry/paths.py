@@ -86,7 +86,16 @@ def upload_startedat(name, upload_id):
 
 
 def upload_verified(name, upload_id):
-    """A link to the digest the upload's content was verified as, written before its data is moved to the blob."""
+    """
+    A link to the digest the upload's content was verified as, written
+    before its data is moved to the blob. In the upload's own directory: on
+    the filesystem, one directory flush makes its name durable.
+    """
+    return upload_dir(name, upload_id) + "/spectroreg-verified"
+
+
+def upload_verified_before(name, upload_id):
+    """Where earlier versions wrote L{upload_verified}: read too, for uploads they left."""
     return upload_dir(name, upload_id) + "/spectroreg/verified"
 
 

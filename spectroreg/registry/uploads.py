@@ -412,7 +412,10 @@ class UploadStore:
         The size of blob C{digest} when an earlier finish of this upload
         verified its content as C{digest} and published it; None otherwise.
         """
-        if await self._io.read_link(paths.upload_verified(name, upload_id)) != digest:
+        verified = await self._io.read_link(paths.upload_verified(name, upload_id))
+        if verified is None:
+            verified = await self._io.read_link(paths.upload_verified_before(name, upload_id))
+        if verified != digest:
             return None
         try:
             info = await self._io.driver.stat(paths.blob_data(digest))
