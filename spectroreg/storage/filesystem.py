@@ -33,6 +33,7 @@ import errno
 import os
 import secrets
 import stat as statmodule
+import threading
 import time
 
 from twisted.internet import defer
@@ -41,6 +42,7 @@ from zope.interface import implementer
 
 from spectroreg.storage import _diskio
 from spectroreg.storage._cachedread import CachedReads
+from spectroreg.storage._dirflush import DirectoryFlushes
 from spectroreg.storage._nowait import NoWaitReader
 from spectroreg.storage._producer import ChunkProducer
 from spectroreg.storage._sendfile import SendfileProducer, sendfile_transport
@@ -68,6 +70,50 @@ def _is_visible(name):
 
 
 
+class _NewDirectories:
+    """
+    The directories this process made for a durable write whose own entry
+    is not flushed into their parent yet. Another writer that finds one of
+    them already there (it lost the race to make it) must not take it for
+    durable: it flushes the parents itself (L{_existing_dir}).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._directories = set()
+
+    def make(self, directory, durable):
+        """
+        C{mkdir}; a durable one is remembered as unflushed at once (under
+        the lock a loser's look takes: it cannot look in between).
+        """
+        with self._lock:
+            _diskio.mkdir(directory)
+            _flushes.changed(os.path.dirname(directory))
+            if durable:
+                self._directories.add(directory)
+
+    def flushed(self, directory):
+        with self._lock:
+            self._directories.discard(directory)
+
+    def __contains__(self, directory):
+        with self._lock:
+            return directory in self._directories
+
+
+_new_directories = _NewDirectories()
+
+
+def _fsync_dir(directory):
+    _diskio.fsync_dir(directory)
+
+
+# Every directory flush of the process goes through here, shared between
+# writers (spectroreg.storage._dirflush).
+_flushes = DirectoryFlushes(_fsync_dir)
+
+
 def _ensure_dir(directory, durable=True, unflushed=None):
     """
     Create C{directory} and missing parents, flushing each new entry to disk
@@ -79,52 +125,72 @@ def _ensure_dir(directory, durable=True, unflushed=None):
     blob's, an upload's), so C{mkdir} is tried first: one call where a new
     directory under an existing one is the common case.
 
-    @param unflushed: a list to add the directories to flush to, instead of
-        flushing them now. The caller flushes them after its own file and
-        directory (see L{_flush_later}).
+    @param unflushed: a list to add the new directories whose entries are
+        to be flushed, instead of flushing them now. The caller flushes
+        them after its own file and directory (see L{_flush_later}).
     @return: whether this call created C{directory} (then it holds nothing
         but what the caller puts there).
     """
     try:
-        _diskio.mkdir(directory)
+        _new_directories.make(directory, durable)
     except FileExistsError:
-        return _existing_dir(directory)
+        return _existing_dir(directory, durable, unflushed)
     except FileNotFoundError:
         parent = os.path.dirname(directory)
         if parent == directory:
             raise
         _ensure_dir(parent, True, unflushed)
         try:
-            _diskio.mkdir(directory)
+            _new_directories.make(directory, durable)
         except FileExistsError:
-            return _existing_dir(directory)
+            return _existing_dir(directory, durable, unflushed)
     if durable:
         if unflushed is None:
-            _diskio.fsync_dir(os.path.dirname(directory))
+            _flush_entry(directory)
         else:
-            unflushed.append(os.path.dirname(directory))
+            unflushed.append(directory)
     return True
 
 
-def _existing_dir(directory):
-    """False, for a directory that was there; NotADirectoryError for anything else."""
+def _flush_entry(directory):
+    """Flush C{directory}'s entry into its parent."""
+    _flushes.flush(os.path.dirname(directory))
+    _new_directories.flushed(directory)
+
+
+def _existing_dir(directory, durable=True, unflushed=None):
+    """
+    False, for a directory that was there; NotADirectoryError for anything
+    else. If another writer of this process made it, or a parent, for a
+    durable write and has not flushed it yet, the entries are flushed here
+    too (now, or through C{unflushed}): this writer's flushes must not
+    return before the path to its file is on disk.
+    """
     if not os.path.isdir(directory):
         raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
+    if durable:
+        pending = directory
+        while pending in _new_directories:
+            if unflushed is None:
+                _flush_entry(pending)
+            else:
+                unflushed.append(pending)
+            pending = os.path.dirname(pending)
     return False
 
 
 def _flush_later(unflushed):
     """
-    Flush the directories L{_ensure_dir} left, after the caller's own
-    flushes. All must be done before the caller returns (each new name is
-    durable only once its parent is flushed); after the caller's, they cost
-    next to nothing on a journaling filesystem (ext4, XFS), whose flush of
-    the file or its directory already committed every change made before,
-    the new directories with it: one journal commit instead of one per
-    directory.
+    Flush the entries of the directories L{_ensure_dir} left, after the
+    caller's own flushes. All must be done before the caller returns (each
+    new name is durable only once its parent is flushed); after the
+    caller's, they cost next to nothing on a journaling filesystem (ext4,
+    XFS), whose flush of the file or its directory already committed every
+    change made before, the new directories with it: one journal commit
+    instead of one per directory.
     """
     for directory in unflushed:
-        _diskio.fsync_dir(directory)
+        _flush_entry(directory)
 
 
 @implementer(IStorageDriver)
@@ -182,6 +248,11 @@ class FilesystemDriver:
 
     def _full(self, path):
         return self.rootdirectory if path == "/" else self.rootdirectory + path
+
+    @staticmethod
+    def _flush_dir(directory):
+        """Flush C{directory} (shared with the process's other writers: L{_flushes})."""
+        _flushes.flush(directory)
 
     def _run(self, path, function, *args):
         """Run blocking C{function} in the pool; OS errors become storage errors."""
@@ -252,6 +323,7 @@ class FilesystemDriver:
             finally:
                 os.close(fd)
             _diskio.rename(temp, full)
+            _flushes.changed(directory)
         except BaseException:
             try:
                 os.unlink(temp)
@@ -259,7 +331,7 @@ class FilesystemDriver:
                 pass
             raise
         if durable:
-            _diskio.fsync_dir(directory)
+            _flushes.flush(directory)
         _flush_later(unflushed)
         if not created:
             # A directory made just now holds no crash's leftovers.
@@ -380,6 +452,7 @@ class FilesystemDriver:
         else:
             self._ensure_dir(os.path.dirname(full), durable)
             fd = _diskio.create(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
+            _flushes.changed(os.path.dirname(full))
             created = True
         try:
             size = os.fstat(fd).st_size
@@ -451,10 +524,11 @@ class FilesystemDriver:
             _diskio.rename(full_source, full_destination)
         except FileNotFoundError:
             raise PathNotFound(source)
+        _flushes.changed(os.path.dirname(full_source), directory)
         # Only the destination's entry is flushed: the source's removal may
         # be undone by a power loss, which leaves both names holding the
         # same bytes (a blob published and its upload still there to retry).
-        _diskio.fsync_dir(directory)
+        _flushes.flush(directory)
         _flush_later(unflushed)
 
     def delete(self, path):

@@ -187,7 +187,7 @@ class FileWriter:
         finally:
             os.close(fd)
         if created and self._durable:
-            _diskio.fsync_dir(os.path.dirname(self._driver._full(self._path)))
+            self._driver._flush_dir(os.path.dirname(self._driver._full(self._path)))
 
     def close(self):
         return self._finish("closed")

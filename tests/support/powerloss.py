@@ -8,8 +8,11 @@ L{DiskJournal.after} replays the first N of them against the model POSIX
 gives, and nothing more:
 
 - a name created in, renamed into or out of a directory is on disk once
-  that directory was C{fsync}ed after the change (an C{fsync} of the
-  directory keeps all of its entries as they are at that moment);
+  that directory was C{fsync}ed after the change: a flush of the directory
+  keeps its entries as they were when the flush began, and counts from when
+  it returned (the journal notes both: writers in other threads may change
+  the directory meanwhile, and a flush one writer started may be the one
+  another relies on);
 - a file's bytes are on disk once the file was C{fsync}ed (the driver only
   ever writes a file before syncing it).
 
@@ -103,6 +106,8 @@ class DiskJournal:
         for directory, directories, files in os.walk(self.root):
             self._existing.update(os.path.join(directory, name) for name in directories + files)
         self._lock = threading.Lock()
+        # The index of each fsync_dir event -> how many events came before it began.
+        self._flush_began = {}
         real = {name: getattr(_diskio, name) for name in ("create", "mkdir", "rename", "fsync", "fsync_dir")}
 
         def record(*event):
@@ -127,8 +132,12 @@ class DiskJournal:
             record("fsync", os.readlink("/proc/self/fd/{}".format(fd)))
 
         def fsync_dir(directory):
+            with self._lock:
+                began = len(self.events)
             real["fsync_dir"](directory)
-            record("fsync_dir", os.path.abspath(directory))
+            with self._lock:
+                self._flush_began[len(self.events)] = began
+                self.events.append(("fsync_dir", os.path.abspath(directory)))
 
         for name, function in (("create", create), ("mkdir", mkdir), ("rename", rename),
                                ("fsync", fsync), ("fsync_dir", fsync_dir)):
@@ -180,15 +189,30 @@ class DiskJournal:
         for _ in self._replay(self.events):
             pass
         before = self._before
+        events = self.events[:count]
+        # Each flush keeps its directory as it was when the flush began:
+        # after that many events.
+        wanted = {}
+        for index, event in enumerate(events):
+            if event[0] == "fsync_dir":
+                wanted.setdefault(self._flush_began.get(index, index), set()).add(event[1])
+        seen = {(0, path): {} for path in wanted.get(0, ())}
         durable = {}
+        durable_since = {}
         synced = set()
         current = {}
-        for event, current, where in self._replay(self.events[:count]):
+        for index, (event, current, where) in enumerate(self._replay(events)):
+            for path in wanted.get(index + 1, ()):
+                seen[(index + 1, path)] = dict(current.get(path, {}))
             kind, path = event[0], event[1]
             if kind == "fsync":
                 synced.add(where.get(path, ("old", path)))
             elif kind == "fsync_dir":
-                durable[path] = dict(current.get(path, {}))
+                began = self._flush_began.get(index, index)
+                # A flush that began later keeps a later state, whichever returned first.
+                if began >= durable_since.get(path, -1):
+                    durable_since[path] = began
+                    durable[path] = seen[(began, path)]
         return Disk(self.root, self._existing, durable, current, before, synced)
 
     def each_point(self, start=0):
