@@ -3,6 +3,10 @@ Uploads (end-4 … end-6, end-11, end-13, cancel): monolithic, chunked and resum
 through a real Site in memory on the in-memory driver.
 """
 
+import base64
+import json
+import urllib.parse
+
 from spectroreg.api.testing import make_api_resource, make_root, stub_client
 from spectroreg.config.settings import HTTPSettings
 from tests.support.api import BASE, APITestCase, sha
@@ -173,6 +177,13 @@ class UploadTests(APITestCase):
         self.assertEqual(bytes(files[prefix + "/data"].data), b"abc")
 
 
+def _state_fields(url):
+    """The name, upload and offset a _state token names (Distribution's format: HMAC, then JSON)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    message = json.loads(base64.urlsafe_b64decode(query["_state"][0])[32:])
+    return message["Name"], message["UUID"], message["Offset"]
+
+
 class SecretUploadTests(APITestCase):
     http = HTTPSettings(secret="s3cret")
 
@@ -193,7 +204,11 @@ class SecretUploadTests(APITestCase):
         self.assertNotEqual(after, location)
         response = await self.request("GET", None, url=location)
         self.assertEqual(response.code, 204)
-        self.assertEqual(self.header(response, "location"), after)
+        # The same upload and size as the PATCH's answer (the token's
+        # StartedAt is the time of the answer, in whole seconds).
+        status = self.header(response, "location")
+        self.assertEqual(status.split("?", 1)[0], bare)
+        self.assertEqual(_state_fields(status), _state_fields(after))
         response = await self.request("PUT", None, url=after + "&digest=" + sha(b"x"))
         self.assertEqual(response.code, 201)
 
