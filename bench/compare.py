@@ -34,8 +34,12 @@ Each server's best round is printed per row with the spectroreg/Distribution
 ratio of the best rounds and the median of each round's own ratio (both
 servers ran back to back in it, so it moves less with the machine's load),
 the server CPU time per unit (utime + stime of the server process from
-/proc/<pid>/stat, across the row) and, at the end, each server's peak RSS
-(VmHWM). ``--quick`` is a smaller run (one round, 8 MiB blobs, 1 s per
+/proc/<pid>/stat, across the row), the load client's CPU time per unit (this
+process and the children it waited for: the pulling and pushing threads, the
+request-row processes, wrk, skopeo) and, at the end, each server's peak RSS
+(VmHWM). The client shares the machine's cores with the server: where a row
+is CPU-bound, its rate is at most cores / (server + client CPU per unit),
+which is what bounds the ratio a cheaper server can reach there. ``--quick`` is a smaller run (one round, 8 MiB blobs, 1 s per
 request row) for a check under a minute.
 
 The pull measurement (L{measure_pull}) is a plain client, kept separate so
@@ -62,6 +66,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import procstat  # noqa: E402
+import resource  # noqa: E402
 
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -601,15 +606,18 @@ class Bench:
                 connection.close()
 
         cpu = server.cpu_seconds()
+        client = client_cpu_seconds()
         started = time.monotonic()
         run_threads(clients, push_blobs)
         middle = time.monotonic()
         cpu_blobs = server.cpu_seconds() - cpu
+        client_blobs = client_cpu_seconds() - client
         run_threads(clients, push_manifests)
         ended = time.monotonic()
         cpu_manifests = server.cpu_seconds() - cpu - cpu_blobs
-        return [("blobs", len(blobs) / (middle - started), len(blobs), cpu_blobs),
-                ("manifests", len(manifests) / (ended - middle), len(manifests), cpu_manifests)]
+        client_manifests = client_cpu_seconds() - client - client_blobs
+        return [("blobs", len(blobs) / (middle - started), len(blobs), cpu_blobs, client_blobs),
+                ("manifests", len(manifests) / (ended - middle), len(manifests), cpu_manifests, client_manifests)]
 
     def small_requests(self, kind, connections):
         def run(server, round_index):
@@ -677,16 +685,34 @@ class Bench:
         return rows
 
 
+def client_cpu_seconds():
+    """CPU time of the load client: this process's threads and the children it waited for."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
 def measure_row(row, server, round_index):
-    """Run C{row} once against C{server}: [(label, rate, cpu per unit)]."""
+    """
+    Run C{row} once against C{server}: [(label, rate, server CPU per unit,
+    client CPU per unit)]. A row that measures parts of its run apart
+    (several labels) returns each part's server and client CPU seconds.
+    """
     cpu = server.cpu_seconds()
+    client = client_cpu_seconds()
     results = row.run(server, round_index)
     cpu = server.cpu_seconds() - cpu
+    client = client_cpu_seconds() - client
+    scale = row.cpu_unit[1]
     measured = []
     for result in results:
         label, rate, amount = result[:3]
         used = result[3] if len(result) > 3 else cpu
-        measured.append((label, rate, used / amount * row.cpu_unit[1] if amount else None))
+        used_by_client = result[4] if len(result) > 4 else client
+        measured.append((label, rate, used / amount * scale if amount else None,
+                         used_by_client / amount * scale if amount else None))
     return measured
 
 
@@ -696,17 +722,31 @@ def format_rate(rate, unit):
     return "{:.0f} {}".format(rate, unit)
 
 
+def _least(values):
+    values = [v for v in values if v is not None]
+    return min(values) if values else None
+
+
+def _cpu_pair(cpus, unit):
+    """'a vs b unit', or n/a when either is unknown."""
+    if None in cpus:
+        return "n/a"
+    digits = 3 if unit == "s/GB" else (0 if unit == "us/req" else 2)
+    return "{:.{d}f} vs {:.{d}f} {}".format(cpus[0], cpus[1], unit, d=digits)
+
+
 def report(rows, results, peaks, options):
     lines = []
     header = ("| | spectroreg: best (each round) | Distribution: best (each round) | ratio of the best"
-              " (median of the rounds' ratios) | server CPU per unit, least (spectroreg vs Distribution) |")
+              " (median of the rounds' ratios) | server CPU per unit, least (spectroreg vs Distribution) |"
+              " load client's CPU per unit, least (against spectroreg vs against Distribution) |")
     lines.append(header)
-    lines.append("| --- | --- | --- | --- | --- |")
+    lines.append("| --- | --- | --- | --- | --- | --- |")
     for row in rows:
         by_label = {}
         for kind in SERVERS:
-            for label, rate, cpu in results.get((row.name, kind), []):
-                by_label.setdefault(label, {}).setdefault(kind, []).append((rate, cpu))
+            for label, rate, cpu, client in results.get((row.name, kind), []):
+                by_label.setdefault(label, {}).setdefault(kind, []).append((rate, cpu, client))
         for label, per_kind in by_label.items():
             name = row.name if not label else "{}: {}".format(row.name, label)
             unit = row.unit if row.unit != "/s" else label + "/s"
@@ -715,10 +755,8 @@ def report(rows, results, peaks, options):
             for kind in SERVERS:
                 rounds = per_kind.get(kind, [])
                 if rounds:
-                    best[kind] = max(rounds, key=lambda r: r[0])
-                    cpu = min(r[1] for r in rounds if r[1] is not None) if any(
-                        r[1] is not None for r in rounds) else None
-                    best[kind] = (best[kind][0], cpu)
+                    best[kind] = (max(r[0] for r in rounds), _least(r[1] for r in rounds),
+                                  _least(r[2] for r in rounds))
                     shown = format_rate(best[kind][0], unit)
                     if len(rounds) > 1:
                         shown += " ({})".format(", ".join(
@@ -727,7 +765,7 @@ def report(rows, results, peaks, options):
                 else:
                     cells.append("n/a")
             ratio = "n/a"
-            cpu_cell = "n/a"
+            cpu_cell = client_cell = "n/a"
             if len(best) == 2 and best["distribution"][0]:
                 ratio = "{:.2f}x".format(best["spectroreg"][0] / best["distribution"][0])
                 # Each round ran both back to back: its ratio is paired, and
@@ -737,11 +775,10 @@ def report(rows, results, peaks, options):
                 if len(paired) > 1:
                     ratio += " ({:.2f}x)".format(paired[len(paired) // 2] if len(paired) % 2 else
                                                  (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2)
-                cpus = [best[k][1] for k in SERVERS]
-                if None not in cpus:
-                    digits = 3 if row.cpu_unit[0] == "s/GB" else (0 if row.cpu_unit[0] == "us/req" else 2)
-                    cpu_cell = "{:.{d}f} vs {:.{d}f} {}".format(cpus[0], cpus[1], row.cpu_unit[0], d=digits)
-            lines.append("| {} | {} | {} | {} | {} |".format(name, cells[0], cells[1], ratio, cpu_cell))
+                cpu_cell = _cpu_pair([best[k][1] for k in SERVERS], row.cpu_unit[0])
+                client_cell = _cpu_pair([best[k][2] for k in SERVERS], row.cpu_unit[0])
+            lines.append("| {} | {} | {} | {} | {} | {} |".format(
+                name, cells[0], cells[1], ratio, cpu_cell, client_cell))
     lines.append("")
     lines.append("peak RSS (VmHWM): " + ", ".join(
         "{} {:.1f} MiB".format(name, peak / MiB) for name, peak in peaks if peak is not None))

@@ -3,8 +3,8 @@
 (skopeo's too).
 
 Tiny sizes so that it takes seconds; the figures themselves are not checked
-(the machine is shared), only that every row was measured on both servers
-and a ratio printed.
+(the machine is shared), only that every row was measured on both servers,
+a ratio printed, and the CPU per unit of each server and of the load client.
 """
 
 import os
@@ -56,11 +56,14 @@ class QuickCompareTests(unittest.TestCase):
         for row in ROWS:
             line = re.search(r"^\| {} \| (.*)$".format(re.escape(row)), output, re.MULTILINE)
             self.assertIsNotNone(line, "no row {!r} in:\n{}".format(row, output))
-            spectroreg, distribution, ratio, cpu = [c.strip() for c in line.group(1).split("|")[:4]]
+            spectroreg, distribution, ratio, cpu, client = [c.strip() for c in line.group(1).split("|")[:5]]
             self.assertRegex(spectroreg, r"^\d+ \S+", output)
             self.assertRegex(distribution, r"^\d+ \S+", output)
             # The ratio of the best rounds, and the median of each round's ratio.
             self.assertRegex(ratio, r"^\d+\.\d\dx \(\d+\.\d\dx\)$", output)
             self.assertRegex(cpu, r"^\d+(\.\d+)? vs \d+(\.\d+)? \S+", output)
+            # The load client's own CPU per unit, against each server.
+            self.assertRegex(client, r"^\d+(\.\d+)? vs \d+(\.\d+)? \S+", output)
+            self.assertEqual(client.split()[-1], cpu.split()[-1], output)
         self.assertRegex(output, r"peak RSS \(VmHWM\): spectroreg plain \d+\.\d MiB, distribution plain \d+\.\d MiB,"
                                  r" spectroreg TLS \d+\.\d MiB, distribution TLS \d+\.\d MiB")
