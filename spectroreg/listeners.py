@@ -26,6 +26,7 @@ __all__ = [
     "SOMAXCONN_PATH",
     "endpoints_for",
     "listen_backlog",
+    "listen_targets",
     "parse_addr",
 ]
 
@@ -99,14 +100,39 @@ def listen_backlog(path=SOMAXCONN_PATH):
     return min(value, _MAX_BACKLOG)
 
 
-def endpoints_for(addr, net, reactor, backlog=None):
+def listen_targets(addr, net):
     """
-    Server endpoints for ``http.addr``/``http.net``, with a description each,
-    each with the listen queue of L{listen_backlog} (or C{backlog}).
+    The sockets ``http.addr``/``http.net`` needs, each C{(family, address,
+    description)}: C{address} a unix path or C{(host, port)}.
 
     ``:port`` means every interface: one IPv6 socket that also takes IPv4
     (v4-mapped) where the host has IPv6, a second IPv4 socket when the
     kernel makes IPv6 sockets v6-only, plain IPv4 otherwise.
+    """
+    result = []
+    for kind, host, port in parse_addr(addr, net):
+        if kind == "unix":
+            result.append((socket.AF_UNIX, host, "unix:" + host))
+        elif host == "" and _ipv6_available():
+            result.append((socket.AF_INET6, ("::", port), "[::]:%d" % port))
+            if _v6_only_by_default():
+                result.append((socket.AF_INET, ("0.0.0.0", port), "0.0.0.0:%d" % port))
+        elif host in ("", "0.0.0.0"):
+            result.append((socket.AF_INET, ("0.0.0.0", port), "0.0.0.0:%d" % port))
+        elif ":" in host:
+            result.append((socket.AF_INET6, (host, port), "[%s]:%d" % (host, port)))
+        else:
+            result.append((socket.AF_INET, (_resolve_v4(host), port), "%s:%d" % (host, port)))
+    return result
+
+
+def endpoints_for(addr, net, reactor, backlog=None, workers=1):
+    """
+    Server endpoints for ``http.addr``/``http.net`` (L{listen_targets}),
+    with a description each, each with the listen queue of
+    L{listen_backlog} (or C{backlog}). With several C{workers}, each is a
+    L{spectroreg.prefork.SharedEndpoint} that also binds the workers'
+    sockets.
     """
     from twisted.internet.endpoints import (
         TCP4ServerEndpoint,
@@ -117,21 +143,20 @@ def endpoints_for(addr, net, reactor, backlog=None):
     if backlog is None:
         backlog = listen_backlog()
     result = []
-    for kind, host, port in parse_addr(addr, net):
-        if kind == "unix":
-            _remove_stale_socket(host)
-            result.append((UNIXServerEndpoint(reactor, host, backlog=backlog, mode=0o666), "unix:" + host))
-        elif host == "" and _ipv6_available():
-            result.append((TCP6ServerEndpoint(reactor, port, backlog=backlog, interface="::"), "[::]:%d" % port))
-            if _v6_only_by_default():
-                result.append((TCP4ServerEndpoint(reactor, port, backlog=backlog, interface="0.0.0.0"), "0.0.0.0:%d" % port))
-        elif host in ("", "0.0.0.0"):
-            result.append((TCP4ServerEndpoint(reactor, port, backlog=backlog, interface="0.0.0.0"), "0.0.0.0:%d" % port))
-        elif ":" in host:
-            result.append((TCP6ServerEndpoint(reactor, port, backlog=backlog, interface=host), "[%s]:%d" % (host, port)))
+    for family, address, description in listen_targets(addr, net):
+        if family == socket.AF_UNIX:
+            _remove_stale_socket(address)
+        if workers > 1:
+            from spectroreg.prefork import SharedEndpoint
+
+            endpoint = SharedEndpoint(reactor, family, address, workers, backlog)
+        elif family == socket.AF_UNIX:
+            endpoint = UNIXServerEndpoint(reactor, address, backlog=backlog, mode=0o666)
+        elif family == socket.AF_INET6:
+            endpoint = TCP6ServerEndpoint(reactor, address[1], backlog=backlog, interface=address[0])
         else:
-            interface = _resolve_v4(host)
-            result.append((TCP4ServerEndpoint(reactor, port, backlog=backlog, interface=interface), "%s:%d" % (host, port)))
+            endpoint = TCP4ServerEndpoint(reactor, address[1], backlog=backlog, interface=address[0])
+        result.append((endpoint, description))
     return result
 
 

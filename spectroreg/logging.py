@@ -212,6 +212,23 @@ class RegistryLogObserver:
         if pending:
             self._write("".join(pending))
 
+    def write_text(self, text):
+        """
+        Whole lines formatted elsewhere (a worker process's), written as
+        this observer's own below C{warn} are: at the end of the turn when
+        made on the reactor's thread, at once otherwise.
+        """
+        if self._call_later is not None and threading.get_ident() == self._batch_thread:
+            if self._pending is None:
+                self._pending = [text]
+                self._call_later(0, self.flush)
+                return
+            self._pending.append(text)
+            if len(self._pending) >= self.MAX_PENDING:
+                self.flush()
+            return
+        self._write(text)
+
     def __call__(self, event):
         if not self.wants(event):
             return

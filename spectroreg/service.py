@@ -4,7 +4,8 @@ Assembly of the daemon: settings in, one ``MultiService`` out.
 ``makeService(settings)`` wires the storage driver, the registry, the
 authenticator, the API resource under the root, the Site, one listener per
 address (plain or TLS), the plain-HTTP listener for ACME HTTP-01, the
-upload purger, SIGHUP reloading and draining on shutdown. Both the twistd
+upload purger, SIGHUP reloading, draining on shutdown and, with
+``http.workers``, the other worker processes (L{spectroreg.prefork}). Both the twistd
 plugin and ``spectroreg serve`` run what it returns.
 
 Addresses, listening sockets and draining live in L{spectroreg.listeners};
@@ -12,6 +13,7 @@ the settings come validated from L{spectroreg.config.load}, so nothing here
 checks a setting again.
 """
 
+import dataclasses
 import signal
 import threading
 
@@ -49,16 +51,21 @@ class RegistryService(MultiService):
     @ivar site: the registry's Site.
     @ivar listeners: the L{ListenerService}s of the registry port(s).
     @ivar handle_sighup: install a SIGHUP handler while running.
+    @ivar worker: this process's worker index (0: the daemon started by the user).
+    @ivar workers: the L{spectroreg.prefork.WorkerPool} of the other
+        workers (worker 0 with C{http.workers} > 1), or None.
     """
 
     handle_sighup = True
     offer_log_observer = True
 
-    def __init__(self, settings, reactor):
+    def __init__(self, settings, reactor, worker=0):
         super().__init__()
         self.settings = settings
         self._reactor = reactor
-        self.log_observer = observer_from_settings(settings.log)
+        self.worker = worker
+        self.workers = None
+        self.log_observer = self.make_log_observer()
         self.site = None
         self.listeners = []
         self.registry = None
@@ -79,7 +86,30 @@ class RegistryService(MultiService):
             parent.setComponent(ILogObserver, self.log_observer)
         return super().setServiceParent(parent)
 
+    def make_log_observer(self, stream=None):
+        """
+        An observer writing the log as configured to C{stream} (default:
+        stdout); with several workers, each line names the worker it comes
+        from (C{worker=N}).
+        """
+        observer = observer_from_settings(self.settings.log, stream=stream)
+        if self.settings.http.workers > 1:
+            observer.fields.setdefault("worker", self.worker)
+        return observer
+
+    def relay_log(self, data):
+        """A worker's log lines (bytes, whole lines, formatted by the worker): written with ours."""
+        text = data.decode("utf-8", "replace")
+        if self.offer_log_observer:
+            self.log_observer.write_text(text)
+            return
+        for line in text.splitlines():
+            log.info("{line}", line=line)
+
     def privilegedStartService(self):
+        if self.worker:
+            # Worker 0 has said it already.
+            self.settings = dataclasses.replace(self.settings, warnings=())
         for warning in self.settings.warnings:
             log.warn("config: {warning}", warning=warning)
         super().privilegedStartService()
@@ -123,6 +153,8 @@ class RegistryService(MultiService):
         @return: a Deferred that fires when every reload has finished.
         """
         log.info("reloading TLS material and credentials")
+        if self.workers is not None:
+            self.workers.signal("HUP")
         steps = []
         for name, target in (("tls", self.server_tls), ("htpasswd", self.authenticator)):
             if not IReloadable.providedBy(target):
@@ -180,7 +212,7 @@ class _PurgeUploads:
             )
 
 
-def makeService(settings, reactor=None, limits=None, api_resource=None):
+def makeService(settings, reactor=None, limits=None, api_resource=None, worker=None):
     """
     The daemon for C{settings} (a L{spectroreg.config.settings.Settings}).
 
@@ -188,6 +220,8 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
     @param limits: a L{spectroreg.web.limits.Limits} (defaults otherwise).
     @param api_resource: the resource served at ``<prefix>/v2``; None builds
         the registry API from the settings (the normal case).
+    @param worker: None for the daemon the user starts (worker 0), or the
+        L{spectroreg.prefork.WorkerRole} of a worker process it started.
     @return: a L{RegistryService} (a C{MultiService}), not started.
     @raise ConfigError: settings that cannot be put to work (one line).
     """
@@ -198,7 +232,8 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
     from spectroreg.ops.wiring import Operations
 
     limits = limits or DEFAULT_LIMITS
-    top = RegistryService(settings, reactor)
+    index = 0 if worker is None else worker.index
+    top = RegistryService(settings, reactor, worker=index)
     top.operations = Operations(settings, reactor)
     request_factory = None
     if api_resource is None:
@@ -213,13 +248,45 @@ def makeService(settings, reactor=None, limits=None, api_resource=None):
     # and events of requests drained at shutdown are still queued.
     for child in top.operations.services():
         child.setServiceParent(top)
-    top.listeners = _add_listeners(top, settings.http.addr, settings.http.net, factory, scheme, reactor)
+    if worker is None:
+        top.listeners = _add_listeners(top, settings.http.addr, settings.http.net, factory, scheme, reactor,
+                                       workers=settings.http.workers)
+        if settings.http.workers > 1:
+            top.workers = _worker_pool(settings, top, reactor)
+    else:
+        top.listeners = []
+        for endpoint in worker.endpoints(reactor):
+            listener = ListenerService(endpoint, factory, "descriptor {}".format(endpoint.fd), scheme)
+            listener.setServiceParent(top)
+            top.listeners.append(listener)
     debug_root = top.operations.debug_root()
     if debug_root is not None:
+        from spectroreg.prefork import debug_addr_for
+
         debug_site = _site(debug_root, settings, limits, reactor, debug=True)
-        _add_listeners(top, settings.http.debug.addr, "tcp", debug_site, "http", reactor)
-    _add_maintenance(top, settings.storage, reactor)
+        _add_listeners(top, debug_addr_for(settings.http.debug.addr, index), "tcp", debug_site, "http", reactor)
+    _add_maintenance(top, settings.storage, reactor, collect=index == 0)
     return top
+
+
+def _worker_pool(settings, top, reactor):
+    """Workers 1 … n-1 over the sockets of C{top}'s listeners, started after them."""
+    import os
+
+    from spectroreg.prefork import WorkerPool
+
+    if not settings.source:
+        raise ConfigError("http.workers: the workers read the configuration file again; none was given")
+    pool = WorkerPool(
+        reactor,
+        settings.http.workers,
+        [listener.endpoint for listener in top.listeners],
+        os.path.abspath(settings.source),
+        top.relay_log,
+        stop_timeout=settings.http.draintimeout + 10.0,
+    )
+    pool.setServiceParent(top)
+    return pool
 
 
 def _site(resource, settings, limits, reactor, request_factory=None, debug=False):
@@ -277,19 +344,29 @@ def _add_tls(settings, top, sites, limits, reactor):
     return factory, "https"
 
 
-def _add_listeners(top, addr, net, factory, scheme, reactor):
-    """One L{ListenerService} per socket C{addr} needs, children of C{top}; returns them."""
+def _add_listeners(top, addr, net, factory, scheme, reactor, workers=1):
+    """
+    One L{ListenerService} per socket C{addr} needs (with C{workers}
+    sockets each), children of C{top}; returns them.
+    """
     listeners = []
-    for endpoint, description in endpoints_for(addr, net, reactor):
+    for endpoint, description in endpoints_for(addr, net, reactor, workers=workers):
         listener = ListenerService(endpoint, factory, description, scheme)
         listener.setServiceParent(top)
         listeners.append(listener)
     return listeners
 
 
-def _add_maintenance(top, storage_settings, reactor):
-    """The upload purger and online garbage collection, when configured and writable."""
+def _add_maintenance(top, storage_settings, reactor, collect=True):
+    """
+    The upload purger and online garbage collection, when configured and
+    writable; without C{collect} (a worker other than 0) only the
+    collection's handshake on the registry's requests.
+    """
     if top.registry is None:
+        return
+    if not collect:
+        garbage_collection_service(top.registry, storage_settings, reactor, collect=False)
         return
     purging = storage_settings.uploadpurging
     # As in Distribution, a read-only registry leaves uploads alone.
@@ -302,7 +379,7 @@ def _add_maintenance(top, storage_settings, reactor):
         collection.setServiceParent(top)
 
 
-def garbage_collection_service(registry, storage_settings, reactor, metrics=None):
+def garbage_collection_service(registry, storage_settings, reactor, metrics=None, collect=True):
     """
     The timer running online garbage collection (``storage.maintenance.gc``),
     or None when it is off or the registry is read-only. It also puts the
@@ -310,6 +387,8 @@ def garbage_collection_service(registry, storage_settings, reactor, metrics=None
 
     @param metrics: None, or what counts collections (see
         L{spectroreg.registry.collector.OnlineCollector}).
+    @param collect: False: only the handshake (returns None); another
+        process collects.
     """
     from spectroreg.registry.collector import CollectionTimer, OnlineCollector
     from spectroreg.registry.gcguard import StorageGuard
@@ -319,6 +398,8 @@ def garbage_collection_service(registry, storage_settings, reactor, metrics=None
         return None
     guard = StorageGuard(registry.driver, gc.graceperiod, reactor)
     registry.guard = guard
+    if not collect:
+        return None
     # LoopingCall waits for a collection to end before counting the interval.
     return CollectionTimer(OnlineCollector(registry, guard, gc, reactor, metrics), gc.interval, reactor)
 
@@ -448,13 +529,14 @@ def _adopt_runner_logging(options, service):
         keys = set(parent.keys())
     except Exception:
         return
-    log_settings = service.settings.log
     if "fileLogObserverFactory" in keys:
         # twist: its filter would drop what our level allows.
         from twisted.logger import LogLevel
 
         def factory(log_file):
-            return observer_from_settings(log_settings, stream=log_file)
+            # The one that writes: workers' lines are relayed through it.
+            service.log_observer = service.make_log_observer(stream=log_file)
+            return service.log_observer
 
         parent["fileLogObserverFactory"] = factory
         parent["logLevel"] = LogLevel.debug
@@ -466,7 +548,7 @@ def _adopt_runner_logging(options, service):
         if logfile and logfile != "-":
             from twisted.python.logfile import LogFile
 
-            service.log_observer = observer_from_settings(log_settings, stream=LogFile.fromFullPath(logfile))
+            service.log_observer = service.make_log_observer(stream=LogFile.fromFullPath(logfile))
 
 
 __all__ = [

@@ -162,6 +162,7 @@ class LoadTests(ConfigTestCase):
         self.assertEqual(http.host, "https://registry.example.com")
         self.assertEqual((http.secret, http.relativeurls, http.draintimeout), ("asecretforlocaldevelopment", True, 60.0))
         self.assertEqual(http.headers, {"X-Content-Type-Options": ("nosniff",)})
+        self.assertEqual(http.workers, 1)
         self.assertEqual(
             http.tls,
             s.TLSSettings(
@@ -484,6 +485,14 @@ ERRORS = [
      "{path}:5: http.headers.X Bad: invalid header name 'X Bad'"),
     ("header value a mapping", "version: 0.1\nstorage: inmemory\nhttp:\n  headers:\n    X-A: [{b: c}]\n", {},
      "{path}:5: http.headers.X-A[0]: expected a string, got a mapping"),
+    ("no workers", "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /r\nhttp:\n  workers: 0\n", {},
+     "{path}:6: http.workers: must be at least 1, got 0"),
+    ("workers not a number", "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /r\nhttp:\n  workers: many\n", {},
+     "{path}:6: http.workers: expected an integer, got 'many'"),
+    ("workers with letsencrypt", "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /r\nhttp:\n  workers: 2\n"
+     "  tls:\n    letsencrypt:\n      cachefile: /acme\n      hosts: [a.example]\n", {},
+     "{path}:6: http.workers: 2: not with http.tls.letsencrypt (certificates are obtained and renewed in one "
+     "process); use certificate and key files, or workers: 1"),
     ("draintimeout without unit", "version: 0.1\nstorage: inmemory\nhttp:\n  draintimeout: 60\n", {},
      "{path}:4: http.draintimeout: invalid duration '60'; expected e.g. 60s, 1h30m, 300ms"),
     ("certificate without key", "version: 0.1\nstorage: inmemory\nhttp:\n  tls:\n    certificate: /c\n", {},

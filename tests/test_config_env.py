@@ -238,6 +238,7 @@ OVERRIDES = [
         {"http.secret": "0123", "log.fields.environment": "prod"},
     ),
     ("a duration", MINIMAL_YAML, {"REGISTRY_HTTP_DRAINTIMEOUT": "1m30s"}, {"http.draintimeout": 90.0}),
+    ("worker processes", DEFAULT_YAML, {"REGISTRY_HTTP_WORKERS": "4"}, {"http.workers": 4}),
     ("the version itself", MINIMAL_YAML, {"REGISTRY_VERSION": "0.1"}, {"version": "0.1"}),
     ("catalog", MINIMAL_YAML, {"REGISTRY_CATALOG_MAXENTRIES": "50"}, {"catalog.maxentries": 50}),
     (
@@ -250,6 +251,19 @@ OVERRIDES = [
 
 # (description, yaml, environment, expected message)
 ERRORS = [
+    (
+        "workers over inmemory storage",
+        MINIMAL_YAML,
+        {"REGISTRY_HTTP_WORKERS": "2"},
+        "REGISTRY_HTTP_WORKERS: http.workers: 2: inmemory storage lives in one process, so one worker "
+        "can serve it; use filesystem or s3 storage, or workers: 1",
+    ),
+    (
+        "too many workers",
+        DEFAULT_YAML,
+        {"REGISTRY_HTTP_WORKERS": "65"},
+        "REGISTRY_HTTP_WORKERS: http.workers: must be at most 64, got 65",
+    ),
     (
         "a second storage driver",
         DEFAULT_YAML,

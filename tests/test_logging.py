@@ -171,6 +171,26 @@ class WritesPerTurnTests(unittest.TestCase):
         self.assertEqual(len(writes), 1)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_relayed_lines_go_out_with_the_turns_own(self):
+        """A worker's lines (already formatted) share the turn's one write."""
+        observer, writes, clock = self.make()
+        emit(observer, LogLevel.info, "GET / 200", namespace=ACCESS_NAMESPACE)
+        observer.write_text('time="t" level=info msg="GET /a 200" worker=1\n')
+        observer.write_text('time="t" level=info msg="GET /b 200" worker=2\n')
+        self.assertEqual(writes, [])
+        clock.advance(0)
+        self.assertEqual(len(writes), 1)
+        lines = writes[0].splitlines()
+        self.assertIn("GET / 200", lines[0])
+        self.assertEqual(lines[1:], ['time="t" level=info msg="GET /a 200" worker=1',
+                                     'time="t" level=info msg="GET /b 200" worker=2'])
+
+    def test_relayed_lines_at_once_before_the_daemon_runs(self):
+        stream = RecordingStream()
+        observer = RegistryLogObserver(stream=stream)
+        observer.write_text("a line\n")
+        self.assertEqual(stream.writes, ["a line\n"])
+
     def test_write_at_once_flushes(self):
         observer, writes, clock = self.make()
         emit(observer, LogLevel.info, "GET / 200", namespace=ACCESS_NAMESPACE)

@@ -454,3 +454,82 @@ class AuthenticatorTableTests(unittest.SynchronousTestCase):
             error = self.assertRaises(ConfigError, _authenticator, AuthSettings(provider=provider), reactor)
             self.assertEqual(str(error), "auth.{}: this authentication provider is not supported".format(provider))
         self.assertIsNone(_authenticator(None, reactor))
+
+
+class WorkerServiceTests(unittest.TestCase):
+    """What C{http.workers} changes in the service tree of worker 0 and of a worker."""
+
+    def workers_settings(self, **http):
+        from spectroreg.config.settings import GarbageCollectSettings
+
+        base = settings(workers=3, **http)
+        return Settings(
+            version="0.1", log=base.log, http=base.http, source="config.yml",
+            storage=StorageSettings(driver="inmemory", uploadpurging=UploadPurgingSettings(interval=3600.0),
+                                    gc=GarbageCollectSettings(enabled=True, interval=30.0)),
+        )
+
+    def test_worker_zero(self):
+        from spectroreg.prefork import SharedEndpoint, WorkerPool
+
+        service = makeService(self.workers_settings())
+        self.assertIsInstance(service.workers, WorkerPool)
+        self.assertEqual(service.workers.count, 3)
+        self.assertEqual(service.workers._config_path, os.path.abspath("config.yml"))
+        self.assertTrue(all(isinstance(listener.endpoint, SharedEndpoint) for listener in service.listeners))
+        children = list(service)
+        # Started after the listeners (their sockets), so stopped before them.
+        self.assertGreater(children.index(service.workers), max(children.index(l) for l in service.listeners))
+        self.assertEqual(len([s for s in service if isinstance(s, TimerService)]), 2)  # purge, collection
+        self.assertEqual(service.log_observer.fields, {"worker": 0})
+
+    def test_worker_zero_needs_a_file(self):
+        base = self.workers_settings()
+        nofile = Settings(version="0.1", log=base.log, http=base.http, storage=base.storage)
+        with self.assertRaises(ConfigError) as caught:
+            makeService(nofile)
+        self.assertIn("http.workers", str(caught.exception))
+
+    def test_one_worker_is_one_process(self):
+        service = makeService(settings())
+        self.assertIsNone(service.workers)
+        self.assertEqual(service.log_observer.fields, {})
+
+    @async_test
+    async def test_worker_listens_on_what_it_was_given(self):
+        import socket
+
+        from spectroreg.prefork import WorkerRole
+        from spectroreg.registry.gcguard import StorageGuard
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(5)
+        port = sock.getsockname()[1]
+        fd = os.dup(sock.fileno())
+        sock.close()
+        service = makeService(self.workers_settings(), reactor=reactor,
+                              worker=WorkerRole(2, [(fd, socket.AF_INET)]))
+        self.assertIsNone(service.workers)
+        self.assertEqual(service.worker, 2)
+        self.assertEqual(service.log_observer.fields, {"worker": 2})
+        # No purge, no collection timer; the handshake only.
+        self.assertEqual([s for s in service if isinstance(s, TimerService)], [])
+        self.assertIsInstance(service.registry.guard, StorageGuard)
+        service.handle_sighup = False
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        response, body = await get("http://127.0.0.1:%d/v2/" % port)
+        self.assertEqual((response.code, body), (200, b"{}"))
+
+    def test_relayed_lines_and_sighup(self):
+        service = makeService(self.workers_settings())
+        stream = RecordingStream()
+        service.log_observer._stream = stream
+        service.relay_log(b'time="t" level=info msg="x" worker=1\n')
+        self.assertEqual(stream.writes, ['time="t" level=info msg="x" worker=1\n'])
+        signals = []
+        service.workers.signal = signals.append
+        service.reload()
+        self.assertEqual(signals, ["HUP"])

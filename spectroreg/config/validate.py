@@ -38,6 +38,7 @@ def build_settings(tree, provenance, warnings, source):
     log = log_settings(check, tree)
     storage = storage_settings(check, tree)
     http = http_settings(check, tree)
+    _check_workers(check, http, storage)
     auth = auth_settings(check, tree)
     catalog = catalog_settings(check, tree)
     kept = {
@@ -61,6 +62,19 @@ def build_settings(tree, provenance, warnings, source):
         warnings=tuple(warnings),
         **kept,
     )
+
+
+def _check_workers(check, http, storage):
+    """What cannot be shared by several worker processes (C{http.workers} > 1)."""
+    if http.workers <= 1:
+        return
+    path = ("http", "workers")
+    if storage.driver == "inmemory":
+        check.fail(path, "{}: inmemory storage lives in one process, so one worker can serve it; "
+                         "use filesystem or s3 storage, or workers: 1".format(http.workers))
+    if http.tls is not None and http.tls.letsencrypt is not None:
+        check.fail(path, "{}: not with http.tls.letsencrypt (certificates are obtained and renewed "
+                         "in one process); use certificate and key files, or workers: 1".format(http.workers))
 
 
 def _version(check, tree):

@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple
 
 from spectroreg.config.addresses import check_http_url, split_host_port
-from spectroreg.config.declare import ANY, BOOL, DURATION, STR, Leaf, ListOf, MapOf, free, key, section
+from spectroreg.config.declare import ANY, BOOL, DURATION, INT, STR, Leaf, ListOf, MapOf, free, key, section
 from spectroreg.config.sections.tls import TLSSettings, tls_settings
 
 HTTP_NETWORKS = ("tcp", "unix")
+MAX_WORKERS = 64
 # Header name -> one value or a list of them, names matched case-insensitively.
 HEADERS = MapOf(ListOf(Leaf(STR), scalar_ok=True), header_names=True)
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -32,6 +33,8 @@ class HTTPSettings:
     secret: Optional[str] = key(STR)
     relativeurls: bool = key(BOOL, False)
     draintimeout: float = key(DURATION, 0.0)  # seconds
+    # Processes serving http.addr (spectroreg's own key; see spectroreg.prefork).
+    workers: int = key(INT, 1, minimum=1, maximum=MAX_WORKERS, digits_ok=True)
     # Header name (as written) -> values; applied to every response.
     headers: Mapping[str, Tuple[str, ...]] = free(HEADERS, factory=dict)
     tls: Optional[TLSSettings] = section(TLSSettings)

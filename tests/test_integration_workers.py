@@ -1,0 +1,258 @@
+"""
+``http.workers``: the real daemon (``spectroreg serve``) with several worker
+processes on one port, driven over real connections: new connections spread
+over every worker and all of them serve the same storage, a killed worker is
+started again, SIGHUP reaches the workers, SIGTERM stops them all, and the
+workers of a daemon killed with SIGKILL stop by themselves. Plain HTTP, TLS
+and a unix socket.
+"""
+
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import tempfile
+import time
+
+from twisted.trial import unittest
+
+from tests.support.daemon import free_port, start_daemon
+from tests.test_auth_daemon import write_htpasswd
+from tests.test_service_daemon import basic
+from tests.test_tls_server import PKI
+
+WORKERS = 3
+# New connections per check: with SO_REUSEPORT, the chance that one of 3
+# workers gets none of 60 is 3 * (2/3)**60, about 1e-10.
+CONNECTIONS = 60
+
+
+def child_pids(pid):
+    """The processes whose parent is C{pid}."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/{}/stat".format(entry)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return sorted(found)
+
+
+def alive(pid):
+    try:
+        with open("/proc/{}/stat".format(pid)) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("not within {}s: {}".format(timeout, what))
+
+
+def workers_in_log(daemon):
+    """The worker index of every access-log line so far."""
+    return [int(m.group(1)) for m in re.finditer(r'msg="(?:GET|HEAD|PUT|POST|PATCH) [^\n]* worker=(\d+)',
+                                                  daemon.log_text())]
+
+
+def workers_config(work, **http):
+    """Filesystem storage under C{work}, WORKERS workers, C{http} keys added."""
+    return {
+        "version": "0.1",
+        "log": {"level": "info"},
+        "storage": {"filesystem": {"rootdirectory": os.path.join(work, "data")},
+                    "delete": {"enabled": True}},
+        "http": dict({"workers": WORKERS}, **http),
+    }
+
+
+def fresh(daemon, method, path, headers=None, body=None):
+    """One request on a new connection; (status, body)."""
+    connection = daemon.connection(timeout=20)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+class WorkersTests(unittest.TestCase):
+    scheme = "http"
+
+    def config(self, work, **http):
+        return workers_config(work, **http)
+
+    def start(self, **http):
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        daemon = start_daemon(self, self.config(work, **http), workdir=work, scheme=self.scheme)
+        daemon.wait_for_log(r"{} worker processes serve the registry".format(WORKERS))
+        wait_until(lambda: len(child_pids(daemon.process.pid)) == WORKERS - 1, 15, "the workers started")
+        for index in range(1, WORKERS):
+            daemon.wait_for_log(r"ready on .* worker={}".format(index), timeout=20)
+        return daemon
+
+    def push_blob(self, daemon, data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        connection = daemon.connection(timeout=20)
+        try:
+            connection.request("POST", "/v2/team/app/blobs/uploads/?digest=" + digest, body=data,
+                               headers={"Content-Type": "application/octet-stream"})
+            response = connection.getresponse()
+            response.read()
+            self.assertEqual(response.status, 201)
+        finally:
+            connection.close()
+        return digest
+
+    def test_connections_spread_over_workers_serving_one_storage(self):
+        daemon = self.start()
+        digest = self.push_blob(daemon, b"one storage for every worker")
+        statuses = [fresh(daemon, "GET", "/v2/team/app/blobs/" + digest) for _ in range(CONNECTIONS)]
+        self.assertEqual(set(statuses), {(200, b"one storage for every worker")})
+        wait_until(lambda: len(workers_in_log(daemon)) >= CONNECTIONS + 1, 10, "every access-log line")
+        self.assertEqual(set(workers_in_log(daemon)), set(range(WORKERS)))
+
+    def test_killed_worker_is_started_again(self):
+        daemon = self.start()
+        victim = child_pids(daemon.process.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        daemon.wait_for_log(r"worker \d \(pid {}\) killed by signal 9 after [0-9.]+s; "
+                            r"starting it again in 1s".format(victim))
+        wait_until(lambda: len(child_pids(daemon.process.pid)) == WORKERS - 1
+                   and victim not in child_pids(daemon.process.pid), 15, "a new worker")
+        # Connections the kernel gives the new worker's socket wait for it; none is refused.
+        statuses = [fresh(daemon, "GET", "/v2/")[0] for _ in range(CONNECTIONS)]
+        self.assertEqual(set(statuses), {200})
+        self.assertTrue(daemon.running)
+
+    def test_sigterm_stops_every_worker(self):
+        daemon = self.start()
+        workers = child_pids(daemon.process.pid)
+        self.assertEqual(daemon.stop(), 0)
+        wait_until(lambda: not any(alive(pid) for pid in workers), 5, "the workers exited")
+        self.assertNotIn("Traceback", daemon.log_text())
+        self.assertNotIn("level=error", daemon.log_text())
+        for index in range(WORKERS):
+            self.assertRegex(daemon.log_text(), r'msg="stopping" worker={}'.format(index))
+
+    def test_workers_of_a_killed_daemon_stop(self):
+        daemon = self.start()
+        workers = child_pids(daemon.process.pid)
+        daemon.kill()
+        wait_until(lambda: not any(alive(pid) for pid in workers), 15, "the workers exited")
+
+    def test_sighup_reaches_every_worker(self):
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        htpasswd = os.path.join(work, "htpasswd")
+        write_htpasswd(htpasswd, {"alice": "wonderland"})
+        config = self.config(work)
+        config["auth"] = {"htpasswd": {"realm": "workers", "path": htpasswd}}
+        daemon = start_daemon(self, config, workdir=work, scheme=self.scheme)
+        for index in range(1, WORKERS):
+            daemon.wait_for_log(r"ready on .* worker={}".format(index), timeout=20)
+        bob = {"Authorization": basic("bob", "builder")}
+        self.assertEqual(fresh(daemon, "GET", "/v2/", headers=bob)[0], 401)
+        write_htpasswd(htpasswd, {"alice": "wonderland", "bob": "builder"})
+        daemon.reload()
+        for index in range(WORKERS):
+            daemon.wait_for_log(r"reloading TLS material and credentials.* worker={}".format(index))
+        # The reload reads the file in a thread: give each worker a moment.
+        wait_until(lambda: fresh(daemon, "GET", "/v2/", headers=bob)[0] == 200, 10, "bob accepted")
+        statuses = [fresh(daemon, "GET", "/v2/", headers=bob)[0] for _ in range(CONNECTIONS)]
+        self.assertEqual(set(statuses), {200})
+
+
+    def test_each_worker_has_its_debug_listener(self):
+        """Worker N's health and metrics on the debug port + N, each counting its own requests."""
+        base = _free_ports(WORKERS)
+        daemon = self.start(debug={"addr": "127.0.0.1:{}".format(base), "prometheus": {"enabled": True}})
+        for _ in range(CONNECTIONS):
+            self.assertEqual(fresh(daemon, "GET", "/v2/")[0], 200)
+        served = 0
+        for index in range(WORKERS):
+            connection = http.client.HTTPConnection("127.0.0.1", base + index, timeout=10)
+            try:
+                connection.request("GET", "/debug/health")
+                response = connection.getresponse()
+                self.assertEqual((response.status, response.read().strip()), (200, b"{}"))
+                connection.request("GET", "/metrics")
+                response = connection.getresponse()
+                metrics = response.read().decode()
+            finally:
+                connection.close()
+            self.assertEqual(response.status, 200)
+            counted = sum(float(m.group(1)) for m in re.finditer(
+                r'^spectroreg_http_requests_total\{[^}]*status="200"[^}]*\} ([0-9.e+]+)$', metrics, re.MULTILINE))
+            self.assertGreater(counted, 0, "worker {} served nothing:\n{}".format(index, metrics))
+            served += counted
+        self.assertGreaterEqual(served, CONNECTIONS)
+
+
+def _free_ports(count):
+    """The first of C{count} consecutive free ports on 127.0.0.1."""
+    for _ in range(50):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        probes = []
+        try:
+            for port in range(base, base + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise AssertionError("no {} consecutive free ports".format(count))
+
+
+class TLSWorkersTests(WorkersTests):
+    """The same over TLS: each worker loads the certificate and key itself."""
+
+    scheme = "https"
+
+    def config(self, work, **http):
+        pki = PKI(os.path.join(work, "pki"))
+        certificate, key = pki.write_pair("server", pki.leaf(pki.ca("Root"), "localhost"))
+        return super().config(work, tls={"certificate": certificate, "key": key}, **http)
+
+
+class UnixSocketWorkersTests(unittest.TestCase):
+    """On a unix socket the workers share one socket."""
+
+    def test_every_request_answered(self):
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        # A short path: sockaddr_un holds 108 bytes.
+        directory = tempfile.mkdtemp(prefix="spectroreg-workers-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "registry.sock")
+        config = workers_config(work, net="unix", addr=path)
+        daemon = start_daemon(self, config, workdir=work, listen=False, unix_socket=path)
+        for index in range(1, WORKERS):
+            daemon.wait_for_log(r"ready on .* worker={}".format(index), timeout=20)
+        self.assertEqual(oct(os.stat(path).st_mode & 0o777), oct(0o666))
+        statuses = [fresh(daemon, "GET", "/v2/")[0] for _ in range(CONNECTIONS)]
+        self.assertEqual(set(statuses), {200})
+        self.assertEqual(daemon.stop(), 0)
+        self.assertFalse(os.path.exists(path))
