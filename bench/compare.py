@@ -7,6 +7,7 @@ Usage (from the source tree):
     python3 bench/compare.py [--quick] [--rounds 3] [--python /usr/bin/python3]
         [--blob-size 32M] [--blobs 4] [--chunk 8M] [--small-blobs 400] [--manifests 40]
         [--duration 3] [--connections 16,64] [--rows pull,push,small,requests,skopeo]
+        [--workers 1]
 
 Starts four servers on 127.0.0.1, each with filesystem storage in its own
 directory under a temporary work directory: spectroreg (``python -m
@@ -34,10 +35,11 @@ Each server's best round is printed per row with the spectroreg/Distribution
 ratio of the best rounds and the median of each round's own ratio (both
 servers ran back to back in it, so it moves less with the machine's load),
 the server CPU time per unit (utime + stime of the server process from
-/proc/<pid>/stat, across the row), the load client's CPU time per unit (this
+/proc/<pid>/stat, across the row; with ``--workers N``, spectroreg's
+``http.workers``, of all its processes), the load client's CPU time per unit (this
 process and the children it waited for: the pulling and pushing threads, the
 request-row processes, wrk, skopeo) and, at the end, each server's peak RSS
-(VmHWM). The client shares the machine's cores with the server: where a row
+(VmHWM: of its largest process, and with workers the sum of all). The client shares the machine's cores with the server: where a row
 is CPU-bound, its rate is at most cores / (server + client CPU per unit),
 which is what bounds the ratio a cheaper server can reach there. ``--quick`` is a smaller run (one round, 8 MiB blobs, 1 s per
 request row) for a check under a minute.
@@ -157,6 +159,8 @@ class Server:
                         "maintenance": {"uploadpurging": {"enabled": False}}},
             "http": {"addr": "127.0.0.1:{}".format(self.port), "secret": "bench-secret"},
         }
+        if kind == "spectroreg" and options.workers > 1:
+            config["http"]["workers"] = options.workers
         if tls:
             config["http"]["tls"] = {"certificate": certificate[0], "key": certificate[1]}
         config_path = os.path.join(directory, "config.yml")
@@ -208,10 +212,17 @@ class Server:
             return f.read()[-5000:].decode("utf-8", "replace")
 
     def cpu_seconds(self):
-        return procstat.cpu_seconds(self.pid)
+        """The server's CPU seconds so far: with workers, all its processes'."""
+        return procstat.tree_cpu_seconds(self.pid)
 
     def peak_rss(self):
-        return procstat.peak_rss(self.pid)
+        """The peak RSS of its largest process (the sum of all, with workers: L{peak_rss_sum})."""
+        peaks = procstat.tree_peak_rss(self.pid)
+        return max(peaks) if peaks else None
+
+    def peak_rss_sum(self):
+        peaks = procstat.tree_peak_rss(self.pid)
+        return sum(peaks) if len(peaks) > 1 else None
 
     def stop(self):
         procstat.stop(self.process)
@@ -805,6 +816,8 @@ def parse_options(argv):
                         help="both servers without access logs and at log level error (default: as shipped,"
                              " access logs on, level info)")
     parser.add_argument("--python", default=sys.executable, help="interpreter running spectroreg")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="spectroreg's http.workers (processes serving the port; 1: one process)")
     parser.add_argument("--registry", default="/usr/bin/docker-registry", help="Distribution's binary")
     parser.add_argument("--workdir", default=None, help="where the data trees go (a temp dir, removed)")
     options = parser.parse_args(argv)
@@ -850,9 +863,9 @@ def main(argv=None):
 
 def run(options, servers, workdir):
     started = time.monotonic()
-    print("spectroreg on {} ({}), Distribution {}; {} round(s), {} x {:.0f} MiB blobs, PATCH {:.0f} MiB, "
+    print("spectroreg on {} ({}, {} worker process(es)), Distribution {}; {} round(s), {} x {:.0f} MiB blobs, PATCH {:.0f} MiB, "
           "{} small blobs / {} manifests, request rows {:.0f}s with {}".format(
-              options.python, python_version(options.python), options.registry, options.rounds, options.blobs,
+              options.python, python_version(options.python), options.workers, options.registry, options.rounds, options.blobs,
               options.blob_size / MiB, options.chunk / MiB, options.small_blobs, options.manifests,
               options.duration, options.client), flush=True)
     bench = Bench(options, servers, workdir)
@@ -872,6 +885,7 @@ def run(options, servers, workdir):
                 results.setdefault((row.name, server.kind), []).extend(measured)
         print("round {} done ({:.0f}s)".format(round_index + 1, time.monotonic() - started), flush=True)
     peaks = [(server.name, server.peak_rss()) for server in servers]
+    peaks += [(server.name + " (all its processes)", server.peak_rss_sum()) for server in servers]
     print()
     print(report(rows, results, peaks, options))
     print("\n{:.0f}s in all".format(time.monotonic() - started))

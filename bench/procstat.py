@@ -1,6 +1,8 @@
 """
 What the benchmarks read of a server process, and how they stop one:
-CPU seconds and peak memory from /proc, SIGTERM then SIGKILL.
+CPU seconds and peak memory from /proc (of one process, or of a process
+and the processes it started, as spectroreg's ``http.workers``), SIGTERM
+then SIGKILL.
 """
 
 import os
@@ -15,6 +17,61 @@ def cpu_seconds(pid):
     with open("/proc/{}/stat".format(pid)) as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _stat(pid):
+    with open("/proc/{}/stat".format(pid)) as handle:
+        return handle.read().rsplit(")", 1)[1].split()
+
+
+def children(pid):
+    """The live processes whose parent is C{pid}."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = _stat(entry)
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def tree(pid):
+    """C{pid} and every live process below it."""
+    result = [pid]
+    for child in children(pid):
+        result.extend(tree(child))
+    return result
+
+
+def tree_cpu_seconds(pid):
+    """
+    CPU seconds of C{pid} and every process below it: each live one's own,
+    plus what its ended (reaped) children used.
+    """
+    total = 0.0
+    for member in tree(pid):
+        try:
+            fields = _stat(member)
+        except OSError:
+            continue
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
+    return total
+
+
+def tree_peak_rss(pid):
+    """The peak resident memory of each process of C{pid}'s tree: [bytes], C{pid}'s first."""
+    peaks = []
+    for member in tree(pid):
+        try:
+            peak = peak_rss(member)
+        except OSError:
+            continue
+        if peak is not None:
+            peaks.append(peak)
+    return peaks
 
 
 def peak_rss(pid):

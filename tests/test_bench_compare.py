@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 from twisted.trial import unittest
 
@@ -67,3 +68,46 @@ class QuickCompareTests(unittest.TestCase):
             self.assertEqual(client.split()[-1], cpu.split()[-1], output)
         self.assertRegex(output, r"peak RSS \(VmHWM\): spectroreg plain \d+\.\d MiB, distribution plain \d+\.\d MiB,"
                                  r" spectroreg TLS \d+\.\d MiB, distribution TLS \d+\.\d MiB")
+
+    def test_workers_counted_with_all_their_processes(self):
+        """--workers 2: spectroreg runs two processes; CPU and memory cover both."""
+        registry = require_binary("docker-registry")
+        require_external("spectroreg and docker-registry as servers on 127.0.0.1")
+        completed = subprocess.run(
+            [sys.executable, SCRIPT, "--quick", "--rounds", "1", "--registry", registry, "--rows", "requests",
+             "--duration", "0.5", "--connections", "8", "--workers", "2"],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300,
+        )
+        output = completed.stdout.decode("utf-8", "replace")
+        self.assertEqual(completed.returncode, 0, output)
+        self.assertIn("2 worker process(es)", output)
+        for row in ("manifest GET, 8 connections, plain", "blob HEAD, 8 connections, plain"):
+            line = re.search(r"^\| {} \| (.*)$".format(re.escape(row)), output, re.MULTILINE)
+            self.assertIsNotNone(line, "no row {!r} in:\n{}".format(row, output))
+        self.assertRegex(output, r"spectroreg plain \(all its processes\) \d+\.\d MiB")
+
+
+class ProcessTreeTests(unittest.TestCase):
+    def test_cpu_of_a_process_and_its_children(self):
+        """A child's CPU counts in its parent's tree while it runs."""
+        sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+        self.addCleanup(sys.path.remove, os.path.join(REPO_ROOT, "bench"))
+        import procstat
+
+        parent = subprocess.Popen(
+            [sys.executable, "-c",
+             "import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', "
+             "'import time\\nend = time.process_time() + 0.6\\nwhile time.process_time() < end: pass\\n"
+             "time.sleep(30)']); sys.stdout.write(str(child.pid) + chr(10)); sys.stdout.flush(); child.wait()"],
+            stdout=subprocess.PIPE)
+        self.addCleanup(parent.wait)
+        self.addCleanup(parent.kill)
+        child = int(parent.stdout.readline())
+        self.addCleanup(os.kill, child, 9)
+        deadline = time.monotonic() + 20
+        while procstat.cpu_seconds(child) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(procstat.tree(parent.pid), [parent.pid, child])
+        own = procstat.cpu_seconds(parent.pid)
+        self.assertGreaterEqual(procstat.tree_cpu_seconds(parent.pid), own + 0.5)
+        self.assertEqual(len(procstat.tree_peak_rss(parent.pid)), 2)
