@@ -215,8 +215,11 @@ class WorkerPool(Service):
 
     @param endpoints: the L{SharedEndpoint}s of the daemon's listeners,
         listened on before this starts.
-    @param argv: the worker's command line but its sockets (the module,
-        the configuration and the worker's index are added).
+    @param config_path: the configuration file worker 0 loaded.
+    @param config_data: its bytes as worker 0 read them, which each worker
+        loads (from its stdin), so that a worker started again later runs
+        the same configuration even if the file changed meanwhile; None:
+        the worker reads the file.
     @param relay: called with bytes: complete log lines of a worker.
     @param stop_timeout: seconds a worker has to exit after SIGTERM before
         it is killed.
@@ -228,12 +231,13 @@ class WorkerPool(Service):
     STEADY = 10.0
 
     def __init__(self, reactor, count, endpoints, config_path, relay, stop_timeout,
-                 executable=sys.executable, environ=None):
+                 executable=sys.executable, environ=None, config_data=None):
         self._reactor = reactor
         self.clock = reactor
         self.count = count
         self._endpoints = endpoints
         self._config_path = config_path
+        self._config_data = config_data
         self._relay = relay
         self._stop_timeout = stop_timeout
         self._executable = executable
@@ -263,6 +267,8 @@ class WorkerPool(Service):
                 "--listen", ",".join(listen)]
         if self._config_path:
             argv += ["--config", self._config_path]
+        if self._config_data is not None:
+            argv.append("--config-on-stdin")
         return argv, fds
 
     def _environment(self):
@@ -285,6 +291,8 @@ class WorkerPool(Service):
             self._restart_later(index, quick=False)
             return
         protocol.pid = process.pid
+        if self._config_data is not None:
+            process.write(b"%d\n" % len(self._config_data) + self._config_data)
         self.processes[index] = process
         self._protocols[index] = protocol
 

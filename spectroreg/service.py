@@ -284,6 +284,7 @@ def _worker_pool(settings, top, reactor):
         os.path.abspath(settings.source),
         top.relay_log,
         stop_timeout=settings.http.draintimeout + 10.0,
+        config_data=settings.source_data,
     )
     pool.setServiceParent(top)
     return pool

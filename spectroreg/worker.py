@@ -2,13 +2,16 @@
 ``python -m spectroreg.worker``: one of the processes that worker 0 starts
 for ``http.workers`` (L{spectroreg.prefork}), not a command to run by hand.
 
-    python -m spectroreg.worker --index N --listen FD:FAMILY[,...] [--config PATH]
+    python -m spectroreg.worker --index N --listen FD:FAMILY[,...] [--config PATH] [--config-on-stdin]
 
-It loads the same configuration (file and C{REGISTRY_*} variables, which it
-inherits), listens on the sockets it was given as open descriptors, logs to
-its stdout (a pipe to worker 0) and stops, draining as the daemon does, on
-SIGTERM or when its stdin (a pipe from worker 0) reaches its end: worker 0
-is gone. SIGINT is ignored: worker 0 stops the workers.
+It loads the same configuration: the C{REGISTRY_*} variables it inherits
+over the file's content as worker 0 read it, sent first on its stdin
+(C{--config-on-stdin}: a line with the length, then the bytes; C{PATH} then
+only names it in messages) or else the file itself. It listens on the
+sockets it was given as open descriptors, logs to its stdout (a pipe to
+worker 0) and stops, draining as the daemon does, on SIGTERM or when its
+stdin reaches its end: worker 0 is gone. SIGINT is ignored: worker 0 stops
+the workers.
 """
 
 import argparse
@@ -34,6 +37,24 @@ def watch_parent(reactor, fd=0):
     return thread
 
 
+def read_config(fd=0):
+    """The configuration worker 0 sent on C{fd}: a line with its length, then its bytes."""
+    header = b""
+    while not header.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            raise EOFError("worker 0 closed the pipe before the configuration")
+        header += chunk
+    size = int(header)
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            raise EOFError("worker 0 closed the pipe within the configuration")
+        data += chunk
+    return data
+
+
 def _stop(reactor):
     if reactor.running:
         reactor.stop()
@@ -44,6 +65,7 @@ def main(argv=None):
     parser.add_argument("--index", required=True, type=int)
     parser.add_argument("--listen", required=True)
     parser.add_argument("--config", default=None)
+    parser.add_argument("--config-on-stdin", action="store_true")
     args = parser.parse_args(argv)
     prog = "spectroreg worker {}".format(args.index)
 
@@ -51,8 +73,9 @@ def main(argv=None):
     from spectroreg.config.load import load_settings
 
     try:
-        settings = load_settings(args.config)
-    except ConfigError as error:
+        data = read_config() if args.config_on_stdin else None
+        settings = load_settings(args.config, data=data)
+    except (ConfigError, EOFError, ValueError) as error:
         sys.stderr.write("{}: {}\n".format(prog, error))
         return 1
 

@@ -100,7 +100,8 @@ class WorkersTests(unittest.TestCase):
     def start(self, **http):
         work = os.path.abspath(self.mktemp())
         os.makedirs(work)
-        daemon = start_daemon(self, self.config(work, **http), workdir=work, scheme=self.scheme)
+        self.started_config = self.config(work, **http)
+        daemon = start_daemon(self, self.started_config, workdir=work, scheme=self.scheme)
         daemon.wait_for_log(r"{} worker processes serve the registry".format(WORKERS))
         wait_until(lambda: len(child_pids(daemon.process.pid)) == WORKERS - 1, 15, "the workers started")
         for index in range(1, WORKERS):
@@ -140,6 +141,23 @@ class WorkersTests(unittest.TestCase):
         statuses = [fresh(daemon, "GET", "/v2/")[0] for _ in range(CONNECTIONS)]
         self.assertEqual(set(statuses), {200})
         self.assertTrue(daemon.running)
+
+    def test_restarted_worker_runs_what_worker_0_loaded(self):
+        """A worker started again while the file says something else runs what worker 0 runs."""
+        daemon = self.start(headers={"X-Config": ["first"]})
+        changed = dict(self.started_config, http=dict(self.started_config["http"], headers={"X-Config": ["second"]}))
+        daemon.write_config(changed)
+        victim = child_pids(daemon.process.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        daemon.wait_for_log(r"\(pid {}\) killed by signal 9".format(victim))
+        index = int(re.search(r"worker (\d) \(pid {}\)".format(victim), daemon.log_text()).group(1))
+        wait_until(lambda: len(re.findall(r"ready on .* worker={}\n".format(index), daemon.log_text())) == 2,
+                   20, "worker {} ready again".format(index))
+        values = set()
+        for _ in range(CONNECTIONS):
+            values.update(daemon.request("GET", "/v2/").header_values("X-Config"))
+        self.assertEqual(values, {"first"})
+        self.assertGreaterEqual(len(set(workers_in_log(daemon))), WORKERS)
 
     def test_sigterm_stops_every_worker(self):
         daemon = self.start()

@@ -56,14 +56,18 @@ def _read_all(port, count):
 
 
 class SharedEndpointTests(unittest.TestCase):
-    @async_test
-    async def test_one_reuseport_socket_per_worker(self):
-        """Every worker's socket takes its share of new connections on the one port."""
-        endpoint = SharedEndpoint(reactor, socket.AF_INET, ("127.0.0.1", 0), 3, 50)
+    async def listening(self, count):
+        """A L{SharedEndpoint} for C{count} workers on 127.0.0.1, listened on (saying "0"), and its port."""
+        endpoint = SharedEndpoint(reactor, socket.AF_INET, ("127.0.0.1", 0), count, 50)
         first = await endpoint.listen(_saying(b"0"))
         self.addCleanup(first.stopListening)
         self.addCleanup(endpoint.close)
-        port = first.getHost().port
+        return endpoint, first.getHost().port
+
+    @async_test
+    async def test_one_reuseport_socket_per_worker(self):
+        """Every worker's socket takes its share of new connections on the one port."""
+        endpoint, port = await self.listening(3)
         self.assertEqual(len(endpoint.sockets), 2)
         for sock in endpoint.sockets:
             self.assertEqual(sock.getsockname(), ("127.0.0.1", port))
@@ -113,10 +117,7 @@ class SharedEndpointTests(unittest.TestCase):
     @async_test
     async def test_adopted_descriptor_closed(self):
         """The worker's inherited descriptor is closed once the reactor has its own."""
-        endpoint = SharedEndpoint(reactor, socket.AF_INET, ("127.0.0.1", 0), 2, 50)
-        first = await endpoint.listen(_saying(b"0"))
-        self.addCleanup(first.stopListening)
-        self.addCleanup(endpoint.close)
+        endpoint, _ = await self.listening(2)
         fd = os.dup(endpoint.sockets[0].fileno())
         adopted = await AdoptedEndpoint(reactor, fd, socket.AF_INET).listen(_saying(b"1"))
         self.addCleanup(adopted.stopListening)
@@ -165,6 +166,10 @@ class _FakeProcess:
     def __init__(self, pid):
         self.pid = pid
         self.signals = []
+        self.written = b""
+
+    def write(self, data):
+        self.written += data
 
     def signalProcess(self, name):
         self.signals.append(name)
@@ -213,6 +218,20 @@ class WorkerPoolTests(unittest.SynchronousTestCase):
             self.assertEqual(env["REGISTRY_HTTP_SECRET"], "s")
             here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             self.assertEqual(env["PYTHONPATH"].split(os.pathsep), [here, "/elsewhere"])
+
+    def test_configuration_sent_on_stdin(self):
+        """Each worker, the first and one started again, gets the bytes worker 0 loaded."""
+        pool = WorkerPool(self.clock, 2, self.endpoints[:1], "/etc/spectro/config.yml", self.relayed.append,
+                          stop_timeout=15.0, executable="/usr/bin/python3", environ={},
+                          config_data=b"version: 0.1\n")
+        pool.startService()
+        protocol, _, argv, _, _, process = self.clock.spawned[0]
+        self.assertEqual(argv[-3:], ["--config", "/etc/spectro/config.yml", "--config-on-stdin"])
+        self.assertEqual(process.written, b"13\nversion: 0.1\n")
+        self.clock.advance(60)
+        _ended(protocol, code=1)
+        self.clock.advance(1)
+        self.assertEqual(self.clock.spawned[1][5].written, b"13\nversion: 0.1\n")
 
     def test_output_relayed_in_whole_lines(self):
         self.pool.startService()
@@ -291,3 +310,26 @@ class WorkerPoolTests(unittest.SynchronousTestCase):
             _ended(entry[0])
         self.successResultOf(stopped)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class ReadConfigTests(unittest.SynchronousTestCase):
+    def test_length_then_bytes_then_the_lifeline(self):
+        from spectroreg.worker import read_config
+
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        os.write(write_end, b"12\nversion: 0.")
+        os.write(write_end, b"1more")
+        self.assertEqual(read_config(read_end), b"version: 0.1")
+        self.assertEqual(os.read(read_end, 10), b"more")  # the rest is the lifeline's
+        os.close(write_end)
+
+    def test_cut_short(self):
+        from spectroreg.worker import read_config
+
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        os.write(write_end, b"100\nversion")
+        os.close(write_end)
+        with self.assertRaises(EOFError):
+            read_config(read_end)

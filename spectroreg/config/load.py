@@ -17,7 +17,7 @@ from spectroreg.config.tree import Provenance, load_tree
 CONFIGURATION_PATH_VARIABLE = "REGISTRY_CONFIGURATION_PATH"
 
 
-def _read(path, environ):
+def _read(path, environ, data=None):
     if environ is None:
         environ = os.environ
     if path is None:
@@ -27,13 +27,14 @@ def _read(path, environ):
             "no configuration file: give its path or set {}".format(CONFIGURATION_PATH_VARIABLE)
         )
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read()
-    except OSError as error:
-        raise ConfigError(
-            "{}: cannot read the configuration file: {}".format(path, error.strerror or error)
-        ) from None
+    if data is None:
+        try:
+            with open(path, "rb") as stream:
+                data = stream.read()
+        except OSError as error:
+            raise ConfigError(
+                "{}: cannot read the configuration file: {}".format(path, error.strerror or error)
+            ) from None
     warnings = []
     provenance = Provenance(path)
     tree = load_tree(data, path, provenance, warnings)
@@ -47,25 +48,30 @@ def _read(path, environ):
         )
     normalise_one_of(tree)
     apply_environment(tree, environ, provenance, warnings)
-    return path, tree, provenance, warnings
+    return path, tree, provenance, warnings, data
 
 
-def _load(path, environ):
+def _load(path, environ, data=None):
+    import dataclasses
+
     from spectroreg.config.validate import build_settings
 
-    path, tree, provenance, warnings = _read(path, environ)
-    return build_settings(tree, provenance, warnings, path), tree
+    path, tree, provenance, warnings, data = _read(path, environ, data)
+    settings = build_settings(tree, provenance, warnings, path)
+    return dataclasses.replace(settings, source_data=data), tree
 
 
-def load_settings(path=None, environ=None):
+def load_settings(path=None, environ=None, data=None):
     """
     The validated settings of configuration file C{path} (default: the file
     named by C{REGISTRY_CONFIGURATION_PATH}) with the C{REGISTRY_*} variables
     of C{environ} (default: C{os.environ}) applied.
 
+    @param data: the file's content, already read (C{path} then only names
+        it in messages).
     @raise ConfigError: the file cannot be read or parsed, or a value is wrong.
     """
-    settings, _ = _load(path, environ)
+    settings, _ = _load(path, environ, data)
     return settings
 
 

@@ -58,3 +58,6 @@ class Settings:
     source: Optional[str] = None
     # Warnings produced while loading (unknown keys, keys read but not acted on).
     warnings: Tuple[str, ...] = ()
+    # The file's bytes as they were read: worker processes load these, not
+    # the file as it may be later (see spectroreg.prefork).
+    source_data: Optional[bytes] = field(default=None, repr=False, compare=False)
