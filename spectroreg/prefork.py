@@ -165,6 +165,16 @@ class WorkerRole:
         return [AdoptedEndpoint(reactor, fd, family) for fd, family in self.sockets]
 
 
+def _site_directories():
+    """Where this interpreter finds installed packages (site-packages, Debian's dist-packages)."""
+    import site
+
+    found = set(getattr(site, "getsitepackages", lambda: [])())
+    found.add(site.getusersitepackages())
+    found.update(path for path in sys.path if os.path.basename(path) in ("site-packages", "dist-packages"))
+    return {os.path.abspath(path) for path in found}
+
+
 def debug_addr_for(addr, index):
     """
     Worker C{index}'s debug listener: C{http.debug.addr} with its port
@@ -273,10 +283,14 @@ class WorkerPool(Service):
 
     def _environment(self):
         environ = dict(self._environ)
-        # The worker imports the same spectroreg as this process.
+        # The worker imports the same spectroreg as this process: one run
+        # from a source tree gets the tree on its path. An installed one
+        # is found where the interpreter looks anyway, and a site directory
+        # on PYTHONPATH would come before the standard library.
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        paths = [here] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
-        environ["PYTHONPATH"] = os.pathsep.join(paths)
+        if here not in _site_directories():
+            paths = [here] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
+            environ["PYTHONPATH"] = os.pathsep.join(paths)
         return environ
 
     def _start(self, index):

@@ -13,13 +13,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import tempfile
 import time
 
 from twisted.trial import unittest
 
-from tests.support.daemon import free_port, start_daemon
+from tests.support.daemon import start_daemon
 from tests.test_auth_daemon import write_htpasswd
 from tests.test_service_daemon import basic
 from tests.test_tls_server import PKI
@@ -198,14 +197,18 @@ class WorkersTests(unittest.TestCase):
 
 
     def test_each_worker_has_its_debug_listener(self):
-        """Worker N's health and metrics on the debug port + N, each counting its own requests."""
-        base = _free_ports(WORKERS)
-        daemon = self.start(debug={"addr": "127.0.0.1:{}".format(base), "prometheus": {"enabled": True}})
+        """Each worker's own health and metrics, each counting its own requests."""
+        # Port 0: each worker's debug listener on a port of its own (a
+        # fixed port N puts worker i on N + i; see test_prefork).
+        daemon = self.start(debug={"addr": "127.0.0.1:0", "prometheus": {"enabled": True}})
         for _ in range(CONNECTIONS):
             self.assertEqual(fresh(daemon, "GET", "/v2/")[0], 200)
         served = 0
         for index in range(WORKERS):
-            connection = http.client.HTTPConnection("127.0.0.1", base + index, timeout=10)
+            ports = {int(p) for p in re.findall(r'listening on http://127\.0\.0\.1:(\d+)" worker={}\n'.format(index),
+                                                 daemon.log_text())} - {daemon.port}
+            self.assertEqual(len(ports), 1, daemon.log_text())
+            connection = http.client.HTTPConnection("127.0.0.1", ports.pop(), timeout=10)
             try:
                 connection.request("GET", "/debug/health")
                 response = connection.getresponse()
@@ -221,27 +224,6 @@ class WorkersTests(unittest.TestCase):
             self.assertGreater(counted, 0, "worker {} served nothing:\n{}".format(index, metrics))
             served += counted
         self.assertGreaterEqual(served, CONNECTIONS)
-
-
-def _free_ports(count):
-    """The first of C{count} consecutive free ports on 127.0.0.1."""
-    for _ in range(50):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        probes = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket()
-                probes.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-    raise AssertionError("no {} consecutive free ports".format(count))
 
 
 class TLSWorkersTests(WorkersTests):

@@ -216,8 +216,26 @@ class WorkerPoolTests(unittest.SynchronousTestCase):
                                     "--config", "/etc/spectro/config.yml"])
             self.assertEqual(fds, {0: "w", 1: "r", 2: "r", FIRST_FD: 40 + index, FIRST_FD + 1: 50 + index})
             self.assertEqual(env["REGISTRY_HTTP_SECRET"], "s")
+            # This source tree first (an installed spectroreg is not added: see below).
             here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             self.assertEqual(env["PYTHONPATH"].split(os.pathsep), [here, "/elsewhere"])
+
+    def test_installed_package_not_put_on_the_path(self):
+        from spectroreg import prefork
+
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.patch(prefork, "_site_directories", lambda: {here})
+        self.pool.startService()
+        self.assertEqual(self.clock.spawned[0][3]["PYTHONPATH"], "/elsewhere")
+
+    def test_site_directories(self):
+        """Where Twisted is installed (Debian's dist-packages or a virtualenv's site-packages) is one."""
+        import twisted
+
+        from spectroreg.prefork import _site_directories
+
+        installed = os.path.dirname(os.path.dirname(os.path.abspath(twisted.__file__)))
+        self.assertIn(installed, _site_directories())
 
     def test_configuration_sent_on_stdin(self):
         """Each worker, the first and one started again, gets the bytes worker 0 loaded."""
