@@ -323,8 +323,12 @@ class WorkerPool(Service):
                else "killed by signal {}".format(status.signal))
         ran = self.clock.seconds() - protocol.started if protocol.started is not None else 0.0
         delay = self._restart_later(index, quick=ran >= self.STEADY)
-        log.warn("worker {index} (pid {pid}) {how} after {ran:.1f}s; starting it again in {delay:.0f}s",
-                 index=index, pid=protocol.pid, how=how, ran=ran, delay=delay)
+        # A worker exits with status 0 only when told to stop (SIGTERM):
+        # systemd's stop signals every process of the service, and the
+        # workers may end before worker 0 stops the pool. Not a failure.
+        emit = log.info if status.exitCode == 0 and status.signal is None else log.warn
+        emit("worker {index} (pid {pid}) {how} after {ran:.1f}s; starting it again in {delay:.0f}s",
+             index=index, pid=protocol.pid, how=how, ran=ran, delay=delay)
 
     def _restart_later(self, index, quick):
         delay = self.RESTART_DELAY if quick else min(

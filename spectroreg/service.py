@@ -50,7 +50,8 @@ class RegistryService(MultiService):
         caller installs it (see L{install_log_observer}).
     @ivar site: the registry's Site.
     @ivar listeners: the L{ListenerService}s of the registry port(s).
-    @ivar handle_sighup: install a SIGHUP handler while running.
+    @ivar handle_sighup: install a SIGHUP handler while running, and let
+        only the first SIGTERM or SIGINT stop the reactor (L{stop_once}).
     @ivar worker: this process's worker index (0: the daemon started by the user).
     @ivar workers: the L{spectroreg.prefork.WorkerPool} of the other
         workers (worker 0 with C{http.workers} > 1), or None.
@@ -118,6 +119,8 @@ class RegistryService(MultiService):
         super().startService()
         if self.handle_sighup:
             self._install_sighup()
+            if threading.current_thread() is threading.main_thread():
+                self._reactor.callWhenRunning(stop_once)
         where = ", ".join(listener.where() for listener in self.listeners)
         log.info("spectroreg {version} ready on {where}", version=_version(), where=where)
         # One write per reactor turn for the access log (see RegistryLogObserver).
@@ -167,6 +170,37 @@ class RegistryService(MultiService):
             )
             steps.append(d)
         return defer.DeferredList(steps)
+
+
+def stop_once(signals=("SIGTERM", "SIGINT")):
+    """
+    Wrap the reactor's handlers of C{signals} so that only the first one
+    received stops it. The reactor's own handler stops it again on every
+    signal, and each one after the first raises C{ReactorNotRunning},
+    logged as an error: under systemd, whose stop sends SIGTERM to every
+    process of the service while worker 0 sends the workers its own, and
+    for a second Ctrl-C. Call it once the reactor runs (its handlers are
+    installed then); a signal that is ignored or handled by default is left
+    alone.
+    """
+    stopping = []
+    for name in signals:
+        number = getattr(signal, name, None)
+        if number is None:
+            continue
+        previous = signal.getsignal(number)
+        if not callable(previous) or getattr(previous, "spectroreg_stop_once", False):
+            continue
+
+        def handler(signum, frame, previous=previous, name=name):
+            if stopping:
+                log.info("{name} received while stopping; already stopping", name=name)
+                return
+            stopping.append(signum)
+            previous(signum, frame)
+
+        handler.spectroreg_stop_once = True
+        signal.signal(number, handler)
 
 
 def _version():

@@ -168,6 +168,20 @@ class WorkersTests(unittest.TestCase):
         for index in range(WORKERS):
             self.assertRegex(daemon.log_text(), r'msg="stopping" worker={}'.format(index))
 
+    def test_stopped_as_systemd_does(self):
+        """SIGTERM to every process of the daemon at once, as systemd's stop sends it: a clean exit."""
+        daemon = self.start()
+        workers = child_pids(daemon.process.pid)
+        for pid in [daemon.process.pid] + workers:
+            os.kill(pid, signal.SIGTERM)
+        self.assertEqual(daemon.wait(), 0)
+        wait_until(lambda: not any(alive(pid) for pid in workers), 5, "the workers exited")
+        log = daemon.log_text()
+        # A worker that ended before worker 0 stopped the pool is noted at
+        # info level; nothing is a warning or an error.
+        self.assertNotRegex(log, r"level=(warning|error)")
+        self.assertNotIn("Traceback", log)
+
     def test_workers_of_a_killed_daemon_stop(self):
         daemon = self.start()
         workers = child_pids(daemon.process.pid)

@@ -276,6 +276,19 @@ class WorkerPoolTests(unittest.SynchronousTestCase):
         self.assertEqual(self.clock.spawned[2][2][4], "1")
         self.assertEqual(sorted(self.pool.processes), [1, 2])
 
+    def test_told_to_stop_is_not_a_failure(self):
+        """A worker that exits 0 (it was sent SIGTERM) is noted at info level, one that fails at warn."""
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.pool.startService()
+        _ended(self.clock.spawned[0][0], code=0)
+        _ended(self.clock.spawned[1][0], code=3)
+        levels = [(e["log_level"], e.get("how")) for e in events if "starting it again" in e.get("log_format", "")]
+        self.assertEqual(levels, [(LogLevel.info, "exited with status 0"), (LogLevel.warn, "exited with status 3")])
+
     def test_quick_exits_back_off(self):
         """A worker that keeps exiting at once waits 1, 2, 4 … 30 s, then 1 s again once it runs."""
         self.pool.startService()

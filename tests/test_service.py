@@ -533,3 +533,28 @@ class WorkerServiceTests(unittest.TestCase):
         service.workers.signal = signals.append
         service.reload()
         self.assertEqual(signals, ["HUP"])
+
+
+class StopOnceTests(unittest.SynchronousTestCase):
+    """L{stop_once}: the reactor's handler runs for the first signal only."""
+
+    def setUp(self):
+        import signal
+
+        self.signal = signal
+        self.calls = []
+        previous = signal.signal(signal.SIGUSR1, lambda signum, frame: self.calls.append(signum))
+        self.addCleanup(signal.signal, signal.SIGUSR1, previous)
+        previous2 = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        self.addCleanup(signal.signal, signal.SIGUSR2, previous2)
+
+    def test_first_only(self):
+        from spectroreg.service import stop_once
+
+        stop_once(("SIGUSR1", "SIGUSR2"))
+        stop_once(("SIGUSR1",))  # not wrapped twice
+        for _ in range(3):
+            os.kill(os.getpid(), self.signal.SIGUSR1)
+        self.assertEqual(self.calls, [self.signal.SIGUSR1])
+        # An ignored signal stays ignored.
+        self.assertEqual(self.signal.getsignal(self.signal.SIGUSR2), self.signal.SIG_IGN)

@@ -218,6 +218,30 @@ class DrainTimeoutTests(unittest.TestCase):
         self.assertIn(b"Range: 0-1999", answer)
         self.assertEqual(daemon.wait(), 0)
 
+    def test_signals_while_draining(self):
+        """
+        SIGTERM and Ctrl-C again while draining (systemd signals every process
+        of the service; an impatient terminal): noted, not an error, and the
+        upload in flight still finishes.
+        """
+        daemon = start_daemon(self, minimal_config(http={"draintimeout": "20s"}))
+        sock = self.start_upload(daemon, 2000)
+        time.sleep(0.3)
+        daemon.signal(signal.SIGTERM)
+        daemon.wait_for_log(r"draining 1 request")
+        daemon.signal(signal.SIGTERM)
+        daemon.signal(signal.SIGINT)
+        daemon.wait_for_log(r"SIGINT received while stopping; already stopping")
+        self.assertTrue(daemon.running)
+        sock.sendall(b"a" * 1000)
+        answer = sock.recv(4096)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 202 "), answer)
+        self.assertEqual(daemon.wait(), 0)
+        log = daemon.log_text()
+        self.assertIn("SIGTERM received while stopping", log)
+        self.assertNotIn("level=error", log)
+        self.assertNotIn("ReactorNotRunning", log)
+
     def test_timeout_cuts_what_is_left(self):
         daemon = start_daemon(self, minimal_config(http={"draintimeout": "1s"}))
         sock = self.start_upload(daemon, 2000)
