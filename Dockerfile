@@ -47,7 +47,8 @@ RUN groupadd --system --gid 999 spectro \
 # write it at run time; all of it would be 46 MB, this is a fraction).
  && find /usr/lib/python3 /usr/lib/python3.11 -depth -type d -name __pycache__ -exec rm -rf {} + \
  && python3 -c 'import spectroreg.cli, spectroreg.service, spectroreg.storage.s3.driver, \
-        spectroreg.storage.s3.credentials, spectroreg.tls.acme.service, botocore.session, \
+        spectroreg.storage.s3.credentials, spectroreg.tls.acme.service, spectroreg.prefork, \
+        spectroreg.worker, botocore.session, \
         botocore.credentials, twisted.scripts.twistd, twisted.plugins.spectroreg_plugin' \
  && ln -s /usr/bin/registry /registry \
  && install -d -o spectro -g spectro -m 0750 /data /auth
