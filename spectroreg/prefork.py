@@ -94,6 +94,8 @@ class SharedEndpoint:
                 raise
             sock.setblocking(False)
             return [sock]
+        if self._address[1]:
+            self._probe()
         bound = []
         try:
             for _ in range(self._count):
@@ -111,6 +113,20 @@ class SharedEndpoint:
                 sock.close()
             raise
         return bound
+
+    def _probe(self):
+        """
+        Fail as a plain bind would when the port is taken. Sockets with
+        C{SO_REUSEPORT} of the same user share a port: without this, a
+        second daemon started by mistake on a port another one serves with
+        workers would silently take a share of its connections.
+        """
+        probe = socket.socket(self.family, socket.SOCK_STREAM)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(self._address)
+        finally:
+            probe.close()
 
     def close(self):
         """Close the workers' sockets (the daemon has stopped)."""

@@ -93,6 +93,22 @@ class SharedEndpointTests(unittest.TestCase):
         self.assertEqual(endpoint.sockets, [])
 
     @async_test
+    async def test_port_served_by_another_daemons_workers(self):
+        """
+        A port another daemon serves with workers (SO_REUSEPORT sockets of
+        the same user) is taken, as for a plain bind: no silent sharing.
+        """
+        other = socket.socket()
+        self.addCleanup(other.close)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        endpoint = SharedEndpoint(reactor, socket.AF_INET, other.getsockname(), 2, 50)
+        with self.assertRaises(CannotListenError):
+            await endpoint.listen(_saying(b"x"))
+        self.assertEqual(endpoint.sockets, [])
+
+    @async_test
     async def test_unix_socket_shared(self):
         """One unix socket, the same for every worker, reachable by everyone."""
         directory = self.mktemp()
