@@ -26,6 +26,7 @@ from spectroreg.prefork import (
     debug_addr_for,
 )
 from tests.support.asynctest import async_test
+from tests.support.rawhttp import exchange
 
 
 class _Says(Protocol):
@@ -42,17 +43,7 @@ def _saying(word):
 
 def _read_all(port, count):
     """C{count} connections to 127.0.0.1:C{port}, each read to its end."""
-    answers = []
-    for _ in range(count):
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            data = b""
-            while True:
-                chunk = sock.recv(64)
-                if not chunk:
-                    break
-                data += chunk
-            answers.append(data)
-    return answers
+    return [exchange("127.0.0.1", port, b"", timeout=10)[3] for _ in range(count)]
 
 
 class SharedEndpointTests(unittest.TestCase):
