@@ -71,11 +71,12 @@ class SharedEndpointTests(unittest.TestCase):
         # The chance that one of three sockets gets none of 60: 3 * (2/3)**60.
         self.assertEqual(set(answers), {b"0", b"1", b"2"})
 
-    @async_test
-    async def test_port_taken(self):
-        """A port another socket holds (without SO_REUSEPORT) fails as Twisted's ports do."""
+    async def refused_beside(self, reuseport):
+        """Listening on the port of a socket already listening fails, and the endpoint keeps no socket."""
         holder = socket.socket()
         self.addCleanup(holder.close)
+        if reuseport:
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind(("127.0.0.1", 0))
         holder.listen(1)
         endpoint = SharedEndpoint(reactor, socket.AF_INET, holder.getsockname(), 2, 50)
@@ -84,20 +85,17 @@ class SharedEndpointTests(unittest.TestCase):
         self.assertEqual(endpoint.sockets, [])
 
     @async_test
+    async def test_port_taken(self):
+        """A port another socket holds (without SO_REUSEPORT) fails as Twisted's ports do."""
+        await self.refused_beside(reuseport=False)
+
+    @async_test
     async def test_port_served_by_another_daemons_workers(self):
         """
         A port another daemon serves with workers (SO_REUSEPORT sockets of
         the same user) is taken, as for a plain bind: no silent sharing.
         """
-        other = socket.socket()
-        self.addCleanup(other.close)
-        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        other.bind(("127.0.0.1", 0))
-        other.listen(1)
-        endpoint = SharedEndpoint(reactor, socket.AF_INET, other.getsockname(), 2, 50)
-        with self.assertRaises(CannotListenError):
-            await endpoint.listen(_saying(b"x"))
-        self.assertEqual(endpoint.sockets, [])
+        await self.refused_beside(reuseport=True)
 
     @async_test
     async def test_unix_socket_shared(self):
