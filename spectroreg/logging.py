@@ -219,15 +219,9 @@ class RegistryLogObserver:
         made on the reactor's thread, at once otherwise.
         """
         if self._call_later is not None and threading.get_ident() == self._batch_thread:
-            if self._pending is None:
-                self._pending = [text]
-                self._call_later(0, self.flush)
-                return
-            self._pending.append(text)
-            if len(self._pending) >= self.MAX_PENDING:
-                self.flush()
-            return
-        self._write(text)
+            self._queue(text)
+        else:
+            self._write(text)
 
     def __call__(self, event):
         if not self.wants(event):
@@ -235,20 +229,24 @@ class RegistryLogObserver:
         line = self.format(event) + "\n"
         if self._call_later is not None and threading.get_ident() == self._batch_thread:
             if _event_level(event) < LogLevel.warn:
-                pending = self._pending
-                if pending is None:
-                    self._pending = [line]
-                    self._call_later(0, self.flush)
-                    return
-                pending.append(line)
-                if len(pending) >= self.MAX_PENDING:
-                    self.flush()
+                self._queue(line)
                 return
             if self._pending:
                 self._pending.append(line)
                 self.flush()
                 return
         self._write(line)
+
+    def _queue(self, text):
+        """Hold C{text} until the end of this reactor turn (or L{MAX_PENDING} lines)."""
+        pending = self._pending
+        if pending is None:
+            self._pending = [text]
+            self._call_later(0, self.flush)
+            return
+        pending.append(text)
+        if len(pending) >= self.MAX_PENDING:
+            self.flush()
 
     def _write(self, text):
         stream = self._output()

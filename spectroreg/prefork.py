@@ -32,6 +32,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from spectroreg.config.addresses import join_host_port, split_host_port
+
 log = Logger(namespace="spectroreg.service")
 
 __all__ = ["AdoptedEndpoint", "SharedEndpoint", "WorkerPool", "WorkerRole", "debug_addr_for"]
@@ -198,9 +200,8 @@ def debug_addr_for(addr, index):
     """
     if index == 0:
         return addr
-    host, _, port = addr.rpartition(":")
-    number = int(port)
-    return "{}:{}".format(host, number + index if number else 0)
+    host, port = split_host_port(addr)
+    return join_host_port(host, port + index if port else 0)
 
 
 class _WorkerProtocol(ProcessProtocol):

@@ -2,7 +2,7 @@
 
 from twisted.trial import unittest
 
-from spectroreg.config.addresses import split_host_port
+from spectroreg.config.addresses import join_host_port, split_host_port
 from spectroreg.config.durations import format_duration, parse_duration
 
 
@@ -60,6 +60,7 @@ class AddressTests(unittest.SynchronousTestCase):
         ]
         for addr, expected in cases:
             self.assertEqual(split_host_port(addr), expected, addr)
+            self.assertEqual(join_host_port(*expected), addr)
 
     def test_invalid(self):
         for addr in ["", "5000", "::1:5000", "[::1]5000", "[]:5000", "host:http", "host:70000", "a b:1", "[::1"]:

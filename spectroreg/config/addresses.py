@@ -39,6 +39,11 @@ def split_host_port(addr):
     return host, int(port)
 
 
+def join_host_port(host, port):
+    """The Go-style address of C{host} and C{port}: the inverse of L{split_host_port}."""
+    return "[{}]:{}".format(host, port) if ":" in host else "{}:{}".format(host, port)
+
+
 def check_http_url(check, path, value, expected="an http(s) URL"):
     """Fail C{check} at C{path} unless C{value} is an absolute http(s) URL with a host."""
     try:
