@@ -24,8 +24,16 @@ def _stat(pid):
         return handle.read().rsplit(")", 1)[1].split()
 
 
+def alive(pid):
+    """Whether process C{pid} exists and is not a zombie."""
+    try:
+        return _stat(pid)[0] != "Z"
+    except OSError:
+        return False
+
+
 def children(pid):
-    """The live processes whose parent is C{pid}."""
+    """The live processes whose parent is C{pid}, in pid order."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -35,7 +43,7 @@ def children(pid):
                 continue
             if int(fields[1]) == pid and fields[0] != "Z":
                 found.append(int(entry))
-    return found
+    return sorted(found)
 
 
 def tree(pid):

@@ -15,6 +15,7 @@ import time
 
 from twisted.trial import unittest
 
+from tests.support.bench import bench_module
 from tests.support.requirements import require_binary, require_external
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,9 +91,7 @@ class QuickCompareTests(unittest.TestCase):
 class ProcessTreeTests(unittest.TestCase):
     def test_cpu_of_a_process_and_its_children(self):
         """A child's CPU counts in its parent's tree while it runs."""
-        sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
-        self.addCleanup(sys.path.remove, os.path.join(REPO_ROOT, "bench"))
-        import procstat
+        procstat = bench_module("procstat")
 
         parent = subprocess.Popen(
             [sys.executable, "-c",

@@ -18,6 +18,7 @@ import time
 
 from twisted.trial import unittest
 
+from tests.support.bench import bench_module
 from tests.support.daemon import start_daemon
 from tests.test_auth_daemon import write_htpasswd
 from tests.test_service_daemon import basic
@@ -28,29 +29,7 @@ WORKERS = 3
 # workers gets none of 60 is 3 * (2/3)**60, about 1e-10.
 CONNECTIONS = 60
 
-
-def child_pids(pid):
-    """The processes whose parent is C{pid}."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/{}/stat".format(entry)) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry))
-    return sorted(found)
-
-
-def alive(pid):
-    try:
-        with open("/proc/{}/stat".format(pid)) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+procstat = bench_module("procstat")
 
 
 def wait_until(predicate, timeout, what):
@@ -102,7 +81,7 @@ class WorkersTests(unittest.TestCase):
         self.started_config = self.config(work, **http)
         daemon = start_daemon(self, self.started_config, workdir=work, scheme=self.scheme)
         daemon.wait_for_log(r"{} worker processes serve the registry".format(WORKERS))
-        wait_until(lambda: len(child_pids(daemon.process.pid)) == WORKERS - 1, 15, "the workers started")
+        wait_until(lambda: len(procstat.children(daemon.process.pid)) == WORKERS - 1, 15, "the workers started")
         for index in range(1, WORKERS):
             daemon.wait_for_log(r"ready on .* worker={}".format(index), timeout=20)
         return daemon
@@ -130,12 +109,12 @@ class WorkersTests(unittest.TestCase):
 
     def test_killed_worker_is_started_again(self):
         daemon = self.start()
-        victim = child_pids(daemon.process.pid)[0]
+        victim = procstat.children(daemon.process.pid)[0]
         os.kill(victim, signal.SIGKILL)
         daemon.wait_for_log(r"worker \d \(pid {}\) killed by signal 9 after [0-9.]+s; "
                             r"starting it again in 1s".format(victim))
-        wait_until(lambda: len(child_pids(daemon.process.pid)) == WORKERS - 1
-                   and victim not in child_pids(daemon.process.pid), 15, "a new worker")
+        wait_until(lambda: len(procstat.children(daemon.process.pid)) == WORKERS - 1
+                   and victim not in procstat.children(daemon.process.pid), 15, "a new worker")
         # Connections the kernel gives the new worker's socket wait for it; none is refused.
         statuses = [fresh(daemon, "GET", "/v2/")[0] for _ in range(CONNECTIONS)]
         self.assertEqual(set(statuses), {200})
@@ -146,7 +125,7 @@ class WorkersTests(unittest.TestCase):
         daemon = self.start(headers={"X-Config": ["first"]})
         changed = dict(self.started_config, http=dict(self.started_config["http"], headers={"X-Config": ["second"]}))
         daemon.write_config(changed)
-        victim = child_pids(daemon.process.pid)[0]
+        victim = procstat.children(daemon.process.pid)[0]
         os.kill(victim, signal.SIGKILL)
         daemon.wait_for_log(r"\(pid {}\) killed by signal 9".format(victim))
         index = int(re.search(r"worker (\d) \(pid {}\)".format(victim), daemon.log_text()).group(1))
@@ -160,9 +139,9 @@ class WorkersTests(unittest.TestCase):
 
     def test_sigterm_stops_every_worker(self):
         daemon = self.start()
-        workers = child_pids(daemon.process.pid)
+        workers = procstat.children(daemon.process.pid)
         self.assertEqual(daemon.stop(), 0)
-        wait_until(lambda: not any(alive(pid) for pid in workers), 5, "the workers exited")
+        wait_until(lambda: not any(procstat.alive(pid) for pid in workers), 5, "the workers exited")
         self.assertNotIn("Traceback", daemon.log_text())
         self.assertNotIn("level=error", daemon.log_text())
         for index in range(WORKERS):
@@ -171,11 +150,11 @@ class WorkersTests(unittest.TestCase):
     def test_stopped_as_systemd_does(self):
         """SIGTERM to every process of the daemon at once, as systemd's stop sends it: a clean exit."""
         daemon = self.start()
-        workers = child_pids(daemon.process.pid)
+        workers = procstat.children(daemon.process.pid)
         for pid in [daemon.process.pid] + workers:
             os.kill(pid, signal.SIGTERM)
         self.assertEqual(daemon.wait(), 0)
-        wait_until(lambda: not any(alive(pid) for pid in workers), 5, "the workers exited")
+        wait_until(lambda: not any(procstat.alive(pid) for pid in workers), 5, "the workers exited")
         log = daemon.log_text()
         # A worker that ended before worker 0 stopped the pool is noted at
         # info level; nothing is a warning or an error.
@@ -184,9 +163,9 @@ class WorkersTests(unittest.TestCase):
 
     def test_workers_of_a_killed_daemon_stop(self):
         daemon = self.start()
-        workers = child_pids(daemon.process.pid)
+        workers = procstat.children(daemon.process.pid)
         daemon.kill()
-        wait_until(lambda: not any(alive(pid) for pid in workers), 15, "the workers exited")
+        wait_until(lambda: not any(procstat.alive(pid) for pid in workers), 15, "the workers exited")
 
     def test_sighup_reaches_every_worker(self):
         work = os.path.abspath(self.mktemp())
