@@ -21,7 +21,7 @@ from twisted.trial import unittest
 from tests.support.bench import bench_module
 from tests.support.daemon import start_daemon
 from tests.test_auth_daemon import write_htpasswd
-from tests.test_service_daemon import basic
+from tests.test_service_daemon import TWISTD, basic
 from tests.test_tls_server import PKI
 
 WORKERS = 3
@@ -75,11 +75,11 @@ class WorkersTests(unittest.TestCase):
     def config(self, work, **http):
         return workers_config(work, **http)
 
-    def start(self, **http):
+    def start(self, argv=None, **http):
         work = os.path.abspath(self.mktemp())
         os.makedirs(work)
         self.started_config = self.config(work, **http)
-        daemon = start_daemon(self, self.started_config, workdir=work, scheme=self.scheme)
+        daemon = start_daemon(self, self.started_config, workdir=work, scheme=self.scheme, argv=argv)
         daemon.wait_for_log(r"{} worker processes serve the registry".format(WORKERS))
         wait_until(lambda: len(procstat.children(daemon.process.pid)) == WORKERS - 1, 15, "the workers started")
         for index in range(1, WORKERS):
@@ -147,6 +147,23 @@ class WorkersTests(unittest.TestCase):
         for index in range(WORKERS):
             self.assertRegex(daemon.log_text(), r'msg="stopping" worker={}'.format(index))
 
+    def test_twistd(self):
+        """``twistd -n spectroreg`` (the systemd unit's command) starts the same workers and stops them."""
+        daemon = self.start(argv=TWISTD)
+        workers = procstat.children(daemon.process.pid)
+        digest = self.push_blob(daemon, b"served by twistd's workers")
+        statuses = [fresh(daemon, "GET", "/v2/team/app/blobs/" + digest) for _ in range(CONNECTIONS)]
+        self.assertEqual(set(statuses), {(200, b"served by twistd's workers")})
+        wait_until(lambda: len(workers_in_log(daemon)) >= CONNECTIONS + 1, 10, "every access-log line")
+        self.assertEqual(set(workers_in_log(daemon)), set(range(WORKERS)))
+        self.assertIn(daemon.stop(), (0, 143, -signal.SIGTERM))
+        wait_until(lambda: not any(procstat.alive(pid) for pid in workers), 5, "the workers exited")
+        log = daemon.log_text()
+        self.assertNotIn("Traceback", log)
+        self.assertNotRegex(log, r"level=(warning|error)")
+        for index in range(WORKERS):
+            self.assertRegex(log, r'msg="stopping" worker={}'.format(index))
+
     def test_stopped_as_systemd_does(self):
         """SIGTERM to every process of the daemon at once, as systemd's stop sends it: a clean exit."""
         daemon = self.start()
@@ -187,7 +204,6 @@ class WorkersTests(unittest.TestCase):
         wait_until(lambda: fresh(daemon, "GET", "/v2/", headers=bob)[0] == 200, 10, "bob accepted")
         statuses = [fresh(daemon, "GET", "/v2/", headers=bob)[0] for _ in range(CONNECTIONS)]
         self.assertEqual(set(statuses), {200})
-
 
     def test_each_worker_has_its_debug_listener(self):
         """Each worker's own health and metrics, each counting its own requests."""
