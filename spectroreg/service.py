@@ -293,7 +293,7 @@ def makeService(settings, reactor=None, limits=None, api_resource=None, worker=N
             listener = ListenerService(endpoint, factory, "descriptor {}".format(endpoint.fd), scheme)
             listener.setServiceParent(top)
             top.listeners.append(listener)
-    debug_root = top.operations.debug_root()
+    debug_root = top.operations.debug_root(index)
     if debug_root is not None:
         from spectroreg.prefork import debug_addr_for
 

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 import time
 
@@ -233,6 +234,55 @@ class WorkersTests(unittest.TestCase):
             self.assertGreater(counted, 0, "worker {} served nothing:\n{}".format(index, metrics))
             served += counted
         self.assertGreaterEqual(served, CONNECTIONS)
+
+    def test_worker_0_serves_every_workers_metrics(self):
+        """With a fixed debug port, worker 0's metrics path has every worker's, labelled."""
+        base = free_port_range(WORKERS)
+        daemon = self.start(debug={"addr": "127.0.0.1:{}".format(base), "prometheus": {"enabled": True}})
+        for _ in range(CONNECTIONS):
+            self.assertEqual(fresh(daemon, "GET", "/v2/")[0], 200)
+        connection = http.client.HTTPConnection("127.0.0.1", base, timeout=10)
+        try:
+            connection.request("GET", "/metrics")
+            response = connection.getresponse()
+            metrics = response.read().decode()
+        finally:
+            connection.close()
+        self.assertEqual(response.status, 200)
+        up = dict(re.findall(r'^spectroreg_worker_up\{worker="(\d+)"\} ([0-9.]+)$', metrics, re.MULTILINE))
+        self.assertEqual(up, {str(index): "1.0" for index in range(WORKERS)}, metrics)
+        counted = {}
+        for match in re.finditer(r'^spectroreg_http_requests_total\{([^}]*status="200"[^}]*)\} ([0-9.e+]+)$',
+                                 metrics, re.MULTILINE):
+            worker = re.search(r'worker="(\d+)"', match.group(1)).group(1)
+            counted[worker] = counted.get(worker, 0) + float(match.group(2))
+        self.assertEqual(set(counted), {str(index) for index in range(WORKERS)}, metrics)
+        self.assertGreaterEqual(sum(counted.values()), CONNECTIONS)
+        self.assertEqual(metrics.count("# TYPE spectroreg_http_requests_total counter"), 1)
+
+
+def free_port_range(count):
+    """The first of C{count} consecutive local ports that are free now."""
+    for _ in range(100):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+        probe.close()
+        if base + count > 65535:
+            continue
+        probes = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                probes.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in probes:
+                sock.close()
+    raise AssertionError("no {} consecutive free ports".format(count))
 
 
 class TLSWorkersTests(WorkersTests):

@@ -86,8 +86,12 @@ class Operations:
             found.append(NotificationService(self.endpoints))
         return found
 
-    def debug_root(self):
-        """The debug listener's root resource, or None when ``http.debug.addr`` is unset."""
+    def debug_root(self, worker=0):
+        """
+        The debug listener's root resource, or None when ``http.debug.addr``
+        is unset. Worker 0 of several (C{http.workers}) serves every
+        worker's metrics (L{spectroreg.ops.workermetrics}).
+        """
         debug = self.settings.http.debug
         if debug is None or not debug.addr:
             return None
@@ -96,9 +100,20 @@ class Operations:
 
         metrics_resource = None
         if self.metrics_enabled:
-            from prometheus_client.twisted import MetricsResource
+            from spectroreg.ops import workermetrics
 
-            metrics_resource = MetricsResource(registry=self.metrics.registry)
+            urls = None
+            if worker == 0 and self.settings.http.workers > 1:
+                urls = workermetrics.worker_metrics_urls(debug.addr, debug.prometheus_path, self.settings.http.workers)
+            if urls:
+                from twisted.web.client import Agent
+
+                metrics_resource = workermetrics.WorkerMetricsResource(
+                    self.metrics.registry, urls, Agent(self._reactor), self._reactor)
+            else:
+                from prometheus_client.twisted import MetricsResource
+
+                metrics_resource = MetricsResource(registry=self.metrics.registry)
         return DebugRoot(self.health or AlwaysHealthy(), debug.prometheus_path, metrics_resource)
 
 
