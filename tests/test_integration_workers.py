@@ -218,17 +218,11 @@ class WorkersTests(unittest.TestCase):
             ports = {int(p) for p in re.findall(r'listening on http://127\.0\.0\.1:(\d+)" worker={}\n'.format(index),
                                                  daemon.log_text())} - {daemon.port}
             self.assertEqual(len(ports), 1, daemon.log_text())
-            connection = http.client.HTTPConnection("127.0.0.1", ports.pop(), timeout=10)
-            try:
-                connection.request("GET", "/debug/health")
-                response = connection.getresponse()
-                self.assertEqual((response.status, response.read().strip()), (200, b"{}"))
-                connection.request("GET", "/metrics")
-                response = connection.getresponse()
-                metrics = response.read().decode()
-            finally:
-                connection.close()
-            self.assertEqual(response.status, 200)
+            port = ports.pop()
+            status, health = debug_get(port, "/debug/health")
+            self.assertEqual((status, health.strip()), (200, "{}"))
+            status, metrics = debug_get(port, "/metrics")
+            self.assertEqual(status, 200)
             counted = sum(float(m.group(1)) for m in re.finditer(
                 r'^spectroreg_http_requests_total\{[^}]*status="200"[^}]*\} ([0-9.e+]+)$', metrics, re.MULTILINE))
             self.assertGreater(counted, 0, "worker {} served nothing:\n{}".format(index, metrics))
@@ -241,14 +235,8 @@ class WorkersTests(unittest.TestCase):
         daemon = self.start(debug={"addr": "127.0.0.1:{}".format(base), "prometheus": {"enabled": True}})
         for _ in range(CONNECTIONS):
             self.assertEqual(fresh(daemon, "GET", "/v2/")[0], 200)
-        connection = http.client.HTTPConnection("127.0.0.1", base, timeout=10)
-        try:
-            connection.request("GET", "/metrics")
-            response = connection.getresponse()
-            metrics = response.read().decode()
-        finally:
-            connection.close()
-        self.assertEqual(response.status, 200)
+        status, metrics = debug_get(base, "/metrics")
+        self.assertEqual(status, 200)
         up = dict(re.findall(r'^spectroreg_worker_up\{worker="(\d+)"\} ([0-9.]+)$', metrics, re.MULTILINE))
         self.assertEqual(up, {str(index): "1.0" for index in range(WORKERS)}, metrics)
         counted = {}
@@ -259,6 +247,17 @@ class WorkersTests(unittest.TestCase):
         self.assertEqual(set(counted), {str(index) for index in range(WORKERS)}, metrics)
         self.assertGreaterEqual(sum(counted.values()), CONNECTIONS)
         self.assertEqual(metrics.count("# TYPE spectroreg_http_requests_total counter"), 1)
+
+
+def debug_get(port, path):
+    """GET C{path} from a debug listener on C{port}: (status, text)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
 
 
 def free_port_range(count):
