@@ -5,7 +5,10 @@ no HTTP and no registry around it:
 - ``tls``: the CPU per GB of sending over TLS on 127.0.0.1 with our TLS
   layer's encryption (``spectroreg.tls.protocol.seal`` over a memory BIO,
   partial writes off, 256 KiB writes), and of the process receiving it with
-  Python's ``ssl`` (as compare.py's load client does), both measured;
+  Python's ``ssl`` (as compare.py's load client does), both measured; then
+  the same with OpenSSL writing to the socket itself (a socket BIO: no
+  copies into and out of a memory BIO, but one ``write`` per 16 KiB
+  record), the other way a TLS layer could send;
 - ``fsync``: the CPU and the time per ``fsync`` of a small new file and of
   a directory after a ``mkdir`` in it, under ``--dir`` (put it on the
   filesystem the registry's storage is on).
@@ -76,8 +79,29 @@ def _flush(conn, sock):
         sock.sendall(data)
 
 
-def measure_tls(size, workdir):
-    """(sender CPU s/GB, receiver CPU s/GB, MB/s) for SIZE bytes."""
+def _send_sealed(conn, sock, chunk):
+    """Our TLS layer's way: encrypt into the memory BIO, send what it holds."""
+    from spectroreg.tls.protocol import seal
+
+    taken, ciphertext, problem = seal(conn, chunk)
+    if problem is not None:
+        raise RuntimeError("TLS failed: {}".format(problem))
+    sock.sendall(ciphertext)
+    return taken
+
+
+def _send_on_socket(conn, sock, chunk):
+    """OpenSSL on the socket itself: it writes each record as it makes it."""
+    conn.sendall(chunk)
+    return len(chunk)
+
+
+def measure_tls(size, workdir, on_socket=False):
+    """
+    (sender CPU s/GB, receiver CPU s/GB, MB/s, cipher) for SIZE bytes, sent
+    through a memory BIO as our TLS layer does, or with C{on_socket}
+    through OpenSSL's socket BIO.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from OpenSSL import SSL
@@ -85,7 +109,7 @@ def measure_tls(size, workdir):
     from compare import make_certificate
     from spectroreg.config.settings import TLSSettings
     from spectroreg.tls.context import ContextPolicy
-    from spectroreg.tls.protocol import seal, whole_writes
+    from spectroreg.tls.protocol import whole_writes
 
     cert, key = make_certificate(workdir)
     listener = socket.socket()
@@ -102,6 +126,8 @@ def measure_tls(size, workdir):
     os.close(write_end)
     sock, _ = listener.accept()
     listener.close()
+    # As the daemon sets it on every connection.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     # The context the daemon builds for http.tls (suites, options).
     with open(key, "rb") as f:
         private_key = serialization.load_pem_private_key(f.read(), None)
@@ -109,21 +135,25 @@ def measure_tls(size, workdir):
         certificate = x509.load_pem_x509_certificate(f.read())
     context = ContextPolicy.from_settings(TLSSettings()).build(private_key, [certificate])
     whole_writes(context)
-    conn = SSL.Connection(context, None)
-    conn.set_accept_state()
-    _handshake(conn, sock)
+    if on_socket:
+        conn = SSL.Connection(context, sock)
+        conn.set_accept_state()
+        conn.do_handshake()
+        send = _send_on_socket
+    else:
+        conn = SSL.Connection(context, None)
+        conn.set_accept_state()
+        _handshake(conn, sock)
+        send = _send_sealed
     chunk = os.urandom(CHUNK)
     started = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF))
     began = time.monotonic()
     sent = 0
     while sent < size:
-        taken, ciphertext, problem = seal(conn, chunk)
-        if problem is not None:
-            raise RuntimeError("TLS failed: {}".format(problem))
-        sock.sendall(ciphertext)
-        sent += taken
+        sent += send(conn, sock, chunk)
     conn.shutdown()
-    _flush(conn, sock)
+    if not on_socket:
+        _flush(conn, sock)
     sock.shutdown(socket.SHUT_WR)
     sender = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - started
     receiver_text = b""
@@ -175,6 +205,24 @@ def measure_fsync(directory, count):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def steady_allocator():
+    """
+    Have glibc keep freed large buffers for reuse, as a long-running server's
+    heap does: otherwise, depending on the heap's layout when the measurement
+    starts, every 256 KiB buffer can come from fresh pages (a page fault and
+    the kernel zeroing each page), which doubles the sender's CPU.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    trim_threshold, mmap_threshold = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+    return bool(mallopt(trim_threshold, 64 * 1024 * 1024) and mallopt(mmap_threshold, 32 * 1024 * 1024))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="1G", help="bytes sent over TLS (default 1G)")
@@ -183,16 +231,18 @@ def main(argv=None):
     parser.add_argument("--only", choices=("tls", "fsync"), help="one of the two")
     options = parser.parse_args(argv)
     print("Python {}, {}".format(sys.version.split()[0], sys.executable))
+    steady_allocator()
     if options.only in (None, "tls"):
         workdir = tempfile.mkdtemp(prefix="floors-tls-")
         try:
             from compare import parse_size
 
-            sender, receiver, rate, cipher = measure_tls(parse_size(options.size), workdir)
+            for label, on_socket in (("memory BIO", False), ("socket BIO", True)):
+                sender, receiver, rate, cipher = measure_tls(parse_size(options.size), workdir, on_socket)
+                print("TLS over 127.0.0.1 ({}, {} KiB writes, {}): {:.0f} MB/s; CPU per GB: sender {:.3f} s, "
+                      "receiver (Python ssl) {:.3f} s".format(cipher, CHUNK // 1024, label, rate, sender, receiver))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        print("TLS over 127.0.0.1 ({}, {} KiB writes): {:.0f} MB/s; CPU per GB: sender {:.3f} s, "
-              "receiver (Python ssl) {:.3f} s".format(cipher, CHUNK // 1024, rate, sender, receiver))
     if options.only in (None, "fsync"):
         for name, cpu, wall in measure_fsync(options.dir, options.count):
             print("{} under {}: {:.0f} us CPU, {:.0f} us".format(name, options.dir, cpu, wall))
