@@ -7,7 +7,7 @@ Usage (from the source tree):
     python3 bench/compare.py [--quick] [--rounds 3] [--python /usr/bin/python3]
         [--blob-size 32M] [--blobs 4] [--chunk 8M] [--small-blobs 400] [--manifests 40]
         [--duration 3] [--connections 16,64] [--rows pull,push,small,requests,skopeo]
-        [--workers 1]
+        [--workers 1] [--no-flush]
 
 Starts four servers on 127.0.0.1, each with filesystem storage in its own
 directory under a temporary work directory: spectroreg (``python -m
@@ -44,11 +44,17 @@ is CPU-bound, its rate is at most cores / (server + client CPU per unit),
 which is what bounds the ratio a cheaper server can reach there. ``--quick`` is a smaller run (one round, 8 MiB blobs, 1 s per
 request row) for a check under a minute.
 
+``--no-flush`` runs spectroreg with libeatmydata preloaded, so that its
+``fsync``s return at once: what it then does is no longer what
+docs/storage.md promises, but the rows show what the flushes cost it
+(Distribution makes none).
+
 The pull measurement (L{measure_pull}) is a plain client, kept separate so
 that a better one can replace it.
 """
 
 import argparse
+import ctypes.util
 import datetime
 import hashlib
 import http.client
@@ -141,6 +147,20 @@ def client_tls_context():
 # -- servers -------------------------------------------------------------------
 
 
+def server_environment(kind, options):
+    """
+    The environment of a C{kind} server: ours without C{REGISTRY_*} and
+    C{AWS_*} (the config file says everything), and with ``--no-flush``
+    spectroreg's with libeatmydata preloaded, which makes its C{fsync}s
+    return at once (Distribution makes none).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "AWS_", "LD_PRELOAD"))}
+    env["PYTHONPATH"] = SOURCE_ROOT
+    if kind == "spectroreg" and options.no_flush:
+        env["LD_PRELOAD"] = options.no_flush
+    return env
+
+
 class Server:
     """One registry process: C{kind} (spectroreg or distribution), plain or TLS."""
 
@@ -170,8 +190,7 @@ class Server:
             argv = [options.python, "-m", "spectroreg", "serve", config_path]
         else:
             argv = [options.registry, "serve", config_path]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "AWS_"))}
-        env["PYTHONPATH"] = SOURCE_ROOT
+        env = server_environment(kind, options)
         self.log_path = os.path.join(directory, "server.log")
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(argv, cwd=SOURCE_ROOT, env=env, stdin=subprocess.DEVNULL,
@@ -819,6 +838,9 @@ def parse_options(argv):
     parser.add_argument("--workers", type=int, default=1,
                         help="spectroreg's http.workers (processes serving the port; 1: one process)")
     parser.add_argument("--registry", default="/usr/bin/docker-registry", help="Distribution's binary")
+    parser.add_argument("--no-flush", action="store_true",
+                        help="spectroreg with its fsyncs made no-ops (libeatmydata, apt-get install eatmydata):"
+                             " not its durability, but what the flushes cost in each row")
     parser.add_argument("--workdir", default=None, help="where the data trees go (a temp dir, removed)")
     options = parser.parse_args(argv)
     quick = options.quick
@@ -834,6 +856,10 @@ def parse_options(argv):
         print("skopeo is not installed: no skopeo rows (apt-get install skopeo)")
         options.rows.remove("skopeo")
     options.client = options.client or "python"
+    if options.no_flush:
+        options.no_flush = ctypes.util.find_library("eatmydata")
+        if not options.no_flush:
+            parser.error("--no-flush: libeatmydata is not installed (apt-get install eatmydata)")
     if options.client == "wrk" and not wrk_available():
         parser.error("--client wrk: wrk is not installed (apt-get install wrk)")
     return options
@@ -863,9 +889,11 @@ def main(argv=None):
 
 def run(options, servers, workdir):
     started = time.monotonic()
-    print("spectroreg on {} ({}, {} worker process(es)), Distribution {}; {} round(s), {} x {:.0f} MiB blobs, PATCH {:.0f} MiB, "
+    print("spectroreg on {} ({}, {} worker process(es){}), Distribution {}; {} round(s), {} x {:.0f} MiB blobs, PATCH {:.0f} MiB, "
           "{} small blobs / {} manifests, request rows {:.0f}s with {}".format(
-              options.python, python_version(options.python), options.workers, options.registry, options.rounds, options.blobs,
+              options.python, python_version(options.python), options.workers,
+              ", fsync off ({})".format(options.no_flush) if options.no_flush else "",
+              options.registry, options.rounds, options.blobs,
               options.blob_size / MiB, options.chunk / MiB, options.small_blobs, options.manifests,
               options.duration, options.client), flush=True)
     bench = Bench(options, servers, workdir)

@@ -88,6 +88,33 @@ class QuickCompareTests(unittest.TestCase):
         self.assertRegex(output, r"spectroreg plain \(all its processes\) \d+\.\d MiB")
 
 
+class ServerEnvironmentTests(unittest.TestCase):
+    def test_no_flush_preloads_eatmydata_into_spectroreg_only(self):
+        compare = bench_module("compare")
+        options = compare.parse_options([])
+        self.assertFalse(options.no_flush)
+        self.patch(compare.os, "environ", {"PATH": "/usr/bin", "LD_PRELOAD": "libother.so", "REGISTRY_X": "1"})
+        for kind in ("spectroreg", "distribution"):
+            env = compare.server_environment(kind, options)
+            self.assertNotIn("LD_PRELOAD", env)
+            self.assertNotIn("REGISTRY_X", env)
+            self.assertEqual(env["PATH"], "/usr/bin")
+        options.no_flush = "libeatmydata.so.1"
+        self.assertEqual(compare.server_environment("spectroreg", options)["LD_PRELOAD"], "libeatmydata.so.1")
+        self.assertNotIn("LD_PRELOAD", compare.server_environment("distribution", options))
+
+    def test_no_flush_needs_the_library(self):
+        compare = bench_module("compare")
+        self.patch(compare.ctypes.util, "find_library", lambda name: None)
+        self.patch(sys, "stderr", open(os.devnull, "w"))
+        self.addCleanup(sys.stderr.close)
+        with self.assertRaises(SystemExit):
+            compare.parse_options(["--no-flush"])
+        self.patch(compare.ctypes.util, "find_library",
+                   lambda name: "libeatmydata.so.1" if name == "eatmydata" else None)
+        self.assertEqual(compare.parse_options(["--no-flush"]).no_flush, "libeatmydata.so.1")
+
+
 class ProcessTreeTests(unittest.TestCase):
     def test_cpu_of_a_process_and_its_children(self):
         """A child's CPU counts in its parent's tree while it runs."""
