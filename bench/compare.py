@@ -7,7 +7,7 @@ Usage (from the source tree):
     python3 bench/compare.py [--quick] [--rounds 3] [--python /usr/bin/python3]
         [--blob-size 32M] [--blobs 4] [--chunk 8M] [--small-blobs 400] [--manifests 40]
         [--duration 3] [--connections 16,64] [--rows pull,push,small,requests,skopeo]
-        [--workers 1] [--no-flush]
+        [--workers 1] [--no-flush] [--kernel]
 
 Starts four servers on 127.0.0.1, each with filesystem storage in its own
 directory under a temporary work directory: spectroreg (``python -m
@@ -47,13 +47,19 @@ request row) for a check under a minute.
 ``--no-flush`` runs spectroreg with libeatmydata preloaded, so that its
 ``fsync``s return at once: what it then does is no longer what
 docs/storage.md promises, but the rows show what the flushes cost it
-(Distribution makes none).
+(Distribution flushes each file it writes, not the directories).
+
+``--kernel`` adds two columns: of each server's CPU per unit, the part spent
+in the kernel (stime: system calls, page faults, waking and switching
+threads), and the server's context switches per unit (voluntary and
+involuntary, summed over its live threads from /proc/<pid>/task/*/status).
 
 The pull measurement (L{measure_pull}) is a plain client, kept separate so
 that a better one can replace it.
 """
 
 import argparse
+import collections
 import ctypes.util
 import datetime
 import hashlib
@@ -233,6 +239,14 @@ class Server:
     def cpu_seconds(self):
         """The server's CPU seconds so far: with workers, all its processes'."""
         return procstat.tree_cpu_seconds(self.pid)
+
+    def system_seconds(self):
+        """Of L{cpu_seconds}, those spent in the kernel."""
+        return procstat.tree_system_seconds(self.pid)
+
+    def context_switches(self):
+        """The context switches of the server's live threads so far (all its processes')."""
+        return procstat.tree_context_switches(self.pid)
 
     def peak_rss(self):
         """The peak RSS of its largest process (the sum of all, with workers: L{peak_rss_sum})."""
@@ -544,7 +558,26 @@ class Row:
         self.unit = unit  # "MB/s", "req/s", ...
         self.cpu_unit = cpu_unit  # (label, scale): CPU seconds per unit of amount, times scale
         self.transport = transport
-        self.run = run  # run(server, round) -> [(label, rate, amount)]
+        # run(server, round) -> [(label, rate, amount)], or with parts measured
+        # apart [(label, rate, amount, Usage of that part)]
+        self.run = run
+
+
+class Usage(collections.namedtuple("Usage", "cpu system switches client")):
+    """
+    What a server and the load client have used so far: the server's CPU
+    seconds, of them in the kernel, its context switches, and the client's
+    CPU seconds. Subtracting two gives what was used in between.
+    """
+
+    __slots__ = ()
+
+    def __sub__(self, other):
+        return Usage(*(a - b for a, b in zip(self, other)))
+
+    @classmethod
+    def of(cls, server):
+        return cls(server.cpu_seconds(), server.system_seconds(), server.context_switches(), client_cpu_seconds())
 
 
 class Bench:
@@ -635,19 +668,16 @@ class Bench:
             finally:
                 connection.close()
 
-        cpu = server.cpu_seconds()
-        client = client_cpu_seconds()
+        before = Usage.of(server)
         started = time.monotonic()
         run_threads(clients, push_blobs)
         middle = time.monotonic()
-        cpu_blobs = server.cpu_seconds() - cpu
-        client_blobs = client_cpu_seconds() - client
+        between = Usage.of(server)
         run_threads(clients, push_manifests)
         ended = time.monotonic()
-        cpu_manifests = server.cpu_seconds() - cpu - cpu_blobs
-        client_manifests = client_cpu_seconds() - client - client_blobs
-        return [("blobs", len(blobs) / (middle - started), len(blobs), cpu_blobs, client_blobs),
-                ("manifests", len(manifests) / (ended - middle), len(manifests), cpu_manifests, client_manifests)]
+        after = Usage.of(server)
+        return [("blobs", len(blobs) / (middle - started), len(blobs), between - before),
+                ("manifests", len(manifests) / (ended - middle), len(manifests), after - between)]
 
     def small_requests(self, kind, connections):
         def run(server, round_index):
@@ -724,25 +754,32 @@ def client_cpu_seconds():
     return total
 
 
+def switch_unit(cpu_unit):
+    """The unit context switches are counted per, for a row's CPU unit: (label, scale)."""
+    return {"s/GB": ("per GB", 1e9), "us/req": ("per req", 1)}.get(cpu_unit[0], ("each", 1))
+
+
 def measure_row(row, server, round_index):
     """
     Run C{row} once against C{server}: [(label, rate, server CPU per unit,
-    client CPU per unit)]. A row that measures parts of its run apart
-    (several labels) returns each part's server and client CPU seconds.
+    client CPU per unit, server kernel CPU per unit, server context switches
+    per switch unit)]. A row that measures parts of its run apart (several
+    labels) returns each part's L{Usage}.
     """
-    cpu = server.cpu_seconds()
-    client = client_cpu_seconds()
+    before = Usage.of(server)
     results = row.run(server, round_index)
-    cpu = server.cpu_seconds() - cpu
-    client = client_cpu_seconds() - client
+    used = Usage.of(server) - before
     scale = row.cpu_unit[1]
+    switch_scale = switch_unit(row.cpu_unit)[1]
     measured = []
     for result in results:
         label, rate, amount = result[:3]
-        used = result[3] if len(result) > 3 else cpu
-        used_by_client = result[4] if len(result) > 4 else client
-        measured.append((label, rate, used / amount * scale if amount else None,
-                         used_by_client / amount * scale if amount else None))
+        part = result[3] if len(result) > 3 else used
+        if not amount:
+            measured.append((label, rate, None, None, None, None))
+            continue
+        measured.append((label, rate, part.cpu / amount * scale, part.client / amount * scale,
+                         part.system / amount * scale, part.switches / amount * switch_scale))
     return measured
 
 
@@ -765,18 +802,30 @@ def _cpu_pair(cpus, unit):
     return "{:.{d}f} vs {:.{d}f} {}".format(cpus[0], cpus[1], unit, d=digits)
 
 
+def _count_pair(counts, unit):
+    """'a vs b unit' of two counts per unit, or n/a when either is unknown."""
+    if None in counts:
+        return "n/a"
+    return "{:.0f} vs {:.0f} {}".format(counts[0], counts[1], unit)
+
+
 def report(rows, results, peaks, options):
     lines = []
     header = ("| | spectroreg: best (each round) | Distribution: best (each round) | ratio of the best"
               " (median of the rounds' ratios) | server CPU per unit, least (spectroreg vs Distribution) |"
               " load client's CPU per unit, least (against spectroreg vs against Distribution) |")
+    columns = 6
+    if options.kernel:
+        header += (" of the server CPU, in the kernel, least (spectroreg vs Distribution) |"
+                   " server context switches, least (spectroreg vs Distribution) |")
+        columns += 2
     lines.append(header)
-    lines.append("| --- | --- | --- | --- | --- | --- |")
+    lines.append("|" + " --- |" * columns)
     for row in rows:
         by_label = {}
         for kind in SERVERS:
-            for label, rate, cpu, client in results.get((row.name, kind), []):
-                by_label.setdefault(label, {}).setdefault(kind, []).append((rate, cpu, client))
+            for label, rate, cpu, client, system, switches in results.get((row.name, kind), []):
+                by_label.setdefault(label, {}).setdefault(kind, []).append((rate, cpu, client, system, switches))
         for label, per_kind in by_label.items():
             name = row.name if not label else "{}: {}".format(row.name, label)
             unit = row.unit if row.unit != "/s" else label + "/s"
@@ -786,7 +835,8 @@ def report(rows, results, peaks, options):
                 rounds = per_kind.get(kind, [])
                 if rounds:
                     best[kind] = (max(r[0] for r in rounds), _least(r[1] for r in rounds),
-                                  _least(r[2] for r in rounds))
+                                  _least(r[2] for r in rounds), _least(r[3] for r in rounds),
+                                  _least(r[4] for r in rounds))
                     shown = format_rate(best[kind][0], unit)
                     if len(rounds) > 1:
                         shown += " ({})".format(", ".join(
@@ -795,7 +845,7 @@ def report(rows, results, peaks, options):
                 else:
                     cells.append("n/a")
             ratio = "n/a"
-            cpu_cell = client_cell = "n/a"
+            cpu_cell = client_cell = system_cell = switches_cell = "n/a"
             if len(best) == 2 and best["distribution"][0]:
                 ratio = "{:.2f}x".format(best["spectroreg"][0] / best["distribution"][0])
                 # Each round ran both back to back: its ratio is paired, and
@@ -807,8 +857,12 @@ def report(rows, results, peaks, options):
                                                  (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2)
                 cpu_cell = _cpu_pair([best[k][1] for k in SERVERS], row.cpu_unit[0])
                 client_cell = _cpu_pair([best[k][2] for k in SERVERS], row.cpu_unit[0])
-            lines.append("| {} | {} | {} | {} | {} | {} |".format(
-                name, cells[0], cells[1], ratio, cpu_cell, client_cell))
+                system_cell = _cpu_pair([best[k][3] for k in SERVERS], row.cpu_unit[0])
+                switches_cell = _count_pair([best[k][4] for k in SERVERS], switch_unit(row.cpu_unit)[0])
+            line = "| {} | {} | {} | {} | {} | {} |".format(name, cells[0], cells[1], ratio, cpu_cell, client_cell)
+            if options.kernel:
+                line += " {} | {} |".format(system_cell, switches_cell)
+            lines.append(line)
     lines.append("")
     lines.append("peak RSS (VmHWM): " + ", ".join(
         "{} {:.1f} MiB".format(name, peak / MiB) for name, peak in peaks if peak is not None))
@@ -841,6 +895,9 @@ def parse_options(argv):
     parser.add_argument("--no-flush", action="store_true",
                         help="spectroreg with its fsyncs made no-ops (libeatmydata, apt-get install eatmydata):"
                              " not its durability, but what the flushes cost in each row")
+    parser.add_argument("--kernel", action="store_true",
+                        help="two more columns: each server's CPU per unit spent in the kernel, and its context"
+                             " switches per unit")
     parser.add_argument("--workdir", default=None, help="where the data trees go (a temp dir, removed)")
     options = parser.parse_args(argv)
     quick = options.quick

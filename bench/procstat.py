@@ -1,8 +1,8 @@
 """
 What the benchmarks read of a server process, and how they stop one:
-CPU seconds and peak memory from /proc (of one process, or of a process
-and the processes it started, as spectroreg's ``http.workers``), SIGTERM
-then SIGKILL.
+CPU seconds (and of them, the kernel's), context switches and peak memory
+from /proc (of one process, or of a process and the processes it started,
+as spectroreg's ``http.workers``), SIGTERM then SIGKILL.
 """
 
 import os
@@ -54,19 +54,62 @@ def tree(pid):
     return result
 
 
-def tree_cpu_seconds(pid):
-    """
-    CPU seconds of C{pid} and every process below it: each live one's own,
-    plus what its ended (reaped) children used.
-    """
+# Fields of /proc/<pid>/stat after the name: utime, stime, cutime, cstime.
+_UTIME, _STIME, _CUTIME, _CSTIME = 11, 12, 13, 14
+
+
+def _tree_ticks(pid, fields_wanted):
+    """The sum of C{fields_wanted} of /proc/<pid>/stat over C{pid}'s tree, in seconds."""
     total = 0.0
     for member in tree(pid):
         try:
             fields = _stat(member)
         except OSError:
             continue
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
+        total += sum(int(fields[i]) for i in fields_wanted) / TICKS
     return total
+
+
+def tree_cpu_seconds(pid):
+    """
+    CPU seconds of C{pid} and every process below it: each live one's own,
+    plus what its ended (reaped) children used.
+    """
+    return _tree_ticks(pid, (_UTIME, _STIME, _CUTIME, _CSTIME))
+
+
+def tree_system_seconds(pid):
+    """
+    Of L{tree_cpu_seconds}, the seconds spent in the kernel (system calls,
+    page faults, waking and switching threads).
+    """
+    return _tree_ticks(pid, (_STIME, _CSTIME))
+
+
+def context_switches(pid):
+    """
+    Context switches of process C{pid}'s live threads, voluntary (a thread
+    waited: for I/O, a lock, a wake-up) and involuntary (preempted).
+    """
+    total = 0
+    try:
+        threads = os.listdir("/proc/{}/task".format(pid))
+    except OSError:
+        return 0
+    for thread in threads:
+        try:
+            with open("/proc/{}/task/{}/status".format(pid, thread)) as handle:
+                for line in handle:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def tree_context_switches(pid):
+    """L{context_switches} of C{pid} and every live process below it."""
+    return sum(context_switches(member) for member in tree(pid))
 
 
 def tree_peak_rss(pid):

@@ -50,15 +50,19 @@ class QuickCompareTests(unittest.TestCase):
             [sys.executable, SCRIPT, "--quick", "--rounds", "2", "--registry", registry, "--blob-size", "256K",
              "--blobs", "2",
              "--chunk", "100K", "--small-blobs", "16", "--manifests", "4", "--duration", "0.5",
-             "--connections", "4"],
+             "--connections", "4", "--kernel"],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300,
         )
         output = completed.stdout.decode("utf-8", "replace")
         self.assertEqual(completed.returncode, 0, output)
+        self.assertIn("in the kernel, least (spectroreg vs Distribution) | server context switches", output)
         for row in ROWS:
             line = re.search(r"^\| {} \| (.*)$".format(re.escape(row)), output, re.MULTILINE)
             self.assertIsNotNone(line, "no row {!r} in:\n{}".format(row, output))
-            spectroreg, distribution, ratio, cpu, client = [c.strip() for c in line.group(1).split("|")[:5]]
+            cells = [c.strip() for c in line.group(1).split("|")]
+            self.assertEqual(cells[-1], "", output)
+            self.assertEqual(len(cells), 8, output)
+            spectroreg, distribution, ratio, cpu, client, system, switches = cells[:7]
             self.assertRegex(spectroreg, r"^\d+ \S+", output)
             self.assertRegex(distribution, r"^\d+ \S+", output)
             # The ratio of the best rounds, and the median of each round's ratio.
@@ -67,6 +71,13 @@ class QuickCompareTests(unittest.TestCase):
             # The load client's own CPU per unit, against each server.
             self.assertRegex(client, r"^\d+(\.\d+)? vs \d+(\.\d+)? \S+", output)
             self.assertEqual(client.split()[-1], cpu.split()[-1], output)
+            # --kernel: the server's CPU in the kernel, in the same unit and
+            # never more than all of it; its context switches per unit.
+            self.assertRegex(system, r"^\d+(\.\d+)? vs \d+(\.\d+)? \S+", output)
+            self.assertEqual(system.split()[-1], cpu.split()[-1], output)
+            for part, whole in ((system.split()[0], cpu.split()[0]), (system.split()[2], cpu.split()[2])):
+                self.assertLessEqual(float(part), float(whole), output)
+            self.assertRegex(switches, r"^\d+ vs \d+ (per GB|each|per req)$", output)
         self.assertRegex(output, r"peak RSS \(VmHWM\): spectroreg plain \d+\.\d MiB, distribution plain \d+\.\d MiB,"
                                  r" spectroreg TLS \d+\.\d MiB, distribution TLS \d+\.\d MiB")
 
@@ -116,18 +127,20 @@ class ServerEnvironmentTests(unittest.TestCase):
 
 
 class ProcessTreeTests(unittest.TestCase):
+    def python(self, code):
+        """Start C{python -c code} with its output on a pipe; killed at the end of the test."""
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        return process
+
     def test_cpu_of_a_process_and_its_children(self):
         """A child's CPU counts in its parent's tree while it runs."""
         procstat = bench_module("procstat")
-
-        parent = subprocess.Popen(
-            [sys.executable, "-c",
-             "import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', "
-             "'import time\\nend = time.process_time() + 0.6\\nwhile time.process_time() < end: pass\\n"
-             "time.sleep(30)']); sys.stdout.write(str(child.pid) + chr(10)); sys.stdout.flush(); child.wait()"],
-            stdout=subprocess.PIPE)
-        self.addCleanup(parent.wait)
-        self.addCleanup(parent.kill)
+        parent = self.python(
+            "import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', "
+            "'import time\\nend = time.process_time() + 0.6\\nwhile time.process_time() < end: pass\\n"
+            "time.sleep(30)']); sys.stdout.write(str(child.pid) + chr(10)); sys.stdout.flush(); child.wait()")
         child = int(parent.stdout.readline())
         self.addCleanup(os.kill, child, 9)
         deadline = time.monotonic() + 20
@@ -137,3 +150,26 @@ class ProcessTreeTests(unittest.TestCase):
         own = procstat.cpu_seconds(parent.pid)
         self.assertGreaterEqual(procstat.tree_cpu_seconds(parent.pid), own + 0.5)
         self.assertEqual(len(procstat.tree_peak_rss(parent.pid)), 2)
+
+    def test_kernel_time_and_context_switches(self):
+        """
+        A process that naps 300 times, then makes system calls for 0.3 s of
+        CPU: its naps are counted as context switches, and its kernel time is
+        some of its CPU time.
+        """
+        procstat = bench_module("procstat")
+        process = self.python(
+            "import os, sys, time\nsys.stdout.write('go' + chr(10)); sys.stdout.flush()\n"
+            "for _ in range(300): time.sleep(0.001)\n"
+            "end = time.process_time() + 0.3\nwhile time.process_time() < end: os.getppid()\n"
+            "sys.stdout.write('done' + chr(10)); sys.stdout.flush(); time.sleep(30)")
+        self.assertEqual(process.stdout.readline(), b"go\n")
+        before = procstat.tree_context_switches(process.pid)
+        self.assertEqual(process.stdout.readline(), b"done\n")
+        after = procstat.tree_context_switches(process.pid)
+        # Nearly every nap is a voluntary switch (a timer can be due already).
+        self.assertGreaterEqual(after - before, 200)
+        system = procstat.tree_system_seconds(process.pid)
+        self.assertGreater(system, 0)
+        self.assertLessEqual(system, procstat.tree_cpu_seconds(process.pid))
+        self.assertEqual(procstat.context_switches(2 ** 22 + 1), 0)
